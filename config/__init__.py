@@ -1,0 +1,1 @@
+"""Settings, Celery configuration, logging and gunicorn: the leaf every layer may import."""

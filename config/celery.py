@@ -1,0 +1,94 @@
+"""Celery configuration: one queue per domain, routes derived from the task module, beat.
+
+A task defined in ``tasks/<ctx>.py`` is named ``tasks.<ctx>.<function>`` and goes to the
+queue ``<ctx>``. Pools (Procfile processes) consume one or more queues; ``POOLS`` is the
+single table both the Procfile test and the routing test read.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from kombu import Queue
+
+from config.settings import Settings
+
+# Pool name -> queues it consumes. Contexts without their own pool share "default"
+# until they need one (DESIGN §1).
+POOLS: dict[str, tuple[str, ...]] = {
+    "purchases": ("purchases",),
+    "notifications": ("notifications",),
+    "assets": ("assets",),
+    "tenancy": ("tenancy",),
+    "default": (
+        "default", "identity", "iam", "employment", "publications",
+        "translations", "billing", "relay",
+    ),
+}
+QUEUES: tuple[str, ...] = tuple(q for queues in POOLS.values() for q in queues)
+
+# Periodic jobs: name -> (task name, interval setting or seconds). Each job is idempotent
+# and takes an atomic lock, so two beat processes started by mistake do no harm (§6).
+BEAT_JOBS: dict[str, tuple[str, str | float]] = {
+    "relay-sweep": ("tasks.relay.sweep_outboxes", "relay_interval_seconds"),
+    "migration-drift": ("tasks.tenancy.check_migration_drift", 3600.0),
+}
+
+
+def queue_for_task(name: str) -> str:
+    """The queue of a task, derived from its module: ``tasks.<ctx>.fn`` -> ``<ctx>``."""
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[0] == "tasks" and parts[1] in QUEUES:
+        return parts[1]
+    return "default"
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict[str, str]:
+    """Celery router: send every task to its module's queue."""
+    return {"queue": queue_for_task(name)}
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The beat table with intervals resolved from settings."""
+    schedule: dict[str, dict[str, Any]] = {}
+    for job, (task, every) in BEAT_JOBS.items():
+        seconds = float(getattr(settings, every)) if isinstance(every, str) else every
+        schedule[job] = {"task": task, "schedule": timedelta(seconds=seconds)}
+    return schedule
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings: late acks, reject on worker loss, prefetch 1, JSON only, limits."""
+    hard = settings.task_time_limit
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": hard,
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        # Redis re-delivers unacknowledged messages after this; it must exceed the
+        # longest task or a running task would be handed to a second worker.
+        "broker_transport_options": {"visibility_timeout": max(3600, hard * 4)},
+        "result_backend_transport_options": {"visibility_timeout": max(3600, hard * 4)},
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        "task_track_started": True,
+        "result_expires": 86400,
+        "result_extended": True,
+        "task_default_queue": "default",
+        "task_create_missing_queues": False,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": (route_task,),
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": beat_schedule(settings),
+        "timezone": "UTC",
+    }

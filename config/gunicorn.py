@@ -1,0 +1,11 @@
+"""gunicorn settings for the web process (``gunicorn -c config/gunicorn.py``)."""
+import os
+
+bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('WEB_PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "1"))
+worker_class = "sync" if threads == 1 else "gthread"
+accesslog = None
+timeout = 30
+graceful_timeout = 10
+wsgi_app = "web:create_app()"

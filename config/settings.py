@@ -1,0 +1,183 @@
+"""Typed settings, read once from the environment at the edge (create_app, create_celery).
+
+Every field is read from the upper-case environment variable of the same name. A bad
+value raises SettingsError naming the variable, so a process refuses to start instead
+of failing later. With no DATABASE_URL / BROKER_URL the embedded servers under
+VAR_DIR are used (DESIGN §3).
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+EMBEDDED_REDIS_PORT = 16379
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseModel):
+    """Everything a process needs to know about its surroundings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Path("var")
+    secret_key: str = ""
+    database_url: str = ""
+    trial_database_url: str = ""
+    placement_servers: tuple[str, ...] = ()
+    broker_url: str = ""
+    result_backend: str = ""
+    routing_cache_ttl: float = Field(default=5.0, ge=0)
+    engine_cache_size: int = Field(default=32, ge=2)
+    db_pool_size: int = Field(default=5, ge=1)
+    tenant_db_role: str = "allotment_tenant"
+    message_lease_seconds: float = Field(default=60.0, gt=0)
+    message_max_attempts: int = Field(default=8, ge=1)
+    relay_interval_seconds: float = Field(default=10.0, gt=0)
+    relay_batch_size: int = Field(default=500, ge=1)
+    migration_concurrency: int = Field(default=4, ge=1)
+    task_soft_time_limit: int = Field(default=240, ge=1)
+    task_time_limit: int = Field(default=300, ge=1)
+    worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+    max_content_length: int = Field(default=1_048_576, ge=1024)
+    jwt_access_minutes: int = Field(default=15, ge=1)
+    cookie_secure: bool = True
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url", "trial_database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL (postgresql://...)")
+        return _psycopg_url(value) if value else value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _redis_only(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "redis+socket://")):
+            raise ValueError("must be a Redis URL (redis://host:port/db)")
+        return value
+
+    @field_validator("placement_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return tuple(_psycopg_url(_server_url(v)) for v in value)  # type: ignore[union-attr]
+
+    @property
+    def embedded(self) -> bool:
+        """True when this process relies on the embedded PostgreSQL/Redis servers."""
+        return not self.database_url
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis used for caches and locks (the broker's server)."""
+        return self.broker_url
+
+
+def _psycopg_url(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _server_url(url: str) -> str:
+    """Strip the database name: placement servers are servers, not databases."""
+    head, sep, query = url.partition("?")
+    scheme, _, rest = head.partition("://")
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}/postgres" + (sep + query if sep else "")
+
+
+def database_on(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``server_url``."""
+    head, sep, query = server_url.partition("?")
+    scheme, _, rest = head.partition("://")
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}/{quote(name)}" + (sep + query if sep else "")
+
+
+def database_name(url: str) -> str:
+    """The database name in a PostgreSQL URL."""
+    head = url.partition("?")[0]
+    return head.partition("://")[2].split("/", 1)[1]
+
+
+def embedded_urls(var_dir: Path) -> dict[str, str]:
+    """URLs of the embedded servers the run command starts under ``var_dir``."""
+    socket_dir = (var_dir / "pg").resolve()
+    return {
+        "database_url": f"postgresql+psycopg://postgres@/allotment?host={socket_dir}",
+        "broker_url": f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0",
+        "result_backend": f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/1",
+    }
+
+
+def _raw_values(environ: Mapping[str, str]) -> dict[str, str]:
+    names = Settings.model_fields
+    return {name: environ[name.upper()] for name in names if name.upper() in environ}
+
+
+def _secret_key(var_dir: Path) -> str:
+    """A per-checkout development key, kept under var/ so restarts keep sessions valid."""
+    path = var_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping; raise SettingsError naming the variable."""
+    raw: dict[str, object] = dict(_raw_values(environ))
+    try:
+        settings = Settings(**raw)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from None
+    return _complete(settings)
+
+
+def _complete(settings: Settings) -> Settings:
+    """Fill in derived defaults: embedded URLs, trial database, placement, secret key."""
+    updates: dict[str, object] = {}
+    if settings.env == "production":
+        for name in ("secret_key", "database_url", "broker_url"):
+            if not getattr(settings, name):
+                raise SettingsError(f"invalid configuration: {name.upper()}: required in production")
+    if not settings.database_url:
+        updates.update(embedded_urls(settings.var_dir))
+        if settings.broker_url:
+            updates["broker_url"] = settings.broker_url
+        if settings.result_backend:
+            updates["result_backend"] = settings.result_backend
+    broker = updates.get("broker_url", settings.broker_url)
+    if not broker:
+        raise SettingsError("invalid configuration: BROKER_URL: required when DATABASE_URL is set")
+    if not (updates.get("result_backend") or settings.result_backend):
+        updates["result_backend"] = broker
+    database_url = str(updates.get("database_url", settings.database_url))
+    if not settings.trial_database_url:
+        updates["trial_database_url"] = database_on(database_url, database_name(database_url) + "_trial")
+    if not settings.placement_servers:
+        updates["placement_servers"] = (_server_url(database_url),)
+    if not settings.secret_key:
+        updates["secret_key"] = _secret_key(settings.var_dir)
+    if settings.task_soft_time_limit >= settings.task_time_limit:
+        raise SettingsError("invalid configuration: TASK_SOFT_TIME_LIMIT: must be below TASK_TIME_LIMIT")
+    return settings.model_copy(update=updates)

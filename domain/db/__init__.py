@@ -1,0 +1,1 @@
+"""Shared kernel: declarative bases, the data provider (tenant -> database -> session), migrations."""

@@ -1,0 +1,243 @@
+"""The data provider: tenant -> database -> session (DESIGN §3).
+
+- ``management()`` opens a session on the management database.
+- ``tenant(tenant_id)`` routes the tenant to the shared trial database or its dedicated
+  one and opens a session that filters every TenantScoped query by the tenant and, on
+  the trial database, switches to the RLS-bound role with ``app.tenant_id`` set.
+- ``unscoped(db_key)`` is the explicit opt-out for tenancy's copy/migration code and the
+  relay; grep for ``unscoped(`` to find every use.
+
+Routing is cached per process for ``routing_cache_ttl`` seconds and dropped at once by
+``invalidate``; engines are kept in a bounded LRU so thousands of tenants do not mean
+thousands of open pools.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from config.settings import Settings, database_on
+from domain.db.base import TenantScoped
+from domain.errors import NotFound
+
+MANAGEMENT = "management"
+TRIAL = "trial"
+DEDICATED_PREFIX = "dedicated:"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a tenant's data lives, as recorded in the management database."""
+
+    status: str
+    server: str | None = None
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A resolved tenant route."""
+
+    tenant_id: uuid.UUID
+    status: str
+    db_key: str
+    url: str
+
+
+# Reads a tenant's placement from the management database (tenancy owns that table).
+PlacementLookup = Callable[[Session, uuid.UUID], Placement | None]
+# Lists (tenant_id, server, database) of every dedicated database.
+DedicatedLister = Callable[[Session], list[tuple[uuid.UUID, str, str]]]
+
+
+class ProviderSession(Session):
+    """A Session that knows its database key and, when scoped, its tenant."""
+
+
+@event.listens_for(ProviderSession, "do_orm_execute")
+def _filter_by_tenant(state: ORMExecuteState) -> None:
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None or not (state.is_select or state.is_update or state.is_delete):
+        return
+    state.statement = state.statement.options(with_loader_criteria(
+        TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True))
+
+
+@event.listens_for(ProviderSession, "before_flush")
+def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is None:
+        return
+    for obj in session.new:
+        if isinstance(obj, TenantScoped):
+            if getattr(obj, "tenant_id", None) is None:
+                obj.tenant_id = tenant_id
+            elif obj.tenant_id != tenant_id:
+                raise PermissionError("row of another tenant added to a tenant session")
+
+
+@event.listens_for(ProviderSession, "after_begin")
+def _enter_rls(session: Session, transaction: Any, connection: Any) -> None:
+    role = session.info.get("rls_role")
+    if role:
+        # One round trip: the role that RLS binds, and the tenant its policies read.
+        connection.exec_driver_sql(
+            f"SET LOCAL ROLE {role}; SET LOCAL app.tenant_id = '{session.info['tenant_id']}'")
+
+
+class DataProvider:
+    """Routes tenants to databases and hands out sessions bound to them."""
+
+    def __init__(self, settings: Settings, placement_of: PlacementLookup,
+                 dedicated: DedicatedLister) -> None:
+        self.settings = settings
+        self._placement_of = placement_of
+        self._dedicated = dedicated
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._routes: dict[uuid.UUID, tuple[Route, float]] = {}
+        self._lock = threading.Lock()
+
+    # -- engines -------------------------------------------------------------------
+    def engine(self, url: str) -> Engine:
+        """A pooled engine for ``url``, from a bounded LRU cache."""
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is not None:
+                self._engines.move_to_end(url)
+                return engine
+            engine = create_engine(url, pool_size=self.settings.db_pool_size, max_overflow=5,
+                                   pool_recycle=1800)
+            self._engines[url] = engine
+            while len(self._engines) > self.settings.engine_cache_size:
+                _, old = self._engines.popitem(last=False)
+                old.dispose()
+            return engine
+
+    def engine_count(self) -> int:
+        """How many engines are open (bounded by ``engine_cache_size``)."""
+        return len(self._engines)
+
+    def after_fork(self) -> None:
+        """Drop inherited connections in a forked child (prefork worker, gunicorn)."""
+        with self._lock:
+            for engine in self._engines.values():
+                engine.dispose(close=False)
+
+    def dispose(self) -> None:
+        """Close every pool."""
+        with self._lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+    # -- routing -------------------------------------------------------------------
+    def url_of(self, db_key: str) -> str:
+        """The URL of a database key: management, trial, or dedicated:<database>@<server>."""
+        if db_key == MANAGEMENT:
+            return self.settings.database_url
+        if db_key == TRIAL:
+            return self.settings.trial_database_url
+        if db_key.startswith(DEDICATED_PREFIX):
+            name, _, server = db_key[len(DEDICATED_PREFIX):].partition("@")
+            return database_on(self.server_url(server), name)
+        raise ValueError(f"unknown database key {db_key!r}")
+
+    def server_url(self, label: str) -> str:
+        """The configured placement server whose label is ``label``."""
+        for url in self.settings.placement_servers:
+            if server_label(url) == label:
+                return url
+        raise LookupError(f"placement server {label!r} is not configured")
+
+    def route(self, tenant_id: uuid.UUID) -> Route:
+        """Where ``tenant_id`` lives now (cached; NotFound for an unknown tenant)."""
+        cached = self._routes.get(tenant_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        with self.management() as session:
+            placement = self._placement_of(session, tenant_id)
+        if placement is None or placement.status == "deleted":
+            raise NotFound("no such tenant", field="tenant")
+        if placement.database and placement.server:
+            key = dedicated_key(placement.server, placement.database)
+        else:
+            key = TRIAL
+        route = Route(tenant_id, placement.status, key, self.url_of(key))
+        self._routes[tenant_id] = (route, time.monotonic() + self.settings.routing_cache_ttl)
+        return route
+
+    def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
+        """Forget cached routes (one tenant, or all) so the next lookup reads them anew."""
+        if tenant_id is None:
+            self._routes.clear()
+        else:
+            self._routes.pop(tenant_id, None)
+
+    def tenant_databases(self) -> list[str]:
+        """Keys of every tenant database: the trial database and each dedicated one."""
+        with self.management() as session:
+            dedicated = self._dedicated(session)
+        return [TRIAL] + [dedicated_key(server, name) for _, server, name in dedicated]
+
+    def all_databases(self) -> list[str]:
+        """The management database and every tenant database (for the relay)."""
+        return [MANAGEMENT, *self.tenant_databases()]
+
+    # -- sessions ------------------------------------------------------------------
+    def management(self) -> ProviderSession:
+        """A session on the management database."""
+        return self._session(MANAGEMENT)
+
+    def tenant(self, tenant_id: uuid.UUID) -> ProviderSession:
+        """A session on the tenant's database, filtered by tenant (and RLS on trial)."""
+        route = self.route(tenant_id)
+        session = self._session(route.db_key, tenant_id=tenant_id)
+        if route.db_key == TRIAL and self.settings.tenant_db_role:
+            session.info["rls_role"] = self.settings.tenant_db_role
+        return session
+
+    def unscoped(self, db_key: str) -> ProviderSession:
+        """A session with no tenant filter: only for tenancy's copy/migration code and the relay."""
+        return self._session(db_key)
+
+    def session_for(self, db_key: str, tenant_id: uuid.UUID | None) -> ProviderSession:
+        """A session on ``db_key``: tenant-scoped when a tenant is given."""
+        if tenant_id is None:
+            return self._session(db_key)
+        session = self._session(db_key, tenant_id=tenant_id)
+        if db_key == TRIAL and self.settings.tenant_db_role:
+            session.info["rls_role"] = self.settings.tenant_db_role
+        return session
+
+    def _session(self, db_key: str, tenant_id: uuid.UUID | None = None) -> ProviderSession:
+        info: dict[str, Any] = {"db_key": db_key,
+                                "lease_seconds": self.settings.message_lease_seconds}
+        if tenant_id is not None:
+            info["tenant_id"] = tenant_id
+        return ProviderSession(bind=self.engine(self.url_of(db_key)), info=info,
+                               expire_on_commit=False)
+
+
+def server_label(url: str) -> str:
+    """A credential-free name for a server: ``host:port``, or the socket directory."""
+    head, _, query = url.partition("?")
+    authority = head.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
+    if authority:
+        return authority if ":" in authority else f"{authority}:5432"
+    for part in query.split("&"):
+        if part.startswith("host="):
+            return part[len("host="):]
+    return "localhost:5432"
+
+
+def dedicated_key(server: str, database: str) -> str:
+    """The key of a dedicated database: ``dedicated:<database>@<server label>``."""
+    return f"{DEDICATED_PREFIX}{database}@{server}"

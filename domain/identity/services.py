@@ -1,0 +1,61 @@
+"""Use cases of the identity context."""
+from __future__ import annotations
+
+import uuid
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from domain.identity.errors import BadCredentials, EmailTaken
+from domain.identity.models import User
+
+_hasher = PasswordHasher()
+# Verified against when the account does not exist, so timing does not reveal it.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def normalize_email(email: str) -> str:
+    """The form emails are stored and compared in."""
+    return email.strip().lower()
+
+
+def email_taken(session: Session, email: str) -> bool:
+    """True if an account uses ``email``."""
+    return session.scalar(select(func.count()).select_from(User).where(
+        User.email == normalize_email(email))) != 0
+
+
+def create_user(session: Session, *, email: str, name: str, password_hash: str | None,
+                is_operator: bool = False) -> User:
+    """Create an account; EmailTaken if the email is in use."""
+    if email_taken(session, email):
+        raise EmailTaken()
+    user = User(id=uuid.uuid4(), email=normalize_email(email), name=name,
+                password_hash=password_hash, is_operator=is_operator)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> User:
+    """The active user with these credentials, or BadCredentials."""
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    try:
+        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+    except (VerifyMismatchError, InvalidHashError):
+        raise BadCredentials() from None
+    if user is None or not user.active:
+        raise BadCredentials()
+    return user
+
+
+def get_user(session: Session, user_id: uuid.UUID) -> User | None:
+    """The user with this id, if any."""
+    return session.get(User, user_id)

@@ -1,0 +1,38 @@
+"""Who handles what: one handler per command, any number of subscribers per event.
+
+Handlers are named ``<context>.<function>``; the Celery task that runs one is
+``tasks.<context>.<function>`` and is routed to the ``<context>`` queue. This table is the
+database-side fan-out of the seeds' SNS topics and SQS queues (DESIGN §4.1).
+"""
+from __future__ import annotations
+
+from domain.messaging.contracts import Contract
+from domain.messaging.contracts import tenancy as tenancy_contracts
+
+COMMAND_HANDLERS: dict[str, str] = {
+    tenancy_contracts.ProvisionTenantV1.message_type: "tenancy.provision_tenant",
+}
+
+SUBSCRIBERS: dict[str, tuple[str, ...]] = {
+    tenancy_contracts.TenantProvisionedV1.message_type: ("notifications.record_welcome_notice",),
+}
+
+CONTRACTS: dict[str, type[Contract]] = {
+    c.message_type: c
+    for c in (
+        tenancy_contracts.ProvisionTenantV1,
+        tenancy_contracts.TenantProvisionedV1,
+    )
+}
+
+
+def handlers_for(message: Contract) -> tuple[str, ...]:
+    """The handler names a message is delivered to (exactly one for a command)."""
+    if message.kind == "command":
+        return (COMMAND_HANDLERS[message.message_type],)
+    return SUBSCRIBERS.get(message.message_type, ())
+
+
+def task_name(handler: str) -> str:
+    """The Celery task that runs ``handler``."""
+    return f"tasks.{handler}"

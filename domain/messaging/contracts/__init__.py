@@ -1,0 +1,35 @@
+"""Versioned message contracts shared by sender and handler.
+
+A contract names its type and version. A consumer accepts the previous version of each
+contract: a contract that replaced an older one sets ``previous`` and ``upgrade``.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Contract(BaseModel):
+    """Base of every message payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    kind: ClassVar[Literal["command", "event"]] = "event"
+    previous: ClassVar[type[Contract] | None] = None
+
+    @classmethod
+    def upgrade(cls, old: Contract) -> Contract:
+        """Turn a message of the previous version into this one."""
+        raise NotImplementedError(f"{cls.__name__} has no previous version")
+
+    @classmethod
+    def parse(cls, version: int, payload: dict[str, Any]) -> Contract:
+        """Validate a payload of this version or the previous one."""
+        if version == cls.version:
+            return cls.model_validate(payload)
+        if cls.previous is not None and version == cls.previous.version:
+            return cls.upgrade(cls.previous.model_validate(payload))
+        raise ValueError(f"{cls.message_type} v{version} is not accepted (current v{cls.version})")

@@ -1,0 +1,40 @@
+"""Messages of the tenancy context."""
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar, Literal
+
+from pydantic import EmailStr
+
+from domain.messaging.contracts import Contract
+
+
+class ProvisionTenantV1(Contract):
+    """Command: provision a signed-up trial tenant (default roles, first admin user)."""
+
+    message_type: ClassVar[str] = "tenancy.ProvisionTenant"
+    kind: ClassVar[Literal["command", "event"]] = "command"
+
+    signup_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+class TenantProvisionedV1(Contract):
+    """Event: a tenant is ready; its first admin can sign in."""
+
+    message_type: ClassVar[str] = "tenancy.TenantProvisioned"
+
+    tenant_id: uuid.UUID
+    tenant_name: str
+    admin_user_id: uuid.UUID
+    admin_name: str
+    admin_email: EmailStr
+
+
+class MigrateTenantDatabaseV1(Contract):
+    """Command: upgrade one tenant database to the head revision."""
+
+    message_type: ClassVar[str] = "tenancy.MigrateTenantDatabase"
+    kind: ClassVar[Literal["command", "event"]] = "command"
+
+    database: str

@@ -1,0 +1,98 @@
+"""Running one delivery exactly once in effect (DESIGN §4.3).
+
+``handle`` opens a session on the database the handler writes to, records the delivery
+in that database's inbox, runs the handler, marks the outbox row completed, and commits
+all of it together. A redelivered message finds its inbox row and is skipped. New
+messages the handler emits go through the same transaction's outbox and are returned
+for publishing after the commit.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from domain.db.provider import DataProvider
+from domain.messaging import inbox, outbox
+from domain.messaging.contracts import Contract
+from domain.messaging.outbox import Envelope
+
+Target = Literal["management", "tenant"]
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets besides its message: the session and the envelope's ids."""
+
+    session: Session
+    envelope: Envelope
+    provider: DataProvider
+    emitted: list[Envelope] = field(default_factory=list)
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None:
+        """The tenant the message acts for."""
+        return uuid.UUID(self.envelope.tenant_id) if self.envelope.tenant_id else None
+
+    def emit(self, message: Contract, tenant_id: uuid.UUID | None = None) -> None:
+        """Record a new message in this transaction's outbox."""
+        self.emitted += outbox.record(
+            self.session, message, tenant_id=tenant_id or self.tenant_id,
+            correlation_id=self.envelope.correlation_id)
+
+
+Handler = Callable[[HandlerContext, Contract], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling a delivery did."""
+
+    duplicate: bool
+    emitted: list[Envelope]
+
+
+def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
+           target: Target, handler: Handler) -> Outcome:
+    """Run ``handler`` for ``envelope`` once in effect; return what it emitted."""
+    message = contract.parse(envelope.version, envelope.payload)
+    delivery = uuid.UUID(envelope.id)
+    if target == "management":
+        session = provider.management()
+    else:
+        if envelope.tenant_id is None:
+            raise ValueError(f"{envelope.type} has no tenant; {envelope.handler} needs one")
+        session = provider.tenant(uuid.UUID(envelope.tenant_id))
+    same_database = session.info["db_key"] == envelope.origin
+    with session:
+        if not inbox.claim(session, delivery, envelope.handler):
+            session.rollback()
+            _complete_at_origin(provider, envelope)
+            return Outcome(duplicate=True, emitted=[])
+        ctx = HandlerContext(session, envelope, provider)
+        handler(ctx, message)
+        if same_database:
+            outbox.mark_completed(session, delivery)
+        pending = outbox.take_pending(session)
+        session.commit()
+    if not same_database:
+        _complete_at_origin(provider, envelope)
+    return Outcome(duplicate=False, emitted=pending)
+
+
+def _complete_at_origin(provider: DataProvider, envelope: Envelope) -> None:
+    # A second transaction on another database: if it is lost, the relay re-sends and
+    # the inbox turns the re-send into this same call.
+    with provider.unscoped(envelope.origin) as origin:
+        outbox.mark_completed(origin, uuid.UUID(envelope.id))
+        origin.commit()
+
+
+def note_failure(provider: DataProvider, envelope: Envelope, error: str) -> None:
+    """Keep a handler's last error on its outbox row for operators."""
+    with provider.unscoped(envelope.origin) as origin:
+        outbox.record_failure(origin, uuid.UUID(envelope.id), error)
+        origin.commit()

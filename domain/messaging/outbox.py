@@ -1,0 +1,101 @@
+"""The transactional outbox: messages are rows written with the change that raised them.
+
+``record`` inserts one row per delivery (one for a command, one per subscriber for an
+event) in the caller's transaction and remembers the envelopes on the session. After
+the commit, the edge (web request, task wrapper) hands ``take_pending`` to the publisher.
+A row is due again ``lease`` seconds after it was written; the relay re-sends what is
+still not completed by then (DESIGN §4).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from domain.db.base import utcnow
+from domain.messaging import bus
+from domain.messaging.contracts import Contract
+from domain.messaging.tables import outbox
+
+PENDING_KEY = "outbox_pending"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What travels to a handler: ids, the contract payload, and where it came from."""
+
+    id: str
+    event_id: str
+    type: str
+    version: int
+    handler: str
+    payload: dict[str, Any]
+    origin: str
+    tenant_id: str | None
+    correlation_id: str | None
+    attempt: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict, the task's only argument."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Envelope:
+        """Rebuild an envelope from a task argument."""
+        return cls(**data)
+
+
+def record(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
+           correlation_id: str | None) -> list[Envelope]:
+    """Write ``message`` to the outbox of the session's database, one row per delivery."""
+    lease_seconds = session.info["lease_seconds"]
+    event_id = uuid.uuid4()
+    payload = message.model_dump(mode="json")
+    now = utcnow()
+    origin = session.info["db_key"]
+    rows, envelopes = [], []
+    for handler in bus.handlers_for(message):
+        delivery = uuid.uuid4() if message.kind == "event" else event_id
+        rows.append({
+            "id": delivery, "event_id": event_id, "type": message.message_type,
+            "version": message.version, "handler": handler, "payload": payload,
+            "tenant_id": tenant_id, "correlation_id": correlation_id,
+            "next_attempt_at": now + timedelta(seconds=lease_seconds),
+        })
+        envelopes.append(Envelope(
+            id=str(delivery), event_id=str(event_id), type=message.message_type,
+            version=message.version, handler=handler, payload=payload, origin=origin,
+            tenant_id=str(tenant_id) if tenant_id else None, correlation_id=correlation_id,
+        ))
+    if rows:
+        session.execute(insert(outbox), rows)
+        session.info.setdefault(PENDING_KEY, []).extend(envelopes)
+    return envelopes
+
+
+def take_pending(session: Session) -> list[Envelope]:
+    """Envelopes recorded on this session since the last call (publish them after commit)."""
+    pending: list[Envelope] = session.info.pop(PENDING_KEY, [])
+    return pending
+
+
+def discard_pending(session: Session) -> None:
+    """Forget recorded envelopes after a rollback: their rows never existed."""
+    session.info.pop(PENDING_KEY, None)
+
+
+def mark_completed(session: Session, delivery_id: uuid.UUID, at: datetime | None = None) -> None:
+    """Mark one delivery done so the relay stops re-sending it."""
+    session.execute(
+        update(outbox).where(outbox.c.id == delivery_id, outbox.c.completed_at.is_(None))
+        .values(completed_at=at or utcnow())
+    )
+
+
+def record_failure(session: Session, delivery_id: uuid.UUID, error: str) -> None:
+    """Keep the last error of a delivery for operators."""
+    session.execute(update(outbox).where(outbox.c.id == delivery_id).values(last_error=error[:2000]))

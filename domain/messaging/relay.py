@@ -1,0 +1,166 @@
+"""The relay: re-send deliveries not completed within their lease, with backoff; bury the rest.
+
+Run against every database (management, trial, each dedicated) by a beat job. Rows are
+claimed with ``FOR UPDATE SKIP LOCKED`` and their next attempt pushed back before they are
+sent, so two relays running at once never send the same row in the same round.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from domain.db.base import utcnow
+from domain.db.provider import DataProvider
+from domain.errors import Conflict, NotFound
+from domain.messaging.outbox import Envelope
+from domain.messaging.tables import outbox
+
+MAX_BACKOFF = timedelta(hours=1)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep of one database did."""
+
+    resent: list[Envelope]
+    buried: int
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """An outbox row as operators see it."""
+
+    id: uuid.UUID
+    database: str
+    type: str
+    handler: str
+    tenant_id: uuid.UUID | None
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    dead_at: datetime | None
+    last_error: str | None
+
+
+def backoff(lease_seconds: float, attempts: int) -> timedelta:
+    """Delay before the next attempt: the lease, doubled for each attempt so far, capped."""
+    return min(timedelta(seconds=lease_seconds * (2 ** max(attempts - 1, 0))), MAX_BACKOFF)
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]
+    return and_(outbox.c.completed_at.is_(None), outbox.c.dead_at.is_(None),
+                outbox.c.next_attempt_at <= now)
+
+
+def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: int) -> SweepResult:
+    """Claim due deliveries: bury those out of attempts, schedule and return the rest."""
+    now = utcnow()
+    rows = session.execute(
+        select(outbox).where(_due(now)).order_by(outbox.c.next_attempt_at)
+        .limit(batch).with_for_update(skip_locked=True)
+    ).mappings().all()
+    resent: list[Envelope] = []
+    buried = 0
+    for row in rows:
+        if row["attempts"] >= max_attempts:
+            session.execute(update(outbox).where(outbox.c.id == row["id"]).values(dead_at=now))
+            buried += 1
+            continue
+        attempts = row["attempts"] + 1
+        session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+            attempts=attempts, next_attempt_at=now + backoff(lease_seconds, attempts)))
+        resent.append(_envelope(row, session.info["db_key"], attempts))
+    return SweepResult(resent=resent, buried=buried)
+
+
+def _envelope(row, origin: str, attempt: int) -> Envelope:  # type: ignore[no-untyped-def]
+    return Envelope(
+        id=str(row["id"]), event_id=str(row["event_id"]), type=row["type"],
+        version=row["version"], handler=row["handler"], payload=row["payload"],
+        origin=origin, tenant_id=str(row["tenant_id"]) if row["tenant_id"] else None,
+        correlation_id=row["correlation_id"], attempt=attempt,
+    )
+
+
+def list_messages(session: Session, state: str, limit: int = 100) -> list[MessageRow]:
+    """Dead deliveries, or overdue ones (not completed, past their next attempt)."""
+    query = select(outbox)
+    if state == "dead":
+        query = query.where(outbox.c.dead_at.is_not(None)).order_by(outbox.c.dead_at.desc())
+    else:
+        query = query.where(_due(utcnow())).order_by(outbox.c.next_attempt_at)
+    rows = session.execute(query.limit(limit)).mappings().all()
+    return [MessageRow(
+        id=r["id"], database=session.info["db_key"], type=r["type"], handler=r["handler"],
+        tenant_id=r["tenant_id"], attempts=r["attempts"], created_at=r["created_at"],
+        next_attempt_at=r["next_attempt_at"], dead_at=r["dead_at"], last_error=r["last_error"],
+    ) for r in rows]
+
+
+def revive(session: Session, delivery_id: uuid.UUID, *, lease_seconds: float) -> Envelope:
+    """Bring a dead delivery back: attempts reset, due now; return it to publish."""
+    row = session.execute(
+        select(outbox).where(outbox.c.id == delivery_id).with_for_update()
+    ).mappings().first()
+    if row is None:
+        raise NotFound("no such message", field="message_id")
+    if row["dead_at"] is None:
+        raise Conflict("message is not dead", field="message_id")
+    now = utcnow()
+    session.execute(update(outbox).where(outbox.c.id == delivery_id).values(
+        dead_at=None, attempts=1, next_attempt_at=now + backoff(lease_seconds, 1), last_error=None))
+    return _envelope(row, session.info["db_key"], 1)
+
+
+def count_open(session: Session) -> int:
+    """Deliveries not yet completed nor dead (for metrics and tests)."""
+    return session.scalar(select(func.count()).select_from(outbox).where(
+        outbox.c.completed_at.is_(None), outbox.c.dead_at.is_(None))) or 0
+
+
+def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int, batch: int,
+              publish: Callable[[list[Envelope]], int]) -> dict[str, int]:
+    """Sweep every database; one unreachable database does not stop the others."""
+    report = {"databases": 0, "resent": 0, "buried": 0, "failed": 0}
+    for db_key in provider.all_databases():
+        try:
+            with provider.unscoped(db_key) as session:
+                result = sweep(session, lease_seconds=lease_seconds,
+                               max_attempts=max_attempts, batch=batch)
+                session.commit()
+        except SQLAlchemyError:
+            log.exception("relay could not sweep %s", db_key)
+            report["failed"] += 1
+            continue
+        report["databases"] += 1
+        report["resent"] += publish(result.resent)
+        report["buried"] += result.buried
+    return report
+
+
+def list_all(provider: DataProvider, state: str, limit: int = 100) -> list[MessageRow]:
+    """Dead or overdue deliveries across every database."""
+    rows: list[MessageRow] = []
+    for db_key in provider.all_databases():
+        with provider.unscoped(db_key) as session:
+            rows += list_messages(session, state, limit)
+    return rows[:limit]
+
+
+def revive_in(provider: DataProvider, db_key: str, delivery_id: uuid.UUID,
+              lease_seconds: float) -> Envelope:
+    """Revive a dead delivery of ``db_key`` and return it for publishing."""
+    if db_key not in provider.all_databases():
+        raise NotFound("no such database", field="database")
+    with provider.unscoped(db_key) as session:
+        envelope = revive(session, delivery_id, lease_seconds=lease_seconds)
+        session.commit()
+    return envelope

@@ -1,0 +1,99 @@
+"""Read side of the tenancy context, including the routing lookups the data provider uses."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.db.provider import DataProvider, Placement
+from domain.errors import NotFound
+from domain.notifications import queries as notifications
+from domain.tenancy.models import Signup, Tenant
+
+
+def placement_of(session: Session, tenant_id: uuid.UUID) -> Placement | None:
+    """Where a tenant's data lives (the data provider's routing source)."""
+    row = session.execute(select(Tenant.status, Tenant.placement_server, Tenant.database_name)
+                          .where(Tenant.id == tenant_id)).first()
+    return Placement(row.status, row.placement_server, row.database_name) if row else None
+
+
+def dedicated_databases(session: Session) -> list[tuple[uuid.UUID, str, str]]:
+    """(tenant, server, database) of every tenant with a database of its own."""
+    rows = session.execute(select(Tenant.id, Tenant.placement_server, Tenant.database_name)
+                           .where(Tenant.database_name.is_not(None),
+                                  Tenant.placement_server.is_not(None),
+                                  Tenant.status != "deleted"))
+    return [(r.id, r.placement_server, r.database_name) for r in rows]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a signup as the status page shows it."""
+
+    name: str
+    done: bool
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SignupStatus:
+    """Where a signup stands."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    slug: str
+    status: str
+    failure_reason: str | None
+    steps: list[Step]
+
+    @property
+    def complete(self) -> bool:
+        """True when every step is done."""
+        return all(step.done for step in self.steps)
+
+
+def signup_status(provider: DataProvider, signup_id: uuid.UUID) -> SignupStatus:
+    """Recorded -> provisioned -> welcomed, read from the rows each step writes."""
+    with provider.management() as session:
+        row = session.execute(select(Signup, Tenant.slug).join(Tenant, Tenant.id == Signup.tenant_id)
+                              .where(Signup.id == signup_id)).first()
+        if row is None:
+            raise NotFound("no such signup", field="signup_id")
+        signup, slug = row
+    welcomed = False
+    if signup.status == "provisioned":
+        with provider.tenant(signup.tenant_id) as tenant_session:
+            welcomed = notifications.has_notice(tenant_session, "welcome")
+    steps = [Step("recorded", True, signup.created_at),
+             Step("provisioned", signup.status == "provisioned", signup.provisioned_at),
+             Step("welcomed", welcomed)]
+    return SignupStatus(signup.id, signup.tenant_id, slug, signup.status,
+                        signup.failure_reason, steps)
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    """A tenant as operators list it."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: str
+    database: str
+
+
+def list_tenants(session: Session) -> list[TenantRow]:
+    """Every tenant with where its data lives."""
+    rows = session.scalars(select(Tenant).order_by(Tenant.created_at))
+    return [TenantRow(t.id, t.slug, t.name, t.status,
+                      f"{t.database_name}@{t.placement_server}" if t.database_name else "trial")
+            for t in rows]
+
+
+def tenant_id_by_slug(session: Session, slug: str) -> uuid.UUID | None:
+    """The id of the live tenant with this slug, if any."""
+    return session.scalar(select(Tenant.id).where(Tenant.slug == slug, Tenant.status != "deleted"))

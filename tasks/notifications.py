@@ -1,0 +1,13 @@
+"""Tasks of the notifications context (queue ``notifications``)."""
+from __future__ import annotations
+
+from domain.messaging.contracts.tenancy import TenantProvisionedV1
+from domain.messaging.handling import HandlerContext
+from domain.notifications import handlers
+from workers.base import domain_task
+
+
+@domain_task(contract=TenantProvisionedV1, target="tenant")
+def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
+    """Record the welcome notice of a new tenant's first admin."""
+    handlers.record_welcome_notice(ctx, msg)

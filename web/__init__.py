@@ -1,0 +1,70 @@
+"""The Flask app factory: JSON API, HTML pages and the flask CLI (``flask --app web``)."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from flask import Flask, g, redirect, request, url_for
+from flask_wtf.csrf import CSRFProtect
+
+from config import logging as log_context
+from config.settings import Settings, load_settings
+from domain.bootstrap import build_provider
+from workers.publisher import web_publisher
+
+csrf = CSRFProtect()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app for ``settings`` (read from the environment when not given)."""
+    settings = settings or load_settings(os.environ)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        WTF_CSRF_CHECK_DEFAULT=False,  # pages are checked below; the API uses bearer tokens
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["allotment.settings"] = settings
+    app.extensions["allotment.provider"] = build_provider(settings)
+    app.extensions["allotment.celery"] = web_publisher(settings.broker_url, settings.result_backend)
+    csrf.init_app(app)
+    _register(app, settings)
+    return app
+
+
+def _register(app: Flask, settings: Settings) -> None:
+    from web import auth, cli, db, errors, openapi
+    from web.identity import bp as identity_bp
+    from web.notifications import bp as notifications_bp
+    from web.operations import bp as operations_bp
+    from web.tenancy import bp as tenancy_bp
+
+    errors.register_error_handlers(app)
+    db.init_app(app)
+    auth.init_app(app, settings)
+    for blueprint in (openapi.bp, operations_bp, identity_bp, tenancy_bp, notifications_bp):
+        app.register_blueprint(blueprint)
+    cli.init_app(app)
+
+    @app.before_request
+    def _bind_request() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        log_context.request_id.set(g.request_id)
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith("/api/"):
+            csrf.protect()
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.get("/")
+    def index() -> Any:
+        """The front door: sign up a tenant."""
+        return redirect(url_for("tenancy.signup_page"))

@@ -1,0 +1,37 @@
+"""Helpers every JSON view uses: parse a pydantic body, answer 202 with a status URL."""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from web.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json(model: type[M]) -> M:
+    """The request body as ``model``; 415/400/422 naming the field and the reason."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "expected application/json", "Content-Type")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON", "body")
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_failed", "expected a JSON object", "body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in err["loc"]) or "body",
+                    "reason": err["msg"]} for err in exc.errors()]
+        first = details[0]
+        raise ApiError(422, "validation_failed", first["reason"], first["field"], details) from None
+
+
+def accepted(status_url: str, **body: Any) -> Any:
+    """202 Accepted with the status URL in the body and the Location header."""
+    response = jsonify({**body, "status_url": status_url})
+    response.status_code = 202
+    response.headers["Location"] = status_url
+    return response

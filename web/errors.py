@@ -1,0 +1,68 @@
+"""One error shape: ``{"error", "field", "reason"}`` for the API, re-rendered pages for HTML."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A refused API request: HTTP status, the offending field, and why."""
+
+    def __init__(self, status: int, error: str, reason: str, field: str | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.field = status, error, reason, field
+        self.details = details or []
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.endswith(".json") or \
+        request.accept_mimetypes.best == "application/json"
+
+
+def error_response(status: int, error: str, reason: str, field: str | None = None,
+                   details: list[dict[str, Any]] | None = None) -> Any:
+    """The JSON error body and status (or an HTML page for browsers)."""
+    if _wants_json():
+        body: dict[str, Any] = {"error": error, "field": field, "reason": reason}
+        if details:
+            body["errors"] = details
+        return jsonify(body), status
+    return render_template("error.html", status=status, reason=reason, field=field), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map API, domain and HTTP errors to the one shape."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Any:
+        return error_response(exc.status, exc.error, exc.reason, exc.field, exc.details)
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError) -> Any:
+        name = type(exc).__name__.replace("Error", "")
+        error = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+        return error_response(exc.status, error, exc.reason, exc.field)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError) -> Any:
+        return error_response(400, "csrf_failed", exc.description, "csrf_token")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Any:
+        error = (exc.name or "error").lower().replace(" ", "_")
+        field = "body" if exc.code == 413 else None
+        return error_response(exc.code or 500, error, exc.description or error, field)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "an unexpected error occurred")

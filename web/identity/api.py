@@ -1,0 +1,50 @@
+"""JSON API of the identity context."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from domain.errors import NotFound
+from domain.iam import services as iam
+from domain.identity import services as identity
+from domain.tenancy import queries as tenancy
+from web.api import parse_json
+from web.auth import issue_access_token
+from web.db import management_db
+from web.identity import bp
+from web.openapi import doc
+
+
+class SignInBody(BaseModel):
+    """Email and password, and the tenant to act in (slug; optional for operators)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=128)
+    tenant: str | None = Field(default=None, max_length=63)
+
+
+class TokenOut(BaseModel):
+    """An access token."""
+
+    access_token: str
+    token_type: str = "Bearer"
+
+
+@bp.post("/api/v1/identity/tokens")
+@doc("Sign in and get an access token", body=SignInBody, responses={200: TokenOut, 401: "bad credentials"})
+def create_token() -> Any:
+    """Check the credentials and issue an access token for the chosen tenant."""
+    body = parse_json(SignInBody)
+    session = management_db()
+    user = identity.authenticate(session, body.email, body.password)
+    tenant_id = None
+    if body.tenant is not None:
+        tenant_id = tenancy.tenant_id_by_slug(session, body.tenant)
+        if tenant_id is None or not iam.is_member(session, user.id, tenant_id):
+            raise NotFound("no such tenant for this account", field="tenant")
+    token = issue_access_token(user.id, tenant_id, user.is_operator)
+    return jsonify(TokenOut(access_token=token).model_dump())

@@ -1,0 +1,95 @@
+"""The OpenAPI document, built from the pydantic models the views declare, and its page."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, render_template, send_from_directory
+from pydantic import BaseModel
+from swagger_ui_bundle import swagger_ui_path
+
+bp = Blueprint("openapi", __name__)
+REF = "#/components/schemas/{model}"
+
+
+def doc(summary: str, *, body: type[BaseModel] | None = None,
+        responses: dict[int, str | type[BaseModel]] | None = None,
+        auth: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Describe a JSON view for the OpenAPI document."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        view.openapi = {"summary": summary, "body": body,  # type: ignore[attr-defined]
+                        "responses": responses or {200: "OK"}, "auth": auth}
+        return view
+
+    return decorate
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template=REF)
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    """OpenAPI 3.1 for every documented rule of ``app``."""
+    paths: dict[str, Any] = {}
+    components: dict[str, Any] = {}
+    error = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
+    components["Error"] = {"type": "object", "required": ["error", "reason"], "properties": {
+        "error": {"type": "string"}, "field": {"type": ["string", "null"]},
+        "reason": {"type": "string"}}}
+    for rule in app.url_map.iter_rules():
+        meta = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if meta is None:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            op: dict[str, Any] = {"summary": meta["summary"], "operationId": rule.endpoint,
+                                  "tags": [rule.endpoint.split(".")[0]], "responses": {}}
+            params = [{"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for arg in sorted(rule.arguments)]
+            if params:
+                op["parameters"] = params
+            if meta["body"] is not None:
+                op["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": _schema(meta["body"], components)}}}
+            for status, answer in meta["responses"].items():
+                if isinstance(answer, type):
+                    op["responses"][str(status)] = {"description": answer.__doc__ or "", "content": {
+                        "application/json": {"schema": _schema(answer, components)}}}
+                else:
+                    op["responses"][str(status)] = {"description": answer}
+            for status in ("400", "415", "422") if meta["body"] is not None else ():
+                op["responses"].setdefault(status, {"description": "bad input", "content": error})
+            if meta["auth"]:
+                op["security"] = [{"bearer": []}]
+                op["responses"].setdefault("401", {"description": "unauthorized", "content": error})
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Allotment API", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    """The OpenAPI document of the JSON API."""
+    return jsonify(build_spec(current_app))
+
+
+@bp.get("/docs")
+def docs() -> str:
+    """A browsable page of the API (Swagger UI, served from the bundled package)."""
+    return render_template("openapi.html")
+
+
+@bp.get("/docs/static/<path:filename>")
+def docs_static(filename: str) -> Any:
+    """Swagger UI's own assets."""
+    return send_from_directory(str(swagger_ui_path), filename)

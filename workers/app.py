@@ -1,0 +1,33 @@
+"""The one Celery app: ``celery -A workers.app worker -Q <queues>`` / ``beat`` / ``flower``."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from config.celery import celery_config
+from config.settings import Settings, load_settings
+from domain.bootstrap import build_provider
+from domain.db.provider import DataProvider
+
+TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay"]
+
+
+class AllotmentCelery(Celery):
+    """Celery with the process's settings and data provider attached."""
+
+    settings: Settings
+    provider: DataProvider
+
+
+def create_celery(settings: Settings) -> AllotmentCelery:
+    """Build the Celery app for ``settings``; task modules are registered by name."""
+    app = AllotmentCelery("allotment", include=TASK_MODULES, set_as_current=True)
+    app.config_from_object(celery_config(settings))
+    app.settings = settings
+    app.provider = build_provider(settings)
+    from workers import signals  # noqa: F401 - connects process and task signals
+    return app
+
+
+app = create_celery(load_settings(os.environ))

@@ -1,0 +1,56 @@
+"""The task base: every message handler runs through ``domain_task`` (EXAMPLES §4).
+
+It does the plumbing once: late acks and reject on worker loss (from the app config),
+JSON envelopes in, the inbox check and the effects in one transaction
+(domain.messaging.handling), publishing what the handler emitted after the commit,
+retrying transient database/broker errors with backoff, and recording other failures
+on the outbox row, where the relay re-sends them until they are dead.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task, shared_task
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from domain.messaging import handling
+from domain.messaging.contracts import Contract
+from domain.messaging.handling import HandlerContext, Target
+from domain.messaging.outbox import Envelope
+from workers.publisher import publish
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError,)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def domain_task(*, contract: type[Contract], target: Target) -> Callable[[Callable[..., None]], Task]:
+    """Turn ``fn(ctx, msg)`` into the Celery task ``tasks.<ctx>.<fn>`` for ``contract``."""
+
+    def decorate(fn: Callable[[HandlerContext, Any], None]) -> Task:
+        name = f"{fn.__module__}.{fn.__name__}"
+
+        @shared_task(name=name, bind=True, max_retries=8)
+        def run(self: Task, envelope: dict[str, Any]) -> str:
+            message = Envelope.from_dict(envelope)
+            try:
+                outcome = handling.handle(self.app.provider, message, contract, target, fn)
+            except Exception as exc:
+                if _is_transient(exc):
+                    delay = min(2 ** self.request.retries, 60) + random.random()
+                    raise self.retry(exc=exc, countdown=delay) from exc
+                handling.note_failure(self.app.provider, message, f"{type(exc).__name__}: {exc}")
+                raise
+            publish(self.app, outcome.emitted)
+            return "duplicate" if outcome.duplicate else "done"
+
+        run.__doc__ = fn.__doc__
+        return run
+
+    return decorate
