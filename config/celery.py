@@ -73,6 +73,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": hard,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        "worker_concurrency": settings.worker_concurrency,
         # Redis re-delivers unacknowledged messages after this; it must exceed the
         # longest task or a running task would be handed to a second worker.
         "broker_transport_options": {"visibility_timeout": max(3600, hard * 4)},

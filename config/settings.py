@@ -47,6 +47,7 @@ class Settings(BaseModel):
     task_soft_time_limit: int = Field(default=240, ge=1)
     task_time_limit: int = Field(default=300, ge=1)
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+    worker_concurrency: int = Field(default=2, ge=1)
     max_content_length: int = Field(default=1_048_576, ge=1024)
     jwt_access_minutes: int = Field(default=15, ge=1)
     cookie_secure: bool = True

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from config.settings import Settings, database_on
@@ -120,6 +120,11 @@ class DataProvider:
                 _, old = self._engines.popitem(last=False)
                 old.dispose()
             return engine
+
+    def ping(self) -> None:
+        """Raise if the management database does not answer."""
+        with self.management() as session:
+            session.execute(text("SELECT 1"))
 
     def engine_count(self) -> int:
         """How many engines are open (bounded by ``engine_cache_size``)."""

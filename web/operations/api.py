@@ -7,11 +7,10 @@ from typing import Any, Literal
 
 from flask import current_app, jsonify, request
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from domain.messaging import relay
 from web.auth import operator_required
-from web.db import management_db, provider
+from web.db import provider
 from web.errors import ApiError, error_response
 from web.openapi import doc
 from web.operations import bp
@@ -50,7 +49,7 @@ def healthz() -> Any:
 def readyz() -> Any:
     """The management database and the broker answer."""
     try:
-        management_db().execute(text("SELECT 1"))
+        provider().ping()
         with current_app.extensions["allotment.celery"].connection_for_write() as conn:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready

@@ -1,0 +1,95 @@
+"""Fixtures shared by every suite: services, an isolated stack, the app, real workers."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from config.settings import Settings, load_settings
+from domain.bootstrap import build_provider
+from domain.db.provider import DataProvider
+from tests.support import processes
+from tests.support.services import Services, ServiceMissing, Stack, create_stack, drop_stack, start_services
+from web import create_app
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """Real PostgreSQL and Redis (configured or embedded); a missing one fails the run."""
+    try:
+        started = start_services()
+    except ServiceMissing as exc:
+        pytest.exit(str(exc), returncode=3)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(services: Services) -> Iterator[Stack]:
+    """This session's management and trial databases and its Redis databases."""
+    created = create_stack(services, redis_db=10)
+    yield created
+    drop_stack(created)
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the session's stack."""
+    return load_settings(stack.env(VAR_DIR=str(tmp_path_factory.mktemp("var"))))
+
+
+@pytest.fixture(scope="session")
+def provider(settings: Settings) -> Iterator[DataProvider]:
+    """A data provider for the test process."""
+    built = build_provider(settings)
+    yield built
+    built.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[Flask]:
+    """The web app on the session's stack."""
+    flask_app = create_app(settings)
+    flask_app.config.update(TESTING=True)
+    yield flask_app
+    flask_app.extensions["allotment.provider"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the web app."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where worker and beat processes write their logs."""
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def all_queues_worker(stack: Stack, log_dir: Path) -> Iterator[processes.Process]:
+    """One real worker consuming every queue, shared by tests that only need effects."""
+    from config.celery import QUEUES
+
+    worker = processes.celery_worker("all", ",".join(QUEUES), stack.env(), log_dir, concurrency=2)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def start_worker(stack: Stack, log_dir: Path) -> Iterator[Callable[..., processes.Process]]:
+    """Start workers for one test; each is stopped when the test ends."""
+    started: list[processes.Process] = []
+
+    def start(name: str, queues: str, concurrency: int = 1, **env: str) -> processes.Process:
+        worker = processes.celery_worker(name, queues, stack.env(**env), log_dir, concurrency)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,98 @@
+"""Real worker, beat and web processes for integration and end-to-end tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.services import ROOT
+from tests.support.waiting import wait_for
+
+
+class Process:
+    """A child process in its own session, so it and its children can be signalled together."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0
+
+    def start(self) -> Process:
+        """Start (or restart) the process."""
+        full_env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=full_env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The main process id."""
+        assert self.popen is not None
+        return self.popen.pid
+
+    def log(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def running(self) -> bool:
+        """True while the main process lives."""
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process and every child it started (a crashed machine, in effect)."""
+        if self.popen is None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL what is left after ``timeout``."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+
+def celery_worker(name: str, queues: str, env: dict[str, str], log_dir: Path,
+                  concurrency: int = 1) -> Process:
+    """A ``celery worker`` process consuming ``queues``; started and ready on return."""
+    node = f"{name}@{socket.gethostname()}"
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+            "-n", node, "-c", str(concurrency), "--without-gossip", "--without-mingle",
+            "-l", "INFO"]
+    process = Process(name, argv, env, log_dir).start()
+    wait_until_ready(process, node)
+    return process
+
+
+def wait_until_ready(process: Process, node: str, timeout: float = 60.0) -> None:
+    """Wait for the worker's own "ready" line of this start (printed once it consumes)."""
+
+    def ready() -> bool:
+        if not process.running():
+            raise AssertionError(f"{process.name} exited:\n{process.log()[-3000:]}")
+        return f"{node} ready." in process.log_path.read_bytes()[process.log_offset:].decode(errors="replace")
+
+    wait_for(ready, timeout=timeout, message=f"{node} to be ready")
+
+
+def celery_beat(env: dict[str, str], log_dir: Path) -> Process:
+    """A ``celery beat`` process with its schedule file in ``log_dir``."""
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "INFO",
+            "--schedule", str(log_dir / "celerybeat-schedule")]
+    return Process("beat", argv, env, log_dir).start()

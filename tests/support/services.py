@@ -1,0 +1,117 @@
+"""The PostgreSQL and Redis servers the suite runs against.
+
+TEST_DATABASE_URL / TEST_REDIS_URL name real servers (CI uses the machine's); when they are
+unset the embedded servers are started under var/test/. A configured server that does not
+answer fails the run: integration tests are never skipped for a missing service.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import redis
+
+from config.settings import database_on
+from domain.db import migrate
+from workers import embedded
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Services:
+    """Where the servers are, and how to stop those the suite started."""
+
+    server_url: str          # SQLAlchemy URL of the server's maintenance database
+    redis_url: str           # redis://host:port (no database number)
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop what the suite started."""
+        for stop in reversed(self.stoppers):
+            stop()
+
+
+class ServiceMissing(Exception):
+    """A configured service cannot be reached."""
+
+
+def _check_postgres(url: str) -> None:
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        raise ServiceMissing(f"TEST_DATABASE_URL {url!r} is not reachable: {exc}") from exc
+
+
+def _check_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise ServiceMissing(f"TEST_REDIS_URL {url!r} is not reachable: {exc}") from exc
+
+
+def start_services() -> Services:
+    """Use the configured servers, or start embedded ones."""
+    pg_url, redis_url = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    services = Services("", "")
+    if pg_url:
+        pg_url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        _check_postgres(pg_url)
+        services.server_url = pg_url
+    else:
+        postgres = embedded.start_postgres(ROOT / "var" / "test" / "pg")
+        services.stoppers.append(postgres.stop)
+        services.server_url = postgres.url("postgres")
+    if redis_url:
+        _check_redis(redis_url)
+        services.redis_url = redis_url.rstrip("/")
+    else:
+        server = embedded.start_redis(ROOT / "var" / "test" / "redis", embedded.free_port())
+        services.stoppers.append(server.stop)
+        services.redis_url = f"redis://127.0.0.1:{server.port}"
+    return services
+
+
+@dataclass
+class Stack:
+    """One isolated set of databases and Redis databases for a test run."""
+
+    database_url: str
+    trial_database_url: str
+    broker_url: str
+    result_backend: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment variables that point a process at this stack."""
+        return {
+            "ENV": "test", "SECRET_KEY": "test-secret-key-not-for-production-0123456789",
+            "DATABASE_URL": self.database_url, "TRIAL_DATABASE_URL": self.trial_database_url,
+            "BROKER_URL": self.broker_url, "RESULT_BACKEND": self.result_backend,
+            "COOKIE_SECURE": "false", "LOG_LEVEL": "INFO", **extra,
+        }
+
+
+def create_stack(services: Services, redis_db: int, tenant_role: str = "allotment_tenant") -> Stack:
+    """Fresh management and trial databases, migrated; two flushed Redis databases."""
+    name = f"allot_test_{secrets.token_hex(4)}"
+    stack = Stack(
+        database_url=database_on(services.server_url, name),
+        trial_database_url=database_on(services.server_url, f"{name}_trial"),
+        broker_url=f"{services.redis_url}/{redis_db}",
+        result_backend=f"{services.redis_url}/{redis_db + 1}",
+    )
+    migrate.prepare(stack.database_url, stack.trial_database_url, tenant_role)
+    for url in (stack.broker_url, stack.result_backend):
+        redis.Redis.from_url(url).flushdb()
+    return stack
+
+
+def drop_stack(stack: Stack) -> None:
+    """Drop the stack's databases."""
+    for url in (stack.database_url, stack.trial_database_url):
+        migrate.drop_database(url)

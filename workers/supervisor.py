@@ -1,0 +1,88 @@
+"""The run command: start the whole system from the Procfile (``bin/start``).
+
+With no DATABASE_URL / BROKER_URL it first starts the embedded PostgreSQL and Redis with
+their data under VAR_DIR. It migrates the management and trial databases, prints where
+the web app and Flower are, runs every Procfile process under honcho, and on Ctrl-C (or
+SIGTERM) stops them all, the embedded servers last.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+from config.settings import EMBEDDED_REDIS_PORT, SettingsError, load_settings
+from domain.db import migrate
+from workers import embedded
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _environment() -> tuple[dict[str, str], list[embedded.EmbeddedPostgres | embedded.EmbeddedRedis]]:
+    env = dict(os.environ)
+    var_dir = ROOT / env.get("VAR_DIR", "var")
+    env["VAR_DIR"] = str(var_dir)
+    started: list[embedded.EmbeddedPostgres | embedded.EmbeddedRedis] = []
+    if not env.get("DATABASE_URL"):
+        postgres = embedded.start_postgres(var_dir / "pg")
+        started.append(postgres)
+        env["DATABASE_URL"] = postgres.url("allotment")
+        print(f"embedded PostgreSQL: {var_dir / 'pg'}", flush=True)
+    if not env.get("BROKER_URL"):
+        redis = embedded.start_redis(var_dir / "redis", int(env.get("EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT)))
+        started.append(redis)
+        env["BROKER_URL"], env["RESULT_BACKEND"] = redis.url(0), redis.url(1)
+        print(f"embedded Redis: {redis.url(0)}", flush=True)
+    if started:
+        env.setdefault("COOKIE_SECURE", "false")  # local http
+    env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(12)}")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env, started
+
+
+def main() -> int:
+    """Run the system until interrupted; return the exit status."""
+    try:
+        load_settings(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    env, started = _environment()
+    honcho: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if honcho is not None and honcho.poll() is None:
+            honcho.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        settings = load_settings(env)
+        for name, result in migrate.prepare(settings.database_url, settings.trial_database_url,
+                                            settings.tenant_db_role).items():
+            print(f"{name} database at revision {result.after}", flush=True)
+        user = env["FLOWER_BASIC_AUTH"].split(":", 1)[0]
+        print(f"web:    http://127.0.0.1:{env.get('WEB_PORT', '8000')}/", flush=True)
+        print(f"flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/ (user {user!r}, "
+              f"password in FLOWER_BASIC_AUTH{'' if 'FLOWER_BASIC_AUTH' in os.environ else ': ' + env['FLOWER_BASIC_AUTH'].split(':', 1)[1]})",
+              flush=True)
+        honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"),
+                                   "-d", str(ROOT)], env=env)
+        try:
+            return honcho.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to honcho too; give it time to stop its processes.
+            return honcho.wait(timeout=60)
+    finally:
+        if honcho is not None and honcho.poll() is None:
+            honcho.kill()
+        for server in reversed(started):
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
