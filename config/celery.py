@@ -43,7 +43,8 @@ def queue_for_task(name: str) -> str:
     return "default"
 
 
-def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict[str, str]:
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
+               **kw: Any) -> dict[str, str]:
     """Celery router: send every task to its module's queue."""
     return {"queue": queue_for_task(name)}
 

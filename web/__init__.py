@@ -11,6 +11,12 @@ from flask_wtf.csrf import CSRFProtect
 from config import logging as log_context
 from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
+from domain.identity.services import PasswordSealer
+from web import auth, cli, db, errors, openapi
+from web.identity import bp as identity_bp
+from web.notifications import bp as notifications_bp
+from web.operations import bp as operations_bp
+from web.tenancy import bp as tenancy_bp
 from workers.publisher import web_publisher
 
 csrf = CSRFProtect()
@@ -31,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["allotment.settings"] = settings
     app.extensions["allotment.provider"] = build_provider(settings)
+    app.extensions["allotment.sealer"] = PasswordSealer(settings.secret_key)
     app.extensions["allotment.celery"] = web_publisher(settings.broker_url, settings.result_backend)
     csrf.init_app(app)
     _register(app, settings)
@@ -38,12 +45,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register(app: Flask, settings: Settings) -> None:
-    from web import auth, cli, db, errors, openapi
-    from web.identity import bp as identity_bp
-    from web.notifications import bp as notifications_bp
-    from web.operations import bp as operations_bp
-    from web.tenancy import bp as tenancy_bp
-
     errors.register_error_handlers(app)
     db.init_app(app)
     auth.init_app(app, settings)

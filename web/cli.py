@@ -46,7 +46,7 @@ def upgrade_tenants(timeout: float) -> None:
     results = run_group(current_app.extensions["allotment.celery"],
                         "tasks.tenancy.migrate_tenant_database", [[d] for d in databases], timeout)
     failed = 0
-    for database, result in zip(databases, results):
+    for database, result in zip(databases, results, strict=True):
         if isinstance(result, dict):
             click.echo(f"{database}: {result['status']} {result['revision_before']} -> "
                        f"{result['revision_after']} {result['error'] or ''}".rstrip())

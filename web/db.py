@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, current_app, g
 
 from domain.db.provider import DataProvider, ProviderSession
+from domain.identity.services import PasswordSealer
 from domain.messaging import outbox
 from workers.publisher import publish
 
@@ -15,6 +16,11 @@ from workers.publisher import publish
 def provider() -> DataProvider:
     """This process's data provider."""
     return current_app.extensions["allotment.provider"]  # type: ignore[no-any-return]
+
+
+def sealer() -> PasswordSealer:
+    """Seals passwords for the worker that hashes them."""
+    return current_app.extensions["allotment.sealer"]  # type: ignore[no-any-return]
 
 
 def management_db() -> ProviderSession:

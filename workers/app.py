@@ -9,6 +9,7 @@ from config.celery import celery_config
 from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
 from domain.db.provider import DataProvider
+from workers import signals  # noqa: F401 - connects process and task signals
 
 TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay"]
 
@@ -26,7 +27,6 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     app.config_from_object(celery_config(settings))
     app.settings = settings
     app.provider = build_provider(settings)
-    from workers import signals  # noqa: F401 - connects process and task signals
     return app
 
 

@@ -43,7 +43,7 @@ def domain_task(*, contract: type[Contract], target: Target) -> Callable[[Callab
                 outcome = handling.handle(self.app.provider, message, contract, target, fn)
             except Exception as exc:
                 if _is_transient(exc):
-                    delay = min(2 ** self.request.retries, 60) + random.random()
+                    delay = min(2 ** self.request.retries, 60) + random.random()  # noqa: S311 - jitter
                     raise self.retry(exc=exc, countdown=delay) from exc
                 handling.note_failure(self.app.provider, message, f"{type(exc).__name__}: {exc}")
                 raise

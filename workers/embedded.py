@@ -56,7 +56,7 @@ class EmbeddedRedis:
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     """Start (initialising if needed) PostgreSQL with its data in ``data_dir``."""
-    import pgserver  # imported here: only embedded mode needs it
+    import pgserver  # noqa: PLC0415 - only embedded mode needs it (it pulls in psutil, fasteners)
 
     data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedPostgres(pgserver.get_server(data_dir.resolve(), cleanup_mode="stop"))

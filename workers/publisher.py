@@ -10,9 +10,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, group
+from kombu import Queue
 
-from config.celery import queue_for_task
+from config.celery import QUEUES, queue_for_task
 from domain.messaging import bus
 from domain.messaging.outbox import Envelope
 
@@ -32,18 +33,16 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
                 app.send_task(name, args=[envelope.as_dict()], task_id=envelope.id,
                               queue=queue_for_task(name), producer=producer)
                 sent += 1
-    except Exception:  # noqa: BLE001 - the outbox row survives; the relay will re-send it
+    except Exception:
         log.warning("publish failed after %d of %d messages; the relay will re-send",
                     sent, len(envelopes), exc_info=True)
     return sent
 
 
-def web_publisher(settings_broker_url: str, result_backend: str) -> Celery:
+def web_publisher(broker_url: str, result_backend: str) -> Celery:
     """A light Celery app for processes that only send (the web tier)."""
-    from config.celery import QUEUES  # local: keep import cheap for the web tier
-    from kombu import Queue
     app = Celery("allotment-publisher", set_as_current=False)
-    app.conf.update(broker_url=settings_broker_url, result_backend=result_backend,
+    app.conf.update(broker_url=broker_url, result_backend=result_backend,
                     task_serializer="json", accept_content=["json"],
                     task_queues=[Queue(q) for q in QUEUES],
                     broker_connection_retry_on_startup=True,
@@ -53,7 +52,6 @@ def web_publisher(settings_broker_url: str, result_backend: str) -> Celery:
 
 def run_group(app: Celery, task: str, argument_lists: list[list[Any]], timeout: float) -> list[Any]:
     """Run ``task`` once per argument list as a Celery group; wait for every result."""
-    from celery import group
     job = group(app.signature(task, args=args, queue=queue_for_task(task)) for args in argument_lists)
     result = job.apply_async()
     return list(result.get(timeout=timeout, propagate=False))

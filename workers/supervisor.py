@@ -33,7 +33,8 @@ def _environment() -> tuple[dict[str, str], list[embedded.EmbeddedPostgres | emb
         env["DATABASE_URL"] = postgres.url("allotment")
         print(f"embedded PostgreSQL: {var_dir / 'pg'}", flush=True)
     if not env.get("BROKER_URL"):
-        redis = embedded.start_redis(var_dir / "redis", int(env.get("EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT)))
+        port = int(env.get("EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT))
+        redis = embedded.start_redis(var_dir / "redis", port)
         started.append(redis)
         env["BROKER_URL"], env["RESULT_BACKEND"] = redis.url(0), redis.url(1)
         print(f"embedded Redis: {redis.url(0)}", flush=True)
@@ -65,11 +66,11 @@ def main() -> int:
         for name, result in migrate.prepare(settings.database_url, settings.trial_database_url,
                                             settings.tenant_db_role).items():
             print(f"{name} database at revision {result.after}", flush=True)
-        user = env["FLOWER_BASIC_AUTH"].split(":", 1)[0]
+        user, password = env["FLOWER_BASIC_AUTH"].split(":", 1)
+        shown = "from FLOWER_BASIC_AUTH" if "FLOWER_BASIC_AUTH" in os.environ else password
         print(f"web:    http://127.0.0.1:{env.get('WEB_PORT', '8000')}/", flush=True)
-        print(f"flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/ (user {user!r}, "
-              f"password in FLOWER_BASIC_AUTH{'' if 'FLOWER_BASIC_AUTH' in os.environ else ': ' + env['FLOWER_BASIC_AUTH'].split(':', 1)[1]})",
-              flush=True)
+        print(f"flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/ "
+              f"(user {user}, password {shown})", flush=True)
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"),
                                    "-d", str(ROOT)], env=env)
         try:

@@ -1,10 +1,13 @@
 """Use cases of the identity context."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +22,30 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 def hash_password(password: str) -> str:
     """An argon2id hash of ``password``."""
     return _hasher.hash(password)
+
+
+class PasswordSealer:
+    """Encrypts a password between the request and the worker that hashes it.
+
+    Hashing with argon2 costs tens of milliseconds of CPU, so the web tier only seals the
+    password (Fernet, key derived from SECRET_KEY) and the worker that creates the account
+    unseals and hashes it, then forgets the sealed copy.
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        digest = hashlib.sha256(b"allotment.password-sealer:" + secret_key.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+    def seal(self, password: str) -> str:
+        """An encrypted, authenticated copy of ``password``."""
+        return self._fernet.encrypt(password.encode()).decode()
+
+    def unseal(self, sealed: str) -> str | None:
+        """The password, or None if the token is not ours (e.g. SECRET_KEY rotated)."""
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken:
+            return None
 
 
 def normalize_email(email: str) -> str:

@@ -52,6 +52,17 @@ class Envelope:
 def record(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
            correlation_id: str | None) -> list[Envelope]:
     """Write ``message`` to the outbox of the session's database, one row per delivery."""
+    rows, envelopes = prepare(session, message, tenant_id=tenant_id, correlation_id=correlation_id)
+    if rows:
+        session.execute(insert(outbox), rows)
+        remember(session, envelopes)
+    return envelopes
+
+
+def prepare(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
+            correlation_id: str | None) -> tuple[list[dict[str, Any]], list[Envelope]]:
+    """The outbox rows of ``message`` and their envelopes, for a caller that inserts the
+    rows itself (e.g. in the same statement as its business row); call ``remember`` after."""
     lease_seconds = session.info["lease_seconds"]
     event_id = uuid.uuid4()
     payload = message.model_dump(mode="json")
@@ -71,10 +82,12 @@ def record(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
             version=message.version, handler=handler, payload=payload, origin=origin,
             tenant_id=str(tenant_id) if tenant_id else None, correlation_id=correlation_id,
         ))
-    if rows:
-        session.execute(insert(outbox), rows)
-        session.info.setdefault(PENDING_KEY, []).extend(envelopes)
-    return envelopes
+    return rows, envelopes
+
+
+def remember(session: Session, envelopes: list[Envelope]) -> None:
+    """Keep envelopes whose rows are in this transaction, to publish after commit."""
+    session.info.setdefault(PENDING_KEY, []).extend(envelopes)
 
 
 def take_pending(session: Session) -> list[Envelope]:

@@ -1,7 +1,7 @@
 """The outbox and inbox tables, present in the management database and every tenant database."""
 from __future__ import annotations
 
-from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, Table, Text, Uuid, func, text)
+from sqlalchemy import Column, DateTime, Index, Integer, MetaData, Table, Text, Uuid, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from domain.db.base import NAMING

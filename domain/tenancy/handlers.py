@@ -17,18 +17,22 @@ def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
     tenant = session.get(Tenant, msg.tenant_id)
     if signup is None or tenant is None or signup.status != "pending":
         return
+    sealer = identity.PasswordSealer(ctx.provider.settings.secret_key)
+    password = sealer.unseal(signup.sealed_password) if signup.sealed_password else None
+    signup.sealed_password = None  # never kept past this transaction
+    if password is None:
+        signup.status, signup.failure_reason = "failed", "the signup expired; please sign up again"
+        return
     iam.create_default_roles(session, tenant.id)
     try:
         with session.begin_nested():
-            user = identity.create_user(session, email=signup.admin_email,
-                                        name=signup.admin_name,
-                                        password_hash=signup.password_hash)
+            user = identity.create_user(session, email=signup.admin_email, name=signup.admin_name,
+                                        password_hash=identity.hash_password(password))
     except EmailTaken as exc:
         signup.status, signup.failure_reason = "failed", f"email {exc.reason}"
         return
     iam.grant_role(session, user.id, tenant.id, "owner")
     signup.status, signup.provisioned_at = "provisioned", utcnow()
-    signup.password_hash = ""  # the account holds it now
     ctx.emit(TenantProvisionedV1(tenant_id=tenant.id, tenant_name=tenant.name,
                                  admin_user_id=user.id, admin_name=user.name,
                                  admin_email=user.email), tenant_id=tenant.id)

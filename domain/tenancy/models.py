@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, created_at_column
@@ -29,12 +29,16 @@ class Signup(ManagementBase):
     """A trial signup: the job row the status URL reads (provisioning steps)."""
 
     __tablename__ = "signups"
+    # One live signup per email: a second one is refused at once (409), by the database.
+    __table_args__ = (Index("uq_signups_live_email", "admin_email", unique=True,
+                            postgresql_where=text("status IN ('pending', 'provisioned')")),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), unique=True)
     admin_name: Mapped[str] = mapped_column(String(200))
     admin_email: Mapped[str] = mapped_column(String(320))
-    password_hash: Mapped[str] = mapped_column(Text)
+    # The password sealed by identity.PasswordSealer until the worker hashes it; then None.
+    sealed_password: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,8 +12,12 @@ from domain.identity import services as identity
 from domain.identity.errors import EmailTaken
 from domain.messaging import outbox
 from domain.messaging.contracts.tenancy import ProvisionTenantV1
+from domain.messaging.tables import outbox as outbox_table
 from domain.tenancy.errors import SlugTaken
 from domain.tenancy.models import Signup, Tenant
+
+# Unique constraints a signup can hit, and the refusal each one means.
+_CONFLICTS = {"uq_tenants_slug": SlugTaken, "uq_signups_live_email": EmailTaken}
 
 
 @dataclass(frozen=True)
@@ -27,29 +31,33 @@ class SignupRequest:
     password: str
 
 
-def sign_up_tenant(session: Session, request: SignupRequest, correlation_id: str | None) -> Signup:
-    """Record a trial tenant and its signup, and queue its provisioning (one transaction)."""
-    if session.scalar(select(func.count()).select_from(Tenant).where(Tenant.slug == request.slug)):
-        raise SlugTaken()
-    email = identity.normalize_email(request.email)
-    if identity.email_taken(session, email) or session.scalar(
-            select(func.count()).select_from(Signup).where(
-                Signup.admin_email == email, Signup.status == "pending")):
-        raise EmailTaken()
-    tenant = Tenant(id=uuid.uuid4(), slug=request.slug, name=request.organisation_name,
-                    status="trial", plan="trial")
-    signup = Signup(id=uuid.uuid4(), tenant_id=tenant.id, admin_name=request.admin_name,
-                    admin_email=email, password_hash=identity.hash_password(request.password),
-                    status="pending")
-    session.add(tenant)
+def sign_up_tenant(session: Session, request: SignupRequest, *, correlation_id: str | None,
+                   sealer: identity.PasswordSealer) -> uuid.UUID:
+    """Record a trial tenant, its signup and the provisioning command; return the signup id.
+
+    The three rows go in as one statement (data-modifying CTEs): one round trip, and the
+    slug and live-email uniqueness are enforced by the database, not by a racy pre-check.
+    The password is sealed here and hashed by the tenancy worker (argon2 is too costly
+    for the request).
+    """
+    tenant_id, signup_id = uuid.uuid4(), uuid.uuid4()
+    tenant = insert(Tenant.__table__).values(
+        id=tenant_id, slug=request.slug, name=request.organisation_name, status="trial", plan="trial")
+    signup = insert(Signup.__table__).values(
+        id=signup_id, tenant_id=tenant_id, admin_name=request.admin_name,
+        admin_email=identity.normalize_email(request.email),
+        sealed_password=sealer.seal(request.password), status="pending")
+    rows, envelopes = outbox.prepare(session, ProvisionTenantV1(signup_id=signup_id, tenant_id=tenant_id),
+                                     tenant_id=tenant_id, correlation_id=correlation_id)
+    statement = (select(literal(1)).add_cte(tenant.cte("new_tenant"))
+                 .add_cte(signup.cte("new_signup"))
+                 .add_cte(insert(outbox_table).values(rows).cte("new_messages")))
     try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent signup took the slug since the check
-        if "uq_tenants_slug" in str(exc.orig):
-            raise SlugTaken() from None
-        raise
-    session.add(signup)
-    session.flush()
-    outbox.record(session, ProvisionTenantV1(signup_id=signup.id, tenant_id=tenant.id),
-                  tenant_id=tenant.id, correlation_id=correlation_id)
-    return signup
+        session.execute(statement)
+    except IntegrityError as exc:
+        conflict = _CONFLICTS.get(getattr(exc.orig.diag, "constraint_name", None) or "")
+        if conflict is None:
+            raise
+        raise conflict() from None
+    outbox.remember(session, envelopes)
+    return signup_id

@@ -5,8 +5,8 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-import domain.iam.models  # noqa: F401 - registers tables on ManagementBase.metadata
-import domain.identity.models  # noqa: F401
+import domain.iam.models
+import domain.identity.models
 import domain.tenancy.models  # noqa: F401
 from domain.db.base import ManagementBase
 from domain.messaging.tables import metadata as messaging_metadata

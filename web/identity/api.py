@@ -31,7 +31,7 @@ class TokenOut(BaseModel):
     """An access token."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the scheme, not a secret
 
 
 @bp.post("/api/v1/identity/tokens")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.tenancy import queries, services
 from web.api import accepted, parse_json
-from web.db import management_db, provider
+from web.db import management_db, provider, sealer
 from web.openapi import doc
 from web.tenancy import bp
 
@@ -70,9 +70,9 @@ def signup_status_json(status: queries.SignupStatus) -> dict[str, Any]:
 def create_signup() -> Any:
     """Record a trial tenant and queue its provisioning; answer 202 with the status URL."""
     body = parse_json(SignupBody)
-    signup = services.sign_up_tenant(management_db(), services.SignupRequest(**body.model_dump()),
-                                     correlation_id=g.request_id)
-    return accepted(url_for("tenancy.signup_status", signup_id=signup.id), id=str(signup.id))
+    signup_id = services.sign_up_tenant(management_db(), services.SignupRequest(**body.model_dump()),
+                                        correlation_id=g.request_id, sealer=sealer())
+    return accepted(url_for("tenancy.signup_status", signup_id=signup_id), id=str(signup_id))
 
 
 @bp.get("/api/v1/tenancy/signups/<uuid:signup_id>")

@@ -8,7 +8,7 @@ from flask import g, redirect, render_template, url_for
 
 from domain.errors import DomainError
 from domain.tenancy import queries, services
-from web.db import management_db, provider
+from web.db import management_db, provider, sealer
 from web.tenancy import bp
 from web.tenancy.forms import SignupForm
 
@@ -23,11 +23,12 @@ def signup_page() -> Any:
             admin_name=form.admin_name.data.strip(), email=form.email.data.strip(),
             password=form.password.data)
         try:
-            signup = services.sign_up_tenant(management_db(), request, correlation_id=g.request_id)
+            signup_id = services.sign_up_tenant(management_db(), request, correlation_id=g.request_id,
+                                                sealer=sealer())
         except DomainError as exc:
             getattr(form, exc.field or "slug").errors.append(exc.reason)
             return render_template("tenancy/signup.html", form=form), exc.status
-        return redirect(url_for("tenancy.signup_status_page", signup_id=signup.id), code=303)
+        return redirect(url_for("tenancy.signup_status_page", signup_id=signup_id), code=303)
     status = 422 if form.is_submitted() else 200
     return render_template("tenancy/signup.html", form=form), status
 

@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.Column('admin_name', sa.String(length=200), nullable=False),
     sa.Column('admin_email', sa.String(length=320), nullable=False),
-    sa.Column('password_hash', sa.Text(), nullable=False),
+    sa.Column('sealed_password', sa.Text(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('failure_reason', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -74,6 +74,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_signups')),
     sa.UniqueConstraint('tenant_id', name=op.f('uq_signups_tenant_id'))
     )
+    op.create_index('uq_signups_live_email', 'signups', ['admin_email'], unique=True, postgresql_where=sa.text("status IN ('pending', 'provisioned')"))
     op.create_table('memberships',
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
@@ -116,6 +117,7 @@ def downgrade() -> None:
     op.drop_table('outbox')
     op.drop_table('inbox')
     op.drop_table('memberships')
+    op.drop_index('uq_signups_live_email', table_name='signups', postgresql_where=sa.text("status IN ('pending', 'provisioned')"))
     op.drop_table('signups')
     op.drop_index(op.f('ix_roles_tenant_id'), table_name='roles')
     op.drop_table('roles')
