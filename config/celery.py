@@ -88,8 +88,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": False,
         "task_queues": [Queue(name) for name in QUEUES],
         "task_routes": (route_task,),
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": True,  # Flower's view of every pool
         "worker_hijack_root_logger": False,
         "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",

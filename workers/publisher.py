@@ -18,10 +18,18 @@ from domain.messaging import bus
 from domain.messaging.outbox import Envelope
 
 log = logging.getLogger(__name__)
+# A broker hiccup is retried briefly; past that the relay re-sends from the outbox.
+_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
-    """Send each envelope to its handler's queue; return how many were sent."""
+    """Send each envelope to its handler's queue; return how many were sent.
+
+    This is on the request's hot path, so it skips ``send_task``'s generic machinery:
+    the Celery message is built with ``amqp.as_task_v2`` and published straight to the
+    queue through the default exchange (no routing table or binding lookup per send).
+    A worker cannot tell the difference.
+    """
     envelopes = list(envelopes)
     if not envelopes:
         return 0
@@ -30,10 +38,15 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
         with app.producer_or_acquire() as producer:
             for envelope in envelopes:
                 name = bus.task_name(envelope.handler)
-                app.send_task(name, args=[envelope.as_dict()], task_id=envelope.id,
-                              queue=queue_for_task(name), producer=producer)
+                message = app.amqp.as_task_v2(
+                    envelope.id, name, args=[envelope.as_dict()], kwargs={},
+                    # What Flower and logs show; also spares Celery a repr of the payload.
+                    argsrepr=f"{envelope.type} tenant={envelope.tenant_id}", kwargsrepr="{}")
+                producer.publish(message.body, exchange="", routing_key=queue_for_task(name),
+                                 headers=message.headers, serializer="json",
+                                 retry=True, retry_policy=_RETRY, **message.properties)
                 sent += 1
-    except Exception:
+    except Exception:  # the outbox row survives; the relay will re-send it
         log.warning("publish failed after %d of %d messages; the relay will re-send",
                     sent, len(envelopes), exc_info=True)
     return sent

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import CTE, insert, update
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
@@ -83,6 +83,15 @@ def prepare(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
             tenant_id=str(tenant_id) if tenant_id else None, correlation_id=correlation_id,
         ))
     return rows, envelopes
+
+
+def insert_ctes(rows: list[dict[str, Any]]) -> list[CTE]:
+    """One single-row INSERT CTE per outbox row, to add to a caller's statement.
+
+    Single-row VALUES keep the statement in SQLAlchemy's compiled cache; a multi-row
+    VALUES has no cache key and would be compiled again on every request.
+    """
+    return [insert(outbox).values(**row).cte(f"outbox_{i}") for i, row in enumerate(rows)]
 
 
 def remember(session: Session, envelopes: list[Envelope]) -> None:

@@ -12,7 +12,6 @@ from domain.identity import services as identity
 from domain.identity.errors import EmailTaken
 from domain.messaging import outbox
 from domain.messaging.contracts.tenancy import ProvisionTenantV1
-from domain.messaging.tables import outbox as outbox_table
 from domain.tenancy.errors import SlugTaken
 from domain.tenancy.models import Signup, Tenant
 
@@ -49,9 +48,8 @@ def sign_up_tenant(session: Session, request: SignupRequest, *, correlation_id: 
         sealed_password=sealer.seal(request.password), status="pending")
     rows, envelopes = outbox.prepare(session, ProvisionTenantV1(signup_id=signup_id, tenant_id=tenant_id),
                                      tenant_id=tenant_id, correlation_id=correlation_id)
-    statement = (select(literal(1)).add_cte(tenant.cte("new_tenant"))
-                 .add_cte(signup.cte("new_signup"))
-                 .add_cte(insert(outbox_table).values(rows).cte("new_messages")))
+    statement = select(literal(1)).add_cte(
+        tenant.cte("new_tenant"), signup.cte("new_signup"), *outbox.insert_ctes(rows))
     try:
         session.execute(statement)
     except IntegrityError as exc:
