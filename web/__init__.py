@@ -25,6 +25,8 @@ csrf = CSRFProtect()
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for ``settings`` (read from the environment when not given)."""
     settings = settings or load_settings(os.environ)
+    if settings.env != "test":
+        log_context.configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
