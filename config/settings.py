@@ -16,6 +16,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 EMBEDDED_REDIS_PORT = 16379
+POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
 class SettingsError(Exception):
@@ -58,7 +59,7 @@ class Settings(BaseModel):
     @field_validator("database_url", "trial_database_url")
     @classmethod
     def _postgres_only(cls, value: str) -> str:
-        if value and not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        if value and not value.startswith(POSTGRES_SCHEMES):
             raise ValueError("must be a PostgreSQL URL (postgresql://...)")
         return _psycopg_url(value) if value else value
 
@@ -74,12 +75,17 @@ class Settings(BaseModel):
     def _split_servers(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
-        return tuple(_psycopg_url(_server_url(v)) for v in value)  # type: ignore[union-attr]
+        servers = tuple(value)  # type: ignore[arg-type]
+        for url in servers:
+            if not str(url).startswith(POSTGRES_SCHEMES):
+                raise ValueError(f"{url!r} is not a PostgreSQL URL (postgresql://host:port)")
+        return tuple(_psycopg_url(_server_url(v)) for v in servers)
 
     @property
     def embedded(self) -> bool:
-        """True when this process relies on the embedded PostgreSQL/Redis servers."""
-        return not self.database_url
+        """True when this process relies on the embedded PostgreSQL server under VAR_DIR."""
+        # load_settings fills database_url with the embedded URL, so compare against it.
+        return self.database_url in ("", embedded_urls(self.var_dir)["database_url"])
 
     @property
     def redis_url(self) -> str:
@@ -162,11 +168,14 @@ def _complete(settings: Settings) -> Settings:
             if not getattr(settings, name):
                 raise SettingsError(f"invalid configuration: {name.upper()}: required in production")
     if not settings.database_url:
-        updates.update(embedded_urls(settings.var_dir))
-        if settings.broker_url:
-            updates["broker_url"] = settings.broker_url
-        if settings.result_backend:
-            updates["result_backend"] = settings.result_backend
+        embedded = embedded_urls(settings.var_dir)
+        updates["database_url"] = embedded["database_url"]
+        # The run command starts the embedded Redis only when BROKER_URL is unset; with an
+        # external broker, results default to that broker (below), not to a Redis not running.
+        if not settings.broker_url:
+            updates["broker_url"] = embedded["broker_url"]
+            if not settings.result_backend:
+                updates["result_backend"] = embedded["result_backend"]
     broker = updates.get("broker_url", settings.broker_url)
     if not broker:
         raise SettingsError("invalid configuration: BROKER_URL: required when DATABASE_URL is set")

@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 from flask import jsonify, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import BadRequest
 
 from web.errors import ApiError
 
@@ -15,9 +16,10 @@ def parse_json(model: type[M]) -> M:
     """The request body as ``model``; 415/400/422 naming the field and the reason."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "expected application/json", "Content-Type")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "malformed_json", "the body is not valid JSON", "body")
+    try:
+        data = request.get_json()
+    except BadRequest:  # not silent=True: a literal ``null`` is valid JSON, just not an object
+        raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "expected a JSON object", "body")
     try:

@@ -1,4 +1,8 @@
-"""The ``flask`` CLI: databases, tenants, the message plane, operators (``flask --app web``)."""
+"""The ``flask`` CLI: databases, tenants, the message plane, operators (``flask --app web``).
+
+The groups are Flask ``AppGroup``s so every command runs in an application context, under
+``flask`` and under ``app.test_cli_runner()`` alike.
+"""
 from __future__ import annotations
 
 import getpass
@@ -8,6 +12,7 @@ import uuid
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from domain.db import migrate
 from domain.errors import DomainError
@@ -25,7 +30,7 @@ def _settings():  # type: ignore[no-untyped-def]
     return current_app.extensions["allotment.settings"]
 
 
-@click.group("db")
+@click.group("db", cls=AppGroup)
 def db_cli() -> None:
     """Databases and their migrations."""
 
@@ -59,7 +64,7 @@ def upgrade_tenants(timeout: float) -> None:
         sys.exit(1)
 
 
-@click.group("tenants")
+@click.group("tenants", cls=AppGroup)
 def tenants_cli() -> None:
     """Tenants."""
 
@@ -76,7 +81,7 @@ def list_tenants() -> None:
         click.echo(f"{row.slug}\t{row.status}\t{row.database}\t{revisions.get(key)}")
 
 
-@click.group("messages")
+@click.group("messages", cls=AppGroup)
 def messages_cli() -> None:
     """The message plane: dead and overdue deliveries."""
 
@@ -104,7 +109,7 @@ def retry_message(database: str, message_id: uuid.UUID) -> None:
     click.echo(f"re-sent {envelope.id}")
 
 
-@click.group("users")
+@click.group("users", cls=AppGroup)
 def users_cli() -> None:
     """Accounts."""
 

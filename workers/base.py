@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from domain.messaging import handling
 from domain.messaging.contracts import Contract
@@ -42,10 +42,15 @@ def domain_task(*, contract: type[Contract], target: Target) -> Callable[[Callab
             try:
                 outcome = handling.handle(self.app.provider, message, contract, target, fn)
             except Exception as exc:
-                if _is_transient(exc):
+                if _is_transient(exc) and self.request.retries < self.max_retries:
                     delay = min(2 ** self.request.retries, 60) + random.random()  # noqa: S311 - jitter
                     raise self.retry(exc=exc, countdown=delay) from exc
-                handling.note_failure(self.app.provider, message, f"{type(exc).__name__}: {exc}")
+                # Out of retries or not transient: the relay re-sends it until it is dead,
+                # and operators see why.
+                try:
+                    handling.note_failure(self.app.provider, message, f"{type(exc).__name__}: {exc}")
+                except SQLAlchemyError:
+                    log.warning("could not record the failure of %s", message.id, exc_info=True)
                 raise
             publish(self.app, outcome.emitted)
             return "duplicate" if outcome.duplicate else "done"

@@ -68,7 +68,8 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
         session = provider.tenant(uuid.UUID(envelope.tenant_id))
     same_database = session.info["db_key"] == envelope.origin
     with session:
-        if not inbox.claim(session, delivery, envelope.handler):
+        tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
+        if not inbox.claim(session, delivery, envelope.handler, tenant_id):
             session.rollback()
             _complete_at_origin(provider, envelope)
             return Outcome(duplicate=True, emitted=[])

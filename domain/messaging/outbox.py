@@ -112,9 +112,12 @@ def discard_pending(session: Session) -> None:
 
 def mark_completed(session: Session, delivery_id: uuid.UUID, at: datetime | None = None) -> None:
     """Mark one delivery done so the relay stops re-sending it."""
+    # A copy still queued when the relay buried the delivery (a pool down for longer than
+    # every backoff) can complete it later: then it is done, not dead, and must leave the
+    # dead list instead of inviting an operator to send it again.
     session.execute(
         update(outbox).where(outbox.c.id == delivery_id, outbox.c.completed_at.is_(None))
-        .values(completed_at=at or utcnow())
+        .values(completed_at=at or utcnow(), dead_at=None)
     )
 
 

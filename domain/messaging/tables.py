@@ -33,5 +33,8 @@ inbox = Table(
     "inbox", metadata,
     Column("message_id", Uuid, primary_key=True),
     Column("handler", Text, nullable=False),
+    # Whose message it was: promotion moves a tenant's inbox rows with its data, so a
+    # redelivery after the move is still recognised.
+    Column("tenant_id", Uuid),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

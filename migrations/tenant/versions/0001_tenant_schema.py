@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.create_table('inbox',
     sa.Column('message_id', sa.Uuid(), nullable=False),
     sa.Column('handler', sa.Text(), nullable=False),
+    sa.Column('tenant_id', sa.Uuid(), nullable=True),
     sa.Column('processed_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('message_id', name=op.f('pk_inbox'))
     )

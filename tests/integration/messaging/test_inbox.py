@@ -1,0 +1,131 @@
+"""The inbox: a delivery's effects happen once, however often and however concurrently it arrives."""
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select, text
+
+from domain.db.provider import DataProvider
+from domain.messaging import handling
+from domain.messaging.contracts.tenancy import TenantProvisionedV1
+from domain.messaging.handling import HandlerContext
+from domain.messaging.outbox import Envelope
+from domain.notifications.models import Notice
+from tests.integration.messaging.helpers import (
+    inbox_has,
+    outbox_row,
+    record,
+    sign_up,
+    signup_request,
+    tenant_id_of,
+    welcome,
+)
+from tests.support.waiting import wait_for
+
+
+def add_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
+    """A deliberately non-idempotent effect: a new notice (fresh event id) on every run."""
+    ctx.session.add(Notice(id=uuid.uuid4(), user_id=msg.admin_user_id, event_id=uuid.uuid4(),
+                           category="test", title="effect"))
+
+
+def notices_of(provider: DataProvider, tenant_id: uuid.UUID, user_id: uuid.UUID) -> int:
+    """How many notices the handler left for ``user_id``."""
+    with provider.tenant(tenant_id) as session:
+        return session.scalar(select(func.count()).select_from(Notice).where(Notice.user_id == user_id)) or 0
+
+
+@pytest.fixture
+def delivery(provider: DataProvider) -> tuple[Envelope, uuid.UUID, uuid.UUID]:
+    """A committed, unpublished welcome delivery to a real trial tenant: (envelope, tenant, user)."""
+    request = signup_request()
+    sign_up(provider, request)
+    tenant_id, user_id = tenant_id_of(provider, request.slug), uuid.uuid4()
+    assert tenant_id is not None
+    (envelope,) = record(provider, welcome(tenant_id, user_id), tenant_id=tenant_id)
+    return envelope, tenant_id, user_id
+
+
+def test_a_redelivery_is_skipped_and_the_message_completed(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    envelope, tenant_id, user_id = delivery
+    first = handling.handle(provider, envelope, TenantProvisionedV1, "tenant", add_notice)
+    second = handling.handle(provider, envelope, TenantProvisionedV1, "tenant", add_notice)
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert notices_of(provider, tenant_id, user_id) == 1
+    assert inbox_has(provider, "trial", envelope.id)
+    row = outbox_row(provider, envelope.id)
+    assert row is not None and row["completed_at"] is not None
+
+
+def test_a_redelivery_completes_a_message_whose_completion_was_lost(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    # The effect and the inbox row commit on the tenant database; marking the outbox row on
+    # the management database is a second transaction that a crash can lose.
+    envelope, tenant_id, user_id = delivery
+    with provider.tenant(tenant_id) as session:
+        add_notice(HandlerContext(session, envelope, provider), welcome(tenant_id, user_id))
+        session.execute(text("INSERT INTO inbox (message_id, handler) VALUES (:id, :handler)"),
+                        {"id": uuid.UUID(envelope.id), "handler": envelope.handler})
+        session.commit()
+    assert outbox_row(provider, envelope.id)["completed_at"] is None  # type: ignore[index]
+    assert handling.handle(provider, envelope, TenantProvisionedV1, "tenant", add_notice).duplicate
+    assert outbox_row(provider, envelope.id)["completed_at"] is not None  # type: ignore[index]
+    assert notices_of(provider, tenant_id, user_id) == 1
+
+
+def waiting_on_a_lock(provider: DataProvider) -> bool:
+    """True while another transaction on the trial database waits for a row lock on the inbox."""
+    with provider.unscoped("trial") as session:
+        return bool(session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ILIKE '%inbox%'")))
+
+
+def test_two_concurrent_deliveries_apply_the_effect_once(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    envelope, tenant_id, user_id = delivery
+
+    def effect_then_wait_for_the_other(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
+        # Keep the first claim open until the second delivery is provably blocked on it.
+        add_notice(ctx, msg)
+        wait_for(lambda: waiting_on_a_lock(provider), timeout=60, message="the second delivery to block")
+
+    def deliver() -> handling.Outcome:
+        return handling.handle(provider, envelope, TenantProvisionedV1, "tenant",
+                               effect_then_wait_for_the_other)
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = [f.result(timeout=120) for f in [pool.submit(deliver), pool.submit(deliver)]]
+    assert sorted(o.duplicate for o in outcomes) == [False, True]
+    assert notices_of(provider, tenant_id, user_id) == 1
+    assert outbox_row(provider, envelope.id)["completed_at"] is not None  # type: ignore[index]
+
+
+def test_a_failed_first_delivery_leaves_the_concurrent_one_to_apply_the_effect(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    envelope, tenant_id, user_id = delivery
+    runs: list[str] = []
+
+    def fail_first_run(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
+        runs.append("run")
+        add_notice(ctx, msg)
+        if len(runs) == 1:
+            wait_for(lambda: waiting_on_a_lock(provider), timeout=60, message="the second delivery to block")
+            raise RuntimeError("first delivery fails after its effect")
+
+    def deliver() -> handling.Outcome | Exception:
+        try:
+            return handling.handle(provider, envelope, TenantProvisionedV1, "tenant", fail_first_run)
+        except RuntimeError as exc:
+            return exc
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = [f.result(timeout=120) for f in [pool.submit(deliver), pool.submit(deliver)]]
+    assert len(runs) == 2
+    assert sum(isinstance(o, RuntimeError) for o in outcomes) == 1
+    assert [o.duplicate for o in outcomes if isinstance(o, handling.Outcome)] == [False]
+    assert notices_of(provider, tenant_id, user_id) == 1
+    assert inbox_has(provider, "trial", envelope.id)

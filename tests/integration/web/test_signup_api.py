@@ -1,0 +1,131 @@
+"""Bad input on the signup API: a 4xx naming the field and the reason, and nothing written."""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from config.settings import Settings
+from domain.db.provider import DataProvider
+from tests.integration.web.helpers import assert_refused, written
+from tests.support import refs
+
+SIGNUPS = "/api/v1/tenancy/signups"
+Body = dict[str, Any]
+
+
+def without(field: str) -> Callable[[Body], dict[str, Any]]:
+    """A JSON body missing ``field``."""
+    return lambda body: {"json": {k: v for k, v in body.items() if k != field}}
+
+
+def with_(**changes: Any) -> Callable[[Body], dict[str, Any]]:
+    """A JSON body with ``changes``."""
+    return lambda body: {"json": {**body, **changes}}
+
+
+JSON = "application/json"
+BAD_REQUESTS = [
+    pytest.param(lambda b: {"data": json.dumps(b)[:-5], "content_type": JSON}, 400, "body",
+                 id="malformed JSON"),
+    pytest.param(lambda b: {"data": b'{"slug": "\xff"}', "content_type": JSON}, 400, "body", id="not UTF-8"),
+    pytest.param(lambda b: {"data": b"", "content_type": JSON}, 400, "body", id="empty body"),
+    pytest.param(lambda b: {"data": json.dumps(b), "content_type": "text/plain"}, 415, "Content-Type",
+                 id="text/plain"),
+    pytest.param(lambda b: {"data": b}, 415, "Content-Type", id="form encoded"),
+    pytest.param(lambda b: {"data": json.dumps(b)}, 415, "Content-Type", id="no content type"),
+    pytest.param(lambda b: {"json": [b]}, 422, "body", id="a JSON array"),
+    pytest.param(lambda b: {"data": "null", "content_type": JSON}, 422, "body", id="a JSON null"),
+    pytest.param(without("organisation_name"), 422, "organisation_name", id="missing organisation_name"),
+    pytest.param(without("email"), 422, "email", id="missing email"),
+    pytest.param(without("password"), 422, "password", id="missing password"),
+    pytest.param(with_(slug="Not A Slug"), 422, "slug", id="slug with capitals and spaces"),
+    pytest.param(with_(slug="ab"), 422, "slug", id="slug too short"),
+    pytest.param(with_(slug="acme-"), 422, "slug", id="slug ending in a dash"),
+    pytest.param(with_(email="not-an-email"), 422, "email", id="invalid email"),
+    pytest.param(with_(password="short"), 422, "password", id="short password"),
+    pytest.param(with_(organisation_name="   "), 422, "organisation_name", id="blank organisation name"),
+    pytest.param(with_(admin_name=42), 422, "admin_name", id="a number for a name"),
+    pytest.param(with_(plan="enterprise"), 422, "plan", id="an unknown field"),
+]
+
+
+@pytest.mark.parametrize(("make", "status", "field"), BAD_REQUESTS)
+def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(
+        client: FlaskClient, provider: DataProvider, make: Callable[[Body], dict[str, Any]],
+        status: int, field: str) -> None:
+    request_id = refs.slug("req")
+    before = written(provider, request_id)
+    response = client.post(SIGNUPS, headers={"X-Request-Id": request_id}, **make(refs.signup_body()))
+    assert_refused(response, status, field)
+    assert written(provider, request_id) == before
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client: FlaskClient, provider: DataProvider,
+                                                        settings: Settings) -> None:
+    request_id = refs.slug("req")
+    before = written(provider, request_id)
+    body = refs.signup_body(organisation_name="x" * settings.max_content_length)
+    response = client.post(SIGNUPS, json=body, headers={"X-Request-Id": request_id})
+    assert_refused(response, 413, "body")
+    assert written(provider, request_id) == before
+
+
+def test_every_invalid_field_is_listed(client: FlaskClient) -> None:
+    response = client.post(SIGNUPS, json=refs.signup_body(slug="NO", email="nope", password="x"))
+    body = assert_refused(response, 422, "slug")
+    assert {e["field"] for e in body["errors"]} == {"slug", "email", "password"}
+
+
+def signup(client: FlaskClient, body: Body) -> tuple[Any, str]:
+    """Post a signup with a fresh request id; return the response and the id."""
+    request_id = refs.slug("req")
+    return client.post(SIGNUPS, json=body, headers={"X-Request-Id": request_id}), request_id
+
+
+def test_a_taken_slug_is_a_conflict_on_slug(client: FlaskClient, provider: DataProvider) -> None:
+    first = refs.signup_body()
+    assert signup(client, first)[0].status_code == 202
+    before = written(provider, "")
+    response, request_id = signup(client, refs.signup_body(slug=first["slug"]))
+    assert_refused(response, 409, "slug")
+    after = written(provider, request_id)
+    assert (after.tenants, after.signups, after.messages) == (before.tenants, before.signups, 0)
+
+
+def test_an_email_with_a_live_signup_is_a_conflict_on_email(client: FlaskClient,
+                                                            provider: DataProvider) -> None:
+    first = refs.signup_body()
+    assert signup(client, first)[0].status_code == 202
+    before = written(provider, "")
+    response, request_id = signup(client, refs.signup_body(email=f"  {first['email'].upper()} "))
+    assert_refused(response, 409, "email")
+    after = written(provider, request_id)
+    assert (after.tenants, after.signups, after.messages) == (before.tenants, before.signups, 0)
+
+
+def test_a_valid_signup_writes_one_tenant_one_signup_one_message(client: FlaskClient,
+                                                                 provider: DataProvider) -> None:
+    # The counterpart of "nothing written": the counts do move when a request succeeds.
+    request_id = refs.slug("req")
+    before = written(provider, request_id)
+    response = client.post(SIGNUPS, json=refs.signup_body(), headers={"X-Request-Id": request_id})
+    assert response.status_code == 202
+    after = written(provider, request_id)
+    assert (after.tenants, after.signups, after.messages) == (before.tenants + 1, before.signups + 1, 1)
+
+
+def test_an_unknown_signup_is_not_found(client: FlaskClient) -> None:
+    assert_refused(client.get(f"{SIGNUPS}/{uuid.uuid4()}"), 404, "signup_id")
+
+
+def test_a_malformed_signup_id_is_not_found(client: FlaskClient) -> None:
+    assert_refused(client.get(f"{SIGNUPS}/not-a-uuid"), 404, None)
+
+
+def test_the_wrong_method_is_refused_as_json(client: FlaskClient) -> None:
+    assert_refused(client.delete(SIGNUPS), 405, None)
