@@ -8,11 +8,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from config.celery import QUEUES
 from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
 from domain.db.provider import DataProvider
 from tests.support import processes
-from tests.support.services import Services, ServiceMissing, Stack, create_stack, drop_stack, start_services
+from tests.support.services import ServiceMissing, Services, Stack, create_stack, drop_stack, start_services
 from web import create_app
 
 
@@ -73,8 +74,6 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def all_queues_worker(stack: Stack, log_dir: Path) -> Iterator[processes.Process]:
     """One real worker consuming every queue, shared by tests that only need effects."""
-    from config.celery import QUEUES
-
     worker = processes.celery_worker("all", ",".join(QUEUES), stack.env(), log_dir, concurrency=2)
     yield worker
     worker.stop()

@@ -18,6 +18,7 @@ from domain.db import migrate
 from domain.errors import DomainError
 from domain.identity import services as identity
 from domain.messaging import relay
+from domain.tenancy import migrations
 from domain.tenancy import queries as tenancy
 from workers.publisher import publish, run_group
 
@@ -75,7 +76,8 @@ def list_tenants() -> None:
     provider = _provider()
     with provider.management() as session:
         rows = tenancy.list_tenants(session)
-    revisions = {key: migrate.current_revision(provider.url_of(key)) for key in provider.tenant_databases()}
+    # revision_of answers None for an unreachable database instead of failing the listing.
+    revisions = {key: migrations.revision_of(provider.url_of(key)) for key in provider.tenant_databases()}
     for row in rows:
         key = "trial" if row.database == "trial" else f"dedicated:{row.database}"
         click.echo(f"{row.slug}\t{row.status}\t{row.database}\t{revisions.get(key)}")

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery, group
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu import Queue
 
 from config.celery import QUEUES, queue_for_task
@@ -67,4 +68,9 @@ def run_group(app: Celery, task: str, argument_lists: list[list[Any]], timeout: 
     """Run ``task`` once per argument list as a Celery group; wait for every result."""
     job = group(app.signature(task, args=args, queue=queue_for_task(task)) for args in argument_lists)
     result = job.apply_async()
-    return list(result.get(timeout=timeout, propagate=False))
+    try:
+        return list(result.get(timeout=timeout, propagate=False))
+    except CeleryTimeoutError:
+        # Keep what finished; report the rest as unfinished instead of losing everything.
+        return [r.result if r.ready() else CeleryTimeoutError(f"not finished within {timeout}s")
+                for r in result.results]

@@ -58,7 +58,12 @@ def current_revision(url: str) -> str | None:
 
 
 def upgrade(environment: Environment, url: str, tenant_role: str = "") -> MigrationResult:
-    """Upgrade one database to head; cheap when it is already there."""
+    """Upgrade one database to head; cheap when it is already there.
+
+    One migration at a time per process: Alembic keeps its running context in module
+    globals, so concurrent upgrades belong in separate processes (Celery's prefork pool).
+    Concurrent migrators of one database serialise on the env's advisory lock.
+    """
     started = time.monotonic()
     before = current_revision(url)
     target = head(environment)
@@ -76,6 +81,11 @@ def _libpq(url: str) -> tuple[str, str]:
     return server.render_as_string(hide_password=False), parsed.database or ""
 
 
+def _quoted(name: str) -> str:
+    """A database name as a quoted SQL identifier (CREATE/DROP DATABASE take no parameters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def ensure_database(url: str) -> bool:
     """Create the database of ``url`` if it does not exist; True if it was created."""
     dsn, name = _libpq(url)
@@ -83,7 +93,7 @@ def ensure_database(url: str) -> bool:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             return False
         try:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f"CREATE DATABASE {_quoted(name)}")
         except psycopg.errors.DuplicateDatabase:
             return False
     return True
@@ -93,7 +103,7 @@ def drop_database(url: str) -> None:
     """Drop the database of ``url`` (closing its connections)."""
     dsn, name = _libpq(url)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
 
 
 def prepare(database_url: str, trial_database_url: str, tenant_role: str) -> dict[str, MigrationResult]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +66,36 @@ class ProviderSession(Session):
 @event.listens_for(ProviderSession, "do_orm_execute")
 def _filter_by_tenant(state: ORMExecuteState) -> None:
     tenant_id = state.session.info.get("tenant_id")
-    if tenant_id is None or not (state.is_select or state.is_update or state.is_delete):
+    if tenant_id is None:
         return
-    state.statement = state.statement.options(with_loader_criteria(
-        TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True))
+    if state.is_insert or state.is_update:
+        _refuse_foreign_tenant_ids(state, tenant_id)
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(with_loader_criteria(
+            TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True))
+
+
+def _refuse_foreign_tenant_ids(state: ORMExecuteState, tenant_id: uuid.UUID) -> None:
+    """Refuse ORM INSERT/UPDATE statements writing another tenant's id (they bypass the flush)."""
+    mapper = state.bind_mapper
+    if mapper is None or not issubclass(mapper.class_, TenantScoped):
+        return
+    for values in _written_values(state.statement, state.parameters):
+        for column, value in values.items():
+            if getattr(column, "key", column) == "tenant_id" and getattr(value, "value", value) != tenant_id:
+                # An expression we cannot evaluate is refused too: it is not provably this tenant.
+                raise PermissionError("another tenant's id written through a tenant session")
+
+
+def _written_values(statement: Any, parameters: Any) -> Iterator[Mapping[Any, Any]]:
+    """Every column -> value mapping an INSERT/UPDATE writes: ``.values()`` and execute parameters."""
+    # SQLAlchemy keeps .values() on these attributes; there is no public accessor.
+    yield statement._values or {}
+    yield dict(getattr(statement, "_ordered_values", None) or ())
+    for rows in getattr(statement, "_multi_values", ()):
+        for row in rows:
+            yield row if isinstance(row, Mapping) else dict(zip(statement.table.c, row, strict=False))
+    yield from parameters if isinstance(parameters, list) else [parameters or {}]
 
 
 @event.listens_for(ProviderSession, "before_flush")
@@ -77,20 +104,24 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
     if tenant_id is None:
         return
     for obj in session.new:
-        if isinstance(obj, TenantScoped):
-            if getattr(obj, "tenant_id", None) is None:
-                obj.tenant_id = tenant_id
-            elif obj.tenant_id != tenant_id:
-                raise PermissionError("row of another tenant added to a tenant session")
+        if isinstance(obj, TenantScoped) and getattr(obj, "tenant_id", None) is None:
+            obj.tenant_id = tenant_id
+    # New, changed and deleted rows alike: a detached row of another tenant added to this
+    # session, or a row moved to another tenant, would otherwise be written unfiltered.
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, TenantScoped) and obj.tenant_id != tenant_id:
+            raise PermissionError("row of another tenant written through a tenant session")
 
 
 @event.listens_for(ProviderSession, "after_begin")
 def _enter_rls(session: Session, transaction: Any, connection: Any) -> None:
     role = session.info.get("rls_role")
     if role:
-        # One round trip: the role that RLS binds, and the tenant its policies read.
-        connection.exec_driver_sql(
-            f"SET LOCAL ROLE {role}; SET LOCAL app.tenant_id = '{session.info['tenant_id']}'")
+        # One round trip: the role that RLS binds and the tenant its policies read, as bound
+        # parameters (set_config(..., true) is SET LOCAL), so no value is ever spliced into SQL.
+        connection.execute(
+            text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)"),
+            {"role": role, "tenant": str(session.info["tenant_id"])})
 
 
 class DataProvider:
@@ -103,6 +134,8 @@ class DataProvider:
         self._dedicated = dedicated
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._routes: dict[uuid.UUID, tuple[Route, float]] = {}
+        # Bumped by invalidate(): a lookup that raced an invalidation must not be cached.
+        self._generation = 0
         self._lock = threading.Lock()
 
     # -- engines -------------------------------------------------------------------
@@ -115,11 +148,24 @@ class DataProvider:
                 return engine
             engine = create_engine(url, pool_size=self.settings.db_pool_size, max_overflow=5,
                                    pool_recycle=1800)
+            event.listen(engine, "checkin", self._closer(url, weakref.ref(engine)))
             self._engines[url] = engine
             while len(self._engines) > self.settings.engine_cache_size:
                 _, old = self._engines.popitem(last=False)
                 old.dispose()
             return engine
+
+    def _closer(self, url: str, engine: weakref.ref[Engine]) -> Callable[[Any, Any], None]:
+        """A checkin hook closing connections of an engine no longer in the cache."""
+
+        def close_if_evicted(dbapi_connection: Any, record: Any) -> None:
+            # A session that outlived its engine's eviction still works, but its connection
+            # is closed when returned instead of idling in a pool nobody tracks any more.
+            current = engine()
+            if current is None or self._engines.get(url) is not current:
+                record.close()
+
+        return close_if_evicted
 
     def ping(self) -> None:
         """Raise if the management database does not answer."""
@@ -164,9 +210,11 @@ class DataProvider:
 
     def route(self, tenant_id: uuid.UUID) -> Route:
         """Where ``tenant_id`` lives now (cached; NotFound for an unknown tenant)."""
+        tenant_id = _as_uuid(tenant_id)
         cached = self._routes.get(tenant_id)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        generation = self._generation
         with self.management() as session:
             placement = self._placement_of(session, tenant_id)
         if placement is None or placement.status == "deleted":
@@ -176,15 +224,20 @@ class DataProvider:
         else:
             key = TRIAL
         route = Route(tenant_id, placement.status, key, self.url_of(key))
-        self._routes[tenant_id] = (route, time.monotonic() + self.settings.routing_cache_ttl)
+        with self._lock:
+            # If routing was invalidated while we read it, what we read may predate the change.
+            if generation == self._generation:
+                self._routes[tenant_id] = (route, time.monotonic() + self.settings.routing_cache_ttl)
         return route
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         """Forget cached routes (one tenant, or all) so the next lookup reads them anew."""
-        if tenant_id is None:
-            self._routes.clear()
-        else:
-            self._routes.pop(tenant_id, None)
+        with self._lock:
+            self._generation += 1
+            if tenant_id is None:
+                self._routes.clear()
+            else:
+                self._routes.pop(_as_uuid(tenant_id), None)
 
     def tenant_databases(self) -> list[str]:
         """Keys of every tenant database: the trial database and each dedicated one."""
@@ -226,9 +279,14 @@ class DataProvider:
         info: dict[str, Any] = {"db_key": db_key,
                                 "lease_seconds": self.settings.message_lease_seconds}
         if tenant_id is not None:
-            info["tenant_id"] = tenant_id
+            info["tenant_id"] = _as_uuid(tenant_id)
         return ProviderSession(bind=self.engine(self.url_of(db_key)), info=info,
                                expire_on_commit=False)
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """A tenant id as a UUID; anything that is not one raises ValueError before any SQL runs."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def server_label(url: str) -> str:

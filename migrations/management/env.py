@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-import domain.iam.models
-import domain.identity.models
-import domain.tenancy.models  # noqa: F401
-from domain.db.base import ManagementBase
-from domain.messaging.tables import metadata as messaging_metadata
+from migrations.metadata import LOCK_KEY, MANAGEMENT
 
-target_metadata = [ManagementBase.metadata, messaging_metadata]
+target_metadata = MANAGEMENT
 
 
 def run() -> None:
@@ -21,6 +17,7 @@ def run() -> None:
         context.configure(connection=connection, target_metadata=target_metadata,
                           transaction_per_migration=False)
         with context.begin_transaction():
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             context.run_migrations()
     engine.dispose()
 

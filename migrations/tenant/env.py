@@ -6,15 +6,13 @@ a revision that adds a table needs nothing more than ``rls.enable`` for its poli
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-import domain.notifications.models  # noqa: F401 - registers tables on TenantBase.metadata
-from domain.db.base import TenantBase
-from domain.messaging.tables import metadata as messaging_metadata
+from migrations.metadata import LOCK_KEY, TENANT
 from migrations.tenant import rls
 
-target_metadata = [TenantBase.metadata, messaging_metadata]
+target_metadata = TENANT
 
 
 def run() -> None:
@@ -24,6 +22,7 @@ def run() -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             context.run_migrations()
             if role:
                 rls.grant_role(connection, role)

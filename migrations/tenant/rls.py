@@ -1,9 +1,14 @@
 """Row Level Security for tenant tables: the second wall behind the ORM's tenant filter."""
 from __future__ import annotations
 
+import re
+
 from alembic import op
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+# The role name is spliced into DDL (GRANT takes no parameters), so it must be a plain identifier.
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def enable(table: str) -> None:
@@ -17,6 +22,8 @@ def enable(table: str) -> None:
 
 def grant_role(connection: Connection, role: str) -> None:
     """Create the application role if needed and grant it row access to every table."""
+    if not ROLE_NAME.fullmatch(role):
+        raise ValueError(f"tenant role {role!r} is not a plain lower-case SQL identifier")
     connection.execute(text(
         "DO $$ BEGIN "
         f"IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN "
@@ -25,6 +32,8 @@ def grant_role(connection: Connection, role: str) -> None:
     connection.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
     connection.execute(text(
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"))
+    # The application never writes the schema revision; only migrations (as the owner) do.
+    connection.execute(text(f"REVOKE ALL ON alembic_version FROM {role}"))
     connection.execute(text(
         f"DO $$ BEGIN EXECUTE format('GRANT {role} TO %I', current_user); "
         "EXCEPTION WHEN others THEN NULL; END $$"))

@@ -1,6 +1,7 @@
 """Real worker, beat and web processes for integration and end-to-end tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,10 +50,8 @@ class Process:
         """SIGKILL the process and every child it started (a crashed machine, in effect)."""
         if self.popen is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait()
 
     def stop(self, timeout: float = 20.0) -> None:

@@ -1,0 +1,20 @@
+"""The target metadata of each Alembic environment, shared by env.py and the schema tests."""
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+from domain.db.base import ManagementBase, TenantBase
+from domain.iam import models as iam_models
+from domain.identity import models as identity_models
+from domain.messaging.tables import metadata as messaging_metadata
+from domain.notifications import models as notifications_models
+from domain.tenancy import models as tenancy_models
+
+# Importing a context's models registers its tables on ManagementBase or TenantBase.
+MODEL_MODULES = (iam_models, identity_models, notifications_models, tenancy_models)
+MANAGEMENT: list[MetaData] = [ManagementBase.metadata, messaging_metadata]
+TENANT: list[MetaData] = [TenantBase.metadata, messaging_metadata]
+
+# Held for the whole migration transaction (advisory locks are per database), so two
+# migrators of one database run one after the other; the second then finds it at head.
+LOCK_KEY = 0x616C6C6F746D6E74  # "allotmnt"
