@@ -6,7 +6,7 @@ from typing import Any
 from celery import shared_task
 
 from domain.messaging import relay
-from workers.publisher import publish
+from workers.publisher import publish, queue_probe
 
 
 @shared_task(name="tasks.relay.sweep_outboxes", bind=True)
@@ -16,5 +16,6 @@ def sweep_outboxes(self: Any) -> dict[str, int]:
     report = relay.sweep_all(self.app.provider, lease_seconds=settings.message_lease_seconds,
                                 max_attempts=settings.message_max_attempts,
                                 batch=settings.relay_batch_size,
-                                publish=lambda envelopes: publish(self.app, envelopes))
+                                publish=lambda envelopes: publish(self.app, envelopes),
+                                still_queued=queue_probe(self.app))
     return report

@@ -6,8 +6,9 @@ outbox and the relay re-sends it when its lease runs out.
 """
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Celery, group
@@ -19,6 +20,7 @@ from domain.messaging import bus
 from domain.messaging.outbox import Envelope
 
 log = logging.getLogger(__name__)
+SENT_AT_HEADER = "allotment_sent_at"
 # A broker hiccup is retried briefly; past that the relay re-sends from the outbox.
 _RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -43,14 +45,46 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
                     envelope.id, name, args=[envelope.as_dict()], kwargs={},
                     # What Flower and logs show; also spares Celery a repr of the payload.
                     argsrepr=f"{envelope.type} tenant={envelope.tenant_id}", kwargsrepr="{}")
+                headers = {**message.headers, SENT_AT_HEADER: envelope.sent_at}
                 producer.publish(message.body, exchange="", routing_key=queue_for_task(name),
-                                 headers=message.headers, serializer="json",
+                                 headers=headers, serializer="json",
                                  retry=True, retry_policy=_RETRY, **message.properties)
                 sent += 1
     except Exception:  # the outbox row survives; the relay will re-send it
         log.warning("publish failed after %d of %d messages; the relay will re-send",
                     sent, len(envelopes), exc_info=True)
     return sent
+
+
+def queue_probe(app: Celery) -> Callable[[str, float], bool]:
+    """For the relay: is the copy of a handler's message sent at ``sent_at`` still queued?
+
+    Celery's Redis queues are first in, first out, so if the oldest message waiting in the
+    handler's queue was sent no later than that copy, the copy is still behind it. One
+    LINDEX per queue per sweep. On other brokers, or a message without our header, the
+    answer is "no" and the relay falls back to re-sending on lease expiry.
+    """
+    oldest: dict[str, float | None] = {}
+
+    def still_queued(handler: str, sent_at: float) -> bool:
+        queue = queue_for_task(bus.task_name(handler))
+        if queue not in oldest:
+            oldest[queue] = _oldest_sent_at(app, queue)
+        first = oldest[queue]
+        return first is not None and first <= sent_at
+
+    return still_queued
+
+
+def _oldest_sent_at(app: Celery, queue: str) -> float | None:
+    with app.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return None
+        raw = connection.default_channel.client.lindex(queue, -1)
+    if raw is None:
+        return None
+    value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)
+    return float(value) if value is not None else None
 
 
 def web_publisher(broker_url: str, result_backend: str) -> Celery:

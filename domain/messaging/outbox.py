@@ -38,6 +38,7 @@ class Envelope:
     tenant_id: str | None
     correlation_id: str | None
     attempt: int = 0
+    sent_at: float = 0.0  # epoch seconds of this copy's send, as recorded on the outbox row
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-safe dict, the task's only argument."""
@@ -75,12 +76,13 @@ def prepare(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
             "id": delivery, "event_id": event_id, "type": message.message_type,
             "version": message.version, "handler": handler, "payload": payload,
             "tenant_id": tenant_id, "correlation_id": correlation_id,
-            "next_attempt_at": now + timedelta(seconds=lease_seconds),
+            "next_attempt_at": now + timedelta(seconds=lease_seconds), "sent_at": now,
         })
         envelopes.append(Envelope(
             id=str(delivery), event_id=str(event_id), type=message.message_type,
             version=message.version, handler=handler, payload=payload, origin=origin,
             tenant_id=str(tenant_id) if tenant_id else None, correlation_id=correlation_id,
+            sent_at=now.timestamp(),
         ))
     return rows, envelopes
 

@@ -26,12 +26,17 @@ MAX_BACKOFF = timedelta(hours=1)
 log = logging.getLogger(__name__)
 
 
+# (handler, sent_at epoch seconds) -> True if that copy is still waiting in its queue.
+StillQueued = Callable[[str, float], bool]
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """What one sweep of one database did."""
 
     resent: list[Envelope]
     buried: int
+    deferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,33 +65,45 @@ def _due(now: datetime):  # type: ignore[no-untyped-def]
                 outbox.c.next_attempt_at <= now)
 
 
-def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: int) -> SweepResult:
-    """Claim due deliveries: bury those out of attempts, schedule and return the rest."""
+def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: int,
+          still_queued: StillQueued | None = None) -> SweepResult:
+    """Claim due deliveries: bury those out of attempts, schedule and return the rest.
+
+    A due delivery whose last copy is still waiting in its queue (a backlog, not a loss) is
+    not sent again: its lease is renewed and no attempt is counted. Without that, a backlog
+    longer than the lease fills the queue with copies and spends a message's attempts while
+    it is only waiting.
+    """
     now = utcnow()
     rows = session.execute(
         select(outbox).where(_due(now)).order_by(outbox.c.next_attempt_at)
         .limit(batch).with_for_update(skip_locked=True)
     ).mappings().all()
     resent: list[Envelope] = []
-    buried = 0
+    buried = deferred = 0
     for row in rows:
+        if still_queued is not None and still_queued(row["handler"], row["sent_at"].timestamp()):
+            session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                next_attempt_at=now + timedelta(seconds=lease_seconds)))
+            deferred += 1
+            continue
         if row["attempts"] >= max_attempts:
             session.execute(update(outbox).where(outbox.c.id == row["id"]).values(dead_at=now))
             buried += 1
             continue
         attempts = row["attempts"] + 1
         session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-            attempts=attempts, next_attempt_at=now + backoff(lease_seconds, attempts)))
-        resent.append(_envelope(row, session.info["db_key"], attempts))
-    return SweepResult(resent=resent, buried=buried)
+            attempts=attempts, next_attempt_at=now + backoff(lease_seconds, attempts), sent_at=now))
+        resent.append(_envelope(row, session.info["db_key"], attempts, now))
+    return SweepResult(resent=resent, buried=buried, deferred=deferred)
 
 
-def _envelope(row, origin: str, attempt: int) -> Envelope:  # type: ignore[no-untyped-def]
+def _envelope(row, origin: str, attempt: int, sent_at: datetime) -> Envelope:  # type: ignore[no-untyped-def]
     return Envelope(
         id=str(row["id"]), event_id=str(row["event_id"]), type=row["type"],
         version=row["version"], handler=row["handler"], payload=row["payload"],
         origin=origin, tenant_id=str(row["tenant_id"]) if row["tenant_id"] else None,
-        correlation_id=row["correlation_id"], attempt=attempt,
+        correlation_id=row["correlation_id"], attempt=attempt, sent_at=sent_at.timestamp(),
     )
 
 
@@ -116,8 +133,9 @@ def revive(session: Session, delivery_id: uuid.UUID, *, lease_seconds: float) ->
         raise Conflict("message is not dead", field="message_id")
     now = utcnow()
     session.execute(update(outbox).where(outbox.c.id == delivery_id).values(
-        dead_at=None, attempts=1, next_attempt_at=now + backoff(lease_seconds, 1), last_error=None))
-    return _envelope(row, session.info["db_key"], 1)
+        dead_at=None, attempts=1, next_attempt_at=now + backoff(lease_seconds, 1), last_error=None,
+        sent_at=now))
+    return _envelope(row, session.info["db_key"], 1, now)
 
 
 def count_open(session: Session) -> int:
@@ -127,14 +145,15 @@ def count_open(session: Session) -> int:
 
 
 def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int, batch: int,
-              publish: Callable[[list[Envelope]], int]) -> dict[str, int]:
+              publish: Callable[[list[Envelope]], int],
+              still_queued: StillQueued | None = None) -> dict[str, int]:
     """Sweep every database; one unreachable database does not stop the others."""
-    report = {"databases": 0, "resent": 0, "buried": 0, "failed": 0}
+    report = {"databases": 0, "resent": 0, "buried": 0, "deferred": 0, "failed": 0}
     for db_key in provider.all_databases():
         try:
             with provider.unscoped(db_key) as session:
-                result = sweep(session, lease_seconds=lease_seconds,
-                               max_attempts=max_attempts, batch=batch)
+                result = sweep(session, lease_seconds=lease_seconds, max_attempts=max_attempts,
+                               batch=batch, still_queued=still_queued)
                 session.commit()
         except SQLAlchemyError:
             log.exception("relay could not sweep %s", db_key)
@@ -143,6 +162,7 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
         report["databases"] += 1
         report["resent"] += publish(result.resent)
         report["buried"] += result.buried
+        report["deferred"] += result.deferred
     return report
 
 

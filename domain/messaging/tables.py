@@ -21,6 +21,9 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    # When the last copy was sent; it travels in the message too, so the relay can tell
+    # whether that copy is still waiting in its queue (see relay.sweep).
+    Column("sent_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("completed_at", DateTime(timezone=True)),
     Column("dead_at", DateTime(timezone=True)),
     Column("last_error", Text),
