@@ -36,7 +36,9 @@ def domain_task(*, contract: type[Contract], target: Target) -> Callable[[Callab
     def decorate(fn: Callable[[HandlerContext, Any], None]) -> Task:
         name = f"{fn.__module__}.{fn.__name__}"
 
-        @shared_task(name=name, bind=True, max_retries=8)
+        # No result: the outbox, inbox and the domain's own rows are the record, and storing
+        # STARTED/SUCCESS states would cost two Redis writes per message.
+        @shared_task(name=name, bind=True, max_retries=8, ignore_result=True)
         def run(self: Task, envelope: dict[str, Any]) -> str:
             message = Envelope.from_dict(envelope)
             try:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, insert, update
+from sqlalchemy import CTE, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
@@ -87,13 +87,23 @@ def prepare(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
     return rows, envelopes
 
 
-def insert_ctes(rows: list[dict[str, Any]]) -> list[CTE]:
-    """One single-row INSERT CTE per outbox row, to add to a caller's statement.
+_COLUMNS = ("id", "event_id", "type", "version", "handler", "payload", "tenant_id",
+            "correlation_id", "next_attempt_at", "sent_at")
 
-    Single-row VALUES keep the statement in SQLAlchemy's compiled cache; a multi-row
-    VALUES has no cache key and would be compiled again on every request.
+
+def insert_template(name: str) -> CTE:
+    """A single-row outbox INSERT as a CTE with bound parameters ``<name>_<column>``.
+
+    A hot path builds its statement once around this and binds each row with
+    ``template_params``: no statement to build or compile per call.
     """
-    return [insert(outbox).values(**row).cte(f"outbox_{i}") for i, row in enumerate(rows)]
+    return insert(outbox).values(
+        {c: bindparam(f"{name}_{c}", type_=outbox.c[c].type) for c in _COLUMNS}).cte(name)
+
+
+def template_params(name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of ``insert_template(name)`` for one row from ``prepare``."""
+    return {f"{name}_{c}": row[c] for c in _COLUMNS}
 
 
 def remember(session: Session, envelopes: list[Envelope]) -> None:
