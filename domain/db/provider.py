@@ -27,6 +27,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from config.settings import Settings, database_on
 from domain.db.base import TenantScoped
+from domain.db.routing import RoutingChannel
 from domain.errors import NotFound
 
 MANAGEMENT = "management"
@@ -128,8 +129,9 @@ class DataProvider:
     """Routes tenants to databases and hands out sessions bound to them."""
 
     def __init__(self, settings: Settings, placement_of: PlacementLookup,
-                 dedicated: DedicatedLister) -> None:
+                 dedicated: DedicatedLister, channel: RoutingChannel | None = None) -> None:
         self.settings = settings
+        self._channel = channel
         self._placement_of = placement_of
         self._dedicated = dedicated
         self._engines: OrderedDict[str, Engine] = OrderedDict()
@@ -225,10 +227,24 @@ class DataProvider:
             key = TRIAL
         route = Route(tenant_id, placement.status, key, self.url_of(key))
         with self._lock:
-            # If routing was invalidated while we read it, what we read may predate the change.
-            if generation == self._generation:
+            # If routing was invalidated while we read it, what we read may predate the change;
+            # and a process that cannot hear changes from the others must not cache at all.
+            if generation == self._generation and self._hears_changes():
                 self._routes[tenant_id] = (route, time.monotonic() + self.settings.routing_cache_ttl)
         return route
+
+    def hears_routing_changes(self) -> bool:
+        """True while this process may cache routes: it hears other processes' changes."""
+        return self._hears_changes()
+
+    def _hears_changes(self) -> bool:
+        return self._channel is None or self._channel.listening(self.invalidate)
+
+    def routing_changed(self, tenant_id: uuid.UUID | None) -> None:
+        """Call after committing a routing change: every process drops the old route."""
+        self.invalidate(tenant_id)
+        if self._channel is not None:
+            self._channel.announce(_as_uuid(tenant_id) if tenant_id else None)
 
     def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
         """Forget cached routes (one tenant, or all) so the next lookup reads them anew."""

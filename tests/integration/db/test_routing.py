@@ -11,18 +11,31 @@ from config.settings import Settings, database_name
 from domain.bootstrap import build_provider
 from domain.db import migrate
 from domain.db.provider import TRIAL, DataProvider
+from domain.db.routing import RedisRoutingChannel
 from domain.errors import NotFound
 from domain.notifications.models import Notice
+from domain.tenancy import queries as tenancy_queries
 from domain.tenancy.models import Tenant
 from tests.integration.db.conftest import MakeDatabase, Tenants, placement_label
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
 def long_cache(settings: Settings) -> Iterator[DataProvider]:
     """A provider whose routes never expire by themselves during a test."""
     built = build_provider(settings.model_copy(update={"routing_cache_ttl": 3600.0}))
+    wait_for(built.hears_routing_changes, timeout=30, message="the routing listener")
     yield built
     built.dispose()
+
+
+def move_to(provider: DataProvider, tenant_id: uuid.UUID, url: str) -> None:
+    """Place a tenant on the database of ``url`` without telling anyone."""
+    with provider.management() as session:
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(
+            status="dedicated", placement_server=placement_label(provider),
+            database_name=database_name(url)))
+        session.commit()
 
 
 def test_trial_tenant_routes_to_the_trial_database(provider: DataProvider, settings: Settings,
@@ -44,11 +57,7 @@ def test_cached_route_holds_until_invalidated(long_cache: DataProvider, tenants:
                                               make_database: MakeDatabase) -> None:
     tenant_id, url = tenants.trial(), make_database("tenant")
     assert long_cache.route(tenant_id).db_key == TRIAL
-    with long_cache.management() as session:
-        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(
-            status="dedicated", placement_server=placement_label(long_cache),
-            database_name=database_name(url)))
-        session.commit()
+    move_to(long_cache, tenant_id, url)
     assert long_cache.route(tenant_id).db_key == TRIAL  # still the cached route
     long_cache.invalidate(tenant_id)
     assert long_cache.route(tenant_id).db_key == tenants.key(url)
@@ -77,3 +86,35 @@ def test_dedicated_tenant_session_writes_only_its_database(provider: DataProvide
         assert session.scalar(count) == 1
     with provider.unscoped(TRIAL) as session:
         assert session.scalar(count) == 0
+
+
+def test_a_routing_change_reaches_every_process(long_cache: DataProvider, settings: Settings,
+                                                tenants: Tenants, make_database: MakeDatabase) -> None:
+    """Another process's change drops this process's cached route at once, not after the TTL."""
+    other = build_provider(settings)  # its own Redis connection and listener, as in another process
+    try:
+        tenant_id, url = tenants.trial(), make_database("tenant")
+        assert long_cache.route(tenant_id).db_key == TRIAL
+        move_to(other, tenant_id, url)
+        assert long_cache.route(tenant_id).db_key == TRIAL  # cached, and nobody has said anything
+        other.routing_changed(tenant_id)
+        wait_for(lambda: long_cache.route(tenant_id).db_key == tenants.key(url), timeout=30,
+                 message="the change to reach the other provider")
+    finally:
+        other.dispose()
+
+
+def test_a_process_that_cannot_hear_changes_does_not_cache(settings: Settings, tenants: Tenants,
+                                                            make_database: MakeDatabase) -> None:
+    """With the change channel unreachable, every lookup reads the routing table."""
+    deaf = DataProvider(settings.model_copy(update={"routing_cache_ttl": 3600.0}),
+                        tenancy_queries.placement_of, tenancy_queries.dedicated_databases,
+                        RedisRoutingChannel("redis://127.0.0.1:1/0"))
+    try:
+        tenant_id, url = tenants.trial(), make_database("tenant")
+        assert deaf.route(tenant_id).db_key == TRIAL
+        move_to(deaf, tenant_id, url)
+        assert deaf.route(tenant_id).db_key == tenants.key(url)
+        assert not deaf.hears_routing_changes()
+    finally:
+        deaf.dispose()
