@@ -27,8 +27,9 @@ POOLS: dict[str, tuple[str, ...]] = {
 }
 QUEUES: tuple[str, ...] = tuple(q for queues in POOLS.values() for q in queues)
 
-# Periodic jobs: name -> (task name, interval setting or seconds). Each job is idempotent
-# and takes an atomic lock, so two beat processes started by mistake do no harm (§6).
+# Periodic jobs: name -> (task name, interval setting or seconds). Each is safe to run twice
+# at once (two beat processes started by mistake, §6): the relay claims rows with
+# FOR UPDATE SKIP LOCKED, the drift check only reads.
 BEAT_JOBS: dict[str, tuple[str, str | float]] = {
     "relay-sweep": ("tasks.relay.sweep_outboxes", "relay_interval_seconds"),
     "migration-drift": ("tasks.tenancy.check_migration_drift", 3600.0),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from web.tenancy import bp as tenancy_bp
 from workers.publisher import web_publisher
 
 csrf = CSRFProtect()
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -56,8 +58,12 @@ def _register(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _bind_request() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        # A caller's id is kept only if it is a short token: it goes into logs and messages.
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         log_context.request_id.set(g.request_id)
+        log_context.correlation_id.set(g.request_id)
+        log_context.tenant_id.set(None)  # set by auth once the tenant is known
         if request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith("/api/"):
             csrf.protect()
 

@@ -1,24 +1,38 @@
 """Helpers every JSON view uses: parse a pydantic body, answer 202 with a status URL."""
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import re
+from typing import Annotated, Any, TypeVar
 
 from flask import jsonify, request
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest
 
 from web.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# Text a person typed: no NUL or other control characters (PostgreSQL refuses NUL in text).
+PlainText = Annotated[str, AfterValidator(_no_control_characters)]
 
 
 def parse_json(model: type[M]) -> M:
     """The request body as ``model``; 415/400/422 naming the field and the reason."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "expected application/json", "Content-Type")
+    # Not silent=True: a literal ``null`` is valid JSON, just not an object. RecursionError:
+    # deeply nested input is malformed for us too.
     try:
         data = request.get_json()
-    except BadRequest:  # not silent=True: a literal ``null`` is valid JSON, just not an object
+    except (BadRequest, RecursionError):
         raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "expected a JSON object", "body")

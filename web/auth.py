@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, g
 from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
 
+from config import logging as log_context
 from config.settings import Settings
 from domain.iam import services as iam
 from web.db import management_db
@@ -58,10 +59,14 @@ def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., An
             claims = get_jwt()
             if not claims.get("tenant"):
                 return error_response(403, "forbidden", "token is not issued for a tenant", "tenant")
-            user_id, tenant_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["tenant"])
+            try:
+                user_id, tenant_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["tenant"])
+            except (ValueError, TypeError, AttributeError):
+                return error_response(401, "unauthorized", "token claims are malformed", "Authorization")
             if permission not in iam.permissions_of(management_db(), user_id, tenant_id):
                 return error_response(403, "forbidden", f"requires {permission}", None)
             g.user_id, g.tenant_id = user_id, tenant_id
+            log_context.tenant_id.set(str(tenant_id))
             return view(*args, **kwargs)
 
         guarded.required_permission = permission  # type: ignore[attr-defined]
@@ -78,7 +83,10 @@ def operator_required(view: Callable[..., Any]) -> Callable[..., Any]:
         verify_jwt_in_request()
         if not get_jwt().get("op"):
             return error_response(403, "forbidden", "platform operators only", None)
-        g.user_id = uuid.UUID(get_jwt()["sub"])
+        try:
+            g.user_id = uuid.UUID(get_jwt()["sub"])
+        except (ValueError, TypeError, AttributeError):
+            return error_response(401, "unauthorized", "token claims are malformed", "Authorization")
         return view(*args, **kwargs)
 
     guarded.required_permission = "platform:operator"  # type: ignore[attr-defined]

@@ -92,7 +92,10 @@ def messages_cli() -> None:
 @click.option("--state", type=click.Choice(["dead", "overdue"]), default="dead")
 def list_messages(state: str) -> None:
     """Dead or overdue deliveries across every database."""
-    for row in relay.list_all(_provider(), state):
+    listing = relay.list_all(_provider(), state)
+    for database in listing.unreachable:
+        click.echo(f"{database}\tunreachable", err=True)
+    for row in listing.rows:
         click.echo(f"{row.database}\t{row.id}\t{row.handler}\tattempts={row.attempts}\t"
                    f"{row.last_error or ''}".rstrip())
 

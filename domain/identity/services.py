@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
@@ -11,8 +12,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from domain.errors import NotFound
+from domain.iam import services as iam
 from domain.identity.errors import BadCredentials, EmailTaken
 from domain.identity.models import User
+from domain.tenancy import queries as tenancy_queries
 
 _hasher = PasswordHasher()
 # Verified against when the account does not exist, so timing does not reveal it.
@@ -86,3 +90,23 @@ def authenticate(session: Session, email: str, password: str) -> User:
 def get_user(session: Session, user_id: uuid.UUID) -> User | None:
     """The user with this id, if any."""
     return session.get(User, user_id)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Who signed in, for which tenant (None: no tenant, e.g. a platform operator)."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    operator: bool
+
+
+def sign_in(session: Session, email: str, password: str, tenant_slug: str | None) -> SignIn:
+    """Check the credentials and that the account belongs to the tenant it asks for."""
+    user = authenticate(session, email, password)
+    tenant_id = None
+    if tenant_slug is not None:
+        tenant_id = tenancy_queries.tenant_id_by_slug(session, tenant_slug)
+        if tenant_id is None or not iam.is_member(session, user.id, tenant_id):
+            raise NotFound("no such tenant for this account", field="tenant")
+    return SignIn(user.id, tenant_id, user.is_operator)

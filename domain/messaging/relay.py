@@ -23,6 +23,7 @@ from domain.messaging.outbox import Envelope
 from domain.messaging.tables import outbox
 
 MAX_BACKOFF = timedelta(hours=1)
+MAX_QUEUED_LEASES = 20
 log = logging.getLogger(__name__)
 
 
@@ -82,7 +83,10 @@ def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: i
     resent: list[Envelope] = []
     buried = deferred = 0
     for row in rows:
-        if still_queued is not None and still_queued(row["handler"], row["sent_at"].timestamp()):
+        # Past MAX_QUEUED_LEASES leases a copy is re-sent whatever the queue looks like: a
+        # message put back at the consuming end (a restore) must not hold later ones forever.
+        young = now - row["sent_at"] < timedelta(seconds=lease_seconds * MAX_QUEUED_LEASES)
+        if young and still_queued is not None and still_queued(row["handler"], row["sent_at"].timestamp()):
             session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
                 next_attempt_at=now + timedelta(seconds=lease_seconds)))
             deferred += 1
@@ -166,13 +170,34 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
     return report
 
 
-def list_all(provider: DataProvider, state: str, limit: int = 100) -> list[MessageRow]:
-    """Dead or overdue deliveries across every database."""
+@dataclass(frozen=True)
+class MessageListing:
+    """Dead or overdue deliveries across databases, and the databases that did not answer."""
+
+    rows: list[MessageRow]
+    unreachable: list[str]
+
+
+def list_all(provider: DataProvider, state: str, limit: int = 100) -> MessageListing:
+    """Dead or overdue deliveries across every database, most urgent first.
+
+    A database that does not answer is named, not fatal: operators need the list most
+    when something is broken.
+    """
     rows: list[MessageRow] = []
+    unreachable: list[str] = []
     for db_key in provider.all_databases():
-        with provider.unscoped(db_key) as session:
-            rows += list_messages(session, state, limit)
-    return rows[:limit]
+        try:
+            with provider.unscoped(db_key) as session:
+                rows += list_messages(session, state, limit)
+        except (SQLAlchemyError, LookupError):
+            log.warning("could not list messages of %s", db_key, exc_info=True)
+            unreachable.append(db_key)
+    if state == "dead":
+        rows.sort(key=lambda r: r.dead_at or r.created_at, reverse=True)
+    else:
+        rows.sort(key=lambda r: r.next_attempt_at)
+    return MessageListing(rows[:limit], unreachable)
 
 
 def revive_in(provider: DataProvider, db_key: str, delivery_id: uuid.UUID,

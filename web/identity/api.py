@@ -6,10 +6,7 @@ from typing import Any
 from flask import jsonify
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from domain.errors import NotFound
-from domain.iam import services as iam
 from domain.identity import services as identity
-from domain.tenancy import queries as tenancy
 from web.api import parse_json
 from web.auth import issue_access_token
 from web.db import management_db
@@ -39,12 +36,6 @@ class TokenOut(BaseModel):
 def create_token() -> Any:
     """Check the credentials and issue an access token for the chosen tenant."""
     body = parse_json(SignInBody)
-    session = management_db()
-    user = identity.authenticate(session, body.email, body.password)
-    tenant_id = None
-    if body.tenant is not None:
-        tenant_id = tenancy.tenant_id_by_slug(session, body.tenant)
-        if tenant_id is None or not iam.is_member(session, user.id, tenant_id):
-            raise NotFound("no such tenant for this account", field="tenant")
-    token = issue_access_token(user.id, tenant_id, user.is_operator)
+    signed_in = identity.sign_in(management_db(), body.email, body.password, body.tenant)
+    token = issue_access_token(signed_in.user_id, signed_in.tenant_id, signed_in.operator)
     return jsonify(TokenOut(access_token=token).model_dump())

@@ -1,6 +1,7 @@
 """JSON API of the notifications context."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -35,7 +36,7 @@ class NoticeList(BaseModel):
 
 def _page_arg(name: str, default: int, maximum: int) -> int:
     raw = request.args.get(name, str(default))
-    if not raw.isdigit() or not 0 <= int(raw) <= maximum:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 0 <= int(raw) <= maximum:
         raise ApiError(422, "validation_failed", f"must be an integer from 0 to {maximum}", name)
     return int(raw)
 

@@ -37,6 +37,7 @@ class MessageList(BaseModel):
 
     state: Literal["dead", "overdue"]
     items: list[MessageOut]
+    unreachable: list[str]  # databases that did not answer
 
 
 @bp.get("/healthz")
@@ -65,8 +66,9 @@ def list_messages() -> Any:
     state = request.args.get("state", "dead")
     if state not in ("dead", "overdue"):
         raise ApiError(422, "validation_failed", "must be 'dead' or 'overdue'", "state")
-    rows = relay.list_all(provider(), state)
-    body = MessageList(state=state, items=[MessageOut(**r.__dict__) for r in rows])  # type: ignore[arg-type]
+    listing = relay.list_all(provider(), state)
+    body = MessageList(state=state, items=[MessageOut(**r.__dict__) for r in listing.rows],  # type: ignore[arg-type]
+                       unreachable=listing.unreachable)
     return jsonify(body.model_dump(mode="json"))
 
 

@@ -9,7 +9,7 @@ from flask import g, jsonify, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.tenancy import queries, services
-from web.api import accepted, parse_json
+from web.api import PlainText, accepted, parse_json
 from web.db import management_db, provider, sealer
 from web.openapi import doc
 from web.tenancy import bp
@@ -22,9 +22,9 @@ class SignupBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    organisation_name: str = Field(min_length=1, max_length=200)
+    organisation_name: PlainText = Field(min_length=1, max_length=200)
     slug: str = Field(pattern=SLUG, description="3-63 lower-case letters, digits and dashes")
-    admin_name: str = Field(min_length=1, max_length=200)
+    admin_name: PlainText = Field(min_length=1, max_length=200)
     email: EmailStr
     password: str = Field(min_length=10, max_length=128)
 

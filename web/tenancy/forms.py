@@ -7,13 +7,15 @@ from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from web.tenancy.api import SLUG
 
+NO_CONTROL = Regexp(r"^[^\x00-\x1f\x7f]*\Z", message="must not contain control characters")
+
 
 class SignupForm(FlaskForm):
     """Sign up a trial tenant."""
 
-    organisation_name = StringField("Organisation", validators=[DataRequired(), Length(max=200)])
+    organisation_name = StringField("Organisation", validators=[DataRequired(), Length(max=200), NO_CONTROL])
     slug = StringField("Address (slug)", validators=[
         DataRequired(), Regexp(SLUG, message="3-63 lower-case letters, digits and dashes")])
-    admin_name = StringField("Your name", validators=[DataRequired(), Length(max=200)])
+    admin_name = StringField("Your name", validators=[DataRequired(), Length(max=200), NO_CONTROL])
     email = EmailField("Email", validators=[DataRequired(), Email()])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=10, max=128)])

@@ -94,7 +94,7 @@ def inbox_has(provider: DataProvider, db_key: str, delivery_id: str) -> bool:
 
 def is_overdue(provider: DataProvider, delivery_id: str) -> bool:
     """True once the delivery is past its lease and not completed (what the relay picks up)."""
-    return any(str(row.id) == delivery_id for row in relay.list_all(provider, "overdue", limit=10_000))
+    return any(str(row.id) == delivery_id for row in relay.list_all(provider, "overdue", limit=10_000).rows)
 
 
 def sweep_once(provider: DataProvider, publisher: Celery) -> tuple[list[Envelope], datetime, datetime]:

@@ -125,7 +125,7 @@ def test_a_late_delivery_of_a_dead_message_completes_it(provider: DataProvider, 
     row = wait_for(lambda: (r := outbox_row(provider, envelope.id)) and r["completed_at"] and r,
                    timeout=90, message="the late copy to complete")
     assert row["dead_at"] is None
-    assert envelope.id not in {str(r.id) for r in relay.list_all(provider, "dead", limit=10_000)}
+    assert envelope.id not in {str(r.id) for r in relay.list_all(provider, "dead", limit=10_000).rows}
 
 
 def test_a_message_within_its_lease_is_left_alone(provider: DataProvider, publisher: Celery) -> None:

@@ -51,6 +51,10 @@ BAD_REQUESTS = [
     pytest.param(with_(organisation_name="   "), 422, "organisation_name", id="blank organisation name"),
     pytest.param(with_(admin_name=42), 422, "admin_name", id="a number for a name"),
     pytest.param(with_(plan="enterprise"), 422, "plan", id="an unknown field"),
+    pytest.param(with_(organisation_name="Acme\x00Corp"), 422, "organisation_name", id="NUL in a name"),
+    pytest.param(with_(admin_name="Ada\x1bAdmin"), 422, "admin_name", id="control character in a name"),
+    pytest.param(lambda b: {"data": "[" * 100_000 + "]" * 100_000, "content_type": JSON}, 400, "body",
+                 id="deeply nested JSON"),
 ]
 
 
@@ -129,3 +133,12 @@ def test_a_malformed_signup_id_is_not_found(client: FlaskClient) -> None:
 
 def test_the_wrong_method_is_refused_as_json(client: FlaskClient) -> None:
     assert_refused(client.delete(SIGNUPS), 405, None)
+
+
+@pytest.mark.parametrize("given", ["a\x00b", "x" * 8000, "spaces are not ids"])
+def test_an_unusable_request_id_is_replaced_not_stored(client: FlaskClient, given: str) -> None:
+    """The caller's X-Request-Id goes into logs and messages only if it is a short token."""
+    response = client.post(SIGNUPS, json=refs.signup_body(), headers={"X-Request-Id": given})
+    assert response.status_code == 202
+    assert response.headers["X-Request-Id"] != given
+    assert len(response.headers["X-Request-Id"]) == 32

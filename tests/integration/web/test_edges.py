@@ -1,0 +1,93 @@
+"""Edges of the authenticated API: odd query values, malformed token claims, a broken database."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_jwt_extended import create_access_token
+from sqlalchemy import update
+
+from domain.db.provider import DataProvider, dedicated_key, server_label
+from domain.iam import services as iam
+from domain.identity import services as identity
+from domain.tenancy.models import Tenant
+from tests.integration.messaging.helpers import create_account
+from tests.integration.web.helpers import assert_refused
+from tests.support import refs
+
+PASSWORD = "member password 0123"
+NOTICES = "/api/v1/notifications/notices"
+
+
+@pytest.fixture(scope="module")
+def member_token(client_module: FlaskClient, provider: DataProvider) -> str:
+    """A token of an employee of a fresh trial tenant."""
+    tenant_id, email = uuid.uuid4(), refs.email("employee")
+    slug = refs.slug("edge")
+    with provider.management() as session:
+        session.add(Tenant(id=tenant_id, slug=slug, name="Edges", status="trial", plan="trial"))
+        session.flush()
+        iam.create_default_roles(session, tenant_id)
+        user = identity.create_user(session, email=email, name="Eve",
+                                    password_hash=identity.hash_password(PASSWORD))
+        iam.grant_role(session, user.id, tenant_id, "employee")
+        session.commit()
+    response = client_module.post("/api/v1/identity/tokens",
+                                  json={"email": email, "password": PASSWORD, "tenant": slug})
+    return str(response.json["access_token"])
+
+
+@pytest.fixture(scope="module")
+def client_module(app: Flask) -> FlaskClient:
+    """A test client shared by this module's fixtures."""
+    return app.test_client()
+
+
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "limit=" + "9" * 5000, "limit=-1", "offset=abc",
+                                   "limit=%D9%A3", "limit=201"])
+def test_odd_paging_values_are_refused(client: FlaskClient, member_token: str, query: str) -> None:
+    response = client.get(f"{NOTICES}?{query}", headers={"Authorization": f"Bearer {member_token}"})
+    assert_refused(response, 422, query.split("=", maxsplit=1)[0])
+
+
+def test_plain_paging_values_are_accepted(client: FlaskClient, member_token: str) -> None:
+    response = client.get(f"{NOTICES}?limit=10&offset=0", headers={"Authorization": f"Bearer {member_token}"})
+    assert response.status_code == 200
+    assert response.json["items"] == []
+
+
+@pytest.mark.parametrize("path", [NOTICES, "/api/v1/operations/messages"])
+def test_a_signed_token_with_malformed_claims_is_unauthorized(app: Flask, client: FlaskClient,
+                                                              path: str) -> None:
+    with app.app_context():
+        token = create_access_token(identity="not-a-uuid",
+                                    additional_claims={"tenant": "not-a-uuid", "op": True})
+    assert_refused(client.get(path, headers={"Authorization": f"Bearer {token}"}), 401, "Authorization")
+
+
+@pytest.fixture
+def broken_tenant(provider: DataProvider) -> Iterator[str]:
+    """A dedicated tenant whose database does not exist; retired after the test."""
+    tenant_id, database = uuid.uuid4(), f"missing_{uuid.uuid4().hex[:8]}"
+    label = provider.settings.placement_servers[0]
+    with provider.management() as session:
+        session.add(Tenant(id=tenant_id, slug=refs.slug("broken"), name="Broken", status="dedicated",
+                           plan="standard", placement_server=server_label(label), database_name=database))
+        session.commit()
+    yield dedicated_key(server_label(label), database)
+    with provider.management() as session:
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(status="deleted"))
+        session.commit()
+
+
+def test_the_message_list_names_a_database_that_does_not_answer(
+        client: FlaskClient, provider: DataProvider, broken_tenant: str) -> None:
+    email = create_account(provider, PASSWORD, operator=True)
+    token = client.post("/api/v1/identity/tokens", json={"email": email, "password": PASSWORD}).json
+    response = client.get("/api/v1/operations/messages?state=dead",
+                          headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert response.status_code == 200
+    assert response.json["unreachable"] == [broken_tenant]
