@@ -38,7 +38,9 @@ def domain_task(*, contract: type[Contract], target: Target) -> Callable[[Callab
 
         # No result: the outbox, inbox and the domain's own rows are the record, and storing
         # STARTED/SUCCESS states would cost two Redis writes per message.
-        @shared_task(name=name, bind=True, max_retries=8, ignore_result=True)
+        # Four retries (1+2+4+8 s) stay well inside a lease, so the relay does not re-send a
+        # message that is only waiting for its retry.
+        @shared_task(name=name, bind=True, max_retries=4, ignore_result=True)
         def run(self: Task, envelope: dict[str, Any]) -> str:
             message = Envelope.from_dict(envelope)
             try:
