@@ -29,10 +29,11 @@ QUEUES: tuple[str, ...] = tuple(q for queues in POOLS.values() for q in queues)
 
 # Periodic jobs: name -> (task name, interval setting or seconds). Each is safe to run twice
 # at once (two beat processes started by mistake, §6): the relay claims rows with
-# FOR UPDATE SKIP LOCKED, the drift check only reads.
+# FOR UPDATE SKIP LOCKED, the drift check only reads, pruning deletes what is already gone.
 BEAT_JOBS: dict[str, tuple[str, str | float]] = {
     "relay-sweep": ("tasks.relay.sweep_outboxes", "relay_interval_seconds"),
     "migration-drift": ("tasks.tenancy.check_migration_drift", 3600.0),
+    "prune-messages": ("tasks.relay.prune_messages", 3600.0),
 }
 
 

@@ -44,6 +44,7 @@ class Settings(BaseModel):
     message_max_attempts: int = Field(default=8, ge=1)
     relay_interval_seconds: float = Field(default=10.0, gt=0)
     relay_batch_size: int = Field(default=500, ge=1)
+    message_retention_days: float = Field(default=7.0, gt=0)
     migration_concurrency: int = Field(default=4, ge=1)
     task_soft_time_limit: int = Field(default=240, ge=1)
     task_time_limit: int = Field(default=300, ge=1)

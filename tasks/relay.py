@@ -1,6 +1,7 @@
 """The relay job (queue ``relay``): re-send overdue outbox messages from every database."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -19,3 +20,10 @@ def sweep_outboxes(self: Any) -> dict[str, int]:
                                 publish=lambda envelopes: publish(self.app, envelopes),
                                 still_queued=queue_probe(self.app))
     return report
+
+
+@shared_task(name="tasks.relay.prune_messages", bind=True)
+def prune_messages(self: Any) -> dict[str, int]:
+    """Delete delivered messages past their retention from every database (beat)."""
+    retention = timedelta(days=self.app.settings.message_retention_days)
+    return relay.prune_all(self.app.provider, retention=retention)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.errors import Conflict, NotFound
 from domain.messaging.outbox import Envelope
-from domain.messaging.tables import outbox
+from domain.messaging.tables import inbox, outbox
 
 MAX_BACKOFF = timedelta(hours=1)
 MAX_QUEUED_LEASES = 20
@@ -209,3 +209,40 @@ def revive_in(provider: DataProvider, db_key: str, delivery_id: uuid.UUID,
         envelope = revive(session, delivery_id, lease_seconds=lease_seconds)
         session.commit()
     return envelope
+
+
+def prune(session: Session, *, older_than: datetime, batch: int = 5000) -> int:
+    """Delete completed outbox rows and inbox rows older than ``older_than``, in batches.
+
+    The inbox must outlive any copy that can still arrive (Redis re-delivers unacknowledged
+    messages after its visibility timeout, an hour at most), so retention is days. Dead
+    and open outbox rows are kept: they are not done.
+    """
+    deleted = 0
+    for table, column, extra in ((outbox, outbox.c.completed_at, outbox.c.completed_at.is_not(None)),
+                                 (inbox, inbox.c.processed_at, inbox.c.processed_at.is_not(None))):
+        key = table.primary_key.columns.values()[0]
+        while True:
+            doomed = select(key).where(extra, column < older_than).limit(batch).scalar_subquery()
+            count = session.execute(delete(table).where(key.in_(doomed))).rowcount or 0
+            session.commit()
+            deleted += count
+            if count < batch:
+                break
+    return deleted
+
+
+def prune_all(provider: DataProvider, *, retention: timedelta) -> dict[str, int]:
+    """Prune every database; one unreachable database does not stop the others."""
+    report = {"databases": 0, "deleted": 0, "failed": 0}
+    cutoff = utcnow() - retention
+    for db_key in provider.all_databases():
+        try:
+            with provider.unscoped(db_key) as session:
+                report["deleted"] += prune(session, older_than=cutoff)
+        except SQLAlchemyError:
+            log.exception("could not prune %s", db_key)
+            report["failed"] += 1
+            continue
+        report["databases"] += 1
+    return report

@@ -1,0 +1,48 @@
+"""Pruning: delivered messages past retention go; open, dead and recent ones stay."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from domain.db.base import utcnow
+from domain.db.provider import DataProvider
+from domain.messaging import relay
+from domain.messaging.tables import inbox, outbox
+from tests.integration.messaging.helpers import harmless, record
+
+RETENTION = timedelta(days=7)
+
+
+def age(provider: DataProvider, delivery_id: str, **values: object) -> None:
+    """Set timestamps of an outbox row in the management database."""
+    with provider.unscoped("management") as session:
+        session.execute(update(outbox).where(outbox.c.id == uuid.UUID(delivery_id)).values(**values))
+        session.commit()
+
+
+def test_only_delivered_messages_past_retention_are_pruned(provider: DataProvider) -> None:
+    long_ago, recently = utcnow() - RETENTION * 2, utcnow() - RETENTION / 2
+    old_done, recent_done, old_open, old_dead = (record(provider, harmless())[0].id for _ in range(4))
+    age(provider, old_done, completed_at=long_ago)
+    age(provider, recent_done, completed_at=recently)
+    age(provider, old_open, created_at=long_ago)
+    age(provider, old_dead, created_at=long_ago, dead_at=long_ago)
+    old_inbox, recent_inbox = uuid.uuid4(), uuid.uuid4()
+    with provider.unscoped("management") as session:
+        session.execute(inbox.insert(), [
+            {"message_id": old_inbox, "handler": "test", "processed_at": long_ago},
+            {"message_id": recent_inbox, "handler": "test", "processed_at": recently}])
+        session.commit()
+
+    report = relay.prune_all(provider, retention=RETENTION)
+
+    assert report["failed"] == 0 and report["deleted"] >= 2
+    with provider.unscoped("management") as session:
+        left = {str(i) for i in session.scalars(select(outbox.c.id).where(outbox.c.id.in_(
+            [uuid.UUID(d) for d in (old_done, recent_done, old_open, old_dead)])))}
+        inbox_left = set(session.scalars(select(inbox.c.message_id).where(
+            inbox.c.message_id.in_([old_inbox, recent_inbox]))))
+    assert left == {recent_done, old_open, old_dead}
+    assert inbox_left == {recent_inbox}
