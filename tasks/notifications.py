@@ -7,7 +7,7 @@ from domain.notifications import handlers
 from workers.base import domain_task
 
 
-@domain_task(contract=TenantProvisionedV1, target="tenant")
+@domain_task(contract=TenantProvisionedV1)
 def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
     """Record the welcome notice of a new tenant's first admin."""
     handlers.record_welcome_notice(ctx, msg)

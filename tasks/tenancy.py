@@ -11,7 +11,7 @@ from domain.tenancy import handlers, migrations
 from workers.base import domain_task
 
 
-@domain_task(contract=ProvisionTenantV1, target="management")
+@domain_task(contract=ProvisionTenantV1)
 def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
     """Provision a signed-up trial tenant."""
     handlers.provision_tenant(ctx, msg)

@@ -16,9 +16,9 @@ from typing import Any
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from domain.messaging import handling
+from domain.messaging import bus, handling
 from domain.messaging.contracts import Contract
-from domain.messaging.handling import HandlerContext, Target
+from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
 from workers.publisher import publish
 
@@ -30,11 +30,12 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-def domain_task(*, contract: type[Contract], target: Target) -> Callable[[Callable[..., None]], Task]:
+def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], Task]:
     """Turn ``fn(ctx, msg)`` into the Celery task ``tasks.<ctx>.<fn>`` for ``contract``."""
 
     def decorate(fn: Callable[[HandlerContext, Any], None]) -> Task:
         name = f"{fn.__module__}.{fn.__name__}"
+        target = bus.target_of(name.removeprefix("tasks."))  # where it writes, from the bus table
 
         # No result: the outbox, inbox and the domain's own rows are the record, and storing
         # STARTED/SUCCESS states would cost two Redis writes per message.

@@ -73,9 +73,9 @@ class RedisRoutingChannel:
                 for message in pubsub.listen():
                     data = message["data"].decode()
                     on_change(None if data == ALL else uuid.UUID(data))
-            except (redis.RedisError, OSError, ValueError):
-                log.warning("routing listener lost Redis; routes are not cached until it is back",
-                            exc_info=True)
+            except (redis.RedisError, OSError, ValueError) as exc:
+                log.warning("routing listener lost Redis (%s); routes are not cached until it is back",
+                            exc)
             finally:
                 subscribed.clear()
                 pubsub.close()

@@ -6,8 +6,18 @@ database-side fan-out of the seeds' SNS topics and SQS queues (DESIGN §4.1).
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from domain.messaging.contracts import Contract
 from domain.messaging.contracts import tenancy as tenancy_contracts
+
+# Which database a handler writes (and keeps its inbox in): the management database, or
+# the database of the message's tenant.
+Target = Literal["management", "tenant"]
+TARGETS: dict[str, Target] = {
+    "tenancy.provision_tenant": "management",
+    "notifications.record_welcome_notice": "tenant",
+}
 
 COMMAND_HANDLERS: dict[str, str] = {
     tenancy_contracts.ProvisionTenantV1.message_type: "tenancy.provision_tenant",
@@ -36,3 +46,8 @@ def handlers_for(message: Contract) -> tuple[str, ...]:
 def task_name(handler: str) -> str:
     """The Celery task that runs ``handler``."""
     return f"tasks.{handler}"
+
+
+def target_of(handler: str) -> Target:
+    """The database ``handler`` writes: "management" or "tenant"."""
+    return TARGETS[handler]

@@ -1,26 +1,29 @@
 """Running one delivery exactly once in effect (DESIGN §4.3).
 
 ``handle`` opens a session on the database the handler writes to, records the delivery
-in that database's inbox, runs the handler, marks the outbox row completed, and commits
-all of it together. A redelivered message finds its inbox row and is skipped. New
-messages the handler emits go through the same transaction's outbox and are returned
-for publishing after the commit.
+in that database's inbox, runs the handler and commits both together. A redelivered
+message finds its inbox row and is skipped. New messages the handler emits go through
+the same transaction's outbox and are returned for publishing after the commit.
+
+The outbox row is marked completed in that same transaction when it lives in the same
+database. When it lives in another one, the inbox row is the record: the relay confirms
+the delivery from it once the lease has passed, instead of every message paying a second
+transaction on its origin (DESIGN §4.3-4.4).
 """
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from sqlalchemy.orm import Session
 
 from domain.db.provider import DataProvider
-from domain.messaging import inbox, outbox
+from domain.messaging import bus, inbox, outbox
 from domain.messaging.contracts import Contract
 from domain.messaging.outbox import Envelope
 
-Target = Literal["management", "tenant"]
+Target = bus.Target
 
 
 @dataclass
@@ -79,14 +82,11 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
             outbox.mark_completed(session, delivery)
         pending = outbox.take_pending(session)
         session.commit()
-    if not same_database:
-        _complete_at_origin(provider, envelope)
     return Outcome(duplicate=False, emitted=pending)
 
 
 def _complete_at_origin(provider: DataProvider, envelope: Envelope) -> None:
-    # A second transaction on another database: if it is lost, the relay re-sends and
-    # the inbox turns the re-send into this same call.
+    # A copy of a delivery already handled: confirm it at its origin so the relay stops.
     with provider.unscoped(envelope.origin) as origin:
         outbox.mark_completed(origin, uuid.UUID(envelope.id))
         origin.commit()

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import RowMapping, and_, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
-from domain.db.provider import DataProvider
+from domain.db.provider import MANAGEMENT, DataProvider
 from domain.errors import Conflict, NotFound
+from domain.messaging import bus
 from domain.messaging.outbox import Envelope
 from domain.messaging.tables import inbox, outbox
 
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # (handler, sent_at epoch seconds) -> True if that copy is still waiting in its queue.
 StillQueued = Callable[[str, float], bool]
+# Due rows -> ids of those already handled (found in the inbox of the database they write).
+Handled = Callable[[Sequence[RowMapping]], set[uuid.UUID]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class SweepResult:
     resent: list[Envelope]
     buried: int
     deferred: int = 0
+    confirmed: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ def _due(now: datetime):  # type: ignore[no-untyped-def]
 
 
 def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: int,
-          still_queued: StillQueued | None = None) -> SweepResult:
+          still_queued: StillQueued | None = None, handled: Handled | None = None) -> SweepResult:
     """Claim due deliveries: bury those out of attempts, schedule and return the rest.
 
     A due delivery whose last copy is still waiting in its queue (a backlog, not a loss) is
@@ -81,8 +86,13 @@ def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: i
         .limit(batch).with_for_update(skip_locked=True)
     ).mappings().all()
     resent: list[Envelope] = []
-    buried = deferred = 0
+    buried = deferred = confirmed = 0
+    done = handled(rows) if handled is not None and rows else set()
     for row in rows:
+        if row["id"] in done:  # handled on another database: its inbox says so
+            session.execute(update(outbox).where(outbox.c.id == row["id"]).values(completed_at=now))
+            confirmed += 1
+            continue
         # Past MAX_QUEUED_LEASES leases a copy is re-sent whatever the queue looks like: a
         # message put back at the consuming end (a restore) must not hold later ones forever.
         young = now - row["sent_at"] < timedelta(seconds=lease_seconds * MAX_QUEUED_LEASES)
@@ -99,7 +109,7 @@ def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: i
         session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
             attempts=attempts, next_attempt_at=now + backoff(lease_seconds, attempts), sent_at=now))
         resent.append(_envelope(row, session.info["db_key"], attempts, now))
-    return SweepResult(resent=resent, buried=buried, deferred=deferred)
+    return SweepResult(resent=resent, buried=buried, deferred=deferred, confirmed=confirmed)
 
 
 def _envelope(row, origin: str, attempt: int, sent_at: datetime) -> Envelope:  # type: ignore[no-untyped-def]
@@ -152,12 +162,13 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
               publish: Callable[[list[Envelope]], int],
               still_queued: StillQueued | None = None) -> dict[str, int]:
     """Sweep every database; one unreachable database does not stop the others."""
-    report = {"databases": 0, "resent": 0, "buried": 0, "deferred": 0, "failed": 0}
+    report = {"databases": 0, "resent": 0, "buried": 0, "deferred": 0, "confirmed": 0, "failed": 0}
     for db_key in provider.all_databases():
         try:
             with provider.unscoped(db_key) as session:
                 result = sweep(session, lease_seconds=lease_seconds, max_attempts=max_attempts,
-                               batch=batch, still_queued=still_queued)
+                               batch=batch, still_queued=still_queued,
+                               handled=inbox_lookup(provider, db_key))
                 session.commit()
         except SQLAlchemyError:
             log.exception("relay could not sweep %s", db_key)
@@ -167,6 +178,7 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
         report["resent"] += publish(result.resent)
         report["buried"] += result.buried
         report["deferred"] += result.deferred
+        report["confirmed"] += result.confirmed
     return report
 
 
@@ -176,6 +188,40 @@ class MessageListing:
 
     rows: list[MessageRow]
     unreachable: list[str]
+
+
+def inbox_lookup(provider: DataProvider, origin: str) -> Handled:
+    """Find which due rows of ``origin`` were handled on another database, by its inbox."""
+
+    def handled(rows: Sequence[RowMapping]) -> set[uuid.UUID]:
+        wanted: dict[str, list[uuid.UUID]] = defaultdict(list)
+        for row in rows:
+            consumer = _consumer_database(provider, row["handler"], row["tenant_id"])
+            if consumer is not None and consumer != origin:
+                wanted[consumer].append(row["id"])
+        found: set[uuid.UUID] = set()
+        for db_key, ids in wanted.items():
+            try:
+                with provider.unscoped(db_key) as session:
+                    found.update(session.scalars(
+                        select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))))
+            except (SQLAlchemyError, LookupError):
+                log.warning("relay could not read the inbox of %s", db_key, exc_info=True)
+        return found
+
+    return handled
+
+
+def _consumer_database(provider: DataProvider, handler: str, tenant_id: uuid.UUID | None) -> str | None:
+    target = bus.TARGETS.get(handler)
+    if target == "management":
+        return MANAGEMENT
+    if target == "tenant" and tenant_id is not None:
+        try:
+            return provider.route(tenant_id).db_key
+        except NotFound:
+            return None
+    return None
 
 
 def list_all(provider: DataProvider, state: str, limit: int = 100) -> MessageListing:

@@ -8,13 +8,14 @@ import pytest
 from sqlalchemy import func, select, text
 
 from domain.db.provider import DataProvider
-from domain.messaging import handling
+from domain.messaging import handling, relay
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
 from domain.notifications.models import Notice
 from tests.integration.messaging.helpers import (
     inbox_has,
+    is_overdue,
     outbox_row,
     record,
     sign_up,
@@ -129,3 +130,25 @@ def test_a_failed_first_delivery_leaves_the_concurrent_one_to_apply_the_effect(
     assert [o.duplicate for o in outcomes if isinstance(o, handling.Outcome)] == [False]
     assert notices_of(provider, tenant_id, user_id) == 1
     assert inbox_has(provider, "trial", envelope.id)
+
+
+def test_a_delivery_handled_on_another_database_is_confirmed_by_the_relay_not_resent(
+        provider: DataProvider, fast_provider: DataProvider) -> None:
+    """The worker pays one transaction; the relay reads the consumer's inbox instead of re-sending."""
+    request = signup_request()
+    sign_up(provider, request)
+    tenant_id, user_id = tenant_id_of(provider, request.slug), uuid.uuid4()
+    assert tenant_id is not None
+    (envelope,) = record(fast_provider, welcome(tenant_id, user_id), tenant_id=tenant_id)
+    assert not handling.handle(provider, envelope, TenantProvisionedV1, "tenant", add_notice).duplicate
+    assert outbox_row(provider, envelope.id)["completed_at"] is None  # type: ignore[index]
+    wait_for(lambda: is_overdue(fast_provider, envelope.id), timeout=30, message="the lease to pass")
+
+    sent: list[Envelope] = []
+    relay.sweep_all(fast_provider, lease_seconds=0.3, max_attempts=3, batch=10_000,
+                    publish=lambda envelopes: sent.extend(envelopes) or len(envelopes))
+
+    row = outbox_row(provider, envelope.id)
+    assert row is not None and row["completed_at"] is not None and row["attempts"] == 0
+    assert envelope.id not in {e.id for e in sent}
+    assert notices_of(provider, tenant_id, user_id) == 1
