@@ -282,15 +282,6 @@ class DataProvider:
         """A session with no tenant filter: only for tenancy's copy/migration code and the relay."""
         return self._session(db_key)
 
-    def session_for(self, db_key: str, tenant_id: uuid.UUID | None) -> ProviderSession:
-        """A session on ``db_key``: tenant-scoped when a tenant is given."""
-        if tenant_id is None:
-            return self._session(db_key)
-        session = self._session(db_key, tenant_id=tenant_id)
-        if db_key == TRIAL and self.settings.tenant_db_role:
-            session.info["rls_role"] = self.settings.tenant_db_role
-        return session
-
     def _session(self, db_key: str, tenant_id: uuid.UUID | None = None) -> ProviderSession:
         info: dict[str, Any] = {"db_key": db_key,
                                 "lease_seconds": self.settings.message_lease_seconds}

@@ -57,12 +57,6 @@ def permissions_of(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -
     return frozenset(p for perms in rows for p in perms)
 
 
-def roles_of(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> list[str]:
-    """Names of the roles ``user_id`` holds in ``tenant_id``."""
-    return sorted(session.scalars(
-        select(Role.name).join(Membership, Membership.role_id == Role.id)
-        .where(Membership.user_id == user_id, Membership.tenant_id == tenant_id)))
-
 
 def is_member(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
     """True if ``user_id`` holds any role in ``tenant_id``."""

@@ -87,10 +87,6 @@ def authenticate(session: Session, email: str, password: str) -> User:
     return user
 
 
-def get_user(session: Session, user_id: uuid.UUID) -> User | None:
-    """The user with this id, if any."""
-    return session.get(User, user_id)
-
 
 @dataclass(frozen=True)
 class SignIn:

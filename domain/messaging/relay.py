@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import RowMapping, and_, delete, func, select, update
+from sqlalchemy import RowMapping, and_, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -150,12 +150,6 @@ def revive(session: Session, delivery_id: uuid.UUID, *, lease_seconds: float) ->
         dead_at=None, attempts=1, next_attempt_at=now + backoff(lease_seconds, 1), last_error=None,
         sent_at=now))
     return _envelope(row, session.info["db_key"], 1, now)
-
-
-def count_open(session: Session) -> int:
-    """Deliveries not yet completed nor dead (for metrics and tests)."""
-    return session.scalar(select(func.count()).select_from(outbox).where(
-        outbox.c.completed_at.is_(None), outbox.c.dead_at.is_(None))) or 0
 
 
 def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int, batch: int,

@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from domain.db import migrate
@@ -77,12 +76,3 @@ def revision_of(url: str) -> str | None:
         log.warning("cannot read the revision of %s", make_url(url).render_as_string(hide_password=True),
                     exc_info=True)
         return None
-
-
-def last_outcomes(provider: DataProvider, limit: int = 100) -> list[MigrationOutcome]:
-    """The most recent recorded outcomes."""
-    with provider.management() as session:
-        rows = session.scalars(select(TenantMigration)
-                               .order_by(TenantMigration.created_at.desc()).limit(limit))
-        return [MigrationOutcome(r.database, r.status, r.revision_before, r.revision_after,
-                                 r.duration_ms, r.error) for r in rows]

@@ -90,7 +90,7 @@ def test_tenant_ids_that_are_not_uuids_are_refused_before_any_sql(provider: Data
     with pytest.raises(ValueError, match=r"UUID|hexadecimal"):
         provider.tenant(tenant_id)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"UUID|hexadecimal"):
-        provider.session_for(TRIAL, tenant_id)  # type: ignore[arg-type]
+        provider.invalidate(tenant_id)  # type: ignore[arg-type]
 
 
 def test_tenant_sessions_see_only_their_own_outbox_rows(provider: DataProvider, tenants: Tenants) -> None:
