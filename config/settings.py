@@ -56,6 +56,8 @@ class Settings(BaseModel):
     web_port: int = Field(default=8000, ge=1, le=65535)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Bearer token a metrics scraper presents at /metrics; unset, the endpoint does not exist.
+    metrics_token: str = ""
 
     @field_validator("database_url", "trial_database_url")
     @classmethod

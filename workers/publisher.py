@@ -76,6 +76,18 @@ def queue_probe(app: Celery) -> Callable[[str, float], bool]:
     return still_queued
 
 
+def queue_stats(app: Celery, queues: Iterable[str]) -> dict[str, tuple[int, float | None]]:
+    """Per queue: messages waiting, and when the oldest of them was sent (Redis brokers)."""
+    stats: dict[str, tuple[int, float | None]] = {}
+    with app.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return stats
+        client = connection.default_channel.client
+        for queue in queues:
+            stats[queue] = (int(client.llen(queue)), _oldest_sent_at(app, queue))
+    return stats
+
+
 def _oldest_sent_at(app: Celery, queue: str) -> float | None:
     with app.connection_for_read() as connection:
         if connection.transport.driver_type != "redis":

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import RowMapping, and_, delete, select, update
+from sqlalchemy import RowMapping, and_, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -286,3 +286,32 @@ def prune_all(provider: DataProvider, *, retention: timedelta) -> dict[str, int]
             continue
         report["databases"] += 1
     return report
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """Undelivered messages of one database, for metrics."""
+
+    database: str
+    open: int
+    dead: int
+    oldest_open_at: datetime | None
+
+
+def outbox_counts(provider: DataProvider) -> list[OutboxCounts]:
+    """Open and dead deliveries of every database that answers."""
+    counts: list[OutboxCounts] = []
+    for db_key in provider.all_databases():
+        try:
+            with provider.unscoped(db_key) as session:
+                row = session.execute(select(
+                    func.count().filter(outbox.c.completed_at.is_(None), outbox.c.dead_at.is_(None)),
+                    func.count().filter(outbox.c.dead_at.is_not(None)),
+                    func.min(outbox.c.created_at).filter(outbox.c.completed_at.is_(None),
+                                                         outbox.c.dead_at.is_(None)),
+                )).one()
+        except (SQLAlchemyError, LookupError):
+            log.warning("could not count messages of %s", db_key, exc_info=True)
+            continue
+        counts.append(OutboxCounts(db_key, row[0], row[1], row[2]))
+    return counts

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("operations", __name__)
 
-from web.operations import api  # noqa: E402,F401 - views register on bp
+from web.operations import api, metrics  # noqa: E402,F401 - views register on bp
