@@ -20,6 +20,9 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+# A tenant's slug: 3-63 lower-case letters, digits and dashes, no dash at either end.
+SLUG = r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$"
+
 # Text a person typed: no NUL or other control characters (PostgreSQL refuses NUL in text).
 PlainText = Annotated[str, AfterValidator(_no_control_characters)]
 

@@ -79,8 +79,7 @@ def list_tenants() -> None:
     # revision_of answers None for an unreachable database instead of failing the listing.
     revisions = {key: migrations.revision_of(provider.url_of(key)) for key in provider.tenant_databases()}
     for row in rows:
-        key = "trial" if row.database == "trial" else f"dedicated:{row.database}"
-        click.echo(f"{row.slug}\t{row.status}\t{row.database}\t{revisions.get(key)}")
+        click.echo(f"{row.slug}\t{row.status}\t{row.database}\t{revisions.get(row.db_key)}")
 
 
 @click.group("messages", cls=AppGroup)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain.db.provider import DataProvider, Placement
+from domain.db.provider import TRIAL, DataProvider, Placement, dedicated_key
 from domain.errors import NotFound
 from domain.notifications import queries as notifications
 from domain.tenancy.models import Signup, Tenant
@@ -83,14 +83,17 @@ class TenantRow:
     slug: str
     name: str
     status: str
-    database: str
+    database: str  # as people read it: "trial" or "<database>@<server>"
+    db_key: str    # as the data provider names it
 
 
 def list_tenants(session: Session) -> list[TenantRow]:
     """Every tenant with where its data lives."""
     rows = session.scalars(select(Tenant).order_by(Tenant.created_at))
     return [TenantRow(t.id, t.slug, t.name, t.status,
-                      f"{t.database_name}@{t.placement_server}" if t.database_name else "trial")
+                      f"{t.database_name}@{t.placement_server}" if t.database_name else "trial",
+                      dedicated_key(t.placement_server, t.database_name)
+                      if t.database_name and t.placement_server else TRIAL)
             for t in rows]
 
 

@@ -7,7 +7,7 @@ from flask import jsonify
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.identity import services as identity
-from web.api import parse_json
+from web.api import SLUG, parse_json
 from web.auth import issue_access_token
 from web.db import management_db
 from web.identity import bp
@@ -21,7 +21,7 @@ class SignInBody(BaseModel):
 
     email: EmailStr
     password: str = Field(min_length=1, max_length=128)
-    tenant: str | None = Field(default=None, max_length=63)
+    tenant: str | None = Field(default=None, pattern=SLUG, description="the tenant's slug")
 
 
 class TokenOut(BaseModel):

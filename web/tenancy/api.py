@@ -9,12 +9,10 @@ from flask import g, jsonify, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.tenancy import queries, services
-from web.api import PlainText, accepted, parse_json
+from web.api import SLUG, PlainText, accepted, parse_json
 from web.db import management_db, provider, sealer
 from web.openapi import doc
 from web.tenancy import bp
-
-SLUG = r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$"
 
 
 class SignupBody(BaseModel):

@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
-from web.tenancy.api import SLUG
+from web.api import SLUG
 
 NO_CONTROL = Regexp(r"^[^\x00-\x1f\x7f]*\Z", message="must not contain control characters")
 

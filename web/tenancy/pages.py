@@ -26,7 +26,9 @@ def signup_page() -> Any:
             signup_id = services.sign_up_tenant(management_db(), request, correlation_id=g.request_id,
                                                 sealer=sealer())
         except DomainError as exc:
-            getattr(form, exc.field or "slug").errors.append(exc.reason)
+            # Next to the field it names; a field the form does not have goes beside the slug.
+            field = getattr(form, exc.field or "", None) or form.slug
+            field.errors.append(exc.reason)
             return render_template("tenancy/signup.html", form=form), exc.status
         return redirect(url_for("tenancy.signup_status_page", signup_id=signup_id), code=303)
     status = 422 if form.is_submitted() else 200

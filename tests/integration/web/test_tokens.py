@@ -56,6 +56,8 @@ def test_wrong_credentials_are_unauthorized(client: FlaskClient, account: str,
     ({"email": "not-an-email", "password": PASSWORD}, "email"),
     ({"email": "a@example.com", "password": ""}, "password"),
     ({"email": "a@example.com", "password": PASSWORD, "role": "operator"}, "role"),
+    ({"email": "a@example.com", "password": PASSWORD, "tenant": "a\x00b"}, "tenant"),
+    ({"email": "a@example.com", "password": PASSWORD, "tenant": "x" * 200}, "tenant"),
 ])
 def test_bad_sign_in_input_names_the_field(client: FlaskClient, body: dict[str, str], field: str) -> None:
     assert_refused(client.post(TOKENS, json=body), 422, field)
