@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from limits import parse_many
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 EMBEDDED_REDIS_PORT = 16379
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
@@ -52,7 +53,22 @@ class Settings(BaseModel):
     worker_concurrency: int = Field(default=2, ge=1)
     max_content_length: int = Field(default=1_048_576, ge=1024)
     jwt_access_minutes: int = Field(default=15, ge=1)
+    jwt_refresh_days: float = Field(default=30.0, gt=0)
+    invitation_days: float = Field(default=7.0, gt=0)
+    # External OpenID Connect provider (Auth0-compatible); unset, OIDC sign-in is off.
+    oidc_issuer: str = ""
+    oidc_client_id: str = Field(default="", validate_default=True)
+    oidc_client_secret: str = ""
+    oidc_jwks_cache_seconds: float = Field(default=3600.0, ge=0)
+    # Flask-Limiter limits (its syntax: "10 per minute; 100 per hour"), kept in Redis.
+    rate_limit_sign_in: str = "10 per minute; 100 per hour"
+    rate_limit_sign_up: str = "5 per minute; 50 per hour"
+    rate_limit_storage_url: str = ""
+    permission_cache_size: int = Field(default=10_000, ge=1)
     cookie_secure: bool = True
+    # Where users reach the web app: links in emails point here.
+    public_url: str = "http://127.0.0.1:8000"
+    mail_from: str = "Allotment <no-reply@allotment.localhost>"
     web_port: int = Field(default=8000, ge=1, le=65535)
     flower_port: int = Field(default=5555, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -71,6 +87,29 @@ class Settings(BaseModel):
     def _redis_only(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://", "redis+socket://")):
             raise ValueError("must be a Redis URL (redis://host:port/db)")
+        return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be the provider's issuer URL (https://...)")
+        return value
+
+    @field_validator("oidc_client_id")
+    @classmethod
+    def _client_with_issuer(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("oidc_issuer") and not value:
+            raise ValueError("required with OIDC_ISSUER")
+        return value
+
+    @field_validator("rate_limit_sign_in", "rate_limit_sign_up")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit ('10 per minute; 100 per hour'): {exc}") from None
         return value
 
     @field_validator("placement_servers", mode="before")
@@ -94,6 +133,11 @@ class Settings(BaseModel):
     def redis_url(self) -> str:
         """The Redis used for caches and locks (the broker's server)."""
         return self.broker_url
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """True when an external OpenID Connect provider is configured."""
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
 
 def _psycopg_url(url: str) -> str:

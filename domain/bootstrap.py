@@ -1,9 +1,19 @@
-"""Composition root: wire the data provider to tenancy's routing queries (cosmicpython bootstrap)."""
+"""Composition root: the data provider, the revocation store and the handlers' adapters
+(cosmicpython bootstrap)."""
 from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis import Redis
 
 from config.settings import Settings
 from domain.db.provider import DataProvider
 from domain.db.routing import RedisRoutingChannel
+from domain.identity import sessions
+from domain.identity.revocation import RevocationStore
+from domain.notifications.mail import MaildirMailer
 from domain.tenancy import queries as tenancy_queries
 
 
@@ -11,3 +21,23 @@ def build_provider(settings: Settings) -> DataProvider:
     """The data provider for one process; routing changes travel over the broker's Redis."""
     return DataProvider(settings, tenancy_queries.placement_of, tenancy_queries.dedicated_databases,
                         RedisRoutingChannel(settings.redis_url))
+
+
+def build_ports(settings: Settings) -> dict[str, Any]:
+    """The adapters message handlers use, chosen by configuration."""
+    return {
+        "mailer": MaildirMailer(settings.var_dir / "mail", settings.mail_from),
+        "public_url": settings.public_url,
+    }
+
+
+def build_revocations(settings: Settings, provider: DataProvider) -> RevocationStore:
+    """The revocation store, rebuilt from the management database when Redis is emptied."""
+
+    def load_revoked(since: datetime) -> list[uuid.UUID]:
+        with provider.management() as session:
+            return sessions.revoked_since(session, since)
+
+    client = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
+                            health_check_interval=30)
+    return RevocationStore(client, timedelta(minutes=settings.jwt_access_minutes), load_revoked)

@@ -1,39 +1,131 @@
-"""Who is calling: the platform's JWTs (flask-jwt-extended) and permission checks via IAM.
+"""Who is calling, and may they: the platform's JWTs, the revocation check, IAM.
 
-A token carries the user (``sub``), the tenant it was issued for (``tenant``) and whether
-the user is a platform operator (``op``). ``requires(permission)`` resolves the tenant and
-asks IAM; ``operator_required`` guards cross-tenant operations.
+Tokens (flask-jwt-extended, HS256 only): an access token carries the user (``sub``),
+their session (``sid``), the tenant it was issued for (``tenant``) and whether the user
+is a platform operator (``op``); a refresh token carries ``sub``, ``sid`` and ``tenant``
+and its ``jti`` is the session's one usable refresh token (domain.identity.sessions).
+
+Every authenticated request costs one Redis round trip: an MGET of the revocation
+store's ready flag, the session's revoked flag and the tenant's IAM version. The
+permission decision then comes from the in-process cache for that version, or from
+the database once. Redis unreachable means 503: access is refused, not granted.
+
+The JSON API reads tokens from the Authorization header only; HTML pages read them
+from HttpOnly cookies, and every form POST is CSRF-checked (Flask-WTF, web/__init__).
 """
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 
-from flask import Flask, g
-from flask_jwt_extended import JWTManager, create_access_token, get_jwt, verify_jwt_in_request
+from flask import Flask, current_app, g, redirect, request, url_for
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_jwt,
+    set_access_cookies,
+    set_refresh_cookies,
+    unset_jwt_cookies,
+    verify_jwt_in_request,
+)
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt.exceptions import PyJWTError
+from redis import Redis
+from redis.exceptions import RedisError
+from werkzeug.wrappers import Response
 
 from config import logging as log_context
 from config.settings import Settings
-from domain.iam import services as iam
+from domain.bootstrap import build_revocations
+from domain.errors import DomainError
+from domain.iam.access import OPERATOR, Access, PermissionCache, resolve, version_key
+from domain.identity.revocation import RevocationStore, RevocationUnavailable
+from domain.identity.sessions import SessionGrant
 from web.db import management_db
 from web.errors import error_response
 
 jwt = JWTManager()
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+API = ["headers"]
+PAGES = ["cookies"]
+REFRESH_COOKIE_PATH = "/identity/"
+# A page request re-issues its access cookie when less than this is left of it.
+_RENEW_BEFORE = timedelta(minutes=5)
+
+
+class Unauthorized(DomainError):
+    """No valid, unrevoked token for this request."""
+
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, field="Authorization")
+
+
+class AccessUnavailable(DomainError):
+    """The revocation store cannot be reached: access is refused, not granted."""
+
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("cannot check whether this token was revoked; try again shortly",
+                         field="Authorization")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of this request."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    operator: bool
+    access: Access | None  # what the caller may do in ``tenant_id`` (None without a tenant)
+
+    def may(self, permission: str) -> bool:
+        """The IAM decision for this caller in its tenant."""
+        if permission == OPERATOR:
+            return self.operator
+        return self.access is not None and self.access.may(permission)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What a sign-in or refresh returns."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Configure token signing, lifetimes and the 401 shape."""
+    """Configure tokens and cookies, the revocation store, the permission cache."""
     app.config.update(
         JWT_SECRET_KEY=settings.secret_key,
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.jwt_access_minutes),
-        JWT_TOKEN_LOCATION=["headers"],
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=settings.jwt_refresh_days),
+        JWT_TOKEN_LOCATION=["headers", "cookies"],
+        JWT_COOKIE_SECURE=settings.cookie_secure,
+        JWT_COOKIE_SAMESITE="Lax",
+        JWT_SESSION_COOKIE=False,
+        JWT_REFRESH_COOKIE_PATH=REFRESH_COOKIE_PATH,
+        # Pages are CSRF-checked by Flask-WTF on every POST; the API ignores cookies.
+        JWT_COOKIE_CSRF_PROTECT=False,
     )
     jwt.init_app(app)
+    provider = app.extensions["allotment.provider"]
+    revocations = build_revocations(settings, provider)
+    app.extensions["allotment.revocations"] = revocations
+    app.extensions["allotment.permissions"] = PermissionCache(revocations.redis,
+                                                              settings.permission_cache_size)
 
     def unauthorized(reason: str) -> Any:
         return error_response(401, "unauthorized", reason, "Authorization")
@@ -42,52 +134,223 @@ def init_app(app: Flask, settings: Settings) -> None:
     jwt.invalid_token_loader(unauthorized)
     jwt.expired_token_loader(lambda header, payload: unauthorized("token has expired"))
 
+    @app.after_request
+    def _renew_page_cookie(response: Response) -> Response:
+        # An active page user keeps a fresh access cookie without touching the session;
+        # the refresh token (rotating, single use) is only spent by an explicit refresh.
+        caller: Caller | None = g.get("caller")
+        if caller is None or g.get("caller_via") != "cookies" or response.status_code >= 400:
+            return response
+        if g.get("caller_expires", 0) - datetime.now(UTC).timestamp() < _RENEW_BEFORE.total_seconds():
+            set_access_cookies(response, _access_token(caller.user_id, caller.session_id,
+                                                       caller.tenant_id, caller.operator))
+        return response
 
-def issue_access_token(user_id: uuid.UUID, tenant_id: uuid.UUID | None, operator: bool) -> str:
-    """A short-lived access token for ``user_id`` acting in ``tenant_id``."""
-    claims = {"tenant": str(tenant_id) if tenant_id else None, "op": operator}
-    return create_access_token(identity=str(user_id), additional_claims=claims)
+
+def revocations() -> RevocationStore:
+    """This process's revocation store."""
+    return current_app.extensions["allotment.revocations"]  # type: ignore[no-any-return]
 
 
-def requires(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Refuse the view unless the caller's token grants ``permission`` in its tenant."""
+def permission_cache() -> PermissionCache:
+    """This process's permission cache."""
+    return current_app.extensions["allotment.permissions"]  # type: ignore[no-any-return]
+
+
+def _access_token(user_id: uuid.UUID, session_id: uuid.UUID, tenant_id: uuid.UUID | None,
+                  operator: bool) -> str:
+    return create_access_token(identity=str(user_id), additional_claims={
+        "sid": str(session_id), "tenant": str(tenant_id) if tenant_id else None, "op": operator})
+
+
+def issue_tokens(grant: SessionGrant) -> TokenPair:
+    """An access and a refresh token for a session just started or rotated."""
+    refresh = create_refresh_token(identity=str(grant.user_id), additional_claims={
+        "sid": str(grant.session_id), "jti": grant.refresh_jti,
+        "tenant": str(grant.tenant_id) if grant.tenant_id else None})
+    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return TokenPair(_access_token(grant.user_id, grant.session_id, grant.tenant_id, grant.operator),
+                     refresh, int(lifetime.total_seconds()))
+
+
+def set_token_cookies(response: Response, tokens: TokenPair) -> Response:
+    """Put both tokens in HttpOnly cookies (the refresh cookie only reaches /identity/)."""
+    set_access_cookies(response, tokens.access_token)
+    set_refresh_cookies(response, tokens.refresh_token)
+    return response
+
+
+def clear_token_cookies(response: Response) -> Response:
+    """Remove the token cookies."""
+    unset_jwt_cookies(response)
+    return response
+
+
+def _uuid(value: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Unauthorized("token claims are malformed") from None
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def authenticate(locations: list[str]) -> Caller:
+    """Verify the access token, refuse it if revoked, resolve what the caller may do."""
+    verify_jwt_in_request(locations=locations)
+    claims = get_jwt()
+    if claims.get("sid") is None or claims.get("sub") is None:
+        raise Unauthorized("token claims are malformed")
+    user_id, session_id = _uuid(claims["sub"]), _uuid(claims["sid"])
+    tenant_id = _uuid(claims["tenant"]) if claims.get("tenant") else None
+    store = revocations()
+    keys = store.keys(str(session_id)) + ([version_key(tenant_id)] if tenant_id else [])
+    try:
+        values = store.redis.mget(keys)
+        if not store.is_ready(values):
+            store.rebuild()
+            values = store.redis.mget(keys)
+    except (RedisError, RevocationUnavailable):
+        raise AccessUnavailable() from None
+    if store.verdict(values):
+        raise Unauthorized("token has been revoked")
+    access = None
+    if tenant_id is not None:
+        access = _access(user_id, tenant_id, _text(values[2]))
+        if not access.member:
+            raise Unauthorized("you are no longer a member of this tenant")
+    caller = Caller(user_id, session_id, tenant_id, bool(claims.get("op")), access)
+    g.caller, g.caller_via, g.caller_expires = caller, locations[0], claims.get("exp", 0)
+    g.user_id, g.tenant_id = user_id, tenant_id
+    log_context.tenant_id.set(str(tenant_id) if tenant_id else None)
+    return caller
+
+
+def _access(user_id: uuid.UUID, tenant_id: uuid.UUID, version: str | None) -> Access:
+    cache = permission_cache()
+    if version is None:
+        try:
+            version = cache.current_version(tenant_id)
+        except RedisError:
+            raise AccessUnavailable() from None
+    access = cache.get(user_id, tenant_id, version)
+    if access is None:
+        access = resolve(management_db(), user_id, tenant_id)
+        cache.put(access, version)
+    return access
+
+
+def invalidate_permissions(tenant_id: uuid.UUID) -> None:
+    """After this request commits, drop every cached decision for the tenant."""
+    g.setdefault("after_commit", []).append(lambda: permission_cache().invalidate(tenant_id))
+
+
+def revoke_sessions(session_ids: list[uuid.UUID]) -> None:
+    """Refuse every token of these sessions from the next request on, in every process.
+
+    Called before the request commits the sessions' revocation in the database: if Redis
+    cannot be reached the request fails (503) and nothing is half done.
+    """
+    try:
+        revocations().revoke(session_ids)
+    except RevocationUnavailable:
+        raise AccessUnavailable() from None
+
+
+def _guard(permission: str | None, locations: list[str], *, tenant: bool) -> Caller:
+    caller = authenticate(locations)
+    if tenant and caller.tenant_id is None:
+        raise NoTenant()
+    if permission is not None and not caller.may(permission):
+        raise Forbidden(permission)
+    return caller
+
+
+class NoTenant(DomainError):
+    """A tenant operation with a token issued for no tenant."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("this token is not issued for a tenant; sign in to one", field="tenant")
+
+
+class Forbidden(DomainError):
+    """The caller is authenticated but lacks the permission."""
+
+    status = 403
+
+    def __init__(self, permission: str) -> None:
+        super().__init__(f"requires {permission}", field=None)
+
+
+def requires(permission: str | None, *, tenant: bool = True) -> Decorator:
+    """API views: refuse unless the bearer token grants ``permission`` in its tenant.
+
+    ``permission=None`` only requires a valid token (and, with ``tenant``, a tenant).
+    """
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request()
-            claims = get_jwt()
-            if not claims.get("tenant"):
-                return error_response(403, "forbidden", "token is not issued for a tenant", "tenant")
-            try:
-                user_id, tenant_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["tenant"])
-            except (ValueError, TypeError, AttributeError):
-                return error_response(401, "unauthorized", "token claims are malformed", "Authorization")
-            if permission not in iam.permissions_of(management_db(), user_id, tenant_id):
-                return error_response(403, "forbidden", f"requires {permission}", None)
-            g.user_id, g.tenant_id = user_id, tenant_id
-            log_context.tenant_id.set(str(tenant_id))
+            _guard(permission, API, tenant=tenant)
             return view(*args, **kwargs)
 
         guarded.required_permission = permission  # type: ignore[attr-defined]
+        guarded.auth = "bearer"  # type: ignore[attr-defined]
         return guarded
 
     return decorate
 
 
 def operator_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse the view unless the caller is a platform operator."""
-
-    @wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        verify_jwt_in_request()
-        if not get_jwt().get("op"):
-            return error_response(403, "forbidden", "platform operators only", None)
-        try:
-            g.user_id = uuid.UUID(get_jwt()["sub"])
-        except (ValueError, TypeError, AttributeError):
-            return error_response(401, "unauthorized", "token claims are malformed", "Authorization")
-        return view(*args, **kwargs)
-
-    guarded.required_permission = "platform:operator"  # type: ignore[attr-defined]
+    """API views: refuse unless the caller is a platform operator."""
+    guarded = requires(OPERATOR, tenant=False)(view)
     return guarded
+
+
+def page_requires(permission: str | None, *, tenant: bool = True) -> Decorator:
+    """HTML pages: like ``requires`` but from cookies; a visitor who is not signed in (or
+    whose token expired or was revoked) is sent to the sign-in page."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                _guard(permission, PAGES, tenant=tenant)
+            except (Unauthorized, JWTExtendedException, PyJWTError):
+                target = request.full_path if request.method == "GET" else request.path
+                response = redirect(url_for("identity.sign_in_page", next=target.rstrip("?")))
+                return clear_token_cookies(response) if request.cookies else response
+            return view(*args, **kwargs)
+
+        guarded.required_permission = permission  # type: ignore[attr-defined]
+        guarded.auth = "cookie"  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+def refresh_claims(locations: list[str]) -> dict[str, Any]:
+    """The verified claims of the refresh token presented (signature, expiry, type)."""
+    verify_jwt_in_request(refresh=True, locations=locations)
+    return get_jwt()
+
+
+def peek_refresh_cookie() -> dict[str, Any] | None:
+    """The claims of a valid refresh cookie, if the browser has one (no state change)."""
+    token = request.cookies.get(current_app.config["JWT_REFRESH_COOKIE_NAME"])
+    if not token:
+        return None
+    try:
+        claims = decode_token(token)
+    except (JWTExtendedException, PyJWTError):
+        return None
+    return claims if claims.get("type") == "refresh" else None
+
+
+def redis_client() -> Redis:
+    """The Redis behind the revocation store and the permission versions."""
+    return revocations().redis

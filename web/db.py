@@ -53,12 +53,15 @@ def init_app(app: Flask) -> None:
             for session in sessions:
                 outbox.discard_pending(session)
                 session.rollback()
+            g.pop("after_commit", None)
             return response
         pending = []
         for session in sessions:
             pending += outbox.take_pending(session)
             session.commit()
         publish(app.extensions["allotment.celery"], pending)
+        for callback in g.pop("after_commit", []):
+            callback()
         return response
 
     @app.teardown_appcontext

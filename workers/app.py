@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 
 from config.celery import celery_config
 from config.settings import Settings, load_settings
-from domain.bootstrap import build_provider
+from domain.bootstrap import build_ports, build_provider
 from domain.db.provider import DataProvider
 from workers import signals  # noqa: F401 - connects process and task signals
 
@@ -19,6 +20,7 @@ class AllotmentCelery(Celery):
 
     settings: Settings
     provider: DataProvider
+    ports: dict[str, Any]
 
 
 def create_celery(settings: Settings) -> AllotmentCelery:
@@ -27,6 +29,7 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     app.config_from_object(celery_config(settings))
     app.settings = settings
     app.provider = build_provider(settings)
+    app.ports = build_ports(settings)
     return app
 
 

@@ -1,13 +1,25 @@
-"""Use cases of the IAM context."""
+"""Use cases of the IAM context: roles, memberships, deactivation, invitations.
+
+Every change here alters what someone may do: the caller invalidates the tenant's
+cached decisions after it commits (``access.PermissionCache.invalidate``) and, where a
+user loses access, revokes their sessions (identity).
+"""
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from domain.errors import NotFound
-from domain.iam.models import Membership, Role
+from domain.db.base import utcnow
+from domain.errors import Conflict, DomainError, NotFound
+from domain.iam.access import resolve
+from domain.iam.models import Invitation, Membership, Reseller, ResellerAdmin, Role, TenantUser
 
 PERMISSIONS: frozenset[str] = frozenset({
     "purchases:create", "assets:upload", "employment:read", "employment:write",
@@ -23,6 +35,32 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
     "employee": frozenset({"employment:read", "publications:read", "notifications:read",
                            "assets:upload"}),
 }
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,59}$")
+
+
+class InvalidInput(DomainError):
+    """A value the use case cannot accept (422, names the field)."""
+
+    status = 422
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    """A role as the API and the roles page show it."""
+
+    id: uuid.UUID
+    name: str
+    permissions: list[str]
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    """A member of a tenant: standing and role names (names and emails come from identity)."""
+
+    user_id: uuid.UUID
+    active: bool
+    roles: list[str]
 
 
 def create_default_roles(session: Session, tenant_id: uuid.UUID) -> dict[str, Role]:
@@ -38,27 +76,268 @@ def create_default_roles(session: Session, tenant_id: uuid.UUID) -> dict[str, Ro
     return existing
 
 
-def grant_role(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID, role_name: str) -> None:
-    """Give ``user_id`` the role ``role_name`` in ``tenant_id``."""
-    role = session.scalar(select(Role).where(Role.tenant_id == tenant_id, Role.name == role_name))
+def _role_named(session: Session, tenant_id: uuid.UUID, name: str) -> Role:
+    role = session.scalar(select(Role).where(Role.tenant_id == tenant_id, Role.name == name))
     if role is None:
-        raise NotFound("no such role", field="role")
+        raise NotFound(f"no role named {name!r}", field="roles")
+    return role
+
+
+def _ensure_member(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    if session.get(TenantUser, (tenant_id, user_id)) is None:
+        session.add(TenantUser(tenant_id=tenant_id, user_id=user_id, active=True))
+        session.flush()
+
+
+def grant_role(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID, role_name: str) -> None:
+    """Give ``user_id`` the role ``role_name`` in ``tenant_id`` (making them a member)."""
+    role = _role_named(session, tenant_id, role_name)
+    _ensure_member(session, tenant_id, user_id)
     if session.get(Membership, (user_id, tenant_id, role.id)) is None:
         session.add(Membership(user_id=user_id, tenant_id=tenant_id, role_id=role.id))
         session.flush()
 
 
 def permissions_of(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> frozenset[str]:
-    """Every permission ``user_id`` holds in ``tenant_id`` (empty if not a member)."""
-    rows = session.scalars(
-        select(Role.permissions).join(Membership, Membership.role_id == Role.id)
-        .where(Membership.user_id == user_id, Membership.tenant_id == tenant_id)
-    )
-    return frozenset(p for perms in rows for p in perms)
-
+    """Every permission ``user_id`` holds in ``tenant_id`` (empty if not an active member)."""
+    return resolve(session, user_id, tenant_id).permissions
 
 
 def is_member(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
-    """True if ``user_id`` holds any role in ``tenant_id``."""
-    return session.scalar(select(Membership.role_id).where(
-        Membership.user_id == user_id, Membership.tenant_id == tenant_id).limit(1)) is not None
+    """True if ``user_id`` is an active member of ``tenant_id``."""
+    return bool(session.scalar(select(TenantUser.active).where(
+        TenantUser.tenant_id == tenant_id, TenantUser.user_id == user_id)))
+
+
+def tenants_of(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """The tenants ``user_id`` is an active member of."""
+    return list(session.scalars(select(TenantUser.tenant_id).where(
+        TenantUser.user_id == user_id, TenantUser.active.is_(True))))
+
+
+# --- roles -----------------------------------------------------------------------------
+
+def _checked_permissions(permissions: list[str]) -> list[str]:
+    unknown = sorted(set(permissions) - PERMISSIONS)
+    if unknown:
+        raise InvalidInput(f"unknown permission {unknown[0]!r}; known: {', '.join(sorted(PERMISSIONS))}",
+                           field="permissions")
+    if not permissions:
+        raise InvalidInput("a role needs at least one permission", field="permissions")
+    return sorted(set(permissions))
+
+
+def list_roles(session: Session, tenant_id: uuid.UUID) -> list[RoleRow]:
+    """The tenant's roles, built-in first."""
+    rows = session.scalars(select(Role).where(Role.tenant_id == tenant_id)
+                           .order_by(Role.builtin.desc(), Role.name))
+    return [RoleRow(r.id, r.name, list(r.permissions), r.builtin) for r in rows]
+
+
+def create_role(session: Session, tenant_id: uuid.UUID, name: str, permissions: list[str]) -> RoleRow:
+    """A custom role from the fixed permission vocabulary."""
+    if not ROLE_NAME.fullmatch(name):
+        raise InvalidInput("lower-case letters, digits and _; 2-60 characters", field="name")
+    perms = _checked_permissions(permissions)
+    if session.scalar(select(Role.id).where(Role.tenant_id == tenant_id, Role.name == name)):
+        raise Conflict("a role with this name exists", field="name")
+    role = Role(id=uuid.uuid4(), tenant_id=tenant_id, name=name, permissions=perms, builtin=False)
+    session.add(role)
+    session.flush()
+    return RoleRow(role.id, role.name, perms, False)
+
+
+def _custom_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID) -> Role:
+    role = session.scalar(select(Role).where(Role.id == role_id, Role.tenant_id == tenant_id))
+    if role is None:
+        raise NotFound("no such role", field="role_id")
+    if role.builtin:
+        raise Conflict("built-in roles cannot be changed", field="role_id")
+    return role
+
+
+def update_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID,
+                permissions: list[str]) -> RoleRow:
+    """Replace a custom role's permissions."""
+    role = _custom_role(session, tenant_id, role_id)
+    role.permissions = _checked_permissions(permissions)
+    session.flush()
+    return RoleRow(role.id, role.name, list(role.permissions), False)
+
+
+def delete_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID) -> None:
+    """Delete a custom role nobody holds."""
+    role = _custom_role(session, tenant_id, role_id)
+    held = session.scalar(select(func.count()).select_from(Membership)
+                          .where(Membership.role_id == role.id))
+    if held:
+        raise Conflict(f"{held} member(s) hold this role; take it from them first", field="role_id")
+    session.delete(role)
+    session.flush()
+
+
+# --- members ---------------------------------------------------------------------------
+
+def list_members(session: Session, tenant_id: uuid.UUID) -> list[MemberRow]:
+    """Every member of the tenant with their role names."""
+    standing = dict(session.execute(select(TenantUser.user_id, TenantUser.active)
+                                    .where(TenantUser.tenant_id == tenant_id)).all())
+    roles: dict[uuid.UUID, list[str]] = {uid: [] for uid in standing}
+    for user_id, name in session.execute(
+            select(Membership.user_id, Role.name).join(Role, Role.id == Membership.role_id)
+            .where(Membership.tenant_id == tenant_id).order_by(Role.name)):
+        roles.setdefault(user_id, []).append(name)
+    return [MemberRow(uid, active, roles.get(uid, [])) for uid, active in standing.items()]
+
+
+def member(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> MemberRow:
+    """One member of the tenant; NotFound for anyone else (whatever tenant they are in)."""
+    row = session.get(TenantUser, (tenant_id, user_id))
+    if row is None:
+        raise NotFound("no such user in this tenant", field="user_id")
+    names = list(session.scalars(select(Role.name).join(Membership, Membership.role_id == Role.id)
+                                 .where(Membership.tenant_id == tenant_id,
+                                        Membership.user_id == user_id).order_by(Role.name)))
+    return MemberRow(user_id, row.active, names)
+
+
+def _owners(session: Session, tenant_id: uuid.UUID, excluding: uuid.UUID) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Membership)
+        .join(Role, Role.id == Membership.role_id)
+        .join(TenantUser, (TenantUser.tenant_id == Membership.tenant_id)
+              & (TenantUser.user_id == Membership.user_id))
+        .where(Membership.tenant_id == tenant_id, Role.name == "owner", Role.builtin.is_(True),
+               TenantUser.active.is_(True), Membership.user_id != excluding)) or 0
+
+
+def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
+              role_names: list[str]) -> MemberRow:
+    """Replace a member's roles; the tenant always keeps an active owner."""
+    current = member(session, tenant_id, user_id)
+    if not role_names:
+        raise InvalidInput("a member needs at least one role", field="roles")
+    wanted = {name: _role_named(session, tenant_id, name) for name in dict.fromkeys(role_names)}
+    if "owner" in current.roles and "owner" not in wanted and not _owners(session, tenant_id, user_id):
+        raise Conflict("the tenant's last owner cannot give up the owner role", field="roles")
+    session.execute(delete(Membership).where(Membership.tenant_id == tenant_id,
+                                             Membership.user_id == user_id))
+    for role in wanted.values():
+        session.add(Membership(user_id=user_id, tenant_id=tenant_id, role_id=role.id))
+    session.flush()
+    return member(session, tenant_id, user_id)
+
+
+def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, active: bool) -> MemberRow:
+    """Deactivate (or reactivate) a member; the tenant always keeps an active owner."""
+    current = member(session, tenant_id, user_id)
+    if not active and "owner" in current.roles and not _owners(session, tenant_id, user_id):
+        raise Conflict("the tenant's last owner cannot be deactivated", field="user_id")
+    session.execute(update(TenantUser).where(TenantUser.tenant_id == tenant_id,
+                                             TenantUser.user_id == user_id).values(active=active))
+    return member(session, tenant_id, user_id)
+
+
+# --- invitations -----------------------------------------------------------------------
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    """A live invitation as the accept page shows it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    email: str
+    role: str
+    expires_at: datetime
+
+
+def invite(session: Session, tenant_id: uuid.UUID, *, email: str, role_name: str,
+           invited_by: uuid.UUID, lifetime: timedelta) -> tuple[InvitationView, str]:
+    """Record an invitation; return it and its token (which only the email carries)."""
+    role = _role_named(session, tenant_id, role_name)
+    token = secrets.token_urlsafe(32)
+    row = Invitation(id=uuid.uuid4(), tenant_id=tenant_id, email=email, role_id=role.id,
+                     token_hash=_token_hash(token), invited_by=invited_by,
+                     expires_at=utcnow() + lifetime)
+    session.add(row)
+    session.flush()
+    return InvitationView(row.id, tenant_id, email, role.name, row.expires_at), token
+
+
+def invitation(session: Session, token: str) -> InvitationView:
+    """The live invitation behind ``token``; NotFound if unknown, used or expired."""
+    row = session.execute(
+        select(Invitation, Role.name).join(Role, Role.id == Invitation.role_id)
+        .where(Invitation.token_hash == _token_hash(token))).one_or_none()
+    if row is None or row[0].accepted_at is not None or row[0].expires_at <= utcnow():
+        raise NotFound("this invitation is unknown, already used or expired", field="token")
+    inv, role = row
+    return InvitationView(inv.id, inv.tenant_id, inv.email, role, inv.expires_at)
+
+
+def accept(session: Session, token: str, user_id: uuid.UUID) -> InvitationView:
+    """Use the invitation once: the user joins the tenant with the invited role."""
+    view = invitation(session, token)
+    used = session.execute(
+        update(Invitation).where(Invitation.id == view.id, Invitation.accepted_at.is_(None),
+                                 Invitation.expires_at > utcnow())
+        .values(accepted_at=utcnow(), accepted_by=user_id).returning(Invitation.id)).first()
+    if used is None:  # someone else used it between the read and the update
+        raise NotFound("this invitation is unknown, already used or expired", field="token")
+    grant_role(session, user_id, view.tenant_id, view.role)
+    session.execute(update(TenantUser).where(TenantUser.tenant_id == view.tenant_id,
+                                             TenantUser.user_id == user_id).values(active=True))
+    return view
+
+
+# --- resellers -------------------------------------------------------------------------
+
+def create_reseller(session: Session, name: str, admin_user_id: uuid.UUID) -> uuid.UUID:
+    """A reseller and its first admin (platform operators only)."""
+    if session.scalar(select(Reseller.id).where(Reseller.name == name)):
+        raise Conflict("a reseller with this name exists", field="name")
+    reseller = Reseller(id=uuid.uuid4(), name=name)
+    session.add(reseller)
+    session.flush()
+    session.add(ResellerAdmin(reseller_id=reseller.id, user_id=admin_user_id))
+    session.flush()
+    return reseller.id
+
+
+def resellers_administered_by(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """The resellers ``user_id`` administers."""
+    return list(session.scalars(select(ResellerAdmin.reseller_id)
+                                .where(ResellerAdmin.user_id == user_id)))
+
+
+@dataclass(frozen=True)
+class InvitationStatus:
+    """Where an invitation stands: pending, accepted or expired."""
+
+    id: uuid.UUID
+    email: str
+    role: str
+    expires_at: datetime
+    accepted_at: datetime | None
+
+    @property
+    def status(self) -> str:
+        """pending, accepted or expired."""
+        if self.accepted_at is not None:
+            return "accepted"
+        return "expired" if self.expires_at <= utcnow() else "pending"
+
+
+def invitation_status(session: Session, tenant_id: uuid.UUID, invitation_id: uuid.UUID) -> InvitationStatus:
+    """One of the tenant's invitations; NotFound for another tenant's."""
+    row = session.execute(
+        select(Invitation, Role.name).join(Role, Role.id == Invitation.role_id)
+        .where(Invitation.id == invitation_id, Invitation.tenant_id == tenant_id)).one_or_none()
+    if row is None:
+        raise NotFound("no such invitation", field="invitation_id")
+    inv, role = row
+    return InvitationStatus(inv.id, inv.email, role, inv.expires_at, inv.accepted_at)

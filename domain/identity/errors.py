@@ -18,3 +18,38 @@ class BadCredentials(DomainError):
 
     def __init__(self) -> None:
         super().__init__("email or password is wrong", field="password")
+
+
+class WrongPassword(DomainError):
+    """The current password given to change it is wrong."""
+
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__("is not your current password", field="current_password")
+
+
+class ChooseTenant(DomainError):
+    """The account belongs to several tenants and did not say which one."""
+
+    status = 422
+
+    def __init__(self, slugs: list[str]) -> None:
+        super().__init__("you belong to several tenants; choose one of: " + ", ".join(slugs),
+                         field="tenant")
+        self.slugs = slugs
+
+
+class BadExternalIdentity(DomainError):
+    """An external provider's token that cannot be used to sign in."""
+
+    status = 401
+
+
+class MissingName(DomainError):
+    """A new account needs a name."""
+
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__("is required for a new account", field="name")

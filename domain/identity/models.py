@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, String, Text, Uuid
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, created_at_column
@@ -21,4 +21,43 @@ class User(ManagementBase):
     password_hash: Mapped[str | None] = mapped_column(Text)
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class AuthSession(ManagementBase):
+    """One signed-in session: a family of rotating refresh tokens and the access tokens
+    issued from them (every token carries the session id as ``sid``).
+
+    ``refresh_jti`` is the one refresh token that may be used next; presenting any other
+    token of the family means it was stolen and replayed, and revokes the session.
+    """
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (Index("ix_auth_sessions_live_user", "user_id",
+                            postgresql_where=text("revoked_at IS NULL")),
+                      Index("ix_auth_sessions_revoked_at", "revoked_at",
+                            postgresql_where=text("revoked_at IS NOT NULL")))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id"))
+    method: Mapped[str] = mapped_column(String(20))  # "password" or "oidc"
+    refresh_jti: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = created_at_column()
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(String(100))
+
+
+class ExternalIdentity(ManagementBase):
+    """An account at an external OpenID Connect provider, linked to a user."""
+
+    __tablename__ = "external_identities"
+
+    issuer: Mapped[str] = mapped_column(Text, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = created_at_column()

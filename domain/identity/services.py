@@ -14,8 +14,15 @@ from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
 from domain.iam import services as iam
-from domain.identity.errors import BadCredentials, EmailTaken
-from domain.identity.models import User
+from domain.identity.errors import (
+    BadCredentials,
+    BadExternalIdentity,
+    ChooseTenant,
+    EmailTaken,
+    MissingName,
+    WrongPassword,
+)
+from domain.identity.models import ExternalIdentity, User
 from domain.tenancy import queries as tenancy_queries
 
 _hasher = PasswordHasher()
@@ -97,12 +104,123 @@ class SignIn:
     operator: bool
 
 
-def sign_in(session: Session, email: str, password: str, tenant_slug: str | None) -> SignIn:
-    """Check the credentials and that the account belongs to the tenant it asks for."""
-    user = authenticate(session, email, password)
-    tenant_id = None
+def choose_tenant(session: Session, user_id: uuid.UUID, operator: bool,
+                  tenant_slug: str | None) -> uuid.UUID | None:
+    """The tenant a sign-in acts in: the one asked for (the user must be an active member
+    of it), else the user's only tenant. A member of several must choose; an operator or a
+    user of no tenant yet (about to accept an invitation) gets a token for no tenant."""
     if tenant_slug is not None:
         tenant_id = tenancy_queries.tenant_id_by_slug(session, tenant_slug)
-        if tenant_id is None or not iam.is_member(session, user.id, tenant_id):
+        if tenant_id is None or not iam.is_member(session, user_id, tenant_id):
             raise NotFound("no such tenant for this account", field="tenant")
-    return SignIn(user.id, tenant_id, user.is_operator)
+        return tenant_id
+    tenants = iam.tenants_of(session, user_id)
+    if len(tenants) == 1 and not operator:
+        return tenants[0]
+    if len(tenants) > 1:
+        slugs = sorted(tenancy_queries.slugs_of(session, tenants).values())
+        raise ChooseTenant(slugs)
+    return None
+
+
+def sign_in(session: Session, email: str, password: str, tenant_slug: str | None) -> SignIn:
+    """Check the credentials and pick the tenant the tokens will carry."""
+    user = authenticate(session, email, password)
+    return SignIn(user.id, choose_tenant(session, user.id, user.is_operator, tenant_slug),
+                  user.is_operator)
+
+
+def switch_tenant(session: Session, user_id: uuid.UUID, tenant_slug: str) -> SignIn:
+    """A signed-in user moves to another of their tenants (a new session is started)."""
+    user = _active_user(session, user_id)
+    return SignIn(user.id, choose_tenant(session, user.id, user.is_operator, tenant_slug),
+                  user.is_operator)
+
+
+def _active_user(session: Session, user_id: uuid.UUID) -> User:
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise BadCredentials()
+    return user
+
+
+def change_password(session: Session, user_id: uuid.UUID, current: str, new: str) -> None:
+    """Replace the password after checking the current one (the caller revokes sessions)."""
+    user = _active_user(session, user_id)
+    try:
+        _hasher.verify(user.password_hash or _DUMMY_HASH, current)
+    except (VerifyMismatchError, InvalidHashError):
+        raise WrongPassword() from None
+    if user.password_hash is None:
+        raise WrongPassword()
+    user.password_hash = hash_password(new)
+    session.flush()
+
+
+def set_account_active(session: Session, user_id: uuid.UUID, active: bool) -> None:
+    """Deactivate (or reactivate) an account everywhere (platform operators)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user", field="user_id")
+    user.active = active
+    session.flush()
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A user as member lists show them."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    active: bool
+    operator: bool
+
+
+def users_by_id(session: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, UserRow]:
+    """Name and email of each user in ``user_ids``."""
+    if not user_ids:
+        return {}
+    rows = session.scalars(select(User).where(User.id.in_(user_ids)))
+    return {u.id: UserRow(u.id, u.email, u.name, u.active, u.is_operator) for u in rows}
+
+
+def user_by_email(session: Session, email: str) -> UserRow | None:
+    """The account with this email, if any."""
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    return UserRow(user.id, user.email, user.name, user.active, user.is_operator) if user else None
+
+
+def accept_invitation(session: Session, token: str, *, name: str, password: str) -> SignIn:
+    """Join a tenant through an invitation: a new account is created with ``password``;
+    an existing one must prove it knows its password. Returns the sign-in to the tenant."""
+    view = iam.invitation(session, token)
+    existing = user_by_email(session, view.email)
+    if existing is None:
+        if not name:
+            raise MissingName()
+        user = create_user(session, email=view.email, name=name, password_hash=hash_password(password))
+    else:
+        user = authenticate(session, view.email, password)
+    iam.accept(session, token, user.id)
+    return SignIn(user.id, view.tenant_id, user.is_operator)
+
+
+def link_external_identity(session: Session, *, issuer: str, subject: str, email: str | None,
+                           email_verified: bool, name: str | None) -> User:
+    """The account behind an external provider's (issuer, subject): already linked, else
+    the account with the provider's verified email, else a new account (no password)."""
+    linked = session.scalar(select(ExternalIdentity.user_id).where(
+        ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject))
+    if linked is not None:
+        return _active_user(session, linked)
+    if not email or not email_verified:
+        raise BadExternalIdentity("the provider did not vouch for an email address", field="email")
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    if user is None:
+        user = create_user(session, email=email, name=(name or email)[:200], password_hash=None)
+    elif not user.active:
+        raise BadCredentials()
+    session.add(ExternalIdentity(issuer=issuer, subject=subject, user_id=user.id))
+    session.flush()
+    return user

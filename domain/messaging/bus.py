@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from domain.messaging.contracts import Contract
+from domain.messaging.contracts import iam as iam_contracts
 from domain.messaging.contracts import tenancy as tenancy_contracts
 
 # Which database a handler writes (and keeps its inbox in): the management database, or
@@ -17,6 +18,7 @@ Target = Literal["management", "tenant"]
 TARGETS: dict[str, Target] = {
     "tenancy.provision_tenant": "management",
     "notifications.record_welcome_notice": "tenant",
+    "notifications.send_invitation": "management",
 }
 
 COMMAND_HANDLERS: dict[str, str] = {
@@ -25,6 +27,7 @@ COMMAND_HANDLERS: dict[str, str] = {
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     tenancy_contracts.TenantProvisionedV1.message_type: ("notifications.record_welcome_notice",),
+    iam_contracts.UserInvitedV1.message_type: ("notifications.send_invitation",),
 }
 
 CONTRACTS: dict[str, type[Contract]] = {
@@ -32,6 +35,7 @@ CONTRACTS: dict[str, type[Contract]] = {
     for c in (
         tenancy_contracts.ProvisionTenantV1,
         tenancy_contracts.TenantProvisionedV1,
+        iam_contracts.UserInvitedV1,
     )
 }
 

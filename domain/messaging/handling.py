@@ -13,8 +13,9 @@ transaction on its origin (DESIGN §4.3-4.4).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,8 @@ class HandlerContext:
     session: Session
     envelope: Envelope
     provider: DataProvider
+    # The process's adapters a handler may need (mailer, storage, public URL, ...).
+    ports: Mapping[str, Any] = field(default_factory=dict)
     emitted: list[Envelope] = field(default_factory=list)
 
     @property
@@ -48,6 +51,8 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Contract], None]
+# Says why a message must not be acted on (e.g. the user it acts for was cut off), or None.
+Guard = Callable[[Contract], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,19 @@ class Outcome:
 
     duplicate: bool
     emitted: list[Envelope]
+    refused: str | None = None
 
 
 def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
-           target: Target, handler: Handler) -> Outcome:
-    """Run ``handler`` for ``envelope`` once in effect; return what it emitted."""
+           target: Target, handler: Handler, *, ports: Mapping[str, Any] | None = None,
+           guard: Guard | None = None) -> Outcome:
+    """Run ``handler`` for ``envelope`` once in effect; return what it emitted.
+
+    When ``guard`` refuses the message, the delivery is recorded as handled without
+    running the handler (it would be refused again on every redelivery).
+    """
     message = contract.parse(envelope.version, envelope.payload)
+    refused = guard(message) if guard is not None else None
     delivery = uuid.UUID(envelope.id)
     if target == "management":
         session = provider.management()
@@ -76,13 +88,14 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
             session.rollback()
             _complete_at_origin(provider, envelope)
             return Outcome(duplicate=True, emitted=[])
-        ctx = HandlerContext(session, envelope, provider)
-        handler(ctx, message)
+        ctx = HandlerContext(session, envelope, provider, ports or {})
+        if refused is None:
+            handler(ctx, message)
         if same_database:
             outbox.mark_completed(session, delivery)
         pending = outbox.take_pending(session)
         session.commit()
-    return Outcome(duplicate=False, emitted=pending)
+    return Outcome(duplicate=False, emitted=pending, refused=refused)
 
 
 def _complete_at_origin(provider: DataProvider, envelope: Envelope) -> None:

@@ -22,6 +22,8 @@ class Tenant(ManagementBase):
     plan: Mapped[str] = mapped_column(String(40), default="trial")
     placement_server: Mapped[str | None] = mapped_column(Text)
     database_name: Mapped[str | None] = mapped_column(Text)
+    # The reseller that sold this tenant, whose admins manage its subscription.
+    reseller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("resellers.id"), index=True)
     created_at: Mapped[datetime] = created_at_column()
 
 

@@ -100,3 +100,31 @@ def list_tenants(session: Session) -> list[TenantRow]:
 def tenant_id_by_slug(session: Session, slug: str) -> uuid.UUID | None:
     """The id of the live tenant with this slug, if any."""
     return session.scalar(select(Tenant.id).where(Tenant.slug == slug, Tenant.status != "deleted"))
+
+
+def reseller_of(session: Session, tenant_id: uuid.UUID) -> uuid.UUID | None:
+    """The reseller that sold ``tenant_id``, if any."""
+    return session.scalar(select(Tenant.reseller_id).where(Tenant.id == tenant_id))
+
+
+def tenants_of_reseller(session: Session, reseller_id: uuid.UUID) -> list[tuple[uuid.UUID, str, str, str]]:
+    """(id, slug, name, plan) of every tenant a reseller sold."""
+    rows = session.execute(select(Tenant.id, Tenant.slug, Tenant.name, Tenant.plan)
+                           .where(Tenant.reseller_id == reseller_id).order_by(Tenant.slug))
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+
+def slugs_of(session: Session, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The slug of each tenant in ``tenant_ids``."""
+    if not tenant_ids:
+        return {}
+    return dict(session.execute(select(Tenant.id, Tenant.slug).where(Tenant.id.in_(tenant_ids))).all())
+
+
+def name_of(session: Session, tenant_id: uuid.UUID) -> str:
+    """A tenant's display name."""
+    name = session.scalar(select(Tenant.name).where(Tenant.id == tenant_id))
+    if name is None:
+        raise NotFound("no such tenant", field="tenant_id")
+    return name

@@ -8,6 +8,7 @@ from sqlalchemy import CTE, Table, bindparam, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain.errors import NotFound
 from domain.identity import services as identity
 from domain.identity.errors import EmailTaken
 from domain.messaging import outbox
@@ -74,3 +75,12 @@ def sign_up_tenant(session: Session, request: SignupRequest, *, correlation_id: 
         raise conflict() from None
     outbox.remember(session, envelopes)
     return signup_id
+
+
+def assign_reseller(session: Session, tenant_id: uuid.UUID, reseller_id: uuid.UUID | None) -> None:
+    """Record which reseller sold a tenant (platform operators only)."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("no such tenant", field="tenant_id")
+    tenant.reseller_id = reseller_id
+    session.flush()

@@ -1,21 +1,27 @@
-"""JSON API of the identity context."""
+"""JSON API of the identity context: sign-in, refresh, sessions, password, invitations."""
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
-from flask import jsonify
+from flask import g, jsonify
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.identity import services as identity
-from web.api import SLUG, parse_json
-from web.auth import issue_access_token
+from domain.identity import sessions
+from domain.tenancy import queries as tenancy_queries
+from web.api import SLUG, PlainText, parse_json
+from web.auth import API, TokenPair, invalidate_permissions, refresh_claims, requires
 from web.db import management_db
-from web.identity import bp
+from web.errors import ApiError
+from web.identity import bp, flows
 from web.openapi import doc
 
 
 class SignInBody(BaseModel):
-    """Email and password, and the tenant to act in (slug; optional for operators)."""
+    """Email and password, and the tenant to act in (its slug; needed only by a member of
+    several tenants)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -24,18 +30,166 @@ class SignInBody(BaseModel):
     tenant: str | None = Field(default=None, pattern=SLUG, description="the tenant's slug")
 
 
-class TokenOut(BaseModel):
-    """An access token."""
+class TokensOut(BaseModel):
+    """The platform's tokens: a short access token and a single-use refresh token."""
 
     access_token: str
+    refresh_token: str
     token_type: str = "Bearer"  # noqa: S105 - the scheme, not a secret
+    expires_in: int
+
+
+class PasswordBody(BaseModel):
+    """The current password and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=8, max_length=128)
+
+
+class SwitchBody(BaseModel):
+    """The tenant to act in next."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    tenant: str = Field(pattern=SLUG, description="the tenant's slug")
+
+
+class AcceptBody(BaseModel):
+    """Accept an invitation: a new account's name and password, or an existing account's
+    password."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    token: str = Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    name: PlainText = Field(default="", max_length=200)
+    password: str = Field(min_length=8, max_length=128)
+
+
+class SessionOut(BaseModel):
+    """One of my signed-in sessions."""
+
+    id: uuid.UUID
+    tenant: str | None
+    method: str
+    user_agent: str | None
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime
+    current: bool
+
+
+class SessionList(BaseModel):
+    """My live sessions, most recently used first."""
+
+    items: list[SessionOut]
+
+
+class SignedOut(BaseModel):
+    """How many sessions were ended."""
+
+    revoked: int
+
+
+def _tokens(pair: TokenPair) -> Any:
+    body = TokensOut(access_token=pair.access_token, refresh_token=pair.refresh_token,
+                     expires_in=pair.expires_in)
+    response = jsonify(body.model_dump())
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/api/v1/identity/tokens")
-@doc("Sign in and get an access token", body=SignInBody, responses={200: TokenOut, 401: "bad credentials"})
+@doc("Sign in with email and password", body=SignInBody,
+     responses={200: TokensOut, 401: "bad credentials", 422: "several tenants: choose one",
+                429: "too many attempts"})
 def create_token() -> Any:
-    """Check the credentials and issue an access token for the chosen tenant."""
+    """Check the credentials and open a session in the chosen tenant."""
     body = parse_json(SignInBody)
     signed_in = identity.sign_in(management_db(), body.email, body.password, body.tenant)
-    token = issue_access_token(signed_in.user_id, signed_in.tenant_id, signed_in.operator)
-    return jsonify(TokenOut(access_token=token).model_dump())
+    return _tokens(flows.start(signed_in, "password"))
+
+
+@bp.post("/api/v1/identity/tokens/refresh")
+@doc("Swap a refresh token for new tokens (each refresh token works once)",
+     responses={200: TokensOut, 401: "refresh token invalid, expired, revoked or reused"}, auth=True)
+def refresh_token() -> Any:
+    """Rotate: the presented refresh token is spent; a reused one revokes its session."""
+    return _tokens(flows.refresh(refresh_claims(API)))
+
+
+@bp.post("/api/v1/identity/tenant")
+@requires(None, tenant=False)
+@doc("Switch to another of my tenants (new tokens)", body=SwitchBody,
+     responses={200: TokensOut, 404: "not a member of that tenant"}, auth=True)
+def switch_tenant() -> Any:
+    """Open a session in another tenant the caller belongs to."""
+    body = parse_json(SwitchBody)
+    signed_in = identity.switch_tenant(management_db(), g.caller.user_id, body.tenant)
+    return _tokens(flows.start(signed_in, "switch"))
+
+
+@bp.get("/api/v1/identity/sessions")
+@requires(None, tenant=False)
+@doc("List my sessions", responses={200: SessionList}, auth=True)
+def list_sessions() -> Any:
+    """The caller's live sessions, in every tenant."""
+    db = management_db()
+    rows = sessions.live_sessions(db, g.caller.user_id)
+    slugs = tenancy_queries.slugs_of(db, [r.tenant_id for r in rows if r.tenant_id])
+    items = [SessionOut(id=r.id, tenant=slugs.get(r.tenant_id) if r.tenant_id else None,
+                        method=r.method, user_agent=r.user_agent, ip=r.ip,
+                        created_at=r.created_at, last_used_at=r.last_used_at,
+                        current=r.id == g.caller.session_id) for r in rows]
+    return jsonify(SessionList(items=items).model_dump(mode="json"))
+
+
+@bp.delete("/api/v1/identity/sessions/current")
+@requires(None, tenant=False)
+@doc("Sign out (this session)", responses={200: SignedOut}, auth=True)
+def sign_out() -> Any:
+    """End the caller's session: its tokens are refused from the next request on."""
+    flows.sign_out(g.caller)
+    return jsonify(SignedOut(revoked=1).model_dump())
+
+
+@bp.delete("/api/v1/identity/sessions")
+@requires(None, tenant=False)
+@doc("Sign out everywhere", responses={200: SignedOut}, auth=True)
+def sign_out_everywhere() -> Any:
+    """End every session of the caller, this one included."""
+    count = flows.sign_out_everywhere(g.caller.user_id, "signed out everywhere")
+    return jsonify(SignedOut(revoked=count).model_dump())
+
+
+@bp.delete("/api/v1/identity/sessions/<uuid:session_id>")
+@requires(None, tenant=False)
+@doc("Sign out one of my sessions", responses={200: SignedOut, 404: "not my session"}, auth=True)
+def sign_out_session(session_id: uuid.UUID) -> Any:
+    """End one of the caller's sessions (another device, say)."""
+    if not flows.sign_out_one(g.caller, session_id):
+        raise ApiError(404, "not_found", "no such session", "session_id")
+    return jsonify(SignedOut(revoked=1).model_dump())
+
+
+@bp.post("/api/v1/identity/password")
+@requires(None, tenant=False)
+@doc("Change my password (signs out every session; returns new tokens)", body=PasswordBody,
+     responses={200: TokensOut, 422: "current password wrong"}, auth=True)
+def change_password() -> Any:
+    """Check the current password, set the new one, cut off every existing token."""
+    body = parse_json(PasswordBody)
+    return _tokens(flows.change_password(g.caller, body.current_password, body.new_password))
+
+
+@bp.post("/api/v1/identity/invitations/accept")
+@doc("Accept an invitation (creates the account if needed)", body=AcceptBody,
+     responses={200: TokensOut, 404: "unknown, used or expired invitation"})
+def accept_invitation() -> Any:
+    """Join the inviting tenant and get tokens for it."""
+    body = parse_json(AcceptBody)
+    signed_in = identity.accept_invitation(management_db(), body.token, name=body.name,
+                                           password=body.password)
+    invalidate_permissions(signed_in.tenant_id)
+    return _tokens(flows.start(signed_in, "password"))

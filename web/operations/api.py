@@ -6,12 +6,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import current_app, jsonify, request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from domain.iam import services as iam
+from domain.identity import services as identity
 from domain.messaging import relay
+from domain.tenancy import services as tenancy
+from web.api import PlainText, parse_json
 from web.auth import operator_required
-from web.db import provider
+from web.db import management_db, provider
 from web.errors import ApiError, error_response
+from web.identity.flows import sign_out_everywhere
 from web.openapi import doc
 from web.operations import bp
 from workers.publisher import publish
@@ -81,3 +86,91 @@ def retry_message(database: str, message_id: uuid.UUID) -> Any:
     envelope = relay.revive_in(provider(), database, message_id, settings.message_lease_seconds)
     publish(current_app.extensions["allotment.celery"], [envelope])
     return jsonify({"id": envelope.id, "status": "resent"}), 202
+
+
+class UserCutOff(BaseModel):
+    """An account after an operator acted on it."""
+
+    user_id: uuid.UUID
+    active: bool
+    revoked: int
+
+
+class ResellerBody(BaseModel):
+    """A new reseller and the email of its first admin (an existing account)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: PlainText = Field(min_length=2, max_length=200)
+    admin_email: EmailStr
+
+
+class ResellerOut(BaseModel):
+    """A reseller."""
+
+    id: uuid.UUID
+    name: str
+
+
+class TenantResellerBody(BaseModel):
+    """The reseller that sold a tenant (null: none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reseller_id: uuid.UUID | None
+
+
+@bp.post("/api/v1/operations/users/<uuid:user_id>/cut-off")
+@operator_required
+@doc("Cut a user off in every tenant (operators)", responses={200: UserCutOff}, auth=True)
+def cut_off_user(user_id: uuid.UUID) -> Any:
+    """End every session of the user; they may sign in again."""
+    if identity.users_by_id(management_db(), [user_id]).get(user_id) is None:
+        raise ApiError(404, "not_found", "no such user", "user_id")
+    count = sign_out_everywhere(user_id, "cut off by a platform operator")
+    return jsonify(UserCutOff(user_id=user_id, active=True, revoked=count).model_dump(mode="json"))
+
+
+@bp.post("/api/v1/operations/users/<uuid:user_id>/deactivate")
+@operator_required
+@doc("Deactivate an account everywhere (operators)", responses={200: UserCutOff}, auth=True)
+def deactivate_user(user_id: uuid.UUID) -> Any:
+    """The account can no longer sign in and every token it holds is refused."""
+    identity.set_account_active(management_db(), user_id, False)
+    count = sign_out_everywhere(user_id, "account deactivated by a platform operator")
+    return jsonify(UserCutOff(user_id=user_id, active=False, revoked=count).model_dump(mode="json"))
+
+
+@bp.post("/api/v1/operations/users/<uuid:user_id>/reactivate")
+@operator_required
+@doc("Reactivate an account (operators)", responses={200: UserCutOff}, auth=True)
+def reactivate_user(user_id: uuid.UUID) -> Any:
+    """The account may sign in again."""
+    identity.set_account_active(management_db(), user_id, True)
+    return jsonify(UserCutOff(user_id=user_id, active=True, revoked=0).model_dump(mode="json"))
+
+
+@bp.post("/api/v1/operations/resellers")
+@operator_required
+@doc("Create a reseller with its first admin (operators)", body=ResellerBody,
+     responses={201: ResellerOut}, auth=True)
+def create_reseller() -> Any:
+    """Resellers manage the subscriptions of the tenants they sold."""
+    body = parse_json(ResellerBody)
+    db = management_db()
+    admin = identity.user_by_email(db, str(body.admin_email))
+    if admin is None:
+        raise ApiError(422, "validation_failed", "no account with this email", "admin_email")
+    reseller_id = iam.create_reseller(db, body.name, admin.id)
+    return jsonify(ResellerOut(id=reseller_id, name=body.name).model_dump(mode="json")), 201
+
+
+@bp.put("/api/v1/operations/tenants/<uuid:tenant_id>/reseller")
+@operator_required
+@doc("Record which reseller sold a tenant (operators)", body=TenantResellerBody,
+     responses={204: "recorded"}, auth=True)
+def set_tenant_reseller(tenant_id: uuid.UUID) -> Any:
+    """Its reseller's admins may then manage the tenant's subscription."""
+    body = parse_json(TenantResellerBody)
+    tenancy.assign_reseller(management_db(), tenant_id, body.reseller_id)
+    return "", 204

@@ -25,6 +25,12 @@ class Contract(BaseModel):
         """Turn a message of the previous version into this one."""
         raise NotImplementedError(f"{cls.__name__} has no previous version")
 
+    @property
+    def actor_session(self) -> Any:
+        """The session of the user this message acts for, if it acts for one: a task
+        refuses to act once that session is signed out or cut off."""
+        return getattr(self, "actor_session_id", None)
+
     @classmethod
     def parse(cls, version: int, payload: dict[str, Any]) -> Contract:
         """Validate a payload of this version or the previous one."""

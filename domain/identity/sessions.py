@@ -1,0 +1,166 @@
+"""Signed-in sessions: refresh-token rotation with reuse detection, sign-out, cut-off.
+
+A session is a family of tokens. Each refresh token may be used once: ``rotate`` swaps
+the session's current refresh token id for a new one in a single conditional UPDATE, so
+two concurrent refreshes with the same token cannot both win. A refresh token that is
+not the current one has been used before: someone replayed it, and the whole session is
+revoked (OAuth 2.0 Security BCP §4.14, refresh token rotation).
+
+Revoking a session here is the durable record; the web edge also marks it in the
+revocation store (``domain.identity.revocation``) so access tokens already issued are
+refused from the next request on.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from domain.db.base import utcnow
+from domain.errors import DomainError
+from domain.identity.models import AuthSession, User
+
+
+class SessionRefused(DomainError):
+    """A refresh token that cannot be used (revoked, expired, reused, account inactive)."""
+
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, field="refresh_token")
+
+
+class RefreshReused(SessionRefused):
+    """A refresh token presented a second time: its session has been revoked, and the
+    caller must commit that revocation even though it answers 401."""
+
+    def __init__(self, session_id: uuid.UUID) -> None:
+        super().__init__("refresh token was already used; the session is revoked")
+        self.session_id = session_id
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    """What a new or rotated session lets the edge issue tokens for."""
+
+    session_id: uuid.UUID
+    refresh_jti: str
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    operator: bool
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A session as the "my sessions" page lists it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    method: str
+    user_agent: str | None
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime
+
+
+def new_jti() -> str:
+    """A fresh, unguessable token id."""
+    return secrets.token_urlsafe(24)
+
+
+def start_session(session: Session, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None,
+                  operator: bool, method: str, lifetime: timedelta,
+                  user_agent: str | None = None, ip: str | None = None) -> SessionGrant:
+    """Open a session for a user who has just proved who they are."""
+    now = utcnow()
+    row = AuthSession(id=uuid.uuid4(), user_id=user_id, tenant_id=tenant_id, method=method,
+                      refresh_jti=new_jti(), user_agent=(user_agent or "")[:300] or None,
+                      ip=(ip or "")[:64] or None, last_used_at=now, expires_at=now + lifetime)
+    session.add(row)
+    session.flush()
+    return SessionGrant(row.id, row.refresh_jti, user_id, tenant_id, operator)
+
+
+def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> SessionGrant:
+    """Swap the presented refresh token for a new one, or refuse it.
+
+    A refresh token that was already used revokes the session (``RefreshReused``).
+    """
+    now, jti = utcnow(), new_jti()
+    swapped = session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.refresh_jti == presented_jti,
+               AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
+        .values(refresh_jti=jti, last_used_at=now)
+        .returning(AuthSession.user_id, AuthSession.tenant_id)
+    ).one_or_none()
+    if swapped is None:
+        row = session.get(AuthSession, session_id, with_for_update=True)
+        if row is None or row.revoked_at is not None:
+            raise SessionRefused("session has been signed out")
+        if row.expires_at <= now:
+            raise SessionRefused("refresh token has expired")
+        # The token is ours (its signature says so) but not the current one: a replay.
+        _revoke_rows(session, [row.id], "refresh token reused", now)
+        raise RefreshReused(row.id)
+    user = session.get(User, swapped.user_id)
+    if user is None or not user.active:
+        raise SessionRefused("account is deactivated")
+    return SessionGrant(session_id, jti, swapped.user_id, swapped.tenant_id, user.is_operator)
+
+
+def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datetime) -> None:
+    if ids:
+        session.execute(update(AuthSession).where(AuthSession.id.in_(ids),
+                                                  AuthSession.revoked_at.is_(None))
+                        .values(revoked_at=now, revoked_reason=reason[:100]))
+
+
+def revoke(session: Session, session_id: uuid.UUID, reason: str) -> None:
+    """Sign one session out."""
+    _revoke_rows(session, [session_id], reason, utcnow())
+
+
+def revoke_user(session: Session, user_id: uuid.UUID, reason: str, *,
+                tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Sign out every live session of a user (only those for ``tenant_id`` if given);
+    return their ids for the revocation store."""
+    query = select(AuthSession.id).where(AuthSession.user_id == user_id,
+                                         AuthSession.revoked_at.is_(None))
+    if tenant_id is not None:
+        query = query.where(AuthSession.tenant_id == tenant_id)
+    ids = list(session.scalars(query.with_for_update()))
+    _revoke_rows(session, ids, reason, utcnow())
+    return ids
+
+
+def is_revoked(session: Session, session_id: uuid.UUID) -> bool:
+    """True if the session was signed out or cut off (or never existed)."""
+    revoked_at = session.execute(select(AuthSession.revoked_at).where(
+        AuthSession.id == session_id)).one_or_none()
+    return revoked_at is None or revoked_at[0] is not None
+
+
+def revoked_since(session: Session, since: datetime) -> list[uuid.UUID]:
+    """Sessions revoked at or after ``since`` (to rebuild the revocation store)."""
+    return list(session.scalars(select(AuthSession.id).where(AuthSession.revoked_at >= since)))
+
+
+def live_sessions(session: Session, user_id: uuid.UUID) -> list[SessionRow]:
+    """The user's sessions that are neither revoked nor expired, newest first."""
+    rows = session.scalars(
+        select(AuthSession).where(AuthSession.user_id == user_id,
+                                  AuthSession.revoked_at.is_(None),
+                                  AuthSession.expires_at > utcnow())
+        .order_by(AuthSession.last_used_at.desc()))
+    return [SessionRow(r.id, r.tenant_id, r.method, r.user_agent, r.ip, r.created_at,
+                       r.last_used_at) for r in rows]
+
+
+def owner_of(session: Session, session_id: uuid.UUID) -> uuid.UUID | None:
+    """The user a session belongs to."""
+    return session.scalar(select(AuthSession.user_id).where(AuthSession.id == session_id))

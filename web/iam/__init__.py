@@ -1,0 +1,6 @@
+"""Blueprint of the IAM context: members, roles, invitations, resellers."""
+from flask import Blueprint
+
+bp = Blueprint("iam", __name__)
+
+from web.iam import api  # noqa: E402,F401 - views register on bp

@@ -1,0 +1,65 @@
+"""What the IAM API and pages share: every change that alters what someone may do also
+invalidates the tenant's cached decisions and, where someone loses access, cuts off their
+sessions in that tenant."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from flask import current_app, g
+
+from domain.iam import services as iam
+from domain.iam.services import InvitationView, MemberRow
+from domain.identity import services as identity
+from domain.messaging import outbox
+from domain.messaging.contracts.iam import UserInvitedV1
+from domain.tenancy import queries as tenancy_queries
+from web.auth import Caller, invalidate_permissions
+from web.db import management_db
+from web.identity.flows import sign_out_everywhere
+
+
+def set_roles(caller: Caller, user_id: uuid.UUID, roles: list[str]) -> MemberRow:
+    """Replace a member's roles in the caller's tenant."""
+    tenant_id = _tenant(caller)
+    row = iam.set_roles(management_db(), tenant_id, user_id, roles)
+    invalidate_permissions(tenant_id)
+    return row
+
+
+def set_active(caller: Caller, user_id: uuid.UUID, active: bool) -> MemberRow:
+    """Deactivate (cutting off their sessions in this tenant) or reactivate a member."""
+    tenant_id = _tenant(caller)
+    row = iam.set_active(management_db(), tenant_id, user_id, active)
+    if not active:
+        sign_out_everywhere(user_id, "deactivated by a tenant admin", tenant_id=tenant_id)
+    invalidate_permissions(tenant_id)
+    return row
+
+
+def cut_off(caller: Caller, user_id: uuid.UUID) -> int:
+    """End every session a member has in the caller's tenant."""
+    tenant_id = _tenant(caller)
+    iam.member(management_db(), tenant_id, user_id)  # NotFound for anyone else's user
+    return sign_out_everywhere(user_id, "cut off by a tenant admin", tenant_id=tenant_id)
+
+
+def invite(caller: Caller, email: str, role: str) -> InvitationView:
+    """Record an invitation and queue its email (notifications)."""
+    tenant_id = _tenant(caller)
+    db = management_db()
+    lifetime = timedelta(days=current_app.extensions["allotment.settings"].invitation_days)
+    view, token = iam.invite(db, tenant_id, email=identity.normalize_email(email), role_name=role,
+                             invited_by=caller.user_id, lifetime=lifetime)
+    inviter = identity.users_by_id(db, [caller.user_id])[caller.user_id]
+    tenant_name = tenancy_queries.name_of(db, tenant_id)
+    outbox.record(db, UserInvitedV1(
+        invitation_id=view.id, tenant_id=tenant_id, tenant_name=tenant_name, email=view.email,
+        role=view.role, token=token, inviter_name=inviter.name, expires_at=view.expires_at,
+        actor_session_id=caller.session_id), tenant_id=tenant_id, correlation_id=g.get("request_id"))
+    return view
+
+
+def _tenant(caller: Caller) -> uuid.UUID:
+    assert caller.tenant_id is not None  # the views require a tenant token
+    return caller.tenant_id

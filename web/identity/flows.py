@@ -1,0 +1,81 @@
+"""What the identity API and pages share: start, rotate and end sessions, and issue tokens.
+
+Each function works on the request's management session; the request's unit of work
+commits it. Revocations are written to the revocation store before the commit
+(web.auth.revoke_sessions), so a cut-off takes effect even if the response is lost.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app, request
+
+from domain.identity import services as identity
+from domain.identity import sessions
+from domain.identity.services import SignIn
+from domain.identity.sessions import RefreshReused, SessionRefused
+from web.auth import Caller, TokenPair, issue_tokens, revoke_sessions
+from web.db import management_db
+
+
+def _lifetime() -> timedelta:
+    return current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]  # type: ignore[no-any-return]
+
+
+def start(signed_in: SignIn, method: str) -> TokenPair:
+    """Open a session for a user who has proved who they are; its first tokens."""
+    grant = sessions.start_session(
+        management_db(), user_id=signed_in.user_id, tenant_id=signed_in.tenant_id,
+        operator=signed_in.operator, method=method, lifetime=_lifetime(),
+        user_agent=request.user_agent.string, ip=request.remote_addr)
+    return issue_tokens(grant)
+
+
+def refresh(claims: dict[str, Any]) -> TokenPair:
+    """Rotate the session's refresh token; a reused one revokes the session (401)."""
+    try:
+        session_id = uuid.UUID(str(claims.get("sid")))
+    except ValueError:
+        raise SessionRefused("refresh token claims are malformed") from None
+    db = management_db()
+    try:
+        grant = sessions.rotate(db, session_id, str(claims.get("jti")))
+    except RefreshReused as reused:
+        # The 401 rolls the request back: keep the revocation by committing it here.
+        revoke_sessions([reused.session_id])
+        db.commit()
+        raise
+    return issue_tokens(grant)
+
+
+def sign_out(caller: Caller) -> None:
+    """End the caller's session."""
+    revoke_sessions([caller.session_id])
+    sessions.revoke(management_db(), caller.session_id, "signed out")
+
+
+def sign_out_everywhere(user_id: uuid.UUID, reason: str, *,
+                        tenant_id: uuid.UUID | None = None) -> int:
+    """End every session of a user (only those in ``tenant_id`` if given)."""
+    ids = sessions.revoke_user(management_db(), user_id, reason, tenant_id=tenant_id)
+    revoke_sessions(ids)
+    return len(ids)
+
+
+def sign_out_one(caller: Caller, session_id: uuid.UUID) -> bool:
+    """End one of the caller's own sessions; False if it is not theirs."""
+    if sessions.owner_of(management_db(), session_id) != caller.user_id:
+        return False
+    revoke_sessions([session_id])
+    sessions.revoke(management_db(), session_id, "signed out")
+    return True
+
+
+def change_password(caller: Caller, current: str, new: str) -> TokenPair:
+    """Change the password, cut off every session, and start a new one for the caller."""
+    db = management_db()
+    identity.change_password(db, caller.user_id, current, new)
+    sign_out_everywhere(caller.user_id, "password changed")
+    return start(SignIn(caller.user_id, caller.tenant_id, caller.operator), "password")
