@@ -13,7 +13,7 @@ from config import logging as log_context
 from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
 from domain.identity.services import PasswordSealer
-from web import auth, cli, db, errors, openapi
+from web import auth, cli, db, errors, openapi, ratelimit
 from web.iam import bp as iam_bp
 from web.identity import bp as identity_bp
 from web.notifications import bp as notifications_bp
@@ -53,6 +53,7 @@ def _register(app: Flask, settings: Settings) -> None:
     errors.register_error_handlers(app)
     db.init_app(app)
     auth.init_app(app, settings)
+    ratelimit.init_app(app, settings)
     for blueprint in (openapi.bp, operations_bp, identity_bp, iam_bp, tenancy_bp, notifications_bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)

@@ -92,7 +92,11 @@ class Stack:
             "ENV": "test", "SECRET_KEY": "test-secret-key-not-for-production-0123456789",
             "DATABASE_URL": self.database_url, "TRIAL_DATABASE_URL": self.trial_database_url,
             "BROKER_URL": self.broker_url, "RESULT_BACKEND": self.result_backend,
-            "COOKIE_SECURE": "false", "LOG_LEVEL": "INFO", **extra,
+            "COOKIE_SECURE": "false", "LOG_LEVEL": "INFO",
+            # The suite signs in and up far more often than a person; the limits have
+            # their own tests (tests/integration/web/test_rate_limits.py).
+            "RATE_LIMIT_SIGN_IN": "100000 per minute", "RATE_LIMIT_SIGN_UP": "100000 per minute",
+            **extra,
         }
 
 

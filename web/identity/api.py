@@ -17,6 +17,7 @@ from web.db import management_db
 from web.errors import ApiError
 from web.identity import bp, flows
 from web.openapi import doc
+from web.ratelimit import limit_sign_in
 
 
 class SignInBody(BaseModel):
@@ -101,6 +102,7 @@ def _tokens(pair: TokenPair) -> Any:
 
 
 @bp.post("/api/v1/identity/tokens")
+@limit_sign_in
 @doc("Sign in with email and password", body=SignInBody,
      responses={200: TokensOut, 401: "bad credentials", 422: "several tenants: choose one",
                 429: "too many attempts"})
@@ -184,6 +186,7 @@ def change_password() -> Any:
 
 
 @bp.post("/api/v1/identity/invitations/accept")
+@limit_sign_in
 @doc("Accept an invitation (creates the account if needed)", body=AcceptBody,
      responses={200: TokensOut, 404: "unknown, used or expired invitation"})
 def accept_invitation() -> Any:

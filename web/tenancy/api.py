@@ -12,6 +12,7 @@ from domain.tenancy import queries, services
 from web.api import SLUG, PlainText, accepted, parse_json
 from web.db import management_db, provider, sealer
 from web.openapi import doc
+from web.ratelimit import limit_sign_up
 from web.tenancy import bp
 
 
@@ -64,6 +65,7 @@ def signup_status_json(status: queries.SignupStatus) -> dict[str, Any]:
 
 
 @bp.post("/api/v1/tenancy/signups")
+@limit_sign_up
 @doc("Sign up a trial tenant", body=SignupBody, responses={202: Accepted, 409: "slug or email taken"})
 def create_signup() -> Any:
     """Record a trial tenant and queue its provisioning; answer 202 with the status URL."""

@@ -9,11 +9,13 @@ from flask import g, redirect, render_template, url_for
 from domain.errors import DomainError
 from domain.tenancy import queries, services
 from web.db import management_db, provider, sealer
+from web.ratelimit import limit_sign_up
 from web.tenancy import bp
 from web.tenancy.forms import SignupForm
 
 
 @bp.route("/tenancy/signup", methods=["GET", "POST"])
+@limit_sign_up
 def signup_page() -> Any:
     """Show the signup form; on a valid post, record the signup and follow it."""
     form = SignupForm()
