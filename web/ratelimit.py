@@ -50,7 +50,10 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 def _account_key() -> str:
     """The email the request is about (JSON body or form), hashed; else the IP."""
-    body = request.get_json(silent=True) if request.is_json else request.form
+    try:
+        body = request.get_json(silent=True) if request.is_json else request.form
+    except RecursionError:  # absurdly nested JSON: the view refuses it with a 400
+        body = None
     email = body.get("email") if isinstance(body, dict) or hasattr(body, "get") else None
     if not isinstance(email, str) or not email.strip():
         return f"ip:{get_remote_address()}"
