@@ -114,8 +114,10 @@ def choose_tenant(session: Session, user_id: uuid.UUID, operator: bool,
         if tenant_id is None or not iam.is_member(session, user_id, tenant_id):
             raise NotFound("no such tenant for this account", field="tenant")
         return tenant_id
+    if operator:  # operators act across tenants unless they ask for one
+        return None
     tenants = iam.tenants_of(session, user_id)
-    if len(tenants) == 1 and not operator:
+    if len(tenants) == 1:
         return tenants[0]
     if len(tenants) > 1:
         slugs = sorted(tenancy_queries.slugs_of(session, tenants).values())
