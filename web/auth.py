@@ -31,6 +31,7 @@ from flask_jwt_extended import (
     get_jwt,
     set_access_cookies,
     set_refresh_cookies,
+    unset_access_cookies,
     unset_jwt_cookies,
     verify_jwt_in_request,
 )
@@ -323,7 +324,11 @@ def page_requires(permission: str | None, *, tenant: bool = True) -> Decorator:
             except (Unauthorized, JWTExtendedException, PyJWTError):
                 target = request.full_path if request.method == "GET" else request.path
                 response = redirect(url_for("identity.sign_in_page", next=target.rstrip("?")))
-                return clear_token_cookies(response) if request.cookies else response
+                # Only the access cookie: the refresh cookie lets the sign-in page offer
+                # "Continue as ..." (a POST that rotates it) to an idle user.
+                if request.cookies:
+                    unset_access_cookies(response)
+                return response
             return view(*args, **kwargs)
 
         guarded.required_permission = permission  # type: ignore[attr-defined]

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("iam", __name__)
 
-from web.iam import api  # noqa: E402,F401 - views register on bp
+from web.iam import api, pages  # noqa: E402,F401 - views register on bp
