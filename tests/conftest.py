@@ -72,19 +72,25 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def all_queues_worker(stack: Stack, log_dir: Path) -> Iterator[processes.Process]:
-    """One real worker consuming every queue, shared by tests that only need effects."""
-    worker = processes.celery_worker("all", ",".join(QUEUES), stack.env(), log_dir, concurrency=2)
+def all_queues_worker(stack: Stack, settings: Settings, log_dir: Path) -> Iterator[processes.Process]:
+    """One real worker consuming every queue, shared by tests that only need effects.
+
+    It shares the test settings' VAR_DIR, so what it writes there (mail) is where the
+    tests look."""
+    worker = processes.celery_worker("all", ",".join(QUEUES), stack.env(VAR_DIR=str(settings.var_dir)),
+                                     log_dir, concurrency=2)
     yield worker
     worker.stop()
 
 
 @pytest.fixture
-def start_worker(stack: Stack, log_dir: Path) -> Iterator[Callable[..., processes.Process]]:
+def start_worker(stack: Stack, settings: Settings,
+                 log_dir: Path) -> Iterator[Callable[..., processes.Process]]:
     """Start workers for one test; each is stopped when the test ends."""
     started: list[processes.Process] = []
 
     def start(name: str, queues: str, concurrency: int = 1, **env: str) -> processes.Process:
+        env.setdefault("VAR_DIR", str(settings.var_dir))
         worker = processes.celery_worker(name, queues, stack.env(**env), log_dir, concurrency)
         started.append(worker)
         return worker

@@ -268,11 +268,17 @@ def invite(session: Session, tenant_id: uuid.UUID, *, email: str, role_name: str
     return InvitationView(row.id, tenant_id, email, role.name, row.expires_at), token
 
 
-def invitation(session: Session, token: str) -> InvitationView:
-    """The live invitation behind ``token``; NotFound if unknown, used or expired."""
-    row = session.execute(
-        select(Invitation, Role.name).join(Role, Role.id == Invitation.role_id)
-        .where(Invitation.token_hash == _token_hash(token))).one_or_none()
+def invitation(session: Session, token: str, *, lock: bool = False) -> InvitationView:
+    """The live invitation behind ``token``; NotFound if unknown, used or expired.
+
+    ``lock`` holds the row until the transaction ends, so that concurrent accepts queue
+    behind the first one and then find it used.
+    """
+    query = (select(Invitation, Role.name).join(Role, Role.id == Invitation.role_id)
+             .where(Invitation.token_hash == _token_hash(token)))
+    if lock:
+        query = query.with_for_update(of=Invitation)
+    row = session.execute(query).one_or_none()
     if row is None or row[0].accepted_at is not None or row[0].expires_at <= utcnow():
         raise NotFound("this invitation is unknown, already used or expired", field="token")
     inv, role = row

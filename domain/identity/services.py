@@ -196,7 +196,7 @@ def user_by_email(session: Session, email: str) -> UserRow | None:
 def accept_invitation(session: Session, token: str, *, name: str, password: str) -> SignIn:
     """Join a tenant through an invitation: a new account is created with ``password``;
     an existing one must prove it knows its password. Returns the sign-in to the tenant."""
-    view = iam.invitation(session, token)
+    view = iam.invitation(session, token, lock=True)
     existing = user_by_email(session, view.email)
     if existing is None:
         if not name:

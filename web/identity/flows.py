@@ -6,6 +6,7 @@ commits it. Revocations are written to the revocation store before the commit
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,8 +17,10 @@ from domain.identity import services as identity
 from domain.identity import sessions
 from domain.identity.services import SignIn
 from domain.identity.sessions import RefreshReused, SessionRefused
-from web.auth import Caller, TokenPair, issue_tokens, revoke_sessions
+from web.auth import AccessUnavailable, Caller, TokenPair, issue_tokens, revoke_sessions
 from web.db import management_db
+
+log = logging.getLogger(__name__)
 
 
 def _lifetime() -> timedelta:
@@ -43,9 +46,14 @@ def refresh(claims: dict[str, Any]) -> TokenPair:
     try:
         grant = sessions.rotate(db, session_id, str(claims.get("jti")))
     except RefreshReused as reused:
-        # The 401 rolls the request back: keep the revocation by committing it here.
-        revoke_sessions([reused.session_id])
+        # The 401 rolls the request back: commit the revocation first, so that Redis being
+        # unreachable cannot undo it (the refresh tokens are refused from the database).
         db.commit()
+        try:
+            revoke_sessions([reused.session_id])
+        except AccessUnavailable:
+            log.warning("session %s revoked for refresh-token reuse, but Redis is unreachable: "
+                        "its access tokens live on until they expire", reused.session_id)
         raise
     return issue_tokens(grant)
 

@@ -1,0 +1,287 @@
+"""Invitations end to end with real workers: the email written into the Maildir, its link
+accepted once, expiry, and an invitation whose inviter was cut off before the email went
+out (the worker must not act for a revoked session)."""
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from sqlalchemy import select, update
+
+from config.settings import Settings, load_settings
+from domain.db.base import utcnow
+from domain.db.provider import DataProvider
+from domain.iam import services as iam
+from domain.iam.models import Invitation
+from domain.identity import services as identity
+from domain.messaging.tables import inbox, outbox
+from tests.integration.identity.conftest import ME, Org, Person, Tokens, add_person, sign_in, tokens_of
+from tests.integration.web.helpers import assert_refused
+from tests.support import processes, refs
+from tests.support.services import ROOT, Services
+from tests.support.waiting import wait_for
+from web import create_app
+
+INVITATIONS = "/api/v1/iam/invitations"
+ACCEPT = "/api/v1/identity/invitations/accept"
+NEW_PASSWORD = "invited person password 0123"
+_LINK = re.compile(r"/identity/invitations/([A-Za-z0-9_-]{20,100})\b")
+OFFLINE_DB = 14  # a broker database no worker listens on until a test starts one
+
+
+# --- the Maildir a worker writes ---------------------------------------------------------
+
+def maildir_of(worker: processes.Process) -> Path:
+    """Where ``worker`` writes mail: its settings' var dir (relative to the checkout it runs in)."""
+    var_dir = load_settings(worker.env).var_dir
+    return (var_dir if var_dir.is_absolute() else ROOT / var_dir) / "mail" / "new"
+
+
+def mail_to(maildir: Path, address: str) -> list[EmailMessage]:
+    """Every email in ``maildir`` addressed to ``address`` (other tests write there too)."""
+    if not maildir.exists():
+        return []
+    found = []
+    for path in sorted(maildir.iterdir()):
+        message: EmailMessage = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
+        if message["To"] == address:
+            found.append(message)
+    return found
+
+
+def invitation_token(message: EmailMessage) -> str:
+    """The token in the accept link of an invitation email (the plain-text part)."""
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    match = _LINK.search(text.get_content())
+    assert match, text.get_content()
+    return match.group(1)
+
+
+def wait_for_mail(maildir: Path, address: str) -> EmailMessage:
+    """The one email to ``address``, once the worker has written it."""
+    wait_for(lambda: mail_to(maildir, address), timeout=60, message=f"an email to {address}")
+    (message,) = mail_to(maildir, address)
+    return message
+
+
+# --- the database's side -------------------------------------------------------------------
+
+def delivery_of(provider: DataProvider, invitation_id: str) -> dict[str, Any]:
+    """The outbox row of an invitation's email."""
+    with provider.unscoped("management") as session:
+        rows = session.execute(select(outbox).where(
+            outbox.c.type == "iam.UserInvited",
+            outbox.c.payload["invitation_id"].astext == invitation_id)).mappings().all()
+    assert len(rows) == 1, rows
+    return dict(rows[0])
+
+
+def handled(provider: DataProvider, delivery_id: uuid.UUID) -> bool:
+    """True once the management inbox recorded the delivery."""
+    with provider.unscoped("management") as session:
+        return session.scalar(select(inbox.c.message_id).where(inbox.c.message_id == delivery_id)) is not None
+
+
+def invite(client: FlaskClient, inviter: Tokens, email: str, role: str = "hr_manager") -> dict[str, Any]:
+    """POST an invitation; its 202 body."""
+    response = client.post(INVITATIONS, headers=inviter.bearer, json={"email": email, "role": role})
+    assert response.status_code == 202, response.get_data(as_text=True)[:500]
+    assert response.json["status_url"] == f"{INVITATIONS}/{response.json['id']}"
+    return response.json  # type: ignore[no-any-return]
+
+
+def status_of(client: FlaskClient, tokens: Tokens, invitation_id: str) -> dict[str, Any]:
+    """The invitation's status as its tenant's admins see it."""
+    response = client.get(f"{INVITATIONS}/{invitation_id}", headers=tokens.bearer)
+    assert response.status_code == 200
+    return response.json  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def maildir(all_queues_worker: processes.Process) -> Path:
+    """Where the shared worker writes its mail."""
+    return maildir_of(all_queues_worker)
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+def test_an_invitation_is_emailed_once_and_its_link_joins_the_tenant(
+        client: FlaskClient, provider: DataProvider, org: Org, maildir: Path) -> None:
+    admin, email = sign_in(client, org.admin), refs.email("invited")
+    invitation = invite(client, admin, email)
+    assert status_of(client, admin, invitation["id"])["status"] == "pending"
+    message = wait_for_mail(maildir, email)
+    assert message["Subject"] == f"You are invited to {org.name}"
+    token = invitation_token(message)
+
+    response = client.post(ACCEPT, json={"token": token, "name": "Ines Invited", "password": NEW_PASSWORD})
+    joined = tokens_of(response)
+    me = client.get(ME, headers=joined.bearer).json
+    assert me["tenant_id"] == str(org.tenant_id)
+    assert set(me["permissions"]) == iam.BUILTIN_ROLES["hr_manager"]
+    status = status_of(client, admin, invitation["id"])
+    assert status["status"] == "accepted" and status["accepted_at"] is not None
+    # The new account signs in with the password it chose, straight into the tenant.
+    again = sign_in(client, Person(uuid.UUID(me["user_id"]), email, NEW_PASSWORD))
+    assert client.get(ME, headers=again.bearer).json["tenant_id"] == str(org.tenant_id)
+
+    # The link works once: a second use is refused and changes nothing.
+    second = client.post(ACCEPT, json={"token": token, "name": "Mallory", "password": "another password 99"})
+    assert_refused(second, 404, "token")
+    sign_in(client, Person(uuid.UUID(me["user_id"]), email, NEW_PASSWORD))
+    # One email, and its delivery is done (recorded in the inbox, completed in the outbox).
+    assert len(mail_to(maildir, email)) == 1
+    row = delivery_of(provider, invitation["id"])
+    assert handled(provider, row["id"]) and row["completed_at"] is not None and row["last_error"] is None
+
+
+def test_an_existing_account_joins_with_its_own_password(client: FlaskClient, provider: DataProvider,
+                                                         org: Org, maildir: Path) -> None:
+    outsider = add_person(provider, None, None, prefix="outsider")
+    admin = sign_in(client, org.admin)
+    invitation = invite(client, admin, outsider.email, role="employee")
+    token = invitation_token(wait_for_mail(maildir, outsider.email))
+    wrong = client.post(ACCEPT, json={"token": token, "password": "not their password 1"})
+    assert_refused(wrong, 401, "password")
+    assert status_of(client, admin, invitation["id"])["status"] == "pending"
+    joined = tokens_of(client.post(ACCEPT, json={"token": token, "password": outsider.password}))
+    me = client.get(ME, headers=joined.bearer).json
+    assert me["user_id"] == str(outsider.user_id) and me["tenant_id"] == str(org.tenant_id)
+    assert set(me["permissions"]) == iam.BUILTIN_ROLES["employee"]
+
+
+def test_an_expired_invitation_is_not_found(client: FlaskClient, provider: DataProvider, org: Org,
+                                            maildir: Path) -> None:
+    admin, email = sign_in(client, org.admin), refs.email("late")
+    invitation = invite(client, admin, email)
+    token = invitation_token(wait_for_mail(maildir, email))
+    with provider.management() as session:
+        session.execute(update(Invitation).where(Invitation.id == uuid.UUID(invitation["id"]))
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    response = client.post(ACCEPT, json={"token": token, "name": "Too Late", "password": NEW_PASSWORD})
+    assert_refused(response, 404, "token")
+    assert status_of(client, admin, invitation["id"])["status"] == "expired"
+    with provider.management() as session:
+        assert identity.user_by_email(session, email) is None
+
+
+def test_a_bad_accept_creates_nothing(client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    # No worker needed: the token comes from the use case itself.
+    email = refs.email("nameless")
+    with provider.management() as session:
+        view, token = iam.invite(session, org.tenant_id, email=email, role_name="employee",
+                                 invited_by=org.admin.user_id, lifetime=timedelta(days=1))
+        session.commit()
+    assert_refused(client.post(ACCEPT, json={"token": "x" * 43, "name": "Guess", "password": NEW_PASSWORD}),
+                   404, "token")
+    assert_refused(client.post(ACCEPT, json={"token": token, "password": NEW_PASSWORD}), 422, "name")
+    with provider.management() as session:
+        assert identity.user_by_email(session, email) is None
+        assert iam.invitation(session, token).id == view.id  # still usable
+    tokens_of(client.post(ACCEPT, json={"token": token, "name": "Named", "password": NEW_PASSWORD}))
+
+
+def test_concurrent_accepts_of_one_invitation_let_exactly_one_through(
+        app: Flask, other_app: Flask, provider: DataProvider, org: Org) -> None:
+    email = refs.email("racer")
+    with provider.management() as session:
+        _, token = iam.invite(session, org.tenant_id, email=email, role_name="employee",
+                              invited_by=org.admin.user_id, lifetime=timedelta(days=1))
+        session.commit()
+    body = {"token": token, "name": "Racer", "password": NEW_PASSWORD}
+    clients = [app.test_client(), other_app.test_client(), app.test_client()]
+    start = threading.Barrier(len(clients))
+    answers: list[Any] = [None] * len(clients)
+
+    def attempt(i: int) -> None:
+        start.wait(timeout=30)
+        answers[i] = clients[i].post(ACCEPT, json=body)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    statuses = Counter(a.status_code for a in answers)
+    # The losers are told the invitation is used (404), never an internal error.
+    assert statuses == Counter({200: 1, 404: len(clients) - 1}), [
+        a.get_data(as_text=True)[:200] for a in answers]
+    with provider.management() as session:
+        assert identity.user_by_email(session, email) is not None
+
+
+def test_only_a_user_manager_may_invite(client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    employee, email = sign_in(client, org.employee), refs.email("uninvited")
+    response = client.post(INVITATIONS, headers=employee.bearer, json={"email": email, "role": "owner"})
+    assert_refused(response, 403, None)
+    with provider.management() as session:
+        assert session.scalar(select(Invitation.id).where(Invitation.email == email)) is None
+    with provider.unscoped("management") as session:
+        assert session.scalar(select(outbox.c.id).where(outbox.c.payload["email"].astext == email)) is None
+
+
+# --- a task acting for a user who was cut off ---------------------------------------------
+
+@pytest.fixture
+def offline_broker(services: Services) -> Iterator[str]:
+    """A broker database nobody consumes: what the web app sends waits there."""
+    url = f"{services.redis_url}/{OFFLINE_DB}"
+    client = Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def offline_app(settings: Settings, offline_broker: str) -> Iterator[Flask]:
+    """The web app sending to (and keeping revocations in) the offline broker database."""
+    flask_app = create_app(settings.model_copy(update={
+        "broker_url": offline_broker, "result_backend": offline_broker,
+        "rate_limit_storage_url": settings.broker_url}))
+    flask_app.config.update(TESTING=True)
+    yield flask_app
+    flask_app.extensions["allotment.provider"].dispose()
+
+
+def test_an_invitation_is_not_emailed_once_its_inviter_is_cut_off(
+        offline_app: Flask, offline_broker: str, provider: DataProvider, org: Org, *, tmp_path: Path,
+        start_worker: Callable[..., processes.Process]) -> None:
+    client = offline_app.test_client()
+    owner, admin = sign_in(client, org.owner), sign_in(client, org.admin)
+    cut_email, kept_email = refs.email("from-cut-off"), refs.email("from-owner")
+    cut_invitation, kept_invitation = invite(client, admin, cut_email), invite(client, owner, kept_email)
+    # Recorded and queued, but no worker has taken them yet; now the inviter is cut off.
+    assert delivery_of(provider, cut_invitation["id"])["completed_at"] is None
+    assert client.post(f"/api/v1/iam/members/{org.admin.user_id}/cut-off", headers=owner.bearer).json == {
+        "revoked": 1}
+
+    worker = start_worker("identity-offline", "notifications", BROKER_URL=offline_broker,
+                          RESULT_BACKEND=offline_broker, VAR_DIR=str(tmp_path / "var"))
+    maildir = maildir_of(worker)
+    cut_row = delivery_of(provider, cut_invitation["id"])
+    kept_row = delivery_of(provider, kept_invitation["id"])
+    wait_for(lambda: handled(provider, cut_row["id"]) and handled(provider, kept_row["id"]),
+             timeout=60, message="the worker to take both invitations")
+    # The owner's invitation went out; the cut-off admin's did not, and never will.
+    wait_for_mail(maildir, kept_email)
+    assert mail_to(maildir, cut_email) == []
+    assert len(list(maildir.iterdir())) == 1
+    done = delivery_of(provider, cut_invitation["id"])
+    assert done["completed_at"] is not None, "a refused delivery left for the relay to re-send"
+    assert done["dead_at"] is None and done["last_error"] is None
+    assert status_of(client, owner, cut_invitation["id"])["status"] == "pending"

@@ -1,0 +1,164 @@
+"""Sessions: single-use refresh tokens (also under concurrency), signing out this session,
+one session or everywhere, and a password change that cuts off every token."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from domain.db.provider import DataProvider
+from tests.integration.identity.conftest import (
+    ME,
+    SESSIONS,
+    TOKENS,
+    Org,
+    Tokens,
+    live_session_ids,
+    refresh,
+    session_state,
+    sessions_of,
+    sign_in,
+    tokens_of,
+)
+from tests.integration.web.helpers import assert_refused
+
+PASSWORD_URL = "/api/v1/identity/password"
+NEW_PASSWORD = "a brand new password 4567"
+
+
+def test_a_refresh_token_works_once_and_its_successor_works(client: FlaskClient, provider: DataProvider,
+                                                            org: Org) -> None:
+    first = sign_in(client, org.employee)
+    second = tokens_of(refresh(client, first))
+    third = tokens_of(refresh(client, second))
+    assert len({first.refresh, second.refresh, third.refresh}) == 3
+    assert first.session_id == second.session_id == third.session_id
+    assert client.get(ME, headers=third.bearer).json["user_id"] == str(org.employee.user_id)
+    # The access tokens of a rotated session keep working until they expire.
+    assert client.get(ME, headers=first.bearer).status_code == 200
+    assert session_state(provider, third.session_id).revoked_at is None
+
+
+def test_a_refreshed_token_keeps_the_tenant(client: FlaskClient, org: Org) -> None:
+    tokens = tokens_of(refresh(client, sign_in(client, org.admin)))
+    assert client.get(ME, headers=tokens.bearer).json["tenant_id"] == str(org.tenant_id)
+    assert client.get("/api/v1/iam/members", headers=tokens.bearer).status_code == 200
+
+
+def _race(apps: list[Flask], tokens: Tokens, attempts: int) -> list[Any]:
+    """Present the same refresh token ``attempts`` times at once, spread over ``apps``."""
+    clients = [apps[i % len(apps)].test_client() for i in range(attempts)]
+    start = threading.Barrier(attempts)
+    answers: list[Any] = [None] * attempts
+
+    def attempt(i: int) -> None:
+        start.wait(timeout=30)
+        answers[i] = refresh(clients[i], tokens)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(a is not None for a in answers), "a refresh did not answer"
+    return answers
+
+
+def test_concurrent_refreshes_with_one_token_let_exactly_one_through(
+        app: Flask, other_app: Flask, client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    tokens = sign_in(client, org.employee)
+    answers = _race([app, other_app], tokens, attempts=4)
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == Counter({200: 1, 401: 3}), [a.get_data(as_text=True)[:200] for a in answers]
+    for answer in answers:
+        if answer.status_code == 401:
+            assert answer.json["field"] == "refresh_token"
+    # The losers presented a token that was no longer current: indistinguishable from a
+    # replay, so the session is revoked (reuse detection), the winner's new tokens too.
+    winner = tokens_of(next(a for a in answers if a.status_code == 200))
+    assert session_state(provider, tokens.session_id).revoked_at is not None
+    assert_refused(client.get(ME, headers=winner.bearer), 401, "Authorization")
+
+
+def test_sign_out_ends_this_session_only(client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    here, there = sign_in(client, org.employee), sign_in(client, org.employee)
+    response = client.delete(f"{SESSIONS}/current", headers=here.bearer)
+    assert response.status_code == 200 and response.json == {"revoked": 1}
+    assert_refused(client.get(ME, headers=here.bearer), 401, "Authorization")
+    assert_refused(refresh(client, here), 401, "refresh_token")
+    assert session_state(provider, here.session_id).revoked_reason == "signed out"
+    assert client.get(ME, headers=there.bearer).status_code == 200
+    tokens_of(refresh(client, there))
+
+
+def test_sign_out_everywhere_ends_every_session(client: FlaskClient, provider: DataProvider,
+                                                org: Org) -> None:
+    here, there = sign_in(client, org.employee), sign_in(client, org.employee)
+    bystander = sign_in(client, org.admin)
+    response = client.delete(SESSIONS, headers=here.bearer)
+    assert response.status_code == 200 and response.json == {"revoked": 2}
+    for tokens in (here, there):
+        assert_refused(client.get(ME, headers=tokens.bearer), 401, "Authorization")
+        assert_refused(refresh(client, tokens), 401, "refresh_token")
+    assert live_session_ids(provider, org.employee.user_id) == set()
+    assert client.get(ME, headers=bystander.bearer).status_code == 200
+
+
+def test_my_sessions_are_listed_and_one_can_be_ended(client: FlaskClient, provider: DataProvider,
+                                                     org: Org) -> None:
+    here, there = sign_in(client, org.employee), sign_in(client, org.employee)
+    listed = client.get(SESSIONS, headers=here.bearer).json["items"]
+    assert {item["id"] for item in listed} == {str(here.session_id), str(there.session_id)}
+    assert [item["current"] for item in listed if item["id"] == str(here.session_id)] == [True]
+    assert {item["tenant"] for item in listed} == {org.slug}
+    response = client.delete(f"{SESSIONS}/{there.session_id}", headers=here.bearer)
+    assert response.status_code == 200 and response.json == {"revoked": 1}
+    assert_refused(client.get(ME, headers=there.bearer), 401, "Authorization")
+    assert_refused(refresh(client, there), 401, "refresh_token")
+    assert client.get(ME, headers=here.bearer).status_code == 200
+    listed = client.get(SESSIONS, headers=here.bearer).json["items"]
+    assert [item["id"] for item in listed] == [str(here.session_id)]
+
+
+def test_someone_elses_session_cannot_be_ended(client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    mine, theirs = sign_in(client, org.admin), sign_in(client, org.employee)
+    before = sessions_of(provider, org.employee.user_id)
+    assert_refused(client.delete(f"{SESSIONS}/{theirs.session_id}", headers=mine.bearer), 404, "session_id")
+    assert sessions_of(provider, org.employee.user_id) == before
+    assert client.get(ME, headers=theirs.bearer).status_code == 200
+
+
+def test_a_password_change_cuts_off_every_token_and_returns_working_ones(
+        client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    here, there = sign_in(client, org.employee), sign_in(client, org.employee)
+    response = client.post(PASSWORD_URL, headers=here.bearer,
+                           json={"current_password": org.employee.password, "new_password": NEW_PASSWORD})
+    fresh = tokens_of(response)
+    for old in (here, there):
+        assert_refused(client.get(ME, headers=old.bearer), 401, "Authorization")
+        assert_refused(refresh(client, old), 401, "refresh_token")
+        assert session_state(provider, old.session_id).revoked_reason == "password changed"
+    assert client.get(ME, headers=fresh.bearer).json["tenant_id"] == str(org.tenant_id)
+    assert live_session_ids(provider, org.employee.user_id) == {fresh.session_id}
+    tokens_of(refresh(client, fresh))
+    # The old password no longer signs in; the new one does.
+    old_sign_in = client.post(TOKENS, json={"email": org.employee.email, "password": org.employee.password})
+    assert_refused(old_sign_in, 401, "password")
+    sign_in(client, org.employee, password=NEW_PASSWORD)
+
+
+def test_a_wrong_current_password_changes_nothing(client: FlaskClient, provider: DataProvider,
+                                                  org: Org) -> None:
+    tokens = sign_in(client, org.employee)
+    before = sessions_of(provider, org.employee.user_id)
+    response = client.post(PASSWORD_URL, headers=tokens.bearer,
+                           json={"current_password": "not my password 000", "new_password": NEW_PASSWORD})
+    assert_refused(response, 422, "current_password")
+    assert sessions_of(provider, org.employee.user_id) == before
+    assert client.get(ME, headers=tokens.bearer).status_code == 200
+    response = client.post(TOKENS, json={"email": org.employee.email, "password": NEW_PASSWORD})
+    assert_refused(response, 401, "password")
+    sign_in(client, org.employee)
