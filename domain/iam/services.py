@@ -44,6 +44,34 @@ class InvalidInput(DomainError):
     status = 422
 
 
+class Escalation(DomainError):
+    """A grant of more than the granter holds (403)."""
+
+    status = 403
+
+
+def _check_grant(session: Session, tenant_id: uuid.UUID, granter: uuid.UUID | None,
+                 permissions: frozenset[str], *, roles: set[str], field: str) -> None:
+    """Nobody grants what they do not hold; only an owner grants or takes the owner role.
+
+    ``granter=None`` is the platform itself (provisioning, tools), which is not checked.
+    """
+    if granter is None:
+        return
+    held = resolve(session, granter, tenant_id)
+    extra = sorted(permissions - held.permissions) if held.member else sorted(permissions)
+    if extra:
+        raise Escalation(f"you cannot grant {extra[0]!r}, which you do not hold", field=field)
+    if "owner" in roles and "owner" not in _role_names(session, tenant_id, granter):
+        raise Escalation("only an owner can grant or take the owner role", field=field)
+
+
+def _role_names(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[str]:
+    return list(session.scalars(select(Role.name).join(Membership, Membership.role_id == Role.id)
+                                .where(Membership.tenant_id == tenant_id,
+                                       Membership.user_id == user_id).order_by(Role.name)))
+
+
 @dataclass(frozen=True)
 class RoleRow:
     """A role as the API and the roles page show it."""
@@ -76,10 +104,10 @@ def create_default_roles(session: Session, tenant_id: uuid.UUID) -> dict[str, Ro
     return existing
 
 
-def _role_named(session: Session, tenant_id: uuid.UUID, name: str) -> Role:
+def _role_named(session: Session, tenant_id: uuid.UUID, name: str, field: str = "roles") -> Role:
     role = session.scalar(select(Role).where(Role.tenant_id == tenant_id, Role.name == name))
     if role is None:
-        raise NotFound(f"no role named {name!r}", field="roles")
+        raise NotFound(f"no role named {name!r}", field=field)
     return role
 
 
@@ -134,11 +162,13 @@ def list_roles(session: Session, tenant_id: uuid.UUID) -> list[RoleRow]:
     return [RoleRow(r.id, r.name, list(r.permissions), r.builtin) for r in rows]
 
 
-def create_role(session: Session, tenant_id: uuid.UUID, name: str, permissions: list[str]) -> RoleRow:
-    """A custom role from the fixed permission vocabulary."""
+def create_role(session: Session, tenant_id: uuid.UUID, name: str, permissions: list[str], *,
+                granted_by: uuid.UUID | None) -> RoleRow:
+    """A custom role from the fixed permission vocabulary (no more than its creator holds)."""
     if not ROLE_NAME.fullmatch(name):
         raise InvalidInput("lower-case letters, digits and _; 2-60 characters", field="name")
     perms = _checked_permissions(permissions)
+    _check_grant(session, tenant_id, granted_by, frozenset(perms), roles=set(), field="permissions")
     if session.scalar(select(Role.id).where(Role.tenant_id == tenant_id, Role.name == name)):
         raise Conflict("a role with this name exists", field="name")
     role = Role(id=uuid.uuid4(), tenant_id=tenant_id, name=name, permissions=perms, builtin=False)
@@ -157,10 +187,12 @@ def _custom_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID) -> 
 
 
 def update_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID,
-                permissions: list[str]) -> RoleRow:
-    """Replace a custom role's permissions."""
+                permissions: list[str], *, granted_by: uuid.UUID | None) -> RoleRow:
+    """Replace a custom role's permissions (no more than the changer holds)."""
     role = _custom_role(session, tenant_id, role_id)
-    role.permissions = _checked_permissions(permissions)
+    perms = _checked_permissions(permissions)
+    _check_grant(session, tenant_id, granted_by, frozenset(perms), roles=set(), field="permissions")
+    role.permissions = perms
     session.flush()
     return RoleRow(role.id, role.name, list(role.permissions), False)
 
@@ -212,12 +244,16 @@ def _owners(session: Session, tenant_id: uuid.UUID, excluding: uuid.UUID) -> int
 
 
 def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
-              role_names: list[str]) -> MemberRow:
-    """Replace a member's roles; the tenant always keeps an active owner."""
+              role_names: list[str], *, granted_by: uuid.UUID | None) -> MemberRow:
+    """Replace a member's roles; the tenant always keeps an active owner, and nobody
+    grants more than they hold."""
     current = member(session, tenant_id, user_id)
     if not role_names:
         raise InvalidInput("a member needs at least one role", field="roles")
     wanted = {name: _role_named(session, tenant_id, name) for name in dict.fromkeys(role_names)}
+    granted = frozenset(p for role in wanted.values() for p in role.permissions)
+    owner_change = {"owner"} if ("owner" in wanted) != ("owner" in current.roles) else set()
+    _check_grant(session, tenant_id, granted_by, granted, roles=owner_change, field="roles")
     if "owner" in current.roles and "owner" not in wanted and not _owners(session, tenant_id, user_id):
         raise Conflict("the tenant's last owner cannot give up the owner role", field="roles")
     session.execute(delete(Membership).where(Membership.tenant_id == tenant_id,
@@ -228,9 +264,13 @@ def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
     return member(session, tenant_id, user_id)
 
 
-def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, active: bool) -> MemberRow:
-    """Deactivate (or reactivate) a member; the tenant always keeps an active owner."""
+def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, active: bool, *,
+               changed_by: uuid.UUID | None) -> MemberRow:
+    """Deactivate (or reactivate) a member; the tenant always keeps an active owner, and
+    only an owner changes an owner's standing."""
     current = member(session, tenant_id, user_id)
+    if "owner" in current.roles:
+        _check_grant(session, tenant_id, changed_by, frozenset(), roles={"owner"}, field="user_id")
     if not active and "owner" in current.roles and not _owners(session, tenant_id, user_id):
         raise Conflict("the tenant's last owner cannot be deactivated", field="user_id")
     session.execute(update(TenantUser).where(TenantUser.tenant_id == tenant_id,
@@ -257,8 +297,11 @@ class InvitationView:
 
 def invite(session: Session, tenant_id: uuid.UUID, *, email: str, role_name: str,
            invited_by: uuid.UUID, lifetime: timedelta) -> tuple[InvitationView, str]:
-    """Record an invitation; return it and its token (which only the email carries)."""
-    role = _role_named(session, tenant_id, role_name)
+    """Record an invitation; return it and its token (which only the email carries).
+    Nobody invites with a role that holds more than they do."""
+    role = _role_named(session, tenant_id, role_name, field="role")
+    _check_grant(session, tenant_id, invited_by, frozenset(role.permissions),
+                 roles={role.name} & {"owner"}, field="role")
     token = secrets.token_urlsafe(32)
     row = Invitation(id=uuid.uuid4(), tenant_id=tenant_id, email=email, role_id=role.id,
                      token_hash=_token_hash(token), invited_by=invited_by,
@@ -312,6 +355,11 @@ def create_reseller(session: Session, name: str, admin_user_id: uuid.UUID) -> uu
     session.add(ResellerAdmin(reseller_id=reseller.id, user_id=admin_user_id))
     session.flush()
     return reseller.id
+
+
+def reseller_exists(session: Session, reseller_id: uuid.UUID) -> bool:
+    """True if the reseller exists."""
+    return session.get(Reseller, reseller_id) is not None
 
 
 def resellers_administered_by(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:

@@ -14,7 +14,7 @@ from domain.iam.services import MemberRow, RoleRow
 from domain.identity import services as identity
 from domain.tenancy import queries as tenancy_queries
 from web.api import accepted, parse_json
-from web.auth import invalidate_permissions, requires
+from web.auth import requires
 from web.db import management_db
 from web.errors import ApiError
 from web.iam import bp, flows
@@ -219,7 +219,7 @@ def list_roles() -> Any:
 def create_role() -> Any:
     """A role from the fixed permission vocabulary."""
     body = parse_json(RoleBody)
-    row = iam.create_role(management_db(), g.caller.tenant_id, body.name, body.permissions)
+    row = flows.create_role(g.caller, body.name, body.permissions)
     return jsonify(_role_out(row).model_dump(mode="json")), 201
 
 
@@ -229,8 +229,7 @@ def create_role() -> Any:
 def update_role(role_id: uuid.UUID) -> Any:
     """Replace the permissions; members holding the role are affected at once."""
     body = parse_json(PermissionsBody)
-    row = iam.update_role(management_db(), g.caller.tenant_id, role_id, body.permissions)
-    invalidate_permissions(g.caller.tenant_id)
+    row = flows.update_role(g.caller, role_id, body.permissions)
     return jsonify(_role_out(row).model_dump(mode="json"))
 
 
@@ -239,8 +238,7 @@ def update_role(role_id: uuid.UUID) -> Any:
 @doc("Delete a custom role nobody holds", responses={204: "deleted", 409: "still held"}, auth=True)
 def delete_role(role_id: uuid.UUID) -> Any:
     """Remove the role."""
-    iam.delete_role(management_db(), g.caller.tenant_id, role_id)
-    invalidate_permissions(g.caller.tenant_id)
+    flows.delete_role(g.caller, role_id)
     return "", 204
 
 

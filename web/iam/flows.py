@@ -9,7 +9,7 @@ from datetime import timedelta
 from flask import current_app, g
 
 from domain.iam import services as iam
-from domain.iam.services import InvitationView, MemberRow
+from domain.iam.services import InvitationView, MemberRow, RoleRow
 from domain.identity import services as identity
 from domain.messaging import outbox
 from domain.messaging.contracts.iam import UserInvitedV1
@@ -22,7 +22,7 @@ from web.identity.flows import sign_out_everywhere
 def set_roles(caller: Caller, user_id: uuid.UUID, roles: list[str]) -> MemberRow:
     """Replace a member's roles in the caller's tenant."""
     tenant_id = _tenant(caller)
-    row = iam.set_roles(management_db(), tenant_id, user_id, roles)
+    row = iam.set_roles(management_db(), tenant_id, user_id, roles, granted_by=caller.user_id)
     invalidate_permissions(tenant_id)
     return row
 
@@ -30,11 +30,32 @@ def set_roles(caller: Caller, user_id: uuid.UUID, roles: list[str]) -> MemberRow
 def set_active(caller: Caller, user_id: uuid.UUID, active: bool) -> MemberRow:
     """Deactivate (cutting off their sessions in this tenant) or reactivate a member."""
     tenant_id = _tenant(caller)
-    row = iam.set_active(management_db(), tenant_id, user_id, active)
+    row = iam.set_active(management_db(), tenant_id, user_id, active, changed_by=caller.user_id)
     if not active:
         sign_out_everywhere(user_id, "deactivated by a tenant admin", tenant_id=tenant_id)
     invalidate_permissions(tenant_id)
     return row
+
+
+def create_role(caller: Caller, name: str, permissions: list[str]) -> RoleRow:
+    """A custom role in the caller's tenant, holding no more than the caller does."""
+    return iam.create_role(management_db(), _tenant(caller), name, permissions,
+                           granted_by=caller.user_id)
+
+
+def update_role(caller: Caller, role_id: uuid.UUID, permissions: list[str]) -> RoleRow:
+    """Replace a custom role's permissions; every holder is affected at once."""
+    tenant_id = _tenant(caller)
+    row = iam.update_role(management_db(), tenant_id, role_id, permissions, granted_by=caller.user_id)
+    invalidate_permissions(tenant_id)
+    return row
+
+
+def delete_role(caller: Caller, role_id: uuid.UUID) -> None:
+    """Delete a custom role nobody holds."""
+    tenant_id = _tenant(caller)
+    iam.delete_role(management_db(), tenant_id, role_id)
+    invalidate_permissions(tenant_id)
 
 
 def cut_off(caller: Caller, user_id: uuid.UUID) -> int:

@@ -154,7 +154,7 @@ def invite_page() -> Any:
     try:
         view = flows.invite(_caller(), form.email.data, form.role.data)
     except DomainError as exc:
-        place_error(form, exc, form.email, aliases={"roles": "role"})
+        place_error(form, exc, form.email)
         return _users_page(invite_form=form, status=exc.status)
     flash(f"Invitation sent to {view.email}.")
     return _see_other("iam.users_page")
@@ -205,7 +205,7 @@ def create_role_page() -> Any:
     if not form.validate_on_submit():
         return _roles_page(form=form, status=422)
     try:
-        row = iam.create_role(management_db(), _tenant(), form.name.data, list(form.permissions.data or []))
+        row = flows.create_role(_caller(), form.name.data, list(form.permissions.data or []))
     except DomainError as exc:
         place_error(form, exc, form.name)
         return _roles_page(form=form, status=exc.status)
@@ -218,7 +218,7 @@ def create_role_page() -> Any:
 def delete_role_page(role_id: uuid.UUID) -> Any:
     """Delete a custom role nobody holds."""
     try:
-        iam.delete_role(management_db(), _tenant(), role_id)
+        flows.delete_role(_caller(), role_id)
     except DomainError as exc:
         return _roles_page(errors=_row_error(role_id, exc, (), "role_id"), status=exc.status)
     invalidate_permissions(_tenant())

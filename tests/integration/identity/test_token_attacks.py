@@ -315,7 +315,7 @@ def test_a_token_for_a_tenant_the_user_left_says_so(client: FlaskClient, provide
     tokens = sign_in(client, org.employee)
     assert client.get(ME, headers=tokens.bearer).status_code == 200
     with provider.management() as session:
-        iam.set_active(session, org.tenant_id, org.employee.user_id, False)
+        iam.set_active(session, org.tenant_id, org.employee.user_id, False, changed_by=None)
         session.commit()
     PermissionCache(broker_redis, 1).invalidate(org.tenant_id)
     body = assert_refused(client.get(ME, headers=tokens.bearer), 401, "Authorization")

@@ -1,0 +1,621 @@
+"""Tenant isolation, swept over every registered route of the app.
+
+Tenant A's owner (every permission, so permission is never the reason) aims each route at
+tenant B. ``ROUTES`` classifies every (rule, method) of ``app.url_map``:
+
+- ``TenantResource``: the URL (or the body) names one of B's things: B's member, role,
+  invitation, session, reseller, slug. A's owner gets exactly 404 (not 403: nothing may
+  tell B's things exist; not 2xx) and nothing of B changes.
+- ``CallerScoped``: acts only on the caller's own data (my sessions, my tenant's lists,
+  my password); a check asserts it never returns or touches B's data.
+- ``OperatorOnly``: cross-tenant by design; A's owner is no operator and gets 403.
+- ``Public``: no token read at all (health, docs, sign-in and sign-up forms, OIDC,
+  invitation by secret token, signup status by unguessable id).
+
+Around every call, a fingerprint of B (each table with a ``tenant_id`` column in the
+management and the trial database, B's row, its people's accounts, sessions, memberships,
+standing and invitations, its reseller; and B's IAM version and its sessions' revocation
+flags in Redis) must not change. A (rule, method) missing from ``ROUTES`` fails
+``test_every_route_is_classified`` by name, so a new route joins the sweep when it is
+classified.
+
+HTML pages are called the way a browser calls them: the access token in the
+``access_token_cookie`` cookie and, on POST, a real CSRF token (read from a rendered form
+of the same client and sent in ``X-CSRFToken``). CSRF protection stays on: a sweep with it
+off would not exercise the path a browser takes.
+"""
+from __future__ import annotations
+
+import itertools
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_jwt_extended import decode_token
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from domain.db.provider import DataProvider
+from domain.iam import services as iam
+from domain.iam.access import OPERATOR, version_key
+from domain.identity.models import AuthSession
+from domain.identity.revocation import session_key
+from domain.notifications.models import Notice
+from domain.tenancy import services as tenancy
+from domain.tenancy.models import Signup
+from tests.integration.web.helpers import assert_refused
+from tests.support import refs, tenants
+from tests.support.tenants import Account, TenantWithMembers, Tokens, bearer, call_as
+
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+NEW_PASSWORD = "a brand new password 0123"
+
+
+@dataclass(frozen=True)
+class World:
+    """Tenant A (the prober) and tenant B (the target) with one of each of B's things."""
+
+    a: TenantWithMembers
+    b: TenantWithMembers
+    b_roles: dict[str, uuid.UUID]      # B's roles by name, its custom role included
+    b_custom_role: str                 # a role name only B has
+    b_invitation: uuid.UUID
+    b_invitation_token: str
+    b_session: uuid.UUID               # B's owner's live session
+    b_reseller: uuid.UUID              # a reseller B's owner administers, which sold B
+    b_signup: uuid.UUID
+
+    @property
+    def b_people(self) -> list[uuid.UUID]:
+        """B's members."""
+        return self.b.user_ids
+
+
+@dataclass
+class Probe:
+    """A's fresh owner (a new account and session for each case) and how it calls."""
+
+    app: Flask
+    client: FlaskClient
+    world: World
+    account: Account
+    tokens: Tokens
+
+    def call(self, method: str, path: str, *, json: Any = None, form: Mapping[str, Any] | None = None,
+             via: str | None = None) -> TestResponse:
+        """Call with A's owner's access token, where the view reads it."""
+        return call_as(self.client, self.app, method, path, self.tokens.access_token, json=json,
+                       form=form, via=via)
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of one of our tokens."""
+        with self.app.app_context():
+            return decode_token(token)  # type: ignore[no-any-return]
+
+
+Values = Mapping[str, Callable[[World], list[str]]]
+Body = Callable[[World], Any] | None
+
+# B's things, by the name of the URL variable that carries them.
+B_VALUES: Values = {
+    "user_id": lambda w: [str(w.b.member("owner").user_id), str(w.b.member("employee").user_id)],
+    "role_id": lambda w: [str(w.b_roles[w.b_custom_role]), str(w.b_roles["owner"])],
+    "invitation_id": lambda w: [str(w.b_invitation)],
+    "session_id": lambda w: [str(w.b_session)],
+    "reseller_id": lambda w: [str(w.b_reseller)],
+    "signup_id": lambda w: [str(w.b_signup)],
+    "tenant_id": lambda w: [str(w.b.id)],
+    "token": lambda w: [w.b_invitation_token],
+    "database": lambda w: ["management", "trial"],
+    "message_id": lambda w: [str(uuid.uuid4())],
+}
+
+
+@dataclass(frozen=True)
+class TenantResource:
+    """The call names B's resource (URL variables from ``B_VALUES``, or the body): 404,
+    naming (for the API) one of ``fields``, by default the URL's one variable."""
+
+    json: Body = None
+    form: Body = None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallerScoped:
+    """Acts on the caller's own data only: ``check`` asserts B's never shows up."""
+
+    check: Callable[[Probe], None]
+    prepare: Callable[[Probe], None] | None = None  # runs before B's fingerprint is taken
+
+
+@dataclass(frozen=True)
+class OperatorOnly:
+    """Platform operators only (cross-tenant by design): A's owner gets 403."""
+
+    json: Body = None
+
+
+@dataclass(frozen=True)
+class Public:
+    """Reads no token; an anonymous call is answered (not 401/403, not 5xx)."""
+
+    why: str
+    values: Values = field(default_factory=dict)
+
+
+Entry = TenantResource | CallerScoped | OperatorOnly | Public
+
+
+# --- caller-scoped checks ----------------------------------------------------------------
+
+def _ok(response: TestResponse, status: int = 200) -> TestResponse:
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    return response
+
+
+def _b_secrets(w: World) -> list[str]:
+    """Strings that would show B's data on a page: its people's emails, its custom role,
+    its session and role ids, its slug."""
+    return ([a.email for a in w.b.members.values()] + [w.b_custom_role, w.b.slug, str(w.b_session)]
+            + [str(i) for i in w.b_roles.values()])
+
+
+def _page_shows_nothing_of_b(p: Probe, response: TestResponse) -> None:
+    page = response.get_data(as_text=True)
+    shown = [s for s in _b_secrets(p.world) if s in page]
+    assert not shown, f"A's page shows B's data: {shown}"
+
+
+def _check_me(p: Probe) -> None:
+    body = _ok(p.call("GET", "/api/v1/iam/me")).json
+    assert (body["user_id"], body["tenant_id"]) == (str(p.account.user_id), str(p.world.a.id))
+
+
+def _check_members(p: Probe) -> None:
+    ids = {m["user_id"] for m in _ok(p.call("GET", "/api/v1/iam/members")).json["items"]}
+    assert str(p.account.user_id) in ids
+    assert not ids & {str(u) for u in p.world.b_people}
+
+
+def _check_roles(p: Probe) -> None:
+    items = _ok(p.call("GET", "/api/v1/iam/roles")).json["items"]
+    assert not {r["id"] for r in items} & {str(i) for i in p.world.b_roles.values()}
+    assert p.world.b_custom_role not in {r["name"] for r in items}
+
+
+def _check_create_role(p: Probe) -> None:
+    # Role names are per tenant: B's name is free in A (a 409 would reveal B's role).
+    body = {"name": p.world.b_custom_role, "permissions": ["notifications:read"]}
+    created = _ok(p.call("POST", "/api/v1/iam/roles", json=body), 201).json
+    assert created["id"] not in {str(i) for i in p.world.b_roles.values()}
+    _ok(p.call("DELETE", f"/api/v1/iam/roles/{created['id']}"), 204)
+
+
+def _check_sessions(p: Probe) -> None:
+    items = _ok(p.call("GET", "/api/v1/identity/sessions")).json["items"]
+    assert [(s["id"], s["tenant"], s["current"]) for s in items] == [
+        (str(p.claims(p.tokens.access_token)["sid"]), p.world.a.slug, True)]
+
+
+def _check_sign_out_everywhere(p: Probe) -> None:
+    assert _ok(p.call("DELETE", "/api/v1/identity/sessions")).json == {"revoked": 1}
+    assert_refused(p.call("GET", "/api/v1/iam/me"), 401, "Authorization")
+
+
+def _check_sign_out(p: Probe) -> None:
+    assert _ok(p.call("DELETE", "/api/v1/identity/sessions/current")).json == {"revoked": 1}
+    assert_refused(p.call("GET", "/api/v1/iam/me"), 401, "Authorization")
+
+
+def _check_password(p: Probe) -> None:
+    body = {"current_password": p.account.password, "new_password": NEW_PASSWORD}
+    tokens = _ok(p.call("POST", "/api/v1/identity/password", json=body)).json
+    assert p.claims(tokens["access_token"])["tenant"] == str(p.world.a.id)
+
+
+def _check_refresh(p: Probe) -> None:
+    response = p.client.post("/api/v1/identity/tokens/refresh", headers=bearer(p.tokens.refresh_token))
+    tokens = _ok(response).json
+    claims = p.claims(tokens["access_token"])
+    assert (claims["sub"], claims["tenant"]) == (str(p.account.user_id), str(p.world.a.id))
+
+
+def _seed_notices(p: Probe) -> None:
+    # The same user id in both tenants: only the tenant scoping keeps B's notice out.
+    for tenant_id, title in ((p.world.a.id, "for A"), (p.world.b.id, "for B")):
+        with p.app.extensions["allotment.provider"].tenant(tenant_id) as session:
+            session.add(Notice(user_id=p.account.user_id, event_id=uuid.uuid4(), category="sweep",
+                               title=title, body=""))
+            session.commit()
+
+
+def _check_notices(p: Probe) -> None:
+    items = _ok(p.call("GET", "/api/v1/notifications/notices")).json["items"]
+    assert [n["title"] for n in items] == ["for A"]
+
+
+def _check_users_page(p: Probe) -> None:
+    response = _ok(p.call("GET", "/iam/users"))
+    assert p.account.email in response.get_data(as_text=True)
+    _page_shows_nothing_of_b(p, response)
+
+
+def _check_roles_page(p: Probe) -> None:
+    _page_shows_nothing_of_b(p, _ok(p.call("GET", "/iam/roles")))
+
+
+def _check_create_role_page(p: Probe) -> None:
+    form = {"name": p.world.b_custom_role, "permissions": ["notifications:read"]}
+    _ok(p.call("POST", "/iam/roles", form=form), 303)
+    listed = {r["name"]: r["id"] for r in _ok(p.call("GET", "/api/v1/iam/roles")).json["items"]}
+    assert listed[p.world.b_custom_role] not in {str(i) for i in p.world.b_roles.values()}
+    # B's name stays B's only: other cases rely on A not having it.
+    _ok(p.call("DELETE", f"/api/v1/iam/roles/{listed[p.world.b_custom_role]}"), 204)
+
+
+def _check_sessions_page(p: Probe) -> None:
+    response = _ok(p.call("GET", "/identity/sessions"))
+    assert str(p.claims(p.tokens.access_token)["sid"]) in response.get_data(as_text=True)
+    _page_shows_nothing_of_b(p, response)
+
+
+def _check_revoke_all_page(p: Probe) -> None:
+    _ok(p.call("POST", "/identity/sessions/revoke-all"), 303)
+    assert_refused(p.client.get("/api/v1/iam/me", headers=bearer(p.tokens.access_token)), 401,
+                   "Authorization")
+
+
+def _check_password_page(p: Probe) -> None:
+    form = {"current_password": p.account.password, "new_password": NEW_PASSWORD}
+    _ok(p.call("POST", "/identity/password", form=form), 303)
+    assert_refused(p.client.get("/api/v1/iam/me", headers=bearer(p.tokens.access_token)), 401,
+                   "Authorization")
+
+
+def _check_refresh_page(p: Probe) -> None:
+    cookie = p.app.config["JWT_REFRESH_COOKIE_NAME"]
+    p.client.set_cookie(cookie, p.tokens.refresh_token, path=p.app.config["JWT_REFRESH_COOKIE_PATH"])
+    try:
+        response = _ok(p.call("POST", "/identity/refresh", via="cookie"), 303)
+    finally:
+        p.client.delete_cookie(cookie, path=p.app.config["JWT_REFRESH_COOKIE_PATH"])
+    access_name = p.app.config["JWT_ACCESS_COOKIE_NAME"]
+    issued = [c.split(";")[0].split("=", 1)[1] for c in response.headers.getlist("Set-Cookie")
+              if c.startswith(f"{access_name}=")]
+    assert len(issued) == 1
+    claims = p.claims(issued[0])
+    assert (claims["sub"], claims["tenant"]) == (str(p.account.user_id), str(p.world.a.id))
+
+
+def _check_sign_out_page(p: Probe) -> None:
+    _ok(p.call("POST", "/identity/sign-out", via="cookie"), 303)
+    assert_refused(p.client.get("/api/v1/iam/me", headers=bearer(p.tokens.access_token)), 401,
+                   "Authorization")
+
+
+# --- the classification of every route -----------------------------------------------------
+
+def _fresh_email(w: World) -> str:
+    return refs.email("sweep-invitee")
+
+
+ROUTES: dict[tuple[str, str], Entry] = {
+    # IAM API
+    ("/api/v1/iam/me", "GET"): CallerScoped(_check_me),
+    ("/api/v1/iam/members", "GET"): CallerScoped(_check_members),
+    ("/api/v1/iam/members/<uuid:user_id>", "GET"): TenantResource(),
+    ("/api/v1/iam/members/<uuid:user_id>/roles", "PUT"): TenantResource(
+        json=lambda w: {"roles": ["employee"]}),
+    ("/api/v1/iam/members/<uuid:user_id>/deactivate", "POST"): TenantResource(),
+    ("/api/v1/iam/members/<uuid:user_id>/reactivate", "POST"): TenantResource(),
+    ("/api/v1/iam/members/<uuid:user_id>/cut-off", "POST"): TenantResource(),
+    ("/api/v1/iam/roles", "GET"): CallerScoped(_check_roles),
+    ("/api/v1/iam/roles", "POST"): CallerScoped(_check_create_role),
+    ("/api/v1/iam/roles/<uuid:role_id>", "PUT"): TenantResource(
+        json=lambda w: {"permissions": ["users:manage"]}),
+    ("/api/v1/iam/roles/<uuid:role_id>", "DELETE"): TenantResource(),
+    ("/api/v1/iam/invitations", "POST"): TenantResource(  # B's role, by name
+        json=lambda w: {"email": _fresh_email(w), "role": w.b_custom_role},
+        fields=("role", "roles")),  # "roles" is a misnomer: see test_iam_api.py
+    ("/api/v1/iam/invitations/<uuid:invitation_id>", "GET"): TenantResource(),
+    ("/api/v1/iam/resellers/<uuid:reseller_id>/tenants", "GET"): TenantResource(),
+    # Identity API
+    ("/api/v1/identity/tokens", "POST"): Public("sign-in with email and password"),
+    ("/api/v1/identity/oidc/tokens", "POST"): Public("sign-in with the OIDC provider's ID token"),
+    ("/api/v1/identity/invitations/accept", "POST"): Public(
+        "the invitation's secret token is the credential"),
+    ("/api/v1/identity/tokens/refresh", "POST"): CallerScoped(_check_refresh),
+    ("/api/v1/identity/tenant", "POST"): TenantResource(json=lambda w: {"tenant": w.b.slug},
+                                                        fields=("tenant",)),
+    ("/api/v1/identity/sessions", "GET"): CallerScoped(_check_sessions),
+    ("/api/v1/identity/sessions", "DELETE"): CallerScoped(_check_sign_out_everywhere),
+    ("/api/v1/identity/sessions/current", "DELETE"): CallerScoped(_check_sign_out),
+    ("/api/v1/identity/sessions/<uuid:session_id>", "DELETE"): TenantResource(),
+    ("/api/v1/identity/password", "POST"): CallerScoped(_check_password),
+    # Notifications API
+    ("/api/v1/notifications/notices", "GET"): CallerScoped(_check_notices, prepare=_seed_notices),
+    # Operators
+    ("/api/v1/operations/messages", "GET"): OperatorOnly(),
+    ("/api/v1/operations/messages/<path:database>/<uuid:message_id>/retry", "POST"): OperatorOnly(),
+    ("/api/v1/operations/resellers", "POST"): OperatorOnly(
+        json=lambda w: {"name": f"R {refs.slug()}", "admin_email": w.b.member("owner").email}),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/reseller", "PUT"): OperatorOnly(
+        json=lambda w: {"reseller_id": None}),
+    ("/api/v1/operations/users/<uuid:user_id>/cut-off", "POST"): OperatorOnly(),
+    ("/api/v1/operations/users/<uuid:user_id>/deactivate", "POST"): OperatorOnly(),
+    ("/api/v1/operations/users/<uuid:user_id>/reactivate", "POST"): OperatorOnly(),
+    # Tenancy
+    ("/api/v1/tenancy/signups", "POST"): Public("trial sign-up"),
+    ("/api/v1/tenancy/signups/<uuid:signup_id>", "GET"): Public(
+        "signup progress by unguessable id (see test_a_signup_status_shows_progress_only)"),
+    ("/tenancy/signup", "GET"): Public("the sign-up form"),
+    ("/tenancy/signup", "POST"): Public("the sign-up form"),
+    ("/tenancy/signups/<uuid:signup_id>", "GET"): Public("signup progress page by unguessable id"),
+    # IAM pages
+    ("/iam/users", "GET"): CallerScoped(_check_users_page),
+    ("/iam/users/<uuid:user_id>/roles", "POST"): TenantResource(form=lambda w: {"roles": ["employee"]}),
+    ("/iam/users/<uuid:user_id>/deactivate", "POST"): TenantResource(),
+    ("/iam/users/<uuid:user_id>/reactivate", "POST"): TenantResource(),
+    ("/iam/users/<uuid:user_id>/cut-off", "POST"): TenantResource(),
+    ("/iam/users/invite", "POST"): TenantResource(  # B's role, by name
+        form=lambda w: {"email": _fresh_email(w), "role": w.b_custom_role}),
+    ("/iam/roles", "GET"): CallerScoped(_check_roles_page),
+    ("/iam/roles", "POST"): CallerScoped(_check_create_role_page),
+    ("/iam/roles/<uuid:role_id>/delete", "POST"): TenantResource(),
+    # Identity pages
+    ("/identity/sign-in", "GET"): Public("the sign-in form"),
+    ("/identity/sign-in", "POST"): Public("the sign-in form"),
+    ("/identity/invitations/<token>", "GET"): Public("the invitation's secret token is the credential"),
+    ("/identity/invitations/<token>", "POST"): Public("the invitation's secret token is the credential"),
+    ("/identity/oidc/login", "GET"): Public("starts the OIDC code flow"),
+    ("/identity/oidc/callback", "GET"): Public("OIDC redirect back (state bound to the browser session)"),
+    ("/identity/refresh", "POST"): CallerScoped(_check_refresh_page),
+    ("/identity/sign-out", "POST"): CallerScoped(_check_sign_out_page),
+    ("/identity/sessions", "GET"): CallerScoped(_check_sessions_page),
+    ("/identity/sessions/<uuid:session_id>/revoke", "POST"): TenantResource(),
+    ("/identity/sessions/revoke-all", "POST"): CallerScoped(_check_revoke_all_page),
+    ("/identity/password", "POST"): CallerScoped(_check_password_page),
+    # Platform
+    ("/", "GET"): Public("redirects to the sign-up form"),
+    ("/healthz", "GET"): Public("load balancer health"),
+    ("/readyz", "GET"): Public("load balancer readiness"),
+    ("/metrics", "GET"): Public("its own METRICS_TOKEN; absent without the setting"),
+    ("/openapi.json", "GET"): Public("the API description"),
+    ("/docs", "GET"): Public("the API browser"),
+    ("/docs/static/<path:filename>", "GET"): Public("Swagger UI assets",
+                                                    values={"filename": lambda w: ["swagger-ui.css"]}),
+    ("/static/<path:filename>", "GET"): Public("static assets", values={"filename": lambda w: ["site.css"]}),
+}
+
+
+def _keys(kind: type) -> list[tuple[str, str]]:
+    return [key for key, entry in ROUTES.items() if isinstance(entry, kind)]
+
+
+def _ids(keys: list[tuple[str, str]]) -> list[str]:
+    return [f"{method} {rule}" for rule, method in keys]
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def world(api: FlaskClient, provider: DataProvider) -> World:
+    """A (an owner only) and B (a member per built-in role, a custom role that one of them
+    holds, a pending invitation, a live session, a reseller that sold B, a signup)."""
+    a = tenants.create_tenant(provider, ("owner",), prefix="prober")
+    b = tenants.create_tenant(provider, prefix="target")
+    custom = f"only_b_{secrets.token_hex(4)}"
+    owner = b.member("owner").user_id
+    with provider.management() as session:
+        iam.create_role(session, b.id, custom, ["users:manage"], granted_by=None)
+        iam.grant_role(session, b.member("employee").user_id, b.id, custom)
+        invitation, token = iam.invite(session, b.id, email=refs.email("b-invitee"), role_name="employee",
+                                       invited_by=owner, lifetime=timedelta(days=7))
+        reseller = iam.create_reseller(session, f"Reseller {b.slug}", owner)
+        tenancy.assign_reseller(session, b.id, reseller)
+        signup_id = uuid.uuid4()
+        session.add(Signup(id=signup_id, tenant_id=b.id, admin_name="Owner of B",
+                           admin_email=b.member("owner").email, sealed_password=None, status="provisioned",
+                           provisioned_at=datetime.now(UTC)))
+        roles = {r.name: r.id for r in iam.list_roles(session, b.id)}
+        session.commit()
+    b_token = tenants.access_token(api, b.member("owner"))
+    sessions = api.get("/api/v1/identity/sessions", headers=bearer(b_token)).json["items"]
+    assert len(sessions) == 1
+    return World(a, b, roles, custom, invitation.id, token, uuid.UUID(sessions[0]["id"]), reseller, signup_id)
+
+
+def snapshot(app: Flask, provider: DataProvider, world: World) -> dict[str, str]:
+    """Everything of B a request could change: its rows and its Redis state."""
+    prints = tenants.tenant_fingerprint(provider, world.b.id, user_ids=world.b_people,
+                                        reseller_ids=[world.b_reseller])
+    redis = app.extensions["allotment.revocations"].redis
+    with provider.management() as session:
+        b_sessions = list(session.scalars(select(AuthSession.id).where(
+            AuthSession.user_id.in_(world.b_people))))
+    keys = [version_key(world.b.id)] + [session_key(s) for s in sorted(b_sessions)]
+    for key, value in zip(keys, redis.mget(keys), strict=True):
+        prints[f"redis.{key}"] = repr(value)
+    return prints
+
+
+@pytest.fixture
+def probe(app: Flask, provider: DataProvider, world: World) -> Probe:
+    """A new owner of A, signed in (cases never share a session or a password)."""
+    account = tenants.add_member(provider, world.a.id, "owner")
+    client = app.test_client()
+    return Probe(app, client, world, account, tenants.sign_in(client, account))
+
+
+def urls(app: Flask, rule_text: str, method: str, values: Values, world: World) -> list[str]:
+    """The rule's URL for every combination of the values of its variables."""
+    rules = [r for r in app.url_map.iter_rules() if r.rule == rule_text and method in (r.methods or ())]
+    assert len(rules) == 1, f"{method} {rule_text} is not one registered rule"
+    rule = rules[0]
+    names = sorted(rule.arguments)
+    missing = [n for n in names if n not in values]
+    assert not missing, f"no value for {missing} of {method} {rule_text}: add them to B_VALUES"
+    adapter = app.url_map.bind("localhost")
+    built = []
+    for combination in itertools.product(*(values[n](world) for n in names)):
+        built.append(adapter.build(rule.endpoint, dict(zip(names, combination, strict=True)), method=method))
+    return built
+
+
+def rule_views(app: Flask) -> dict[tuple[str, str], Any]:
+    """Every (rule, method) of the app with its view."""
+    return {(rule.rule, method): app.view_functions[rule.endpoint]
+            for rule in app.url_map.iter_rules() for method in (rule.methods or set()) - IGNORED_METHODS}
+
+
+# --- the sweep -----------------------------------------------------------------------------
+
+def test_every_route_is_classified(app: Flask) -> None:
+    registered = rule_views(app)
+    missing = sorted(set(registered) - set(ROUTES))
+    assert not missing, (
+        "routes not classified in ROUTES (test_isolation_sweep.py); classify each as TenantResource, "
+        "CallerScoped, OperatorOnly or Public: " + ", ".join(f"{m} {r}" for r, m in missing))
+    stale = sorted(set(ROUTES) - set(registered))
+    assert not stale, f"ROUTES classifies routes the app does not have: {stale}"
+
+
+def test_the_classification_matches_how_each_view_is_guarded(app: Flask) -> None:
+    views = rule_views(app)
+    wrong = []
+    for key, entry in ROUTES.items():
+        view = views.get(key)
+        guarded, permission = hasattr(view, "auth"), getattr(view, "required_permission", None)
+        if isinstance(entry, OperatorOnly) and permission != OPERATOR:
+            wrong.append((key, "OperatorOnly but the view does not require the operator"))
+        if isinstance(entry, TenantResource | CallerScoped) and permission == OPERATOR:
+            wrong.append((key, "an operator view is not a tenant's"))
+        if isinstance(entry, TenantResource) and not guarded:
+            wrong.append((key, "TenantResource but the view reads no token"))
+        if isinstance(entry, Public) and guarded:
+            wrong.append((key, "Public but the view requires a token"))
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("key", _keys(TenantResource), ids=_ids(_keys(TenantResource)))
+def test_another_tenants_resource_is_not_found_and_unchanged(
+        app: Flask, provider: DataProvider, world: World, probe: Probe, key: tuple[str, str]) -> None:
+    entry = ROUTES[key]
+    assert isinstance(entry, TenantResource)
+    rule, method = key
+    fields = entry.fields or tuple(next(r for r in app.url_map.iter_rules() if r.rule == rule).arguments)
+    for url in urls(app, rule, method, B_VALUES, world):
+        before = snapshot(app, provider, world)
+        response = probe.call(method, url, json=entry.json(world) if entry.json else None,
+                              form=entry.form(world) if entry.form else None)
+        problems = []
+        if response.status_code != 404:
+            said = response.get_data(as_text=True)[:200].strip()
+            problems.append(f"answered {response.status_code}: {said}")
+        elif url.startswith("/api/") and response.json.get("field") not in fields:
+            problems.append(f"404 naming {response.json.get('field')!r}, not one of {fields}")
+        if diff := tenants.changed(before, snapshot(app, provider, world)):
+            problems.append(f"changed B: {diff}")
+        assert not problems, f"A's owner {method} {url}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("key", _keys(CallerScoped), ids=_ids(_keys(CallerScoped)))
+def test_a_caller_scoped_route_never_reaches_another_tenant(
+        app: Flask, provider: DataProvider, world: World, probe: Probe, key: tuple[str, str]) -> None:
+    entry = ROUTES[key]
+    assert isinstance(entry, CallerScoped)
+    if entry.prepare is not None:
+        entry.prepare(probe)
+    before = snapshot(app, provider, world)
+    entry.check(probe)
+    assert tenants.changed(before, snapshot(app, provider, world)) == [], f"{key} changed B"
+
+
+@pytest.mark.parametrize("key", _keys(OperatorOnly), ids=_ids(_keys(OperatorOnly)))
+def test_an_operator_route_refuses_a_tenant_owner(
+        app: Flask, provider: DataProvider, world: World, probe: Probe, key: tuple[str, str]) -> None:
+    entry = ROUTES[key]
+    assert isinstance(entry, OperatorOnly)
+    rule, method = key
+    for url in urls(app, rule, method, B_VALUES, world):
+        before = snapshot(app, provider, world)
+        response = probe.call(method, url, json=entry.json(world) if entry.json else None)
+        assert_refused(response, 403, None)
+        assert tenants.changed(before, snapshot(app, provider, world)) == [], f"{method} {url} changed B"
+
+
+@pytest.mark.parametrize("key", _keys(Public), ids=_ids(_keys(Public)))
+def test_a_public_route_answers_without_a_token_and_leaves_others_alone(
+        app: Flask, provider: DataProvider, world: World, key: tuple[str, str]) -> None:
+    entry = ROUTES[key]
+    assert isinstance(entry, Public)
+    rule, method = key
+    client = app.test_client()
+    for url in urls(app, rule, method, {**B_VALUES, **entry.values}, world):
+        before = snapshot(app, provider, world)
+        response = client.open(url, method=method)
+        response.close()  # files are streamed
+        assert response.status_code not in (401, 403), (method, url, response.status_code)
+        assert response.status_code < 500, (method, url, response.get_data(as_text=True)[:300])
+        assert tenants.changed(before, snapshot(app, provider, world)) == [], f"{method} {url} changed B"
+
+
+# --- what the sweep's table cannot say on its own -----------------------------------------
+
+def test_a_role_name_of_another_tenant_is_unknown(api: FlaskClient, provider: DataProvider, world: World,
+                                                  probe: Probe) -> None:
+    member = tenants.add_member(provider, world.a.id, "employee")
+    before = snapshot(api.application, provider, world)
+    response = probe.call("PUT", f"/api/v1/iam/members/{member.user_id}/roles",
+                          json={"roles": [world.b_custom_role]})
+    assert_refused(response, 404, "roles")
+    assert probe.call("GET", f"/api/v1/iam/members/{member.user_id}").json["roles"] == ["employee"]
+    assert tenants.changed(before, snapshot(api.application, provider, world)) == []
+
+
+def test_signing_in_to_another_tenant_is_not_found(api: FlaskClient, world: World, probe: Probe) -> None:
+    body = {"email": probe.account.email, "password": probe.account.password, "tenant": world.b.slug}
+    assert_refused(api.post(tenants.TOKENS_URL, json=body), 404, "tenant")
+
+
+def test_a_signup_status_shows_progress_only(api: FlaskClient, world: World, probe: Probe) -> None:
+    # Finding, by design today: anyone holding a signup's id (it is random, returned only to
+    # whoever signed up) reads its progress, without a token. It must stay progress only.
+    for headers in ({}, bearer(probe.tokens.access_token)):
+        response = api.get(f"/api/v1/tenancy/signups/{world.b_signup}", headers=headers)
+        assert response.status_code == 200
+        assert set(response.json) == {"id", "tenant_id", "slug", "status", "failure_reason", "complete",
+                                      "steps"}
+        assert response.json["tenant_id"] == str(world.b.id)
+        page = api.get(f"/tenancy/signups/{world.b_signup}", headers=headers)
+        assert page.status_code == 200
+        text = page.get_data(as_text=True) + response.get_data(as_text=True)
+        assert world.b.member("owner").email not in text and "Owner of B" not in text
+    assert_refused(api.get(f"/api/v1/tenancy/signups/{uuid.uuid4()}"), 404, "signup_id")
+
+
+def test_managing_a_member_of_both_tenants_in_a_leaves_their_standing_in_b(
+        api: FlaskClient, provider: DataProvider, world: World, probe: Probe) -> None:
+    # One person in both tenants: what A's owner does to them in A must not reach B.
+    shared = tenants.add_member(provider, world.b.id, "employee")
+    tenants.add_member(provider, world.a.id, "employee", account=shared)
+    in_b = tenants.sign_in(api, shared, world.b.slug).access_token
+    in_a = tenants.sign_in(api, shared, world.a.slug).access_token
+    before = tenants.tenant_fingerprint(provider, world.b.id, user_ids=world.b_people)
+    member = f"/api/v1/iam/members/{shared.user_id}"
+    assert probe.call("PUT", f"{member}/roles", json={"roles": ["hr_manager"]}).status_code == 200
+    assert probe.call("POST", f"{member}/cut-off").json == {"revoked": 1}
+    assert probe.call("POST", f"{member}/deactivate").status_code == 200
+    assert_refused(api.get("/api/v1/iam/me", headers=bearer(in_a)), 401, "Authorization")
+    still = api.get("/api/v1/iam/me", headers=bearer(in_b))
+    assert still.status_code == 200 and still.json["tenant_id"] == str(world.b.id)
+    assert still.json["permissions"] == sorted(iam.BUILTIN_ROLES["employee"])
+    assert tenants.changed(before, tenants.tenant_fingerprint(provider, world.b.id,
+                                                               user_ids=world.b_people)) == []

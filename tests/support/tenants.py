@@ -1,0 +1,275 @@
+"""Tenants with a member per role, made directly in the database, and their tokens.
+
+Tests that need "a tenant with an owner, an admin, ..." build it here in one transaction
+(no signup, no worker), then sign each member in through the real endpoint
+(``POST /api/v1/identity/tokens``), so the tokens are exactly what a client would hold::
+
+    tenant = create_tenant(provider)                 # one member per built-in role
+    token = access_token(client, tenant.members["owner"], tenant.slug)
+    client.get("/api/v1/iam/members", headers=bearer(token))
+
+Every account shares ``PASSWORD`` unless told otherwise; its argon2 hash is computed once
+per password, so making many accounts costs inserts, not hashing.
+
+Also here: ``call_as`` (a token where the view reads it: header for the API, cookie plus
+CSRF for pages) and ``tenant_fingerprint`` / ``tables_fingerprint`` / ``changed`` (what a
+tenant holds, to show a request changed nothing of it).
+"""
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from html import unescape
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from domain.db.provider import MANAGEMENT, DataProvider
+from domain.iam import services as iam
+from domain.identity import services as identity
+from domain.tenancy.models import Tenant
+from tests.support import refs
+
+PASSWORD = "tenant member password 0123"
+TOKENS_URL = "/api/v1/identity/tokens"
+BUILTIN_ROLES: tuple[str, ...] = tuple(iam.BUILTIN_ROLES)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A committed account and the password it signs in with."""
+
+    user_id: uuid.UUID
+    email: str
+    password: str = PASSWORD
+
+
+@dataclass(frozen=True)
+class TenantWithMembers:
+    """A committed trial tenant with its built-in roles and one member per role asked for."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    members: Mapping[str, Account]
+
+    def member(self, role: str) -> Account:
+        """The member made for ``role``."""
+        return self.members[role]
+
+    @property
+    def user_ids(self) -> list[uuid.UUID]:
+        """Every member's user id."""
+        return [account.user_id for account in self.members.values()]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What a sign-in returned."""
+
+    access_token: str
+    refresh_token: str
+
+
+@functools.cache
+def password_hash(password: str) -> str:
+    """The argon2 hash of ``password``, computed once per test process."""
+    return identity.hash_password(password)
+
+
+def create_account(provider: DataProvider, *, operator: bool = False, password: str = PASSWORD,
+                   prefix: str = "user", name: str = "Test Member") -> Account:
+    """A committed account with no tenant (an operator if asked)."""
+    email = refs.email("operator" if operator else prefix)
+    with provider.management() as session:
+        user = identity.create_user(session, email=email, name=name,
+                                    password_hash=password_hash(password), is_operator=operator)
+        session.commit()
+        return Account(user.id, user.email, password)
+
+
+def create_tenant(provider: DataProvider, roles: Iterable[str] = BUILTIN_ROLES, *,
+                  prefix: str = "t", password: str = PASSWORD) -> TenantWithMembers:
+    """A trial tenant with the built-in roles and a new member holding each of ``roles``."""
+    tenant_id, slug = uuid.uuid4(), refs.slug(prefix)
+    name = f"Org {slug}"
+    members: dict[str, Account] = {}
+    with provider.management() as session:
+        session.add(Tenant(id=tenant_id, slug=slug, name=name, status="trial", plan="trial"))
+        session.flush()
+        iam.create_default_roles(session, tenant_id)
+        for role in roles:
+            email = refs.email(role.replace("_", "-"))
+            user = identity.create_user(session, email=email, name=f"{role.title()} of {slug}",
+                                        password_hash=password_hash(password))
+            iam.grant_role(session, user.id, tenant_id, role)
+            members[role] = Account(user.id, user.email, password)
+        session.commit()
+    return TenantWithMembers(tenant_id, slug, name, members)
+
+
+def add_member(provider: DataProvider, tenant_id: uuid.UUID, *roles: str,
+               account: Account | None = None) -> Account:
+    """Grant ``roles`` in the tenant to ``account`` (a new account if none); commit."""
+    account = account or create_account(provider, prefix="member")
+    with provider.management() as session:
+        for role in roles:
+            iam.grant_role(session, account.user_id, tenant_id, role)
+        session.commit()
+    return account
+
+
+def sign_in(client: FlaskClient, account: Account, tenant: str | None = None) -> Tokens:
+    """Sign ``account`` in (into the tenant with slug ``tenant``, if given) through the API."""
+    body: dict[str, Any] = {"email": account.email, "password": account.password}
+    if tenant is not None:
+        body["tenant"] = tenant
+    response = client.post(TOKENS_URL, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return Tokens(response.json["access_token"], response.json["refresh_token"])
+
+
+def access_token(client: FlaskClient, account: Account, tenant: str | None = None) -> str:
+    """A fresh access token of ``account`` (a new session each call)."""
+    return sign_in(client, account, tenant).access_token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header carrying ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+
+# --- calling a view the way its kind of authentication expects --------------------------
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Any page with a form renders a CSRF token; one token serves every form of the session.
+CSRF_PAGE = "/tenancy/signup"
+_CSRF_FIELD = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def view_of(app: Flask, method: str, path: str) -> Any:
+    """The view function ``method path`` reaches."""
+    endpoint, _ = app.url_map.bind("localhost").match(path.split("?", 1)[0], method=method)
+    return app.view_functions[endpoint]
+
+
+def csrf_token(client: FlaskClient) -> str:
+    """A CSRF token for ``client``'s session, read from a rendered form (CSRF stays on)."""
+    page = client.get(CSRF_PAGE)
+    match = _CSRF_FIELD.search(page.get_data(as_text=True))
+    assert page.status_code == 200 and match, "a form page renders a CSRF token"
+    return unescape(match.group(1))
+
+
+def call_as(client: FlaskClient, app: Flask, method: str, path: str, token: str | None, *,
+            json: Any = None, form: Mapping[str, Any] | None = None, via: str | None = None) -> TestResponse:
+    """Call ``method path`` with ``token`` where that view reads it: the Authorization
+    header for API views (``requires``), the access cookie plus a CSRF token on unsafe
+    methods for HTML pages (``page_requires``); ``via`` ("bearer" or "cookie") overrides
+    the view's kind, for views that read the cookie themselves. The cookie is removed
+    afterwards. No token: an anonymous call."""
+    if token is None:
+        return client.open(path, method=method, json=json, data=form)
+    via = via or getattr(view_of(app, method, path), "auth", "bearer")
+    if via != "cookie":
+        return client.open(path, method=method, json=json, data=form, headers=bearer(token))
+    cookie = app.config["JWT_ACCESS_COOKIE_NAME"]
+    headers = {} if method in SAFE_METHODS else {"X-CSRFToken": csrf_token(client)}
+    client.set_cookie(cookie, token)
+    try:
+        return client.open(path, method=method, json=json, data=form, headers=headers)
+    finally:
+        client.delete_cookie(cookie)
+
+# --- what a tenant holds: a fingerprint to compare before and after a request -------------
+
+_TENANT_TABLES = text("SELECT table_name FROM information_schema.columns "
+                      "WHERE table_schema = current_schema() AND column_name = 'tenant_id' "
+                      "ORDER BY table_name")
+
+
+# What a row is, for the checksum: the whole row, except in the outbox, whose delivery
+# bookkeeping (attempts, sent, completed, dead) a running worker or relay updates at any
+# time; its messages themselves are compared.
+_ROW = {"outbox": "(t.id, t.event_id, t.type, t.handler, t.payload, t.tenant_id, t.correlation_id)"}
+
+
+def _digest(session: Session, table: str, where: str, **params: Any) -> str:
+    row_text = f"{_ROW.get(table, 't')}::text"
+    row = session.execute(text(
+        f"SELECT count(*), md5(coalesce(string_agg({row_text}, ',' ORDER BY {row_text}), '')) "
+        f'FROM "{table}" t WHERE {where}'), params).one()
+    return f"{row[0]}:{row[1]}"
+
+
+# Written only by a worker handling a message (whose outbox row is compared): a worker left
+# running by another module may record a delivery of this tenant's earlier message any time.
+_WORKER_ONLY = frozenset({"inbox"})
+
+
+def _tenant_tables(session: Session, db_key: str, tenant_id: uuid.UUID) -> dict[str, str]:
+    tables = [t for t in session.scalars(_TENANT_TABLES) if t not in _WORKER_ONLY]
+    return {f"{db_key}.{table}": _digest(session, table, "t.tenant_id = :tenant", tenant=tenant_id)
+            for table in tables}
+
+
+def tenant_fingerprint(provider: DataProvider, tenant_id: uuid.UUID, *,
+                       user_ids: Iterable[uuid.UUID] = (),
+                       reseller_ids: Iterable[uuid.UUID] = ()) -> dict[str, str]:
+    """Row count and checksum of everything a tenant holds, table by table.
+
+    Every table with a ``tenant_id`` column in the management database and in the tenant's
+    own database (found in the schema, so a new table joins by itself; not the inbox, which
+    only workers write), the tenant's row,
+    and, for ``user_ids`` (its people) and ``reseller_ids``, their accounts, sessions,
+    memberships and standing in any tenant, invitations to their emails, external identities
+    and reseller rows. Read without tenant filter or RLS (the test connects as the owner).
+    Two equal fingerprints mean nothing of the tenant changed in between.
+    """
+    users, resellers = sorted(set(user_ids)), sorted(set(reseller_ids))
+    db_key = provider.route(tenant_id).db_key
+    with provider.unscoped(MANAGEMENT) as session:
+        prints = _tenant_tables(session, MANAGEMENT, tenant_id)
+        prints["management.tenants[id]"] = _digest(session, "tenants", "t.id = :tenant", tenant=tenant_id)
+        by_user = {"users": "t.id", "auth_sessions": "t.user_id", "memberships": "t.user_id",
+                   "tenant_users": "t.user_id", "external_identities": "t.user_id",
+                   "reseller_admins": "t.user_id"}
+        for table, column in by_user.items():
+            prints[f"management.{table}[user]"] = _digest(session, table, f"{column} = ANY(:users)",
+                                                          users=users)
+        prints["management.invitations[email]"] = _digest(
+            session, "invitations", "t.email IN (SELECT email FROM users WHERE id = ANY(:users))",
+            users=users)
+        prints["management.resellers[id]"] = _digest(session, "resellers", "t.id = ANY(:ids)", ids=resellers)
+        prints["management.reseller_admins[reseller]"] = _digest(
+            session, "reseller_admins", "t.reseller_id = ANY(:ids)", ids=resellers)
+        prints["management.tenants[reseller]"] = _digest(
+            session, "tenants", "t.reseller_id = ANY(:ids)", ids=resellers)
+    if db_key != MANAGEMENT:
+        with provider.unscoped(db_key) as session:
+            prints.update(_tenant_tables(session, db_key, tenant_id))
+    return prints
+
+
+def changed(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """The names of the fingerprint entries that differ (for a failure message)."""
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+
+
+def tables_fingerprint(provider: DataProvider, tables: Iterable[str],
+                       db_key: str = MANAGEMENT) -> dict[str, str]:
+    """Row count and checksum of whole tables (to show a refused request wrote nothing).
+
+    Only for tables no worker writes (resellers, invitations...): a worker left running by
+    another module (e.g. provisioning a signup) may write users, tenants or roles at any time.
+    """
+    with provider.unscoped(db_key) as session:
+        return {f"{db_key}.{table}": _digest(session, table, "true") for table in tables}
