@@ -13,6 +13,7 @@ from domain.db.provider import DataProvider
 from domain.db.routing import RedisRoutingChannel
 from domain.identity import sessions
 from domain.identity.revocation import RevocationStore
+from domain.identity.services import PasswordSealer
 from domain.notifications.mail import MaildirMailer
 from domain.tenancy import queries as tenancy_queries
 
@@ -28,6 +29,7 @@ def build_ports(settings: Settings) -> dict[str, Any]:
     return {
         "mailer": MaildirMailer(settings.var_dir / "mail", settings.mail_from),
         "public_url": settings.public_url,
+        "sealer": PasswordSealer(settings.secret_key),
     }
 
 

@@ -23,7 +23,10 @@ def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None
 
 def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
     """Email the invitation link to the person invited."""
-    link = f"{ctx.ports['public_url'].rstrip('/')}/identity/invitations/{msg.token}"
+    token = ctx.ports["sealer"].unseal(msg.sealed_token)
+    if token is None:  # sealed under another SECRET_KEY: fail, so operators see it dead
+        raise ValueError("the invitation token cannot be unsealed (was SECRET_KEY rotated?)")
+    link = f"{ctx.ports['public_url'].rstrip('/')}/identity/invitations/{token}"
     expires = msg.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     text = (f"{msg.inviter_name} invited you to join {msg.tenant_name} on Allotment "
             f"as {msg.role}.\n\nAccept the invitation: {link}\n\nThe link works once and "

@@ -15,7 +15,7 @@ from domain.messaging import outbox
 from domain.messaging.contracts.iam import UserInvitedV1
 from domain.tenancy import queries as tenancy_queries
 from web.auth import Caller, invalidate_permissions
-from web.db import management_db
+from web.db import management_db, sealer
 from web.identity.flows import sign_out_everywhere
 
 
@@ -76,7 +76,8 @@ def invite(caller: Caller, email: str, role: str) -> InvitationView:
     tenant_name = tenancy_queries.name_of(db, tenant_id)
     outbox.record(db, UserInvitedV1(
         invitation_id=view.id, tenant_id=tenant_id, tenant_name=tenant_name, email=view.email,
-        role=view.role, token=token, inviter_name=inviter.name, expires_at=view.expires_at,
+        role=view.role, sealed_token=sealer().seal(token), inviter_name=inviter.name,
+        expires_at=view.expires_at,
         actor_session_id=caller.session_id), tenant_id=tenant_id, correlation_id=g.get("request_id"))
     return view
 

@@ -13,9 +13,10 @@ from domain.messaging.contracts import Contract
 class UserInvitedV1(Contract):
     """Event: a tenant admin invited someone; the notifications worker emails the link.
 
-    ``token`` is the invitation's secret, carried only here and in the email: the
-    database keeps its hash. ``actor_session_id`` is the inviter's session: if it is cut
-    off before the email goes out, the email is not sent.
+    ``sealed_token`` is the invitation's secret sealed with the platform key
+    (identity.PasswordSealer): the outbox row never holds it in clear, the database keeps
+    only its hash, and only the email carries it readable. ``actor_session_id`` is the
+    inviter's session: if it is cut off before the email goes out, the email is not sent.
     """
 
     message_type: ClassVar[str] = "iam.UserInvited"
@@ -25,7 +26,7 @@ class UserInvitedV1(Contract):
     tenant_name: str
     email: EmailStr
     role: str
-    token: str
+    sealed_token: str
     inviter_name: str
     expires_at: datetime
     actor_session_id: uuid.UUID | None = None

@@ -15,6 +15,7 @@ from domain.db.provider import DataProvider
 from domain.errors import Conflict
 from domain.iam import services as iam
 from domain.iam.services import BUILTIN_ROLES
+from domain.identity.services import PasswordSealer
 from domain.messaging.tables import outbox
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs, tenants
@@ -296,7 +297,10 @@ def invitation_token(provider: DataProvider, invitation_id: str) -> str:
         payload = session.scalar(select(outbox.c.payload).where(
             outbox.c.payload["invitation_id"].astext == invitation_id))
     assert payload is not None, "the invitation's email is queued"
-    return str(payload["token"])
+    token = PasswordSealer(provider.settings.secret_key).unseal(
+        payload["sealed_token"])
+    assert token is not None and "sealed_token" in payload and "token" not in payload
+    return token
 
 
 def test_an_invitation_is_accepted_with_a_status_url(api: FlaskClient, provider: DataProvider,

@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
+from domain.identity.services import PasswordSealer
 from tests.integration.messaging.helpers import outbox_rows
 from tests.integration.web.test_identity_pages import (
     Member,
@@ -245,7 +246,8 @@ def test_the_invite_form_records_an_invitation_the_invitee_can_accept(
     assert message["role"] == "hr_manager" and message["tenant_id"] == str(team.admin.tenant_id)
 
     invitee = app.test_client()
-    path = f"/identity/invitations/{message['token']}"
+    token = PasswordSealer(app.extensions["allotment.settings"].secret_key).unseal(message["sealed_token"])
+    path = f"/identity/invitations/{token}"
     accepted = post(invitee, path, {"name": "Ivy", "password": "invitee password 1"}, token_from=path)
     assert accepted.status_code == 303
     page = team.browser.get(USERS).get_data(as_text=True)

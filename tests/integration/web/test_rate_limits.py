@@ -1,0 +1,289 @@
+"""Rate limits on sign-in and sign-up (web/ratelimit.py), on an app with tight limits.
+
+Each test makes its requests from its own made-up client addresses (``REMOTE_ADDR``), so the
+per-address counters of one test never see another's requests; accounts are fresh too. The
+counters live in the stack's Redis, as they do in production.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from config.settings import load_settings
+from domain.db.provider import DataProvider
+from domain.identity.models import AuthSession, User
+from tests.integration.messaging.helpers import create_account, tenant_id_of
+from tests.integration.web.helpers import assert_refused, written
+from tests.support import refs
+from tests.support.processes import Process
+from tests.support.services import Stack
+from tests.support.waiting import wait_for
+from web import create_app
+from workers.embedded import free_port
+
+TOKENS = "/api/v1/identity/tokens"
+SIGNUPS = "/api/v1/tenancy/signups"
+FORM = "/tenancy/signup"
+SIGN_IN_FORM = "/identity/sign-in"
+PASSWORD = "member password 0123"
+WRONG = "not the password 0123"
+LIMITS = {"RATE_LIMIT_SIGN_IN": "3 per minute", "RATE_LIMIT_SIGN_UP": "2 per minute"}
+
+
+@pytest.fixture(scope="module")
+def tight_env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The stack's environment with limits a test can reach in a few requests."""
+    return stack.env(VAR_DIR=str(tmp_path_factory.mktemp("ratelimit-var")), **LIMITS)
+
+
+@pytest.fixture(scope="module")
+def tight_app(tight_env: dict[str, str]) -> Iterator[Flask]:
+    """The web app with 3 sign-ins and 2 sign-ups per minute, per account and per address."""
+    app = create_app(load_settings(tight_env))
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=True)
+    yield app
+    app.extensions["allotment.provider"].dispose()
+
+
+@pytest.fixture
+def client(tight_app: Flask) -> FlaskClient:
+    """A client of the tight app (it keeps its session cookie for the form's CSRF token)."""
+    return tight_app.test_client()
+
+
+def new_ip() -> str:
+    """A client address no other request of the run has used."""
+    return "10." + ".".join(str(secrets.randbelow(256)) for _ in range(3))
+
+
+def sign_in(client: FlaskClient, email: str, password: str, ip: str) -> TestResponse:
+    """POST the sign-in API from ``ip``."""
+    return client.post(TOKENS, json={"email": email, "password": password},
+                       environ_base={"REMOTE_ADDR": ip})
+
+
+def sign_up_api(client: FlaskClient, body: dict[str, str], ip: str) -> TestResponse:
+    """POST the sign-up API from ``ip``."""
+    return client.post(SIGNUPS, json=body, environ_base={"REMOTE_ADDR": ip})
+
+
+def post_form(client: FlaskClient, path: str, fields: dict[str, str], ip: str) -> TestResponse:
+    """GET the form (not limited) for its CSRF token, then POST it from ``ip``."""
+    page = client.get(path, environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
+    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
+    assert match, "the form carries a CSRF token"
+    return client.post(path, data={**fields, "csrf_token": unescape(match.group(1))},
+                       environ_base={"REMOTE_ADDR": ip})
+
+
+def sign_up_form(client: FlaskClient, body: dict[str, str], ip: str) -> TestResponse:
+    """Sign up through the HTML form from ``ip``."""
+    return post_form(client, FORM, body, ip)
+
+
+def sign_in_form(client: FlaskClient, email: str, password: str, ip: str) -> TestResponse:
+    """Sign in through the HTML form from ``ip``."""
+    return post_form(client, SIGN_IN_FORM, {"email": email, "password": password}, ip)
+
+
+def retry_after(response: Any) -> int:
+    """The Retry-After header: whole seconds, more than none and at most the window."""
+    value = response.headers.get("Retry-After")
+    assert value is not None and value.isdigit(), response.headers
+    assert 0 < int(value) <= 60, value
+    return int(value)
+
+
+def sessions_of(provider: DataProvider, email: str) -> int:
+    """Sessions ever opened for the account with ``email``."""
+    with provider.management() as session:
+        return session.scalar(select(func.count()).select_from(AuthSession).join(
+            User, User.id == AuthSession.user_id).where(User.email == email)) or 0
+
+
+def assert_limited_by_account(response: TestResponse) -> None:
+    """A 429 that names the account's field and says when to come back."""
+    body = assert_refused(response, 429, "email")
+    assert "account" in body["reason"]
+    retry_after(response)
+
+
+def assert_page_limited_by_account(response: TestResponse) -> None:
+    """The HTML form's 429: a page naming the account's field, with Retry-After."""
+    assert response.status_code == 429
+    retry_after(response)
+    page = response.get_data(as_text=True)
+    assert "<strong>email</strong>" in page and "account" in page
+
+
+def assert_limited_by_address(response: TestResponse) -> None:
+    """A 429 about the client address (no field) that says when to come back."""
+    body = assert_refused(response, 429, None)
+    assert "address" in body["reason"]
+    retry_after(response)
+
+
+def test_the_fourth_failed_sign_in_for_an_account_is_refused_from_any_address(
+        client: FlaskClient, provider: DataProvider) -> None:
+    email = create_account(provider, PASSWORD)
+    for _ in range(3):  # a new address each time: only the account can be counting
+        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
+    # Locked, even with the right password: the guess is not checked, no session is opened.
+    assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
+    assert sessions_of(provider, email) == 0
+    # Another account is not affected by this one's lock.
+    other = create_account(provider, PASSWORD)
+    assert sign_in(client, other, PASSWORD, new_ip()).status_code == 200
+
+
+def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
+    ip = new_ip()
+    for _ in range(3):
+        assert_refused(sign_in(client, refs.email("guess"), WRONG, ip), 401, "password")
+    assert_limited_by_address(sign_in(client, refs.email("guess"), WRONG, ip))
+    # The same account from elsewhere is still let through: the address is what is limited.
+    assert_refused(sign_in(client, refs.email("guess"), WRONG, new_ip()), 401, "password")
+
+
+def test_successful_sign_ins_do_not_count_against_the_account(client: FlaskClient,
+                                                              provider: DataProvider) -> None:
+    email = create_account(provider, PASSWORD)
+    for _ in range(5):
+        assert sign_in(client, email, PASSWORD, new_ip()).status_code == 200
+    for _ in range(3):  # had the successes counted, the first of these would be refused
+        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
+    assert sessions_of(provider, email) == 5
+
+
+def test_successful_sign_ins_count_against_the_address(client: FlaskClient,
+                                                       provider: DataProvider) -> None:
+    email, ip = create_account(provider, PASSWORD), new_ip()
+    for _ in range(3):
+        assert sign_in(client, email, PASSWORD, ip).status_code == 200
+    assert_limited_by_address(sign_in(client, email, PASSWORD, ip))
+    assert sessions_of(provider, email) == 3
+
+
+@pytest.mark.parametrize("fourth", ["api", "form"])
+def test_the_sign_in_api_and_form_share_the_account_counter(
+        client: FlaskClient, provider: DataProvider, fourth: str) -> None:
+    email = create_account(provider, PASSWORD)
+    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert sign_in_form(client, email, WRONG, new_ip()).status_code == 401
+    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    if fourth == "api":
+        assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
+    else:
+        assert_page_limited_by_account(sign_in_form(client, email.upper(), PASSWORD, new_ip()))
+    assert sessions_of(provider, email) == 0
+
+
+@pytest.mark.parametrize("order", [("api", "form", "api"), ("form", "api", "form")],
+                         ids=["api-form-api", "form-api-form"])
+def test_the_sign_up_api_and_form_share_the_account_counter(
+        client: FlaskClient, provider: DataProvider, order: tuple[str, str, str]) -> None:
+    email = refs.email("admin")
+    send = {"api": sign_up_api, "form": sign_up_form}
+    first, second, third = order
+    assert send[first](client, refs.signup_body(email=email), new_ip()).status_code in (202, 303)
+    # Second attempt with the same email: refused as taken (409), and still counted.
+    assert send[second](client, refs.signup_body(email=email), new_ip()).status_code == 409
+    before = written(provider, "")
+    # Third, from a third address and in capitals: the account's counter is full.
+    body = refs.signup_body(email=email.upper())
+    response = send[third](client, body, new_ip())
+    if third == "api":
+        assert_limited_by_account(response)
+    else:  # the form's refusal is a page naming the field
+        assert_page_limited_by_account(response)
+    after = written(provider, "")
+    assert (after.tenants, after.signups) == (before.tenants, before.signups)
+    assert tenant_id_of(provider, body["slug"]) is None
+
+
+def test_a_refused_sign_up_writes_nothing(client: FlaskClient, provider: DataProvider) -> None:
+    ip = new_ip()
+    for _ in range(2):
+        assert sign_up_api(client, refs.signup_body(), ip).status_code == 202
+    before = written(provider, "")
+    body = refs.signup_body()
+    response = client.post(SIGNUPS, json=body, environ_base={"REMOTE_ADDR": ip},
+                           headers={"X-Request-Id": (request_id := refs.slug("req"))})
+    assert_limited_by_address(response)
+    after = written(provider, request_id)
+    assert (after.tenants, after.signups, after.messages) == (before.tenants, before.signups, 0)
+    assert tenant_id_of(provider, body["slug"]) is None
+
+
+# --- Two processes on one Redis --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def other_process(tight_env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """The same tight app in another process (gunicorn), on the same Redis; its base URL."""
+    port = free_port()
+    env = {**tight_env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_CONCURRENCY": "1"}
+    argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "web:create_app()"]
+    server = Process("ratelimit-web", argv, env, log_dir).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if not server.running():
+            raise AssertionError(f"gunicorn exited:\n{server.log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout=60, message="the second process to answer")
+        yield url
+    finally:
+        server.stop()
+
+
+def sign_in_over_http(url: str, email: str, password: str) -> tuple[int, dict[str, Any], Any]:
+    """Sign in through the other process: status, JSON body, headers."""
+    body = json.dumps({"email": email, "password": password}).encode()
+    request = urllib.request.Request(f"{url}{TOKENS}", method="POST", data=body,  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - our server
+            return answer.status, json.loads(answer.read()), answer.headers
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read()), refused.headers
+
+
+def test_two_processes_count_on_the_same_counters(client: FlaskClient, provider: DataProvider,
+                                                   other_process: str) -> None:
+    # Failures seen by the other process count here...
+    email = create_account(provider, PASSWORD)
+    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    status, body, _ = sign_in_over_http(other_process, email, WRONG)
+    assert (status, body["field"]) == (401, "password")
+    assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
+    # ...and failures seen here count there (in-memory counters would let this one through).
+    email = create_account(provider, PASSWORD)
+    for _ in range(3):
+        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    status, body, headers = sign_in_over_http(other_process, email, PASSWORD)
+    assert (status, body["field"]) == (429, "email"), body
+    assert 0 < int(headers["Retry-After"]) <= 60
+    assert sessions_of(provider, email) == 0
