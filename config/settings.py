@@ -207,13 +207,19 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     return _complete(settings)
 
 
+def _check_production(settings: Settings) -> None:
+    for name in ("secret_key", "database_url", "broker_url"):
+        if not getattr(settings, name):
+            raise SettingsError(f"invalid configuration: {name.upper()}: required in production")
+    if settings.oidc_issuer.startswith("http://"):
+        raise SettingsError("invalid configuration: OIDC_ISSUER: must be https in production")
+
+
 def _complete(settings: Settings) -> Settings:
     """Fill in derived defaults: embedded URLs, trial database, placement, secret key."""
     updates: dict[str, object] = {}
     if settings.env == "production":
-        for name in ("secret_key", "database_url", "broker_url"):
-            if not getattr(settings, name):
-                raise SettingsError(f"invalid configuration: {name.upper()}: required in production")
+        _check_production(settings)
     if not settings.database_url:
         embedded = embedded_urls(settings.var_dir)
         updates["database_url"] = embedded["database_url"]
