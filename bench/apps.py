@@ -4,6 +4,9 @@
 - ``create_naive_app()``: the naive submit endpoint of issue 2: parse JSON, INSERT one row
   and COMMIT with an SQLAlchemy ORM session (engine built once per process, pooled), then
   ``delay()`` a noop Celery task.
+- ``create_auth_app()``: our whole app (``web:create_app()``, every hook) plus a pair of
+  bench-only views returning the same JSON: ``/bench/auth/authed`` guarded by
+  ``web.auth.requires("notifications:read")`` and ``/bench/auth/open`` not guarded.
 - ``raw_celery``: a tiny Celery app with one noop task, configured like ours
   (``config.celery.celery_config``), for ``celery -A bench.apps:raw_celery worker``.
 
@@ -19,7 +22,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from flask import Flask, request
+from flask import Flask, jsonify, request
 from sqlalchemy import DateTime, String, Uuid, create_engine, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -84,6 +87,46 @@ def create_naive_app() -> Flask:
         naive_noop.delay(str(row.id))
         return {"id": str(row.id)}, 202
 
+    return app
+
+
+AUTHED_PATH = "/bench/auth/authed"
+OPEN_PATH = "/bench/auth/open"
+AUTH_PERMISSION = "notifications:read"
+
+
+def create_auth_app() -> Flask:
+    """Our app with the auth benchmark's view pair: the same body, with and without the guard.
+
+    Both views build the body the way ``GET /api/v1/iam/me`` does (pydantic ``MeOut``, then
+    ``jsonify``) from fixed values, so the only difference between them is the guard:
+    JWT verification, the revocation and IAM-version MGET, the permission decision.
+    """
+    from domain.iam.services import BUILTIN_ROLES  # noqa: PLC0415 - only this app needs our code
+    from web import create_app  # noqa: PLC0415
+    from web.auth import requires  # noqa: PLC0415
+    from web.iam.api import MeOut  # noqa: PLC0415
+
+    app = create_app()
+    # Fixed values: every gunicorn worker builds its own app and must answer the same.
+    user_id, tenant_id = uuid.UUID(int=1, version=4), uuid.UUID(int=2, version=4)
+    permissions = BUILTIN_ROLES["owner"]
+
+    def body() -> Any:
+        return jsonify(MeOut(user_id=user_id, tenant_id=tenant_id,
+                             permissions=sorted(permissions)).model_dump(mode="json"))
+
+    def bench_open() -> Any:
+        """The body, to anyone."""
+        return body()
+
+    @requires(AUTH_PERMISSION)
+    def bench_authed() -> Any:
+        """The same body, to a bearer of a tenant token granting ``notifications:read``."""
+        return body()
+
+    app.add_url_rule(OPEN_PATH, "bench_open", bench_open, methods=["GET"])
+    app.add_url_rule(AUTHED_PATH, "bench_authed", bench_authed, methods=["GET"])
     return app
 
 
