@@ -66,6 +66,9 @@ class Settings(BaseModel):
     rate_limit_storage_url: str = ""
     permission_cache_size: int = Field(default=10_000, ge=1)
     cookie_secure: bool = True
+    # How many reverse proxies (load balancers) sit in front of the web tier: their
+    # X-Forwarded-For/-Proto are trusted that many hops deep (rate limits key on the IP).
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
     # Where users reach the web app: links in emails point here.
     public_url: str = "http://127.0.0.1:8000"
     mail_from: str = "Allotment <no-reply@allotment.localhost>"

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, g, redirect, request, url_for
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import logging as log_context
 from config.settings import Settings, load_settings
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["allotment.sealer"] = PasswordSealer(settings.secret_key)
     app.extensions["allotment.celery"] = web_publisher(settings.broker_url, settings.result_backend)
     csrf.init_app(app)
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     _register(app, settings)
     return app
 

@@ -13,6 +13,7 @@ locked out; every attempt counts against the IP.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,8 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def _account_key() -> str:
-    """The email the request is about (JSON body or form), hashed; else the IP."""
+    """The email the request is about (JSON body or form), keyed with the secret so the
+    counters in Redis do not reveal which addresses are being tried; else the IP."""
     try:
         body = request.get_json(silent=True) if request.is_json else request.form
     except RecursionError:  # absurdly nested JSON: the view refuses it with a 400
@@ -57,7 +59,9 @@ def _account_key() -> str:
     email = body.get("email") if isinstance(body, dict) or hasattr(body, "get") else None
     if not isinstance(email, str) or not email.strip():
         return f"ip:{get_remote_address()}"
-    return "account:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    secret = current_app.config["SECRET_KEY"].encode()
+    digest = hmac.new(secret, email.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
+    return "account:" + digest
 
 
 def _setting(name: str) -> Callable[[], str]:
@@ -72,15 +76,15 @@ def limit_sign_in(view: Callable[..., Any]) -> Callable[..., Any]:
     """Per IP (every attempt) and per account (failed attempts) for sign-in views."""
     view = limiter.shared_limit(_setting("rate_limit_sign_in"), scope="sign-in:account",
                                 key_func=_account_key, deduct_when=_failed,
-                                exempt_when=lambda: request.method == "GET")(view)
+                                methods=["POST"])(view)
     return limiter.shared_limit(_setting("rate_limit_sign_in"), scope="sign-in:ip",
-                                exempt_when=lambda: request.method == "GET")(view)
+                                methods=["POST"])(view)
 
 
 def limit_sign_up(view: Callable[..., Any]) -> Callable[..., Any]:
     """Per IP and per email for sign-up views."""
     view = limiter.shared_limit(_setting("rate_limit_sign_up"), scope="sign-up:account",
                                 key_func=_account_key,
-                                exempt_when=lambda: request.method == "GET")(view)
+                                methods=["POST"])(view)
     return limiter.shared_limit(_setting("rate_limit_sign_up"), scope="sign-up:ip",
-                                exempt_when=lambda: request.method == "GET")(view)
+                                methods=["POST"])(view)
