@@ -100,7 +100,7 @@ def create_auth_app() -> Flask:
 
     Both views build the body the way ``GET /api/v1/iam/me`` does (pydantic ``MeOut``, then
     ``jsonify``) from fixed values, so the only difference between them is the guard:
-    JWT verification, the revocation and IAM-version MGET, the permission decision.
+    JWT verification, the revocation and IAM-version check, the permission decision.
     """
     from domain.iam.services import BUILTIN_ROLES  # noqa: PLC0415 - only this app needs our code
     from web import create_app  # noqa: PLC0415

@@ -5,16 +5,21 @@ their session (``sid``), the tenant it was issued for (``tenant``) and whether t
 is a platform operator (``op``); a refresh token carries ``sub``, ``sid`` and ``tenant``
 and its ``jti`` is the session's one usable refresh token (domain.identity.sessions).
 
-Every authenticated request costs one Redis round trip: an MGET of the revocation
-store's ready flag, the session's revoked flag and the tenant's IAM version. The
-permission decision then comes from the in-process cache for that version, or from
-the database once. Redis unreachable means 503: access is refused, not granted.
+Every authenticated request decides afresh: is the session revoked, and what may the
+user do in the tenant at its current IAM version. Both come from the process's mirror
+of the access state (domain.identity.mirror: fed by Redis pub/sub, drained at the start
+of the request, no round trip), or, while the mirror is not live, from one MGET of the
+revocation store's ready flag, the session's key and the tenant's IAM version. The
+permission decision then comes from the in-process cache for that version, or from the
+database once. A token string is verified once per process (``VerifiedTokens``; expiry
+is checked on every use). Redis unreachable means 503: access is refused, not granted.
 
 The JSON API reads tokens from the Authorization header only; HTML pages read them
 from HttpOnly cookies, and every form POST is CSRF-checked (Flask-WTF, web/__init__).
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +40,13 @@ from flask_jwt_extended import (
     unset_jwt_cookies,
     verify_jwt_in_request,
 )
-from flask_jwt_extended.exceptions import JWTExtendedException
-from jwt.exceptions import PyJWTError
+from flask_jwt_extended.exceptions import (
+    InvalidHeaderError,
+    JWTExtendedException,
+    NoAuthorizationError,
+    WrongTokenError,
+)
+from jwt.exceptions import ExpiredSignatureError, PyJWTError
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
@@ -46,6 +56,7 @@ from config.settings import Settings
 from domain.bootstrap import build_revocations
 from domain.errors import DomainError
 from domain.iam.access import OPERATOR, Access, PermissionCache, resolve, version_key
+from domain.identity.mirror import AccessMirror
 from domain.identity.revocation import RevocationStore, RevocationUnavailable
 from domain.identity.sessions import SessionGrant
 from web.db import management_db
@@ -127,6 +138,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["allotment.revocations"] = revocations
     app.extensions["allotment.permissions"] = PermissionCache(revocations.redis,
                                                               settings.permission_cache_size)
+    app.extensions["allotment.access_mirror"] = AccessMirror(revocations)
+    app.extensions["allotment.verified_tokens"] = VerifiedTokens()
 
     def unauthorized(reason: str) -> Any:
         return error_response(401, "unauthorized", reason, "Authorization")
@@ -198,28 +211,86 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def authenticate(locations: list[str]) -> Caller:
-    """Verify the access token, refuse it if revoked, resolve what the caller may do."""
-    verify_jwt_in_request(locations=locations)
-    claims = get_jwt()
-    if claims.get("sid") is None or claims.get("sub") is None:
-        raise Unauthorized("token claims are malformed")
-    user_id, session_id = _uuid(claims["sub"]), _uuid(claims["sid"])
-    tenant_id = _uuid(claims["tenant"]) if claims.get("tenant") else None
+def _presented_token(location: str) -> str:
+    """The access token of this request, from the Authorization header or the cookie."""
+    if location == "cookies":
+        token = request.cookies.get(current_app.config["JWT_ACCESS_COOKIE_NAME"])
+        if not token:
+            raise NoAuthorizationError('Missing cookie "access_token_cookie"')
+        return token
+    header = request.headers.get("Authorization")
+    if not header:
+        raise NoAuthorizationError("Missing Authorization Header")
+    scheme, _, token = header.partition(" ")
+    if scheme != "Bearer" or not token or " " in token:
+        raise InvalidHeaderError("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
+    return token
+
+
+class VerifiedTokens:
+    """Claims of access tokens this process has verified, by token string.
+
+    The same token string with the same key always verifies the same way, so each token
+    is decoded once (signature, ``nbf``, type); ``exp`` is checked on every use.
+    Revocation and permissions are still decided on every request.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._claims: dict[str, dict[str, Any]] = {}
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of ``token``; the errors flask-jwt-extended raises if bad."""
+        claims = self._claims.get(token)
+        if claims is None:
+            claims = decode_token(token)
+            if claims.get("type") != "access":
+                raise WrongTokenError("Only non-refresh tokens are allowed")
+            if len(self._claims) >= self.size:
+                self._claims.clear()
+            self._claims[token] = claims
+        elif claims["exp"] <= time.time():
+            self._claims.pop(token, None)
+            raise ExpiredSignatureError("Signature has expired")
+        return claims
+
+
+def _access_state(session_id: uuid.UUID, tenant_id: uuid.UUID | None) -> tuple[bool, str | None]:
+    """(revoked, IAM version of the tenant): from the process's mirror when it is live,
+    else from Redis in one round trip (rebuilding an emptied store first)."""
+    mirror: AccessMirror = current_app.extensions["allotment.access_mirror"]
     store = revocations()
-    keys = store.keys(str(session_id)) + ([version_key(tenant_id)] if tenant_id else [])
     try:
+        if mirror.sync():
+            version = mirror.version(str(tenant_id)) if tenant_id else None
+            if tenant_id and version is None:
+                version = permission_cache().current_version(tenant_id)
+                mirror.remember_version(str(tenant_id), version)
+            return mirror.is_revoked(str(session_id)), version
+        keys = store.keys(str(session_id)) + ([version_key(tenant_id)] if tenant_id else [])
         values = store.redis.mget(keys)
         if not store.is_ready(values):
             store.rebuild()
             values = store.redis.mget(keys)
     except (RedisError, RevocationUnavailable):
         raise AccessUnavailable() from None
-    if store.verdict(values):
+    return store.verdict(values), _text(values[2]) if tenant_id else None
+
+
+def authenticate(locations: list[str]) -> Caller:
+    """Verify the access token, refuse it if revoked, resolve what the caller may do."""
+    tokens: VerifiedTokens = current_app.extensions["allotment.verified_tokens"]
+    claims = tokens.claims(_presented_token(locations[0]))
+    if claims.get("sid") is None or claims.get("sub") is None:
+        raise Unauthorized("token claims are malformed")
+    user_id, session_id = _uuid(claims["sub"]), _uuid(claims["sid"])
+    tenant_id = _uuid(claims["tenant"]) if claims.get("tenant") else None
+    revoked, version = _access_state(session_id, tenant_id)
+    if revoked:
         raise Unauthorized("token has been revoked")
     access = None
     if tenant_id is not None:
-        access = _access(user_id, tenant_id, _text(values[2]))
+        access = _access(user_id, tenant_id, version)
         if not access.member:
             raise Unauthorized("you are no longer a member of this tenant")
     caller = Caller(user_id, session_id, tenant_id, bool(claims.get("op")), access)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.iam.models import Membership, ResellerAdmin, Role, TenantUser
+from domain.identity.revocation import CHANNEL
 from domain.tenancy import queries as tenancy_queries
 
 _VERSION_PREFIX = "allotment:iam:version:"
@@ -114,7 +115,11 @@ class PermissionCache:
 
     def invalidate(self, tenant_id: uuid.UUID) -> None:
         """Drop every cached answer for the tenant, in every process (call after commit)."""
-        self.redis.set(version_key(tenant_id), uuid.uuid4().hex)
+        version = uuid.uuid4().hex
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(version_key(tenant_id), version)
+            pipe.publish(CHANNEL, f"iam {tenant_id} {version}")
+            pipe.execute()
 
 
 def _text(value: bytes | str) -> str:

@@ -24,6 +24,9 @@ from redis.exceptions import RedisError
 from domain.db.base import utcnow
 
 READY_KEY = "allotment:revocations:ready"
+# Every change to access (a revoked session, a tenant's new IAM version) is also published
+# here, for the processes that mirror the state (domain.identity.mirror).
+CHANNEL = "allotment:access-changes"
 _PREFIX = "allotment:revoked:"
 # Access tokens are checked against the clock of another process: keep keys a little
 # longer than a token can live.
@@ -57,6 +60,7 @@ class RevocationStore:
             with self.redis.pipeline(transaction=False) as pipe:
                 for sid in session_ids:
                     pipe.set(session_key(sid), "1", ex=seconds)
+                    pipe.publish(CHANNEL, f"rv {sid}")
                 pipe.execute()
         except RedisError as exc:
             raise RevocationUnavailable(str(exc)) from exc

@@ -117,18 +117,27 @@ def test_a_gunicorn_process_refuses_a_token_revoked_here(client: FlaskClient, or
 # --- the revocation store emptied ---------------------------------------------------------
 
 def test_a_flushed_store_is_rebuilt_and_the_revoked_token_stays_refused(
-        client: FlaskClient, other_client: FlaskClient, org: Org, broker_redis: Redis) -> None:
+        client: FlaskClient, other_client: FlaskClient, org: Org, broker_redis: Redis,
+        settings: Settings) -> None:
     revoked, valid = sign_in(client, org.employee), sign_in(client, org.employee)
     assert client.delete(f"{SESSIONS}/current", headers=revoked.bearer).status_code == 200
     assert broker_redis.exists(session_key(revoked.session_id), READY_KEY) == 2
     broker_redis.flushdb()
     assert broker_redis.exists(session_key(revoked.session_id), READY_KEY) == 0
+    # Running processes remember the revocation (their mirror of the access state).
     assert_refused(other_client.get(ME, headers=revoked.bearer), 401, "Authorization")
-    # The request rebuilt the store from the database for every process.
-    assert broker_redis.exists(session_key(revoked.session_id), READY_KEY) == 2
     assert_refused(client.get(ME, headers=revoked.bearer), 401, "Authorization")
     assert client.get(ME, headers=valid.bearer).status_code == 200
     assert other_client.get(ME, headers=valid.bearer).status_code == 200
+    # A process started after the flush rebuilds the store from the database before it
+    # trusts it, for every process that starts later.
+    newcomer = create_app(settings)
+    try:
+        assert_refused(newcomer.test_client().get(ME, headers=revoked.bearer), 401, "Authorization")
+        assert newcomer.test_client().get(ME, headers=valid.bearer).status_code == 200
+        assert broker_redis.exists(session_key(revoked.session_id), READY_KEY) == 2
+    finally:
+        newcomer.extensions["allotment.provider"].dispose()
 
 
 def test_a_valid_token_works_first_after_a_flush(client: FlaskClient, org: Org, broker_redis: Redis) -> None:

@@ -95,8 +95,8 @@ def test_cli_retries_a_dead_message_and_a_worker_completes_it(
 
 
 @pytest.mark.parametrize(("database", "message_id", "expected"), [
-    ("management", str(uuid.uuid4()), "message_id: no such message"),
-    ("nowhere", str(uuid.uuid4()), "database: no such database"),
+    ("management", "0c9d2a4e-5b61-4f0e-8d3a-7e2b1c4f9a60", "message_id: no such message"),
+    ("nowhere", "3f7e1b2d-9c48-4a06-b5e1-2d8c6f0a7b93", "database: no such database"),
     ("management", "not-a-uuid", "not a valid UUID"),
 ])
 def test_cli_retry_refuses_what_it_cannot_find(app: Flask, database: str, message_id: str,
