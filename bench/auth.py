@@ -6,9 +6,10 @@ served the same way (one gunicorn, same workers), loaded by wrk at 8 and 64 conn
 The pair comes from ``bench.apps:create_auth_app``: our whole app plus two views returning
 the same JSON (built like ``GET /api/v1/iam/me``), one behind
 ``web.auth.requires("notifications:read")`` and one open. The guard is the difference: JWT
-verification (once per token per process), revocation and IAM version from the access mirror, the permission decision. The real
-``GET /api/v1/iam/me`` is measured too, for reference. A trial tenant and its owner are made
-in fresh databases; the token comes from a real sign-in. See bench/README.md.
+verification (once per token per process), revocation and IAM version from the access
+mirror, the permission decision. The real ``GET /api/v1/iam/me`` is measured too, for
+reference. A trial tenant and its owner are made in fresh databases; the token comes from a
+real sign-in. See bench/README.md.
 """
 from __future__ import annotations
 
