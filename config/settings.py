@@ -65,6 +65,10 @@ class Settings(BaseModel):
     rate_limit_sign_up: str = "5 per minute; 50 per hour"
     rate_limit_storage_url: str = ""
     permission_cache_size: int = Field(default=10_000, ge=1)
+    # Mirror revoked sessions and IAM versions in each web process (pub/sub) instead of
+    # reading Redis on every request; off during a rolling deploy from code that does not
+    # publish access changes, or to make every request consult Redis.
+    access_mirror: bool = True
     cookie_secure: bool = True
     # How many reverse proxies (load balancers) sit in front of the web tier: their
     # X-Forwarded-For/-Proto are trusted that many hops deep (rate limits key on the IP).

@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis import Redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from domain.db.provider import DataProvider
 from domain.db.routing import RedisRoutingChannel
 from domain.identity import sessions
-from domain.identity.revocation import RevocationStore
+from domain.identity.revocation import RevocationStore, RevocationUnavailable
 from domain.identity.services import PasswordSealer
 from domain.notifications.mail import MaildirMailer
 from domain.tenancy import queries as tenancy_queries
@@ -37,8 +38,11 @@ def build_revocations(settings: Settings, provider: DataProvider) -> RevocationS
     """The revocation store, rebuilt from the management database when Redis is emptied."""
 
     def load_revoked(since: datetime) -> list[uuid.UUID]:
-        with provider.management() as session:
-            return sessions.revoked_since(session, since)
+        try:
+            with provider.management() as session:
+                return sessions.revoked_since(session, since)
+        except SQLAlchemyError as exc:  # no database, no trustworthy store: refuse access
+            raise RevocationUnavailable(f"cannot read revoked sessions: {exc}") from exc
 
     client = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
                             health_check_interval=30)

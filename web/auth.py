@@ -42,6 +42,7 @@ from flask_jwt_extended import (
 )
 from flask_jwt_extended.exceptions import (
     InvalidHeaderError,
+    JWTDecodeError,
     JWTExtendedException,
     NoAuthorizationError,
     WrongTokenError,
@@ -138,7 +139,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["allotment.revocations"] = revocations
     app.extensions["allotment.permissions"] = PermissionCache(revocations.redis,
                                                               settings.permission_cache_size)
-    app.extensions["allotment.access_mirror"] = AccessMirror(revocations)
+    app.extensions["allotment.access_mirror"] = (AccessMirror(revocations) if settings.access_mirror
+                                                 else None)
     app.extensions["allotment.verified_tokens"] = VerifiedTokens()
 
     def unauthorized(reason: str) -> Any:
@@ -246,6 +248,8 @@ class VerifiedTokens:
             claims = decode_token(token)
             if claims.get("type") != "access":
                 raise WrongTokenError("Only non-refresh tokens are allowed")
+            if type(claims.get("exp")) not in (int, float):  # ours always expire
+                raise JWTDecodeError("Missing or malformed claim: exp")
             if len(self._claims) >= self.size:
                 self._claims.clear()
             self._claims[token] = claims
@@ -258,15 +262,16 @@ class VerifiedTokens:
 def _access_state(session_id: uuid.UUID, tenant_id: uuid.UUID | None) -> tuple[bool, str | None]:
     """(revoked, IAM version of the tenant): from the process's mirror when it is live,
     else from Redis in one round trip (rebuilding an emptied store first)."""
-    mirror: AccessMirror = current_app.extensions["allotment.access_mirror"]
+    mirror: AccessMirror | None = current_app.extensions["allotment.access_mirror"]
     store = revocations()
     try:
-        if mirror.sync():
-            version = mirror.version(str(tenant_id)) if tenant_id else None
+        state = mirror.check(str(session_id), str(tenant_id) if tenant_id else None) if mirror else None
+        if state is not None:
+            revoked, version, generation = state
             if tenant_id and version is None:
                 version = permission_cache().current_version(tenant_id)
-                mirror.remember_version(str(tenant_id), version)
-            return mirror.is_revoked(str(session_id)), version
+                mirror.remember_version(str(tenant_id), version, generation)  # type: ignore[union-attr]
+            return revoked, version
         keys = store.keys(str(session_id)) + ([version_key(tenant_id)] if tenant_id else [])
         values = store.redis.mget(keys)
         if not store.is_ready(values):

@@ -2,11 +2,18 @@
 pub/sub, drained at the start of every request (domain.identity.mirror)."""
 from __future__ import annotations
 
+import uuid
+
+import jwt
+from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
+from config.settings import Settings
+from domain.bootstrap import build_provider, build_revocations
+from domain.identity.mirror import AccessMirror
 from domain.identity.revocation import session_key
-from tests.integration.identity.conftest import SESSIONS, Org, sign_in
+from tests.integration.identity.conftest import SESSIONS, Org, sign_in, unverified
 from tests.integration.web.helpers import assert_refused
 
 ME = "/api/v1/iam/me"
@@ -34,3 +41,31 @@ def test_a_dropped_subscription_is_noticed_and_the_state_reloaded(
     # The next request notices the lost subscription, resubscribes and reloads the keys.
     assert_refused(other_client.get(ME, headers=tokens.bearer), 401, "Authorization")
     assert other_client.get(ME, headers=valid.bearer).status_code == 200
+
+
+def test_a_version_read_before_a_reload_is_not_kept(settings: Settings, broker_redis: Redis) -> None:
+    provider = build_provider(settings)
+    mirror = AccessMirror(build_revocations(settings, provider))
+    tenant = str(uuid.uuid4())
+    state = mirror.check(str(uuid.uuid4()), tenant)
+    assert state is not None and state[1] is None  # live; version not known yet
+    read_before = state[2]
+    broker_redis.client_kill_filter(_type="pubsub")  # the mirror misses what follows
+    state = mirror.check(str(uuid.uuid4()), tenant)  # notices, reloads: a new generation
+    assert state is not None and state[2] != read_before
+    mirror.remember_version(tenant, "stale-version", read_before)
+    assert mirror.check(str(uuid.uuid4()), tenant)[1] is None  # type: ignore[index]
+    mirror.remember_version(tenant, "current-version", state[2])
+    assert mirror.check(str(uuid.uuid4()), tenant)[1] == "current-version"  # type: ignore[index]
+    provider.dispose()
+
+
+def test_a_token_without_expiry_is_refused_every_time(app: Flask, client: FlaskClient, org: Org) -> None:
+    tokens = sign_in(client, org.employee)
+    claims = unverified(tokens.access)
+    with app.app_context():
+        forged = jwt.encode({k: v for k, v in claims.items() if k != "exp"},
+                            app.config["JWT_SECRET_KEY"], algorithm="HS256")
+    for _ in range(2):
+        assert_refused(client.get(ME, headers={"Authorization": f"Bearer {forged}"}), 401,
+                       "Authorization")
