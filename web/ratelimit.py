@@ -3,7 +3,7 @@
 Flask-Limiter keeps the counters in Redis (RATE_LIMIT_STORAGE_URL, else the broker's
 Redis), so every web process shares them; if Redis cannot be reached it counts in memory
 until Redis is back rather than failing the request. A refused request gets a 429 that
-names the field and says when to retry (``Retry-After``).
+names the field and says when to retry (``Retry-After``, at least one second).
 
 The per-account counters are shared by the API and the HTML forms (``shared_limit``
 with one scope each), so switching between them does not reset the count. For sign-in
@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, make_response, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from config.settings import Settings
 from web.errors import error_response
 
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True,
-                  strategy="moving-window")
+# Fixed windows: one Redis round trip per limit and request (a moving window costs a Lua
+# script over a sorted set, and the X-RateLimit headers a second call per limit). A burst
+# of up to twice the limit across a window boundary is the price.
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=False,
+                  strategy="fixed-window")
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -35,7 +40,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 2, "socket_connect_timeout": 2},
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_KEY_PREFIX="allotment:ratelimit",
-        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_HEADERS_ENABLED=False,  # only a refused request says when to retry
     )
     limiter.init_app(app)
 
@@ -44,9 +49,14 @@ def init_app(app: Flask, settings: Settings) -> None:
         scope = exc.limit.scope if exc.limit is not None else ""
         field = "email" if scope.endswith(":account") else None
         what = "for this account" if field else "from this address"
-        return error_response(
+        response = make_response(error_response(
             429, "too_many_requests", f"too many attempts {what} (limit {exc.description}); "
-            "retry after the number of seconds in Retry-After", field)
+            "retry after the number of seconds in Retry-After", field))
+        window = exc.limit.limit.get_expiry()
+        current = limiter.current_limit
+        seconds = current.reset_at - time.time() if current is not None else window
+        response.headers["Retry-After"] = str(min(window, max(1, math.ceil(seconds))))
+        return response
 
 
 def _account_key() -> str:
