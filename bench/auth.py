@@ -17,30 +17,33 @@ import argparse
 import json
 import statistics
 import sys
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import replace
 
 from bench.apps import AUTHED_PATH, OPEN_PATH
 from bench.common import (
-    DEFAULT_POSTGRES,
+    WRK_REPORT,
     BenchError,
+    Endpoint,
+    Run,
     Stack,
     Target,
-    cpu_seconds,
+    add_load_options,
+    add_trial_tenant,
+    ensure_wrk,
     final_line,
-    port_open,
+    http_call,
+    measured_run,
+    run_bench,
+    run_wrk,
+    start_server,
     table,
     targets_line,
-    wait_for,
+    wait_listening,
 )
-from bench.enqueue import Endpoint, Run, ensure_wrk, run_wrk, start_server
 from config.settings import load_settings
 from domain.bootstrap import build_provider
 from domain.iam import services as iam
 from domain.identity import services as identity
-from domain.tenancy.models import Tenant
 
 APP = "bench.apps:create_auth_app()"
 ENDPOINTS = (
@@ -68,38 +71,16 @@ end
 wrk.method = "GET"
 wrk.headers["Authorization"] = "Bearer __TOKEN__"
 wrk.headers["Accept"] = "application/json"
-
-function response(status, headers, body)
-  if status == expected then ok = ok + 1 else bad = bad + 1; last_bad = status end
-end
-
-function done(summary, latency, requests)
-  local ok_all, bad_all, last = 0, 0, 0
-  for _, thread in ipairs(threads) do
-    ok_all = ok_all + thread:get("ok")
-    bad_all = bad_all + thread:get("bad")
-    if thread:get("last_bad") ~= 0 then last = thread:get("last_bad") end
-  end
-  local e = summary.errors
-  io.write(string.format(
-    "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
-    "ok=%d bad=%d last_bad=%d connect=%d read=%d write=%d timeout=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, ok_all, bad_all, last, e.connect, e.read, e.write,
-    e.timeout))
-end
-"""
+""" + WRK_REPORT
 
 
 def make_owner(env: dict[str, str]) -> tuple[str, str]:
     """A trial tenant with its default roles and an owner; the owner's email and the slug."""
     provider = build_provider(load_settings(env))
-    slug, email = f"bench-{uuid.uuid4().hex[:8]}", f"owner-{uuid.uuid4().hex[:8]}@example.com"
+    email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
     try:
         with provider.management() as session:
-            tenant_id = uuid.uuid4()
-            session.add(Tenant(id=tenant_id, slug=slug, name="Bench Co", status="trial", plan="trial"))
-            session.flush()
+            tenant_id, slug = add_trial_tenant(session, "Bench Co")
             iam.create_default_roles(session, tenant_id)
             user = identity.create_user(session, email=email, name="Bench Owner",
                                         password_hash=identity.hash_password(PASSWORD))
@@ -110,24 +91,10 @@ def make_owner(env: dict[str, str]) -> tuple[str, str]:
     return email, slug
 
 
-def _call(url: str, *, body: dict[str, str] | None = None, token: str | None = None) -> tuple[int, str]:
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers,  # noqa: S310 - our local server
-                                     method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our local server
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
 def sign_in(port: int, email: str, slug: str) -> str:
     """A real sign-in through the server under test; the access token."""
-    status, text = _call(f"http://127.0.0.1:{port}/api/v1/identity/tokens",
-                         body={"email": email, "password": PASSWORD, "tenant": slug})
+    status, text = http_call(f"http://127.0.0.1:{port}/api/v1/identity/tokens",
+                             body={"email": email, "password": PASSWORD, "tenant": slug})
     if status != 200:
         raise BenchError(f"sign-in answered {status}: {text[:500]}")
     return str(json.loads(text)["access_token"])
@@ -137,12 +104,12 @@ def probe(port: int, token: str) -> None:
     """Every endpoint answers 200 with a token, the guarded ones 401 without, all the same body."""
     bodies = {}
     for endpoint in ENDPOINTS:
-        status, text = _call(f"http://127.0.0.1:{port}{endpoint.path}", token=token)
+        status, text = http_call(f"http://127.0.0.1:{port}{endpoint.path}", token=token)
         if status != endpoint.status:
             raise BenchError(f"{endpoint.name} answered {status}, expected {endpoint.status}: {text[:500]}")
         bodies[endpoint.name] = json.loads(text)
     for endpoint in ENDPOINTS[1:]:
-        status, _ = _call(f"http://127.0.0.1:{port}{endpoint.path}")
+        status, _ = http_call(f"http://127.0.0.1:{port}{endpoint.path}")
         if status != 401:
             raise BenchError(f"{endpoint.name} answered {status} without a token, expected 401")
     if set(bodies["open"]) != set(bodies["me"]) or bodies["open"] != bodies["authed"]:
@@ -152,17 +119,9 @@ def probe(port: int, token: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.auth", description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured run (5)")
+    add_load_options(parser, duration=5.0, workers_help="gunicorn workers (2)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="measured runs of each endpoint per connection count, interleaved (3)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per endpoint (3)")
-    parser.add_argument("--connections", type=int, nargs="+", default=[8, 64],
-                        help="connection counts; the first is the headline (8 64)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (2)")
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
-                        help="PostgreSQL server URL; fresh databases are created on it and dropped")
-    parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of our app (WARNING)")
     return parser.parse_args(argv)
 
 
@@ -175,7 +134,7 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[tuple[str, int], lis
                     RATE_LIMIT_SIGN_IN="1000 per minute")
     email, slug = make_owner(env)
     child, port = start_server(stack, Endpoint("auth", APP, OPEN_PATH, 200), env, args.web_workers)
-    wait_for(lambda: port_open(port), timeout=60, what="gunicorn to listen", watch=[child])
+    wait_listening(child, port, "gunicorn")
     token = sign_in(port, email, slug)
     probe(port, token)
     script = stack.tmp / "auth.lua"
@@ -188,14 +147,9 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[tuple[str, int], lis
     for connections in args.connections:
         for _ in range(args.rounds):
             for endpoint in ENDPOINTS:
-                cpu_before = cpu_seconds(child.popen.pid)
-                run = run_wrk(wrk, str(script), endpoint, port, connections=connections,
-                              seconds=args.duration, threads=args.threads)
-                cpu_ms = (cpu_seconds(child.popen.pid) - cpu_before) * 1000 / max(run.requests, 1)
-                runs.setdefault((endpoint.name, connections), []).append(replace(run, server_cpu_ms=cpu_ms))
-                print(f"  {endpoint.name:>6} @ {connections:>3} connections: {run.rps:8.1f} req/s",
-                      file=sys.stderr, flush=True)
-                child.check()
+                run = measured_run(wrk, str(script), endpoint, child, port, connections=connections,
+                                   seconds=args.duration, threads=args.threads)
+                runs.setdefault((endpoint.name, connections), []).append(run)
     return runs
 
 
@@ -246,18 +200,8 @@ def report(runs: dict[tuple[str, int], list[Run]], headline: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it measured (target met or not), 1 on errors."""
     args = parse_args(argv)
-    try:
-        with Stack(args.postgres) as stack:
-            try:
-                runs = measure(args, stack)
-            except BenchError as exc:
-                stack.report_logs()
-                print(f"ERROR: {exc}", file=sys.stderr)
-                return 1
-    except KeyboardInterrupt:
-        print("interrupted: everything the benchmark started is stopped and removed", file=sys.stderr)
-        return 130
-    return report(runs, args.connections[0])
+    return run_bench(args.postgres, lambda stack: measure(args, stack),
+                     lambda runs: report(runs, args.connections[0]))
 
 
 if __name__ == "__main__":

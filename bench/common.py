@@ -1,29 +1,37 @@
-"""What both benchmarks share: a throw-away stack (fresh databases, a private Redis, child
-processes) that is torn down on exit, Ctrl-C or error; waiting; percentiles; targets."""
+"""What the benchmarks share: a throw-away stack (fresh databases, a private Redis, child
+processes) that is torn down on exit, Ctrl-C or error; gunicorn under wrk; waiting;
+percentiles; targets; the ``main`` around a measurement."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 import psutil
 import redis
+from sqlalchemy.orm import Session
 
 from config.settings import database_on
 from domain.db import migrate
+from domain.tenancy.models import Tenant
 from workers import embedded
+from workers.embedded import port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -196,13 +204,6 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def port_open(port: int) -> bool:
-    """True if something accepts connections on 127.0.0.1:``port``."""
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def percentile(values: Sequence[float], pct: float) -> float:
     """The ``pct`` percentile (nearest rank) of ``values``."""
     if not values:
@@ -248,3 +249,187 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def add_trial_tenant(session: Session, name: str) -> tuple[uuid.UUID, str]:
+    """Add a trial tenant named ``name`` with a fresh slug (flushed, not committed); id and slug."""
+    tenant_id = uuid.uuid4()
+    slug = f"bench-{tenant_id.hex[:12]}"
+    session.add(Tenant(id=tenant_id, slug=slug, name=name, status="trial", plan="trial"))
+    session.flush()
+    return tenant_id, slug
+
+
+def run_bench(postgres: str, measure: Callable[[Stack], T], report: Callable[[T], int]) -> int:
+    """``measure`` on a fresh stack, torn down before ``report`` prints; the exit status.
+
+    0 or what ``report`` says when it measured, 1 when it could not (the children's logs go
+    to stderr), 130 on Ctrl-C or SIGTERM.
+    """
+    try:
+        with Stack(postgres) as stack:
+            try:
+                figures = measure(stack)
+            except BenchError as exc:
+                stack.report_logs()
+                print(f"ERROR: {exc}", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print("interrupted: everything the benchmark started is stopped and removed", file=sys.stderr)
+        return 130
+    return report(figures)
+
+
+# --- gunicorn under wrk (bench.enqueue, bench.auth) ------------------------------------------
+
+# The end of every wrk script: the expected status (``args[2]``, set by ``init``) counted per
+# thread, and one machine-readable BENCH line from done(). The script declares ``local
+# threads = {}`` and fills it in setup().
+WRK_REPORT = r"""
+function response(status, headers, body)
+  if status == expected then ok = ok + 1 else bad = bad + 1; last_bad = status end
+end
+
+function done(summary, latency, requests)
+  local ok_all, bad_all, last = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    ok_all = ok_all + thread:get("ok")
+    bad_all = bad_all + thread:get("bad")
+    if thread:get("last_bad") ~= 0 then last = thread:get("last_bad") end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
+    "ok=%d bad=%d last_bad=%d connect=%d read=%d write=%d timeout=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, ok_all, bad_all, last, e.connect, e.read, e.write,
+    e.timeout))
+end
+"""
+# Non-expected answers and socket errors tolerated before a run counts as failed.
+MAX_ERROR_FRACTION = 0.001
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint under test: its gunicorn app, URL path and the status it must answer."""
+
+    name: str
+    app: str
+    path: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """What wrk measured for one endpoint at one connection count."""
+
+    endpoint: str
+    connections: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    unexpected: int
+    last_unexpected: int
+    socket_errors: int
+    server_cpu_ms: float = float("nan")  # CPU of the gunicorn master and workers per request
+
+    @property
+    def rps(self) -> float:
+        """Requests per second over the run."""
+        return self.requests / self.seconds
+
+    @property
+    def failed(self) -> bool:
+        """True when more than a tiny fraction of answers were wrong or lost."""
+        return (self.unexpected + self.socket_errors) > MAX_ERROR_FRACTION * max(self.requests, 1)
+
+
+def add_load_options(parser: argparse.ArgumentParser, *, duration: float, workers_help: str) -> None:
+    """The options of a wrk benchmark: run lengths, connections, threads, server, database."""
+    parser.add_argument("--duration", type=float, default=duration,
+                        help=f"seconds per measured run ({duration:g})")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per endpoint (3)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 64],
+                        help="connection counts; the first is the headline (8 64)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--web-workers", type=int, default=2, help=workers_help)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
+                        help="PostgreSQL server URL; fresh databases are created on it and dropped")
+    parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of our app (WARNING)")
+
+
+def ensure_wrk() -> str:
+    """The wrk binary; installed from the Debian package when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: installing the Debian package", file=sys.stderr)
+    install = ["apt-get", "install", "-y", "wrk"]
+    if subprocess.run(install, check=False, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True)
+        subprocess.run(install, check=True, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("wrk is not installed and could not be installed (apt-get install wrk)")
+    return found
+
+
+def start_server(stack: Stack, endpoint: Endpoint, env: dict[str, str], workers: int) -> tuple[Child, int]:
+    """Serve ``endpoint`` with gunicorn exactly as the web process is served (config/gunicorn.py)."""
+    port = embedded.free_port()
+    server_env = {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port),
+                  "WEB_CONCURRENCY": str(workers), "WEB_THREADS": "1"}
+    argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", endpoint.app]
+    return stack.spawn(f"gunicorn-{endpoint.name}", argv, server_env), port
+
+
+def wait_listening(server: Child, port: int, what: str) -> None:
+    """Wait until ``server`` accepts connections on ``port`` (BenchError if it dies first)."""
+    wait_for(lambda: port_open(port), timeout=60, what=f"{what} to listen", watch=[server])
+
+
+def http_call(url: str, *, body: dict[str, str] | None = None, token: str | None = None) -> tuple[int, str]:
+    """A JSON request to our local server (POST with ``body``, GET without); status and text."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers,  # noqa: S310 - our local server
+                                     method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our local server
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def run_wrk(wrk: str, script: str, endpoint: Endpoint, port: int, *, connections: int,
+            seconds: float, threads: int) -> Run:
+    """Load ``endpoint`` for ``seconds`` with wrk and parse the script's BENCH line."""
+    argv = [wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+            "--latency", "-s", script, f"http://127.0.0.1:{port}{endpoint.path}",
+            "--", f"w{secrets.token_hex(3)}", str(endpoint.status)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    v = {k: int(x) for k, x in (kv.split("=") for kv in line.split()[1:])}
+    return Run(endpoint.name, connections, v["requests"], v["duration_us"] / 1e6,
+               v["p50_us"] / 1e3, v["p90_us"] / 1e3, v["p99_us"] / 1e3, v["max_us"] / 1e3,
+               v["bad"], v["last_bad"], v["connect"] + v["read"] + v["write"] + v["timeout"])
+
+
+def measured_run(wrk: str, script: str, endpoint: Endpoint, server: Child, port: int, *,
+                 connections: int, seconds: float, threads: int) -> Run:
+    """``run_wrk`` with the server's CPU per request; prints progress, fails if the server died."""
+    cpu_before = cpu_seconds(server.popen.pid)
+    run = run_wrk(wrk, script, endpoint, port, connections=connections, seconds=seconds, threads=threads)
+    cpu_ms = (cpu_seconds(server.popen.pid) - cpu_before) * 1000 / max(run.requests, 1)
+    print(f"  {endpoint.name:>6} @ {connections:>3} connections: {run.rps:8.1f} req/s",
+          file=sys.stderr, flush=True)
+    server.check()
+    return replace(run, server_cpu_ms=cpu_ms)

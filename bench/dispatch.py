@@ -24,7 +24,7 @@ from datetime import datetime
 
 import redis
 from celery import Celery
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
 from bench.apps import RAW_COUNTER
 from bench.common import (
@@ -33,9 +33,11 @@ from bench.common import (
     Child,
     Stack,
     Target,
+    add_trial_tenant,
     cpu_seconds,
     final_line,
     percentile,
+    run_bench,
     table,
     targets_line,
     wait_for,
@@ -49,7 +51,6 @@ from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.outbox import Envelope
 from domain.messaging.tables import outbox as outbox_table
 from domain.notifications.models import Notice
-from domain.tenancy.models import Tenant
 from workers.publisher import publish, web_publisher
 
 LEDGER_QUEUE, RAW_QUEUE = "notifications", "default"
@@ -100,8 +101,12 @@ class Consumer:
         started = time.perf_counter()
         send()
         sent = time.perf_counter()
-        if self.broker.llen(self.queue) != count:  # the queue is a Redis list named after it
-            raise BenchError(f"{self.node} consumed while paused: the drain would not be timed whole")
+        # The queue is a Redis list named after it. A BRPOP already in flight when the consumer
+        # was cancelled may still pop one message, which kombu puts back ("no consumers"): wait
+        # for the count to settle rather than read it once.
+        wait_for(lambda: self.broker.llen(self.queue) == count, timeout=5, interval=0.01,
+                 what=f"all {count} messages to wait in {self.queue}: if {self.node} consumed while "
+                      "paused, the drain would not be timed whole")
         cpu = cpu_seconds(self.worker.popen.pid)
         resumed = time.perf_counter()
         self._command("add_consumer")
@@ -134,10 +139,8 @@ def worker_argv(app: str, queue: str, name: str, concurrency: int) -> list[str]:
 
 def create_tenant(provider: DataProvider) -> uuid.UUID:
     """A trial tenant for the events (routing reads it from the management database)."""
-    tenant_id = uuid.uuid4()
     with provider.management() as session:
-        session.execute(insert(Tenant.__table__).values(
-            id=tenant_id, slug=f"bench-{tenant_id.hex[:12]}", name="Bench Org", status="trial", plan="trial"))
+        tenant_id, _ = add_trial_tenant(session, "Bench Org")
         session.commit()
     return tenant_id
 
@@ -288,8 +291,8 @@ def measure(args: argparse.Namespace, stack: Stack) -> tuple[Drain, Latencies, D
     return ledger, latencies, raw
 
 
-def report(ledger: Drain, latencies: Latencies, raw: Drain) -> None:
-    """Print the figures, the targets and the final line."""
+def report(ledger: Drain, latencies: Latencies, raw: Drain) -> int:
+    """Print the figures, the targets and the final line; the exit status (0: it measured)."""
     print(table(["path", "messages", "send s", "drain s", "per s", "worker cpu ms/msg"],
                 [[name, d.count, f"{d.send_seconds:.2f}", f"{d.seconds:.2f}", f"{d.per_second:.1f}",
                   f"{d.worker_cpu_ms:.2f}"]
@@ -307,24 +310,13 @@ def report(ledger: Drain, latencies: Latencies, raw: Drain) -> None:
     print(targets_line([Target("ratio", figures["ratio"], ">=", 0.5),
                         Target("p50_ms", figures["p50_ms"], "<=", 15.0)]))
     print(final_line("dispatch", figures, {"ratio": 3}), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it measured (targets met or not), 1 on errors."""
     args = parse_args(argv)
-    try:
-        with Stack(args.postgres) as stack:
-            try:
-                ledger, latencies, raw = measure(args, stack)
-            except BenchError as exc:
-                stack.report_logs()
-                print(f"ERROR: {exc}", file=sys.stderr)
-                return 1
-    except KeyboardInterrupt:
-        print("interrupted: everything the benchmark started is stopped and removed", file=sys.stderr)
-        return 130
-    report(ledger, latencies, raw)
-    return 0
+    return run_bench(args.postgres, lambda stack: measure(args, stack), lambda figures: report(*figures))
 
 
 if __name__ == "__main__":

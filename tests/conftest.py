@@ -13,8 +13,16 @@ from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
 from domain.db.provider import DataProvider
 from tests.support import processes
-from tests.support.services import ServiceMissing, Services, Stack, create_stack, drop_stack, start_services
-from web import create_app
+from tests.support.apps import web_app
+from tests.support.services import (
+    REDIS_DB_SESSION,
+    ServiceMissing,
+    Services,
+    Stack,
+    create_stack,
+    drop_stack,
+    start_services,
+)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +39,7 @@ def services() -> Iterator[Services]:
 @pytest.fixture(scope="session")
 def stack(services: Services) -> Iterator[Stack]:
     """This session's management and trial databases and its Redis databases."""
-    created = create_stack(services, redis_db=10)
+    created = create_stack(services, redis_db=REDIS_DB_SESSION)
     yield created
     drop_stack(created)
 
@@ -53,10 +61,8 @@ def provider(settings: Settings) -> Iterator[DataProvider]:
 @pytest.fixture(scope="session")
 def app(settings: Settings) -> Iterator[Flask]:
     """The web app on the session's stack."""
-    flask_app = create_app(settings)
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["allotment.provider"].dispose()
+    with web_app(settings) as flask_app:
+        yield flask_app
 
 
 @pytest.fixture

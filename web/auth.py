@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -48,14 +48,13 @@ from flask_jwt_extended.exceptions import (
     WrongTokenError,
 )
 from jwt.exceptions import ExpiredSignatureError, PyJWTError
-from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
 from config import logging as log_context
 from config.settings import Settings
 from domain.bootstrap import build_revocations
-from domain.errors import DomainError
+from domain.errors import DomainError, Forbidden
 from domain.iam.access import OPERATOR, Access, PermissionCache, resolve, version_key
 from domain.identity.mirror import AccessMirror
 from domain.identity.revocation import RevocationStore, RevocationUnavailable
@@ -79,6 +78,10 @@ class Unauthorized(DomainError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, field="Authorization")
+
+
+# What a request without a valid, unrevoked token raises (pages send it to sign in).
+NOT_SIGNED_IN = (Unauthorized, JWTExtendedException, PyJWTError)
 
 
 class AccessUnavailable(DomainError):
@@ -157,7 +160,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         caller: Caller | None = g.get("caller")
         if caller is None or g.get("caller_via") != "cookies" or response.status_code >= 400:
             return response
-        if g.get("caller_expires", 0) - datetime.now(UTC).timestamp() < _RENEW_BEFORE.total_seconds():
+        if g.get("caller_expires", 0) - time.time() < _RENEW_BEFORE.total_seconds():
             set_access_cookies(response, _access_token(caller.user_id, caller.session_id,
                                                        caller.tenant_id, caller.operator))
         return response
@@ -229,41 +232,61 @@ def _presented_token(location: str) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class TokenIdentity:
+    """What a verified access token says: who, which session, which tenant, until when."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    operator: bool
+    expires: float
+
+
+def _identity(claims: dict[str, Any]) -> TokenIdentity:
+    if claims.get("sid") is None or claims.get("sub") is None:
+        raise Unauthorized("token claims are malformed")
+    return TokenIdentity(_uuid(claims["sub"]), _uuid(claims["sid"]),
+                         _uuid(claims["tenant"]) if claims.get("tenant") else None,
+                         bool(claims.get("op")), claims["exp"])
+
+
 class VerifiedTokens:
-    """Claims of access tokens this process has verified, by token string.
+    """Access tokens this process has verified, by token string, with their claims parsed.
 
     The same token string with the same key always verifies the same way, so each token
-    is decoded once (signature, ``nbf``, type); ``exp`` is checked on every use.
-    Revocation and permissions are still decided on every request.
+    is decoded and parsed once (signature, ``nbf``, type, claims); ``exp`` is checked on
+    every use. Revocation and permissions are still decided on every request.
     """
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self._claims: dict[str, dict[str, Any]] = {}
+        self._verified: dict[str, TokenIdentity] = {}
 
-    def claims(self, token: str) -> dict[str, Any]:
-        """The verified claims of ``token``; the errors flask-jwt-extended raises if bad."""
-        claims = self._claims.get(token)
-        if claims is None:
+    def identity(self, token: str) -> TokenIdentity:
+        """What ``token`` says; the errors flask-jwt-extended raises (or ``Unauthorized``
+        for malformed claims) if it is bad."""
+        found = self._verified.get(token)
+        if found is None:
             claims = decode_token(token)
             if claims.get("type") != "access":
                 raise WrongTokenError("Only non-refresh tokens are allowed")
             if type(claims.get("exp")) not in (int, float):  # ours always expire
                 raise JWTDecodeError("Missing or malformed claim: exp")
-            if len(self._claims) >= self.size:
-                self._claims.clear()
-            self._claims[token] = claims
-        elif claims["exp"] <= time.time():
-            self._claims.pop(token, None)
+            found = _identity(claims)
+            if len(self._verified) >= self.size:
+                self._verified.clear()
+            self._verified[token] = found
+        elif found.expires <= time.time():
+            self._verified.pop(token, None)
             raise ExpiredSignatureError("Signature has expired")
-        return claims
+        return found
 
 
 def _access_state(session_id: uuid.UUID, tenant_id: uuid.UUID | None) -> tuple[bool, str | None]:
     """(revoked, IAM version of the tenant): from the process's mirror when it is live,
     else from Redis in one round trip (rebuilding an emptied store first)."""
     mirror: AccessMirror | None = current_app.extensions["allotment.access_mirror"]
-    store = revocations()
     try:
         state = mirror.check(str(session_id), str(tenant_id) if tenant_id else None) if mirror else None
         if state is not None:
@@ -272,35 +295,28 @@ def _access_state(session_id: uuid.UUID, tenant_id: uuid.UUID | None) -> tuple[b
                 version = permission_cache().current_version(tenant_id)
                 mirror.remember_version(str(tenant_id), version, generation)  # type: ignore[union-attr]
             return revoked, version
-        keys = store.keys(str(session_id)) + ([version_key(tenant_id)] if tenant_id else [])
-        values = store.redis.mget(keys)
-        if not store.is_ready(values):
-            store.rebuild()
-            values = store.redis.mget(keys)
+        revoked, extra = revocations().read(session_id, [version_key(tenant_id)] if tenant_id else [])
     except (RedisError, RevocationUnavailable):
         raise AccessUnavailable() from None
-    return store.verdict(values), _text(values[2]) if tenant_id else None
+    return revoked, _text(extra[0]) if tenant_id else None
 
 
 def authenticate(locations: list[str]) -> Caller:
     """Verify the access token, refuse it if revoked, resolve what the caller may do."""
     tokens: VerifiedTokens = current_app.extensions["allotment.verified_tokens"]
-    claims = tokens.claims(_presented_token(locations[0]))
-    if claims.get("sid") is None or claims.get("sub") is None:
-        raise Unauthorized("token claims are malformed")
-    user_id, session_id = _uuid(claims["sub"]), _uuid(claims["sid"])
-    tenant_id = _uuid(claims["tenant"]) if claims.get("tenant") else None
-    revoked, version = _access_state(session_id, tenant_id)
+    token = tokens.identity(_presented_token(locations[0]))
+    tenant_id = token.tenant_id
+    revoked, version = _access_state(token.session_id, tenant_id)
     if revoked:
         raise Unauthorized("token has been revoked")
     access = None
     if tenant_id is not None:
-        access = _access(user_id, tenant_id, version)
+        access = _access(token.user_id, tenant_id, version)
         if not access.member:
             raise Unauthorized("you are no longer a member of this tenant")
-    caller = Caller(user_id, session_id, tenant_id, bool(claims.get("op")), access)
-    g.caller, g.caller_via, g.caller_expires = caller, locations[0], claims.get("exp", 0)
-    g.user_id, g.tenant_id = user_id, tenant_id
+    caller = Caller(token.user_id, token.session_id, tenant_id, token.operator, access)
+    g.caller, g.caller_via, g.caller_expires = caller, locations[0], token.expires
+    g.user_id, g.tenant_id = token.user_id, tenant_id
     log_context.tenant_id.set(str(tenant_id) if tenant_id else None)
     return caller
 
@@ -341,26 +357,15 @@ def _guard(permission: str | None, locations: list[str], *, tenant: bool) -> Cal
     if tenant and caller.tenant_id is None:
         raise NoTenant()
     if permission is not None and not caller.may(permission):
-        raise Forbidden(permission)
+        raise Forbidden(f"requires {permission}")
     return caller
 
 
-class NoTenant(DomainError):
+class NoTenant(Forbidden):
     """A tenant operation with a token issued for no tenant."""
-
-    status = 403
 
     def __init__(self) -> None:
         super().__init__("this token is not issued for a tenant; sign in to one", field="tenant")
-
-
-class Forbidden(DomainError):
-    """The caller is authenticated but lacks the permission."""
-
-    status = 403
-
-    def __init__(self, permission: str) -> None:
-        super().__init__(f"requires {permission}", field=None)
 
 
 def requires(permission: str | None, *, tenant: bool = True) -> Decorator:
@@ -384,8 +389,7 @@ def requires(permission: str | None, *, tenant: bool = True) -> Decorator:
 
 def operator_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """API views: refuse unless the caller is a platform operator."""
-    guarded = requires(OPERATOR, tenant=False)(view)
-    return guarded
+    return requires(OPERATOR, tenant=False)(view)
 
 
 def page_requires(permission: str | None, *, tenant: bool = True) -> Decorator:
@@ -397,7 +401,7 @@ def page_requires(permission: str | None, *, tenant: bool = True) -> Decorator:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 _guard(permission, PAGES, tenant=tenant)
-            except (Unauthorized, JWTExtendedException, PyJWTError):
+            except NOT_SIGNED_IN:
                 target = request.full_path if request.method == "GET" else request.path
                 response = redirect(url_for("identity.sign_in_page", next=target.rstrip("?")))
                 # Only the access cookie: the refresh cookie lets the sign-in page offer
@@ -430,8 +434,3 @@ def peek_refresh_cookie() -> dict[str, Any] | None:
     except (JWTExtendedException, PyJWTError):
         return None
     return claims if claims.get("type") == "refresh" else None
-
-
-def redis_client() -> Redis:
-    """The Redis behind the revocation store and the permission versions."""
-    return revocations().redis

@@ -16,7 +16,6 @@ from typing import Any
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from domain.db.provider import DataProvider
 from domain.identity import sessions as identity_sessions
 from domain.messaging import bus, handling
 from domain.messaging.contracts import Contract
@@ -30,18 +29,6 @@ TRANSIENT = (OperationalError,)
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
-
-
-def actor_refusal(provider: DataProvider, message: Contract) -> str | None:
-    """Why a message that acts for a user must not run: that user's session was signed
-    out or cut off after it was sent (checked in the database, which does not forget)."""
-    actor = message.actor_session
-    if actor is None:
-        return None
-    with provider.management() as session:
-        if identity_sessions.is_revoked(session, actor):
-            return "the session that asked for this has been signed out or cut off"
-    return None
 
 
 def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], Task]:
@@ -59,9 +46,10 @@ def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], 
         def run(self: Task, envelope: dict[str, Any]) -> str:
             message = Envelope.from_dict(envelope)
             try:
-                outcome = handling.handle(self.app.provider, message, contract, target, fn,
-                                          ports=self.app.ports,
-                                          guard=lambda msg: actor_refusal(self.app.provider, msg))
+                provider = self.app.provider
+                outcome = handling.handle(
+                    provider, message, contract, target, fn, ports=self.app.ports,
+                    guard=lambda msg: identity_sessions.actor_refusal(provider, msg))
             except Exception as exc:
                 if _is_transient(exc) and self.request.retries < self.max_retries:
                     delay = min(2 ** self.request.retries, 60) + random.random()  # noqa: S311 - jitter

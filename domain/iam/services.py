@@ -126,11 +126,6 @@ def grant_role(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID, role_
         session.flush()
 
 
-def permissions_of(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> frozenset[str]:
-    """Every permission ``user_id`` holds in ``tenant_id`` (empty if not an active member)."""
-    return resolve(session, user_id, tenant_id).permissions
-
-
 def is_member(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> bool:
     """True if ``user_id`` is an active member of ``tenant_id``."""
     return bool(session.scalar(select(TenantUser.active).where(
@@ -227,10 +222,7 @@ def member(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Member
     row = session.get(TenantUser, (tenant_id, user_id))
     if row is None:
         raise NotFound("no such user in this tenant", field="user_id")
-    names = list(session.scalars(select(Role.name).join(Membership, Membership.role_id == Role.id)
-                                 .where(Membership.tenant_id == tenant_id,
-                                        Membership.user_id == user_id).order_by(Role.name)))
-    return MemberRow(user_id, row.active, names)
+    return MemberRow(user_id, row.active, _role_names(session, tenant_id, user_id))
 
 
 def _owners(session: Session, tenant_id: uuid.UUID, excluding: uuid.UUID) -> int:
@@ -266,8 +258,10 @@ def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
 
 def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, active: bool, *,
                changed_by: uuid.UUID | None) -> MemberRow:
-    """Deactivate (or reactivate) a member; the tenant always keeps an active owner, and
-    only an owner changes an owner's standing."""
+    """Deactivate (or reactivate) a member; nobody deactivates themselves, the tenant
+    always keeps an active owner, and only an owner changes an owner's standing."""
+    if not active and user_id == changed_by:
+        raise Conflict("you cannot deactivate yourself", field="user_id")
     current = member(session, tenant_id, user_id)
     if "owner" in current.roles:
         _check_grant(session, tenant_id, changed_by, frozenset(), roles={"owner"}, field="user_id")

@@ -70,7 +70,7 @@ class RevocationStore:
         return [READY_KEY, session_key(session_id)]
 
     def verdict(self, values: Sequence[bytes | str | None]) -> bool:
-        """True if revoked, from the values of ``keys``; rebuilds first if not ready."""
+        """True if revoked, from the values of ``keys`` (trust it only when ``is_ready``)."""
         return values[1] is not None
 
     def is_ready(self, values: Sequence[bytes | str | None]) -> bool:
@@ -91,9 +91,10 @@ class RevocationStore:
             raise RevocationUnavailable(str(exc)) from exc
         return len(revoked)
 
-    def is_revoked(self, session_id: str | uuid.UUID) -> bool:
-        """One check on its own (tasks, tools): True if the session is cut off."""
-        keys = self.keys(str(session_id))
+    def read(self, session_id: str | uuid.UUID,
+             extra_keys: Sequence[str] = ()) -> tuple[bool, list[bytes | str | None]]:
+        """(revoked, values of ``extra_keys``) in one MGET, rebuilding an emptied store first."""
+        keys = self.keys(str(session_id)) + list(extra_keys)
         try:
             values = self.redis.mget(keys)
             if not self.is_ready(values):
@@ -101,4 +102,4 @@ class RevocationStore:
                 values = self.redis.mget(keys)
         except RedisError as exc:
             raise RevocationUnavailable(str(exc)) from exc
-        return self.verdict(values)
+        return self.verdict(values), list(values[2:])

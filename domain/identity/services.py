@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain.db.sql import violated_constraint
 from domain.errors import NotFound
 from domain.iam import services as iam
 from domain.identity.errors import (
@@ -23,6 +25,7 @@ from domain.identity.errors import (
     WrongPassword,
 )
 from domain.identity.models import ExternalIdentity, User
+from domain.identity.oidc import ExternalClaims
 from domain.tenancy import queries as tenancy_queries
 
 _hasher = PasswordHasher()
@@ -33,6 +36,16 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 def hash_password(password: str) -> str:
     """An argon2id hash of ``password``."""
     return _hasher.hash(password)
+
+
+def _password_matches(password_hash: str | None, password: str) -> bool:
+    """True if ``password`` matches ``password_hash``. An account without a password (one
+    made through an external provider) matches nothing, after the same argon2 work."""
+    try:
+        _hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerifyMismatchError, InvalidHashError):
+        return False
+    return bool(password_hash)
 
 
 class PasswordSealer:
@@ -64,35 +77,34 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def email_taken(session: Session, email: str) -> bool:
-    """True if an account uses ``email``."""
-    return session.scalar(select(func.count()).select_from(User).where(
-        User.email == normalize_email(email))) != 0
+def _user_with_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == normalize_email(email)))
 
 
 def create_user(session: Session, *, email: str, name: str, password_hash: str | None,
                 is_operator: bool = False) -> User:
     """Create an account; EmailTaken if the email is in use."""
-    if email_taken(session, email):
+    if _user_with_email(session, email) is not None:
         raise EmailTaken()
     user = User(id=uuid.uuid4(), email=normalize_email(email), name=name,
                 password_hash=password_hash, is_operator=is_operator)
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent request took the email since the check
+        if violated_constraint(exc) == "uq_users_email":
+            raise EmailTaken() from None
+        raise
     return user
 
 
 def authenticate(session: Session, email: str, password: str) -> User:
     """The active user with these credentials, or BadCredentials."""
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
-    try:
-        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
-    except (VerifyMismatchError, InvalidHashError):
-        raise BadCredentials() from None
-    if user is None or not user.active:
+    user = _user_with_email(session, email)
+    if not _password_matches(user.password_hash if user else None, password) or (
+            user is None or not user.active):
         raise BadCredentials()
     return user
-
 
 
 @dataclass(frozen=True)
@@ -149,11 +161,7 @@ def _active_user(session: Session, user_id: uuid.UUID) -> User:
 def change_password(session: Session, user_id: uuid.UUID, current: str, new: str) -> None:
     """Replace the password after checking the current one (the caller revokes sessions)."""
     user = _active_user(session, user_id)
-    try:
-        _hasher.verify(user.password_hash or _DUMMY_HASH, current)
-    except (VerifyMismatchError, InvalidHashError):
-        raise WrongPassword() from None
-    if user.password_hash is None:
+    if not _password_matches(user.password_hash, current):
         raise WrongPassword()
     user.password_hash = hash_password(new)
     session.flush()
@@ -189,7 +197,7 @@ def users_by_id(session: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
 
 def user_by_email(session: Session, email: str) -> UserRow | None:
     """The account with this email, if any."""
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = _user_with_email(session, email)
     return UserRow(user.id, user.email, user.name, user.active, user.is_operator) if user else None
 
 
@@ -218,7 +226,7 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
         return _active_user(session, linked)
     if not email or not email_verified:
         raise BadExternalIdentity("the provider did not vouch for an email address", field="email")
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = _user_with_email(session, email)
     if user is None:
         user = create_user(session, email=email, name=(name or email)[:200], password_hash=None)
     elif not user.active:
@@ -226,3 +234,13 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     session.add(ExternalIdentity(issuer=issuer, subject=subject, user_id=user.id))
     session.flush()
     return user
+
+
+def sign_in_external(session: Session, claims: ExternalClaims, tenant_slug: str | None) -> SignIn:
+    """The account an external provider's verified claims belong to (linked on first use),
+    and the tenant its tokens will carry."""
+    user = link_external_identity(session, issuer=claims.issuer, subject=claims.subject,
+                                  email=claims.email, email_verified=claims.email_verified,
+                                  name=claims.name)
+    return SignIn(user.id, choose_tenant(session, user.id, user.is_operator, tenant_slug),
+                  user.is_operator)

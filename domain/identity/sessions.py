@@ -21,8 +21,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
+from domain.db.provider import DataProvider
 from domain.errors import DomainError
 from domain.identity.models import AuthSession, User
+from domain.messaging.contracts import Contract
 
 
 class SessionRefused(DomainError):
@@ -164,3 +166,15 @@ def live_sessions(session: Session, user_id: uuid.UUID) -> list[SessionRow]:
 def owner_of(session: Session, session_id: uuid.UUID) -> uuid.UUID | None:
     """The user a session belongs to."""
     return session.scalar(select(AuthSession.user_id).where(AuthSession.id == session_id))
+
+
+def actor_refusal(provider: DataProvider, message: Contract) -> str | None:
+    """Why a message that acts for a user must not run: that user's session was signed
+    out or cut off after it was sent (checked in the database, which does not forget)."""
+    actor = message.actor_session
+    if actor is None:
+        return None
+    with provider.management() as session:
+        if is_revoked(session, actor):
+            return "the session that asked for this has been signed out or cut off"
+    return None

@@ -24,8 +24,6 @@ from domain.messaging import bus, inbox, outbox
 from domain.messaging.contracts import Contract
 from domain.messaging.outbox import Envelope
 
-Target = bus.Target
-
 
 @dataclass
 class HandlerContext:
@@ -65,7 +63,7 @@ class Outcome:
 
 
 def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
-           target: Target, handler: Handler, *, ports: Mapping[str, Any] | None = None,
+           target: bus.Target, handler: Handler, *, ports: Mapping[str, Any] | None = None,
            guard: Guard | None = None) -> Outcome:
     """Run ``handler`` for ``envelope`` once in effect; return what it emitted.
 
@@ -75,15 +73,15 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
     message = contract.parse(envelope.version, envelope.payload)
     refused = guard(message) if guard is not None else None
     delivery = uuid.UUID(envelope.id)
+    tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
     if target == "management":
         session = provider.management()
     else:
-        if envelope.tenant_id is None:
+        if tenant_id is None:
             raise ValueError(f"{envelope.type} has no tenant; {envelope.handler} needs one")
-        session = provider.tenant(uuid.UUID(envelope.tenant_id))
+        session = provider.tenant(tenant_id)
     same_database = session.info["db_key"] == envelope.origin
     with session:
-        tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
         if not inbox.claim(session, delivery, envelope.handler, tenant_id):
             session.rollback()
             _complete_at_origin(provider, envelope)

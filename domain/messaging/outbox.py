@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CTE, bindparam, insert, update
+from sqlalchemy import CTE, insert, update
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
+from domain.db.sql import bound_insert, bound_params
 from domain.messaging import bus
 from domain.messaging.contracts import Contract
 from domain.messaging.tables import outbox
@@ -97,13 +98,12 @@ def insert_template(name: str) -> CTE:
     A hot path builds its statement once around this and binds each row with
     ``template_params``: no statement to build or compile per call.
     """
-    return insert(outbox).values(
-        {c: bindparam(f"{name}_{c}", type_=outbox.c[c].type) for c in _COLUMNS}).cte(name)
+    return bound_insert(outbox, name, _COLUMNS)
 
 
 def template_params(name: str, row: dict[str, Any]) -> dict[str, Any]:
     """The parameters of ``insert_template(name)`` for one row from ``prepare``."""
-    return {f"{name}_{c}": row[c] for c in _COLUMNS}
+    return bound_params(name, {c: row[c] for c in _COLUMNS})
 
 
 def remember(session: Session, envelopes: list[Envelope]) -> None:

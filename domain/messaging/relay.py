@@ -85,31 +85,43 @@ def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: i
         select(outbox).where(_due(now)).order_by(outbox.c.next_attempt_at)
         .limit(batch).with_for_update(skip_locked=True)
     ).mappings().all()
-    resent: list[Envelope] = []
-    buried = deferred = confirmed = 0
     done = handled(rows) if handled is not None and rows else set()
+    origin = session.info["db_key"]
+    confirmed: list[uuid.UUID] = []
+    deferred: list[uuid.UUID] = []
+    buried: list[uuid.UUID] = []
+    resent_ids: dict[int, list[uuid.UUID]] = defaultdict(list)  # by the attempt now made
+    resent: list[Envelope] = []
     for row in rows:
         if row["id"] in done:  # handled on another database: its inbox says so
-            session.execute(update(outbox).where(outbox.c.id == row["id"]).values(completed_at=now))
-            confirmed += 1
+            confirmed.append(row["id"])
             continue
         # Past MAX_QUEUED_LEASES leases a copy is re-sent whatever the queue looks like: a
         # message put back at the consuming end (a restore) must not hold later ones forever.
         young = now - row["sent_at"] < timedelta(seconds=lease_seconds * MAX_QUEUED_LEASES)
         if young and still_queued is not None and still_queued(row["handler"], row["sent_at"].timestamp()):
-            session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                next_attempt_at=now + timedelta(seconds=lease_seconds)))
-            deferred += 1
-            continue
-        if row["attempts"] >= max_attempts:
-            session.execute(update(outbox).where(outbox.c.id == row["id"]).values(dead_at=now))
-            buried += 1
-            continue
-        attempts = row["attempts"] + 1
-        session.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-            attempts=attempts, next_attempt_at=now + backoff(lease_seconds, attempts), sent_at=now))
-        resent.append(_envelope(row, session.info["db_key"], attempts, now))
-    return SweepResult(resent=resent, buried=buried, deferred=deferred, confirmed=confirmed)
+            deferred.append(row["id"])
+        elif row["attempts"] >= max_attempts:
+            buried.append(row["id"])
+        else:
+            attempts = row["attempts"] + 1
+            resent_ids[attempts].append(row["id"])
+            resent.append(_envelope(row, origin, attempts, now))
+    # One UPDATE per outcome (and per attempt number), not one per row: a sweep behind a
+    # backlog claims up to ``batch`` rows.
+    _set(session, confirmed, completed_at=now)
+    _set(session, deferred, next_attempt_at=now + timedelta(seconds=lease_seconds))
+    _set(session, buried, dead_at=now)
+    for attempts, ids in resent_ids.items():
+        _set(session, ids, attempts=attempts, next_attempt_at=now + backoff(lease_seconds, attempts),
+             sent_at=now)
+    return SweepResult(resent=resent, buried=len(buried), deferred=len(deferred),
+                       confirmed=len(confirmed))
+
+
+def _set(session: Session, ids: list[uuid.UUID], **values: object) -> None:
+    if ids:
+        session.execute(update(outbox).where(outbox.c.id.in_(ids)).values(**values))
 
 
 def _envelope(row, origin: str, attempt: int, sent_at: datetime) -> Envelope:  # type: ignore[no-untyped-def]

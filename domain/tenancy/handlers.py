@@ -17,7 +17,7 @@ def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
     tenant = session.get(Tenant, msg.tenant_id)
     if signup is None or tenant is None or signup.status != "pending":
         return
-    sealer = identity.PasswordSealer(ctx.provider.settings.secret_key)
+    sealer: identity.PasswordSealer = ctx.ports["sealer"]
     password = sealer.unseal(signup.sealed_password) if signup.sealed_password else None
     signup.sealed_password = None  # never kept past this transaction
     if password is None:

@@ -114,7 +114,6 @@ def tenants_of_reseller(session: Session, reseller_id: uuid.UUID) -> list[tuple[
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-
 def slugs_of(session: Session, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """The slug of each tenant in ``tenant_ids``."""
     if not tenant_ids:

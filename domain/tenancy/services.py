@@ -4,11 +4,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import CTE, Table, bindparam, insert, literal, select
+from sqlalchemy import literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain.db.sql import bound_insert, bound_params, violated_constraint
 from domain.errors import NotFound
+from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity.errors import EmailTaken
 from domain.messaging import outbox
@@ -31,17 +33,13 @@ class SignupRequest:
     password: str
 
 
-def _bound_insert(table: Table, name: str, columns: tuple[str, ...]) -> CTE:
-    return insert(table).values({c: bindparam(f"{name}_{c}") for c in columns}).cte(name)
-
-
 _TENANT_COLUMNS = ("id", "slug", "name", "status", "plan")
 _SIGNUP_COLUMNS = ("id", "tenant_id", "admin_name", "admin_email", "sealed_password", "status")
 # Built once: the signup is the hot path of the web tier, and building and compiling a
 # statement per request cost more than running it.
 _SIGNUP_STATEMENT = select(literal(1)).add_cte(
-    _bound_insert(Tenant.__table__, "tenant", _TENANT_COLUMNS),
-    _bound_insert(Signup.__table__, "signup", _SIGNUP_COLUMNS),
+    bound_insert(Tenant.__table__, "tenant", _TENANT_COLUMNS),
+    bound_insert(Signup.__table__, "signup", _SIGNUP_COLUMNS),
     outbox.insert_template("message"))
 
 
@@ -59,17 +57,20 @@ def sign_up_tenant(session: Session, request: SignupRequest, *, correlation_id: 
         session, ProvisionTenantV1(signup_id=signup_id, tenant_id=tenant_id),
         tenant_id=tenant_id, correlation_id=correlation_id)
     params = {
-        "tenant_id": tenant_id, "tenant_slug": request.slug,
-        "tenant_name": request.organisation_name, "tenant_status": "trial", "tenant_plan": "trial",
-        "signup_id": signup_id, "signup_tenant_id": tenant_id, "signup_admin_name": request.admin_name,
-        "signup_admin_email": identity.normalize_email(request.email),
-        "signup_sealed_password": sealer.seal(request.password), "signup_status": "pending",
+        **bound_params("tenant", {"id": tenant_id, "slug": request.slug,
+                                  "name": request.organisation_name, "status": "trial",
+                                  "plan": "trial"}),
+        **bound_params("signup", {"id": signup_id, "tenant_id": tenant_id,
+                                  "admin_name": request.admin_name,
+                                  "admin_email": identity.normalize_email(request.email),
+                                  "sealed_password": sealer.seal(request.password),
+                                  "status": "pending"}),
         **outbox.template_params("message", row),
     }
     try:
         session.execute(_SIGNUP_STATEMENT, params)
     except IntegrityError as exc:
-        conflict = _CONFLICTS.get(getattr(exc.orig.diag, "constraint_name", None) or "")
+        conflict = _CONFLICTS.get(violated_constraint(exc) or "")
         if conflict is None:
             raise
         raise conflict() from None
@@ -82,5 +83,7 @@ def assign_reseller(session: Session, tenant_id: uuid.UUID, reseller_id: uuid.UU
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFound("no such tenant", field="tenant_id")
+    if reseller_id is not None and not iam.reseller_exists(session, reseller_id):
+        raise NotFound("no such reseller", field="reseller_id")
     tenant.reseller_id = reseller_id
     session.flush()

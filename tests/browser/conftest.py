@@ -7,8 +7,6 @@ browsers here. Every test gets a fresh browser context: no cookies carried betwe
 """
 from __future__ import annotations
 
-import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,15 +17,10 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from sqlalchemy import func, select
 
 from domain.db.provider import DataProvider
-from domain.iam import services as iam
-from domain.identity import services as identity
 from domain.identity.models import AuthSession
 from domain.tenancy.models import Signup, Tenant
-from tests.support import refs
-from tests.support.processes import Process
+from tests.support import processes, tenants
 from tests.support.services import Stack
-from tests.support.waiting import wait_for
-from workers.embedded import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
@@ -40,35 +33,14 @@ class LiveServer:
     url: str
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310 - our server
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def live_server(stack: Stack, log_dir: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``web:create_app()`` under gunicorn (config/gunicorn.py) on the session's stack."""
-    port = free_port()
-    env = stack.env(VAR_DIR=str(tmp_path_factory.mktemp("browser-var")), WEB_HOST="127.0.0.1",
-                    WEB_PORT=str(port), WEB_CONCURRENCY="1", WEB_THREADS="4")
-    argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "web:create_app()"]
-    server = Process("browser-web", argv, env, log_dir).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if not server.running():
-            raise AssertionError(f"gunicorn exited:\n{server.log()[-3000:]}")
-        return _healthy(url)
-
-    try:
-        wait_for(up, timeout=60, message="gunicorn to answer /healthz")
-        yield LiveServer(url)
-    finally:
-        server.stop()
+    env = stack.env(VAR_DIR=str(tmp_path_factory.mktemp("browser-var")))
+    server, url = processes.gunicorn("browser-web", env, log_dir, threads=4)
+    yield LiveServer(url)
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -129,17 +101,9 @@ class Owner:
 
 def make_owner(provider: DataProvider) -> Owner:
     """A trial tenant with default roles and an owner who can sign in (no worker needed)."""
-    tenant_id, slug, email, password = uuid.uuid4(), refs.slug("browser"), refs.email("owner"), \
-        "owner password 0123"
-    with provider.management() as session:
-        session.add(Tenant(id=tenant_id, slug=slug, name="Browser Co", status="trial", plan="trial"))
-        session.flush()
-        iam.create_default_roles(session, tenant_id)
-        user = identity.create_user(session, email=email, name="Olive Owner",
-                                    password_hash=identity.hash_password(password))
-        iam.grant_role(session, user.id, tenant_id, "owner")
-        session.commit()
-        return Owner(user.id, email, password, slug)
+    tenant = tenants.create_tenant(provider, ("owner",), prefix="browser", password="owner password 0123")
+    owner = tenant.member("owner")
+    return Owner(owner.user_id, owner.email, owner.password, tenant.slug)
 
 
 def element_after(page: Page, field: str) -> dict[str, str | None]:

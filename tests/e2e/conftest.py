@@ -15,8 +15,8 @@ from flask import Flask
 from config.celery import POOLS
 from config.settings import load_settings
 from tests.support import chaos, processes, system
-from tests.support.services import Services, Stack, create_stack, drop_stack
-from web import create_app
+from tests.support.apps import web_app
+from tests.support.services import REDIS_DB_E2E, Services, Stack, create_stack, drop_stack
 from workers.embedded import free_port
 
 
@@ -62,7 +62,7 @@ def run_command(tmp_path: Path) -> Iterator[system.RunCommand]:
 @pytest.fixture
 def chaos_stack(services: Services) -> Iterator[Stack]:
     """Management and trial databases and Redis dbs 4/5 of the reliability test's own."""
-    stack = create_stack(services, redis_db=4)
+    stack = create_stack(services, redis_db=REDIS_DB_E2E)
     yield stack
     drop_stack(stack)
 
@@ -70,9 +70,9 @@ def chaos_stack(services: Services) -> Iterator[Stack]:
 @pytest.fixture
 def chaos_app(chaos_stack: Stack, tmp_path: Path) -> Iterator[Flask]:
     """The web app on the chaos stack, in the test process (it commits and publishes per request)."""
-    app = create_app(load_settings(chaos_stack.env(VAR_DIR=str(tmp_path / "var"), **chaos.SETTINGS)))
-    yield app
-    app.extensions["allotment.provider"].dispose()
+    settings = load_settings(chaos_stack.env(VAR_DIR=str(tmp_path / "var"), **chaos.SETTINGS))
+    with web_app(settings, TESTING=False) as app:  # a failed request counts as its status code
+        yield app
 
 
 @pytest.fixture

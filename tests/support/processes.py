@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from tests.support.services import ROOT
+from tests.support.system import http
 from tests.support.waiting import wait_for
+from workers.embedded import free_port
 
 
 class Process:
@@ -75,7 +77,11 @@ def celery_worker(name: str, queues: str, env: dict[str, str], log_dir: Path,
             "-n", node, "-c", str(concurrency), "--without-gossip", "--without-mingle",
             "-l", "INFO"]
     process = Process(name, argv, env, log_dir).start()
-    wait_until_ready(process, node)
+    try:
+        wait_until_ready(process, node)
+    except BaseException:
+        process.stop()
+        raise
     return process
 
 
@@ -95,3 +101,27 @@ def celery_beat(env: dict[str, str], log_dir: Path) -> Process:
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "beat", "-l", "INFO",
             "--schedule", str(log_dir / "celerybeat-schedule")]
     return Process("beat", argv, env, log_dir).start()
+
+
+def gunicorn(name: str, env: dict[str, str], log_dir: Path, *, workers: int = 1,
+             threads: int | None = None, timeout: float = 60.0) -> tuple[Process, str]:
+    """``web:create_app()`` under gunicorn as the ``web`` process serves it (config/gunicorn.py),
+    on a free port of 127.0.0.1; started and answering ``/healthz`` on return, with its base URL."""
+    port = free_port()
+    env = {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_CONCURRENCY": str(workers)}
+    if threads is not None:
+        env["WEB_THREADS"] = str(threads)
+    argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "web:create_app()"]
+    process, url = Process(name, argv, env, log_dir).start(), f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if not process.running():
+            raise AssertionError(f"{name} (gunicorn) exited:\n{process.log()[-3000:]}")
+        return http(f"{url}/healthz", timeout=2).status == 200
+
+    try:
+        wait_for(up, timeout=timeout, message=f"{name} (gunicorn) to answer /healthz")
+    except BaseException:
+        process.stop()
+        raise
+    return process, url

@@ -21,6 +21,15 @@ from workers import embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Every Redis database the suite uses, in one place so that no two overlap (a stack takes
+# its number and the next: broker and result backend).
+REDIS_DB_E2E = 4          # the chaos stack (4, 5)
+REDIS_DB_SESSION = 10     # the session's stack (10, 11)
+REDIS_DB_DB_ISOLATION = 12  # tests/integration/db's own stack (12, 13)
+REDIS_DB_METRICS_IDLE = 14  # a broker database no worker consumes (metrics)
+REDIS_DB_BACKLOG_IDLE = 15  # a broker database no worker consumes (relay backlog)
+REDIS_DB_OFFLINE = 6      # a broker database no worker listens on until a test starts one
+
 
 @dataclass
 class Services:

@@ -16,7 +16,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ class Reply:
 
     status: int
     body: bytes
+    headers: Message = field(default_factory=Message)  # case-insensitive, like HTTP's
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -96,8 +98,9 @@ class Reply:
 
 
 def http(url: str, *, method: str = "GET", body: Any = None, auth: str | None = None,
-         timeout: float = 15.0) -> Reply:
-    """Send one request; connection failures answer status 0 instead of raising."""
+         bearer: str | None = None, timeout: float = 15.0) -> Reply:
+    """Send one request (never through a proxy); connection failures answer status 0
+    instead of raising. ``auth`` is ``user:password`` for Basic, ``bearer`` a token."""
     headers = {"Accept": "application/json"}
     data = None
     if body is not None:
@@ -105,16 +108,18 @@ def http(url: str, *, method: str = "GET", body: Any = None, auth: str | None = 
         headers["Content-Type"] = "application/json"
     if auth is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
     if not url.startswith("http://"):
         raise ValueError(f"not a local http URL: {url}")
     # S310: the scheme is checked just above.
     request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
         with _opener.open(request, timeout=timeout) as response:
-            return Reply(response.status, response.read())
+            return Reply(response.status, response.read(), response.headers)
     except urllib.error.HTTPError as exc:
         with exc:
-            return Reply(exc.code, exc.read())
+            return Reply(exc.code, exc.read(), exc.headers)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return Reply(0, b"")
 

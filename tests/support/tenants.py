@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from html import unescape
 from typing import Any
 
+import jwt as pyjwt
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -72,10 +73,30 @@ class TenantWithMembers:
 
 @dataclass(frozen=True)
 class Tokens:
-    """What a sign-in returned."""
+    """What a sign-in returned: an access and a refresh token of one session."""
 
     access_token: str
     refresh_token: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        """The Authorization header carrying the access token."""
+        return bearer(self.access_token)
+
+    @property
+    def refresh_bearer(self) -> dict[str, str]:
+        """The Authorization header carrying the refresh token."""
+        return bearer(self.refresh_token)
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        """The session both tokens belong to (their ``sid`` claim)."""
+        return uuid.UUID(unverified(self.access_token)["sid"])
+
+
+def unverified(token: str) -> dict[str, Any]:
+    """A token's claims, read without checking anything (to craft variants of it)."""
+    return pyjwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
 
 
 @functools.cache
@@ -96,10 +117,11 @@ def create_account(provider: DataProvider, *, operator: bool = False, password: 
 
 
 def create_tenant(provider: DataProvider, roles: Iterable[str] = BUILTIN_ROLES, *,
-                  prefix: str = "t", password: str = PASSWORD) -> TenantWithMembers:
-    """A trial tenant with the built-in roles and a new member holding each of ``roles``."""
+                  prefix: str = "t", password: str = PASSWORD, name: str | None = None) -> TenantWithMembers:
+    """A trial tenant (named ``name``, by default after its slug) with the built-in roles and
+    a new member holding each of ``roles``."""
     tenant_id, slug = uuid.uuid4(), refs.slug(prefix)
-    name = f"Org {slug}"
+    name = name or f"Org {slug}"
     members: dict[str, Account] = {}
     with provider.management() as session:
         session.add(Tenant(id=tenant_id, slug=slug, name=name, status="trial", plan="trial"))
@@ -126,12 +148,18 @@ def add_member(provider: DataProvider, tenant_id: uuid.UUID, *roles: str,
     return account
 
 
-def sign_in(client: FlaskClient, account: Account, tenant: str | None = None) -> Tokens:
-    """Sign ``account`` in (into the tenant with slug ``tenant``, if given) through the API."""
-    body: dict[str, Any] = {"email": account.email, "password": account.password}
+def sign_in(client: FlaskClient, account: Account, tenant: str | None = None,
+            password: str | None = None) -> Tokens:
+    """Sign ``account`` in (into the tenant with slug ``tenant``, if given; with ``password``
+    instead of its own, if given) through the API; fail the test unless tokens come back."""
+    body: dict[str, Any] = {"email": account.email, "password": password or account.password}
     if tenant is not None:
         body["tenant"] = tenant
-    response = client.post(TOKENS_URL, json=body)
+    return tokens_of(client.post(TOKENS_URL, json=body))
+
+
+def tokens_of(response: TestResponse) -> Tokens:
+    """The tokens in a 200 answer (of a sign-in, a refresh, an accepted invitation)."""
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     return Tokens(response.json["access_token"], response.json["refresh_token"])
 
@@ -152,7 +180,7 @@ def bearer(token: str) -> dict[str, str]:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Any page with a form renders a CSRF token; one token serves every form of the session.
 CSRF_PAGE = "/tenancy/signup"
-_CSRF_FIELD = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
+CSRF_FIELD = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 
 
 def view_of(app: Flask, method: str, path: str) -> Any:
@@ -161,11 +189,13 @@ def view_of(app: Flask, method: str, path: str) -> Any:
     return app.view_functions[endpoint]
 
 
-def csrf_token(client: FlaskClient) -> str:
-    """A CSRF token for ``client``'s session, read from a rendered form (CSRF stays on)."""
-    page = client.get(CSRF_PAGE)
-    match = _CSRF_FIELD.search(page.get_data(as_text=True))
-    assert page.status_code == 200 and match, "a form page renders a CSRF token"
+def page_csrf(client: FlaskClient, page: str = CSRF_PAGE, **request: Any) -> str:
+    """The CSRF token of ``page`` freshly rendered for ``client``'s session (CSRF stays on
+    in tests); ``request`` goes to the GET (``environ_base``, say)."""
+    response = client.get(page, **request)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    match = CSRF_FIELD.search(response.get_data(as_text=True))
+    assert match, f"{page} carries a CSRF token"
     return unescape(match.group(1))
 
 
@@ -182,7 +212,7 @@ def call_as(client: FlaskClient, app: Flask, method: str, path: str, token: str 
     if via != "cookie":
         return client.open(path, method=method, json=json, data=form, headers=bearer(token))
     cookie = app.config["JWT_ACCESS_COOKIE_NAME"]
-    headers = {} if method in SAFE_METHODS else {"X-CSRFToken": csrf_token(client)}
+    headers = {} if method in SAFE_METHODS else {"X-CSRFToken": page_csrf(client)}
     client.set_cookie(cookie, token)
     try:
         return client.open(path, method=method, json=json, data=form, headers=headers)

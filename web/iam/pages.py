@@ -15,15 +15,15 @@ from typing import Any
 from flask import flash, g, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
-from domain.errors import Conflict, DomainError
+from domain.errors import DomainError
 from domain.iam import services as iam
 from domain.iam.services import PERMISSIONS, RoleRow
 from domain.identity import services as identity
-from web.auth import Caller, invalidate_permissions, page_requires
+from web.auth import Caller, page_requires
 from web.db import management_db
+from web.forms import place_error
 from web.iam import bp, flows
 from web.iam.forms import InviteForm, MemberRolesForm, RoleForm
-from web.identity.forms import place_error
 
 MANAGE = "users:manage"
 # Errors shown beside one member's (or one role's) controls: {id: {field: [reason]}}.
@@ -111,8 +111,6 @@ def member_roles_page(user_id: uuid.UUID) -> Any:
 
 def _set_active(user_id: uuid.UUID, active: bool) -> Any:
     try:
-        if not active and user_id == _caller().user_id:
-            raise Conflict("you cannot deactivate yourself", field="user_id")
         flows.set_active(_caller(), user_id, active)
     except DomainError as exc:
         return _users_page(errors=_row_error(user_id, exc, (), "user_id"), status=exc.status)
@@ -221,6 +219,5 @@ def delete_role_page(role_id: uuid.UUID) -> Any:
         flows.delete_role(_caller(), role_id)
     except DomainError as exc:
         return _roles_page(errors=_row_error(role_id, exc, (), "role_id"), status=exc.status)
-    invalidate_permissions(_tenant())
     flash("Role deleted.")
     return _see_other("iam.roles_page")

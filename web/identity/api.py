@@ -93,7 +93,8 @@ class SignedOut(BaseModel):
     revoked: int
 
 
-def _tokens(pair: TokenPair) -> Any:
+def tokens_response(pair: TokenPair) -> Any:
+    """The tokens as the API answers them (never cached)."""
     body = TokensOut(access_token=pair.access_token, refresh_token=pair.refresh_token,
                      expires_in=pair.expires_in)
     response = jsonify(body.model_dump())
@@ -110,7 +111,7 @@ def create_token() -> Any:
     """Check the credentials and open a session in the chosen tenant."""
     body = parse_json(SignInBody)
     signed_in = identity.sign_in(management_db(), body.email, body.password, body.tenant)
-    return _tokens(flows.start(signed_in, "password"))
+    return tokens_response(flows.start(signed_in, "password"))
 
 
 @bp.post("/api/v1/identity/tokens/refresh")
@@ -118,7 +119,7 @@ def create_token() -> Any:
      responses={200: TokensOut, 401: "refresh token invalid, expired, revoked or reused"}, auth=True)
 def refresh_token() -> Any:
     """Rotate: the presented refresh token is spent; a reused one revokes its session."""
-    return _tokens(flows.refresh(refresh_claims(API)))
+    return tokens_response(flows.refresh(refresh_claims(API)))
 
 
 @bp.post("/api/v1/identity/tenant")
@@ -129,7 +130,7 @@ def switch_tenant() -> Any:
     """Open a session in another tenant the caller belongs to."""
     body = parse_json(SwitchBody)
     signed_in = identity.switch_tenant(management_db(), g.caller.user_id, body.tenant)
-    return _tokens(flows.start(signed_in, "switch"))
+    return tokens_response(flows.start(signed_in, "switch"))
 
 
 @bp.get("/api/v1/identity/sessions")
@@ -182,7 +183,7 @@ def sign_out_session(session_id: uuid.UUID) -> Any:
 def change_password() -> Any:
     """Check the current password, set the new one, cut off every existing token."""
     body = parse_json(PasswordBody)
-    return _tokens(flows.change_password(g.caller, body.current_password, body.new_password))
+    return tokens_response(flows.change_password(g.caller, body.current_password, body.new_password))
 
 
 @bp.post("/api/v1/identity/invitations/accept")
@@ -195,4 +196,4 @@ def accept_invitation() -> Any:
     signed_in = identity.accept_invitation(management_db(), body.token, name=body.name,
                                            password=body.password)
     invalidate_permissions(signed_in.tenant_id)
-    return _tokens(flows.start(signed_in, "password"))
+    return tokens_response(flows.start(signed_in, "password"))

@@ -7,6 +7,7 @@ commits it. Revocations are written to the revocation store before the commit
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,20 @@ from web.auth import AccessUnavailable, Caller, TokenPair, issue_tokens, revoke_
 from web.db import management_db
 
 log = logging.getLogger(__name__)
+# Not a local path: a scheme or host ("//host", "/\\host"), or what a browser would strip.
+_UNSAFE_PATH = re.compile(r"[\x00-\x20\x7f\\]")
+_MAX_PATH = 2000
+# Header text kept with a session: PostgreSQL refuses NUL, and the rest has no use there.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def local_path(target: str | None) -> str | None:
+    """``target`` if it is a path on this site to send the browser on to, else None (no
+    open redirect): the pages' and the provider callback's ``next``."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or len(target) > _MAX_PATH or _UNSAFE_PATH.search(target) or not target.isprintable()):
+        return None
+    return target
 
 
 def _lifetime() -> timedelta:
@@ -32,7 +47,8 @@ def start(signed_in: SignIn, method: str) -> TokenPair:
     grant = sessions.start_session(
         management_db(), user_id=signed_in.user_id, tenant_id=signed_in.tenant_id,
         operator=signed_in.operator, method=method, lifetime=_lifetime(),
-        user_agent=request.user_agent.string, ip=request.remote_addr)
+        user_agent=_CONTROL.sub("", request.user_agent.string),
+        ip=_CONTROL.sub("", request.remote_addr or ""))
     return issue_tokens(grant)
 
 

@@ -5,24 +5,19 @@ The limits mirror the JSON API's bodies (web.identity.api) so both refuse the sa
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, Field, PasswordField, StringField
+from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 
-from domain.errors import DomainError
 from web.api import SLUG
-from web.tenancy.forms import NO_CONTROL
-
-
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
+from web.forms import NO_CONTROL, strip
 
 
 class SignInForm(FlaskForm):
     """Email and password, and the tenant to act in (only needed by a member of several)."""
 
-    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Email()])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email()])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=128)])
-    tenant = StringField("Organisation (slug, if you belong to several)", filters=[_strip],
+    tenant = StringField("Organisation (slug, if you belong to several)", filters=[strip],
                          validators=[Optional(), Regexp(SLUG, message="3-63 lower-case letters, "
                                                                       "digits and dashes")])
 
@@ -37,15 +32,7 @@ class PasswordForm(FlaskForm):
 class AcceptInvitationForm(FlaskForm):
     """A new account's name and password, or an existing account's password."""
 
-    name = StringField("Your name", filters=[_strip],
+    name = StringField("Your name", filters=[strip],
                        validators=[Optional(), Length(max=200), NO_CONTROL])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=128)])
 
-
-def place_error(form: FlaskForm, error: DomainError, fallback: Field,
-                aliases: dict[str, str] | None = None) -> None:
-    """Show a domain error next to the field it names (``aliases`` maps the domain's field
-    names to the form's); a field the form does not have goes beside ``fallback``."""
-    name = (aliases or {}).get(error.field or "", error.field or "")
-    field = form._fields.get(name) or fallback
-    field.errors = [*field.errors, error.reason]

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, jsonify, redirect, request, url_for
+from flask import Flask, current_app, redirect, request, url_for
 from flask import session as browser_session
 from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,18 +36,17 @@ from domain.identity.errors import ChooseTenant
 from domain.identity.oidc import MAX_TOKEN_LENGTH, ExternalClaims, IdTokenVerifier
 from domain.identity.services import SignIn
 from web.api import SLUG, parse_json
-from web.auth import TokenPair, set_token_cookies
+from web.auth import set_token_cookies
 from web.db import management_db
 from web.errors import ApiError
 from web.identity import bp, flows
-from web.identity.api import TokensOut
+from web.identity.api import TokensOut, tokens_response
 from web.openapi import doc
 from web.ratelimit import limit_sign_in
 
 VERIFIER = "allotment.oidc"
 CLIENT = "allotment.oidc_client"
 SCOPE = "openid email profile"
-_MAX_NEXT = 2000
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -110,20 +109,7 @@ def _client() -> Any:
 
 def _sign_in(claims: ExternalClaims, tenant_slug: str | None) -> SignIn:
     """The account the verified claims belong to (linked on first use) and its tenant."""
-    db = management_db()
-    user = identity.link_external_identity(
-        db, issuer=claims.issuer, subject=claims.subject, email=claims.email,
-        email_verified=claims.email_verified, name=claims.name)
-    return SignIn(user.id, identity.choose_tenant(db, user.id, user.is_operator, tenant_slug),
-                  user.is_operator)
-
-
-def _tokens(pair: TokenPair) -> Any:
-    body = TokensOut(access_token=pair.access_token, refresh_token=pair.refresh_token,
-                     expires_in=pair.expires_in)
-    response = jsonify(body.model_dump())
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return identity.sign_in_external(management_db(), claims, tenant_slug)
 
 
 @bp.post("/api/v1/identity/oidc/tokens")
@@ -138,15 +124,12 @@ def create_oidc_token() -> Any:
     checker = verifier()
     body = parse_json(OidcTokenBody)
     claims = checker.verify(body.id_token, body.nonce)
-    return _tokens(flows.start(_sign_in(claims, body.tenant), "oidc"))
+    return tokens_response(flows.start(_sign_in(claims, body.tenant), "oidc"))
 
 
 def safe_next(value: str | None) -> str:
     """``value`` if it is a path on this site, else "/" (no open redirect)."""
-    if (value and value.startswith("/") and not value.startswith("//") and "\\" not in value
-            and value.isprintable() and len(value) <= _MAX_NEXT):
-        return value
-    return "/"
+    return flows.local_path(value) or "/"
 
 
 def _callback_url() -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, flash, g, make_response, redirect, render_template, request, url_for
-from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 from werkzeug.wrappers import Response
@@ -25,9 +24,9 @@ from domain.identity import sessions
 from domain.identity.sessions import SessionRefused
 from domain.tenancy import queries as tenancy_queries
 from web.auth import (
+    NOT_SIGNED_IN,
     PAGES,
     Caller,
-    Unauthorized,
     authenticate,
     clear_token_cookies,
     invalidate_permissions,
@@ -37,22 +36,12 @@ from web.auth import (
     set_token_cookies,
 )
 from web.db import management_db
+from web.forms import place_error
 from web.identity import bp, flows
-from web.identity.forms import AcceptInvitationForm, PasswordForm, SignInForm, place_error
+from web.identity.forms import AcceptInvitationForm, PasswordForm, SignInForm
 from web.ratelimit import limit_sign_in
 
-# A local path: no scheme, no host ("//host", "/\\host"), nothing a browser would strip.
-_UNSAFE_NEXT = re.compile(r"[\x00-\x20\x7f\\]")
 _INVITATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
-_NOT_SIGNED_IN = (Unauthorized, JWTExtendedException, PyJWTError)
-
-
-def safe_next(target: str | None) -> str | None:
-    """``target`` if it is a path on this site, else None (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") \
-            or _UNSAFE_NEXT.search(target):
-        return None
-    return target
 
 
 def _home() -> str:
@@ -86,9 +75,10 @@ def _has_access_cookie() -> bool:
     if not token:
         return False
     try:
-        return decode_token(token).get("type") == "access"
-    except (JWTExtendedException, PyJWTError):
+        current_app.extensions["allotment.verified_tokens"].identity(token)
+    except NOT_SIGNED_IN:
         return False
+    return True
 
 
 @bp.app_context_processor
@@ -113,15 +103,23 @@ class SavedSignIn:
     tenant: str | None
 
 
-def _saved_sign_in() -> SavedSignIn | None:
+def _refresh_cookie_session() -> tuple[uuid.UUID, uuid.UUID, uuid.UUID | None] | None:
+    """(user, session, tenant) of a valid refresh cookie, if the browser has one."""
     claims = peek_refresh_cookie()
     if claims is None:
         return None
     try:
-        user_id, session_id = uuid.UUID(str(claims.get("sub"))), uuid.UUID(str(claims.get("sid")))
-        tenant_id = uuid.UUID(str(claims["tenant"])) if claims.get("tenant") else None
+        return (uuid.UUID(str(claims.get("sub"))), uuid.UUID(str(claims.get("sid"))),
+                uuid.UUID(str(claims["tenant"])) if claims.get("tenant") else None)
     except ValueError:
         return None
+
+
+def _saved_sign_in() -> SavedSignIn | None:
+    saved = _refresh_cookie_session()
+    if saved is None:
+        return None
+    user_id, session_id, tenant_id = saved
     db = management_db()
     user = identity.users_by_id(db, [user_id]).get(user_id)
     if user is None or not user.active or sessions.is_revoked(db, session_id):
@@ -142,7 +140,7 @@ def _sign_in_page(form: SignInForm, target: str | None, *, refused: str | None =
 def sign_in_page() -> Any:
     """The sign-in form; on valid credentials, token cookies and on to ``next``."""
     form = SignInForm()
-    target = safe_next(request.args.get("next"))
+    target = flows.local_path(request.args.get("next"))
     if form.validate_on_submit():
         try:
             signed_in = identity.sign_in(management_db(), form.email.data, form.password.data,
@@ -158,7 +156,7 @@ def sign_in_page() -> Any:
 @bp.post("/identity/refresh")
 def refresh_page() -> Any:
     """"Continue as": spend the refresh cookie for new tokens (it is single use)."""
-    target = safe_next(request.args.get("next"))
+    target = flows.local_path(request.args.get("next"))
     try:
         tokens = flows.refresh(refresh_claims(PAGES))
     except (SessionRefused, JWTExtendedException, PyJWTError) as exc:
@@ -174,16 +172,10 @@ def _caller_from_cookies() -> Caller | None:
     access cookie expired), else None."""
     try:
         return authenticate(PAGES)
-    except _NOT_SIGNED_IN:
+    except NOT_SIGNED_IN:
         pass
-    claims = peek_refresh_cookie()
-    if claims is None:
-        return None
-    try:
-        return Caller(uuid.UUID(str(claims.get("sub"))), uuid.UUID(str(claims.get("sid"))),
-                      None, False, None)
-    except ValueError:
-        return None
+    saved = _refresh_cookie_session()
+    return Caller(saved[0], saved[1], None, False, None) if saved else None
 
 
 @bp.post("/identity/sign-out")

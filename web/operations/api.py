@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.messaging import relay
-from domain.tenancy import queries as tenancy_queries
 from domain.tenancy import services as tenancy
 from web.api import PlainText, parse_json
 from web.auth import operator_required
@@ -173,9 +172,5 @@ def create_reseller() -> Any:
 def set_tenant_reseller(tenant_id: uuid.UUID) -> Any:
     """Its reseller's admins may then manage the tenant's subscription."""
     body = parse_json(TenantResellerBody)
-    db = management_db()
-    tenancy_queries.name_of(db, tenant_id)  # NotFound naming tenant_id first
-    if body.reseller_id is not None and not iam.reseller_exists(db, body.reseller_id):
-        raise ApiError(404, "not_found", "no such reseller", "reseller_id")
-    tenancy.assign_reseller(db, tenant_id, body.reseller_id)
+    tenancy.assign_reseller(management_db(), tenant_id, body.reseller_id)
     return "", 204

@@ -6,8 +6,7 @@ from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, Length, Regexp
 
 from web.api import SLUG
-
-NO_CONTROL = Regexp(r"^[^\x00-\x1f\x7f]*\Z", message="must not contain control characters")
+from web.forms import NO_CONTROL
 
 
 class SignupForm(FlaskForm):

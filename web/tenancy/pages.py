@@ -9,6 +9,7 @@ from flask import g, redirect, render_template, url_for
 from domain.errors import DomainError
 from domain.tenancy import queries, services
 from web.db import management_db, provider, sealer
+from web.forms import place_error
 from web.ratelimit import limit_sign_up
 from web.tenancy import bp
 from web.tenancy.forms import SignupForm
@@ -28,9 +29,7 @@ def signup_page() -> Any:
             signup_id = services.sign_up_tenant(management_db(), request, correlation_id=g.request_id,
                                                 sealer=sealer())
         except DomainError as exc:
-            # Next to the field it names; a field the form does not have goes beside the slug.
-            field = getattr(form, exc.field or "", None) or form.slug
-            field.errors.append(exc.reason)
+            place_error(form, exc, form.slug)
             return render_template("tenancy/signup.html", form=form), exc.status
         return redirect(url_for("tenancy.signup_status_page", signup_id=signup_id), code=303)
     status = 422 if form.is_submitted() else 200

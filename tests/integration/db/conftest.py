@@ -19,8 +19,8 @@ from domain.db.provider import DataProvider, dedicated_key, server_label
 from domain.notifications.models import Notice
 from domain.tenancy.models import Tenant
 from tests.support import refs
-from tests.support.services import Services, Stack, create_stack, drop_stack
-from web import create_app
+from tests.support.apps import web_app
+from tests.support.services import REDIS_DB_DB_ISOLATION, Services, Stack, create_stack, drop_stack
 
 MakeDatabase = Callable[..., str]
 
@@ -134,14 +134,12 @@ class Isolated:
 @pytest.fixture
 def isolated(services: Services, tmp_path: Path) -> Iterator[Isolated]:
     """A fresh migrated stack (Redis databases 12/13) with its provider and app."""
-    stack = create_stack(services, redis_db=12)
+    stack = create_stack(services, redis_db=REDIS_DB_DB_ISOLATION)
     settings = load_settings(stack.env(VAR_DIR=str(tmp_path / "var")))
     provider = build_provider(settings)
-    app = create_app(settings)
-    app.config.update(TESTING=True)
     try:
-        yield Isolated(stack, settings, provider, app)
+        with web_app(settings) as app:
+            yield Isolated(stack, settings, provider, app)
     finally:
         provider.dispose()
-        app.extensions["allotment.provider"].dispose()
         drop_stack(stack)

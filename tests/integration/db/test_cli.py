@@ -11,8 +11,8 @@ from flask import Flask
 from config.settings import Settings, database_name, database_on
 from domain.db import migrate
 from tests.integration.db.conftest import Isolated, MakeDatabase, Tenants, placement_label
+from tests.support.apps import web_app
 from tests.support.services import Services
-from web import create_app
 
 
 @pytest.fixture
@@ -23,11 +23,10 @@ def fresh_app(services: Services, settings: Settings, tmp_path: Path) -> Iterato
         "database_url": database_on(services.server_url, name),
         "trial_database_url": database_on(services.server_url, f"{name}_trial"),
         "var_dir": tmp_path})
-    app = create_app(fresh)
     try:
-        yield app
+        with web_app(fresh) as app:
+            yield app
     finally:
-        app.extensions["allotment.provider"].dispose()
         migrate.drop_database(fresh.database_url)
         migrate.drop_database(fresh.trial_database_url)
 

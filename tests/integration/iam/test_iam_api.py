@@ -219,13 +219,17 @@ def test_an_unknown_role_is_not_found_naming_roles(api: FlaskClient, provider: D
     assert fingerprint(provider, org) == before
 
 
-@pytest.mark.parametrize(("roles", "status"), [([], 422), (["employee"] * 21, 422), (["Not A Role"], 404),
-                                               (["x" * 5000], 404), ([7], 422)])
+@pytest.mark.parametrize("case", [
+    ([], 422, "roles"), (["employee"] * 21, 422, "roles"), (["Not A Role"], 404, "roles"),
+    (["x" * 5000], 404, "roles"), ([7], 422, "roles.0"),
+    (["empl\x00oyee"], 422, "roles.0"),  # a NUL used to reach PostgreSQL: a 500
+])
 def test_an_invalid_role_list_is_refused_naming_roles(api: FlaskClient, provider: DataProvider, org: Org,
-                                                      roles: list[Any], status: int) -> None:
+                                                      case: tuple[list[Any], int, str]) -> None:
+    roles, status, field = case
     before = fingerprint(provider, org)
     response = set_roles(api, org.owner, org.account("employee").user_id, roles)
-    assert_refused(response, status, "roles.0" if roles == [7] else "roles")
+    assert_refused(response, status, field)
     assert fingerprint(provider, org) == before
 
 

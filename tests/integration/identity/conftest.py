@@ -1,6 +1,7 @@
 """Fixtures of the identity tests: a tenant with an owner, an admin and an employee made in
 the database, a platform operator, a second web app on the same settings, and helpers to
-sign in and to read what the database says about sessions."""
+read what the database says about sessions. Accounts, tokens and signing in are
+``tests.support.tenants``'."""
 from __future__ import annotations
 
 import uuid
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import jwt as pyjwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -18,16 +18,11 @@ from sqlalchemy import select
 
 from config.settings import Settings
 from domain.db.provider import DataProvider
-from domain.iam import services as iam
-from domain.identity import services as identity
 from domain.identity.models import AuthSession
-from domain.tenancy.models import Tenant
-from tests.support import refs
-from web import create_app
+from tests.support import tenants
+from tests.support.apps import web_app
+from tests.support.tenants import Account, Tokens
 
-PASSWORD = "identity password 0123"
-# One argon2 hash for every account of these tests: hashing costs tens of milliseconds each.
-_PASSWORD_HASH = identity.hash_password(PASSWORD)
 TOKENS = "/api/v1/identity/tokens"
 REFRESH = "/api/v1/identity/tokens/refresh"
 SESSIONS = "/api/v1/identity/sessions"
@@ -36,47 +31,15 @@ MEMBERS = "/api/v1/iam/members"
 
 
 @dataclass(frozen=True)
-class Person:
-    """An account made in the database, with PASSWORD."""
-
-    user_id: uuid.UUID
-    email: str
-    password: str = PASSWORD
-
-
-@dataclass(frozen=True)
 class Org:
-    """A trial tenant and three of its members."""
+    """A trial tenant (made by ``tests.support.tenants``) and three of its members."""
 
     tenant_id: uuid.UUID
     slug: str
     name: str
-    owner: Person
-    admin: Person
-    employee: Person
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """An access and a refresh token of one session."""
-
-    access: str
-    refresh: str
-
-    @property
-    def bearer(self) -> dict[str, str]:
-        """The Authorization header carrying the access token."""
-        return {"Authorization": f"Bearer {self.access}"}
-
-    @property
-    def refresh_bearer(self) -> dict[str, str]:
-        """The Authorization header carrying the refresh token."""
-        return {"Authorization": f"Bearer {self.refresh}"}
-
-    @property
-    def session_id(self) -> uuid.UUID:
-        """The session both tokens belong to (their ``sid`` claim)."""
-        return uuid.UUID(unverified(self.access)["sid"])
+    owner: Account
+    admin: Account
+    employee: Account
 
 
 @dataclass(frozen=True)
@@ -88,35 +51,11 @@ class SessionState:
     revoked_reason: str | None
 
 
-def unverified(token: str) -> dict[str, Any]:
-    """A token's claims, read without checking anything (to craft variants of it)."""
-    return pyjwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
-
-
-def add_person(provider: DataProvider, tenant_id: uuid.UUID | None, role: str | None,
-               *, operator: bool = False, prefix: str = "member") -> Person:
-    """Commit an account (a member of ``tenant_id`` with ``role`` if given)."""
-    email = refs.email(prefix)
-    with provider.management() as session:
-        user = identity.create_user(session, email=email, name=f"{prefix.title()} Person",
-                                    password_hash=_PASSWORD_HASH, is_operator=operator)
-        if tenant_id is not None and role is not None:
-            iam.grant_role(session, user.id, tenant_id, role)
-        session.commit()
-        return Person(user.id, email)
-
-
 def make_org(provider: DataProvider) -> Org:
     """Commit a trial tenant with its built-in roles, an owner, an admin and an employee."""
-    tenant_id, slug = uuid.uuid4(), refs.slug("ident")
-    with provider.management() as session:
-        session.add(Tenant(id=tenant_id, slug=slug, name=f"Org {slug}", status="trial", plan="trial"))
-        session.flush()
-        iam.create_default_roles(session, tenant_id)
-        session.commit()
-    return Org(tenant_id, slug, f"Org {slug}", add_person(provider, tenant_id, "owner", prefix="owner"),
-               add_person(provider, tenant_id, "admin", prefix="admin"),
-               add_person(provider, tenant_id, "employee", prefix="employee"))
+    tenant = tenants.create_tenant(provider, ("owner", "admin", "employee"), prefix="ident")
+    return Org(tenant.id, tenant.slug, tenant.name, tenant.member("owner"), tenant.member("admin"),
+               tenant.member("employee"))
 
 
 @pytest.fixture
@@ -126,31 +65,14 @@ def org(provider: DataProvider) -> Org:
 
 
 @pytest.fixture
-def operator(provider: DataProvider) -> Person:
+def operator(provider: DataProvider) -> Account:
     """A platform operator of no tenant."""
-    return add_person(provider, None, None, operator=True, prefix="operator")
-
-
-def sign_in(client: FlaskClient, person: Person, tenant: str | None = None,
-            password: str | None = None) -> Tokens:
-    """Sign in through the API; fail the test unless tokens come back."""
-    body: dict[str, str] = {"email": person.email, "password": password or person.password}
-    if tenant is not None:
-        body["tenant"] = tenant
-    response = client.post(TOKENS, json=body)
-    assert response.status_code == 200, response.get_data(as_text=True)[:500]
-    return Tokens(response.json["access_token"], response.json["refresh_token"])
+    return tenants.create_account(provider, operator=True)
 
 
 def refresh(client: FlaskClient, tokens: Tokens) -> Any:
     """Present ``tokens``' refresh token at the refresh endpoint; the response."""
     return client.post(REFRESH, headers=tokens.refresh_bearer)
-
-
-def tokens_of(response: Any) -> Tokens:
-    """The tokens in a 200 answer."""
-    assert response.status_code == 200, response.get_data(as_text=True)[:500]
-    return Tokens(response.json["access_token"], response.json["refresh_token"])
 
 
 def session_state(provider: DataProvider, session_id: uuid.UUID) -> SessionState:
@@ -177,10 +99,8 @@ def live_session_ids(provider: DataProvider, user_id: uuid.UUID) -> set[uuid.UUI
 def other_app(settings: Settings) -> Iterator[Flask]:
     """A second web app built from the same settings: another web process, in effect (its
     own engines, its own revocation client and permission cache)."""
-    flask_app = create_app(settings)
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["allotment.provider"].dispose()
+    with web_app(settings) as flask_app:
+        yield flask_app
 
 
 @pytest.fixture

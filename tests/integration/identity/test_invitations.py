@@ -27,18 +27,19 @@ from domain.iam import services as iam
 from domain.iam.models import Invitation
 from domain.identity import services as identity
 from domain.messaging.tables import inbox, outbox
-from tests.integration.identity.conftest import ME, Org, Person, Tokens, add_person, sign_in, tokens_of
+from tests.integration.identity.conftest import ME, Org
 from tests.integration.web.helpers import assert_refused
-from tests.support import processes, refs
-from tests.support.services import ROOT, Services
+from tests.support import processes, refs, tenants
+from tests.support.apps import web_app
+from tests.support.services import REDIS_DB_OFFLINE, ROOT, Services
+from tests.support.tenants import Account, Tokens, sign_in, tokens_of
 from tests.support.waiting import wait_for
-from web import create_app
 
 INVITATIONS = "/api/v1/iam/invitations"
 ACCEPT = "/api/v1/identity/invitations/accept"
 NEW_PASSWORD = "invited person password 0123"
 _LINK = re.compile(r"/identity/invitations/([A-Za-z0-9_-]{20,100})\b")
-OFFLINE_DB = 14  # a broker database no worker listens on until a test starts one
+OFFLINE_DB = REDIS_DB_OFFLINE
 
 
 # --- the Maildir a worker writes ---------------------------------------------------------
@@ -135,13 +136,13 @@ def test_an_invitation_is_emailed_once_and_its_link_joins_the_tenant(
     status = status_of(client, admin, invitation["id"])
     assert status["status"] == "accepted" and status["accepted_at"] is not None
     # The new account signs in with the password it chose, straight into the tenant.
-    again = sign_in(client, Person(uuid.UUID(me["user_id"]), email, NEW_PASSWORD))
+    again = sign_in(client, Account(uuid.UUID(me["user_id"]), email, NEW_PASSWORD))
     assert client.get(ME, headers=again.bearer).json["tenant_id"] == str(org.tenant_id)
 
     # The link works once: a second use is refused and changes nothing.
     second = client.post(ACCEPT, json={"token": token, "name": "Mallory", "password": "another password 99"})
     assert_refused(second, 404, "token")
-    sign_in(client, Person(uuid.UUID(me["user_id"]), email, NEW_PASSWORD))
+    sign_in(client, Account(uuid.UUID(me["user_id"]), email, NEW_PASSWORD))
     # One email, and its delivery is done (recorded in the inbox, completed in the outbox).
     assert len(mail_to(maildir, email)) == 1
     row = delivery_of(provider, invitation["id"])
@@ -150,7 +151,7 @@ def test_an_invitation_is_emailed_once_and_its_link_joins_the_tenant(
 
 def test_an_existing_account_joins_with_its_own_password(client: FlaskClient, provider: DataProvider,
                                                          org: Org, maildir: Path) -> None:
-    outsider = add_person(provider, None, None, prefix="outsider")
+    outsider = tenants.create_account(provider, prefix="outsider")
     admin = sign_in(client, org.admin)
     invitation = invite(client, admin, outsider.email, role="employee")
     token = invitation_token(wait_for_mail(maildir, outsider.email))
@@ -250,12 +251,10 @@ def offline_broker(services: Services) -> Iterator[str]:
 @pytest.fixture
 def offline_app(settings: Settings, offline_broker: str) -> Iterator[Flask]:
     """The web app sending to (and keeping revocations in) the offline broker database."""
-    flask_app = create_app(settings.model_copy(update={
-        "broker_url": offline_broker, "result_backend": offline_broker,
-        "rate_limit_storage_url": settings.broker_url}))
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["allotment.provider"].dispose()
+    offline = settings.model_copy(update={"broker_url": offline_broker, "result_backend": offline_broker,
+                                          "rate_limit_storage_url": settings.broker_url})
+    with web_app(offline) as flask_app:
+        yield flask_app
 
 
 def test_an_invitation_is_not_emailed_once_its_inviter_is_cut_off(

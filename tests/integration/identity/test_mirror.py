@@ -13,10 +13,9 @@ from config.settings import Settings
 from domain.bootstrap import build_provider, build_revocations
 from domain.identity.mirror import AccessMirror
 from domain.identity.revocation import session_key
-from tests.integration.identity.conftest import SESSIONS, Org, sign_in, unverified
+from tests.integration.identity.conftest import ME, SESSIONS, Org
 from tests.integration.web.helpers import assert_refused
-
-ME = "/api/v1/iam/me"
+from tests.support.tenants import sign_in, unverified
 
 
 def test_a_revocation_reaches_another_process_over_the_channel(
@@ -62,7 +61,7 @@ def test_a_version_read_before_a_reload_is_not_kept(settings: Settings, broker_r
 
 def test_a_token_without_expiry_is_refused_every_time(app: Flask, client: FlaskClient, org: Org) -> None:
     tokens = sign_in(client, org.employee)
-    claims = unverified(tokens.access)
+    claims = unverified(tokens.access_token)
     with app.app_context():
         forged = jwt.encode({k: v for k, v in claims.items() if k != "exp"},
                             app.config["JWT_SECRET_KEY"], algorithm="HS256")

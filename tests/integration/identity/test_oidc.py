@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,13 +26,14 @@ from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity.models import AuthSession, ExternalIdentity, User
 from domain.identity.oidc import IdTokenVerifier
-from domain.tenancy.models import Tenant
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs
+from tests.support.apps import web_app
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, ProviderUser, new_rsa_key
 from tests.support.services import Stack
-from web import create_app
+from tests.support.tenants import create_tenant
 from web.identity.oidc import VERIFIER, safe_next
+from workers.embedded import free_port
 
 OIDC_TOKENS = "/api/v1/identity/oidc/tokens"
 LOGIN = "/identity/oidc/login"
@@ -61,10 +61,8 @@ def oidc_settings(stack: Stack, idp: OidcProvider, tmp_path_factory: pytest.Temp
 @pytest.fixture(scope="module")
 def oidc_app(oidc_settings: Settings) -> Iterator[Flask]:
     """A web app that signs in through the provider."""
-    app = create_app(oidc_settings)
-    app.config.update(TESTING=True)
-    yield app
-    app.extensions["allotment.provider"].dispose()
+    with web_app(oidc_settings) as app:
+        yield app
 
 
 @pytest.fixture
@@ -92,19 +90,13 @@ class Member:
 
 def make_member(provider: DataProvider, email: str, tenants: int = 1) -> Member:
     """Commit ``tenants`` trial tenants and an employee of each with ``email`` (no password)."""
-    ids, slugs = [], []
+    made = [create_tenant(provider, (), prefix="oidc") for _ in range(tenants)]
     with provider.management() as session:
         user = identity.create_user(session, email=email, name="Olive", password_hash=None)
-        for _ in range(tenants):
-            tenant_id, slug = uuid.uuid4(), refs.slug("oidc")
-            session.add(Tenant(id=tenant_id, slug=slug, name=f"Org {slug}", status="trial", plan="trial"))
-            session.flush()
-            iam.create_default_roles(session, tenant_id)
-            iam.grant_role(session, user.id, tenant_id, "employee")
-            ids.append(tenant_id)
-            slugs.append(slug)
+        for tenant in made:
+            iam.grant_role(session, user.id, tenant.id, "employee")
         session.commit()
-        return Member(user.id, ids, slugs)
+        return Member(user.id, [t.id for t in made], [t.slug for t in made])
 
 
 @dataclass(frozen=True)
@@ -469,15 +461,11 @@ def test_without_a_provider_oidc_sign_in_does_not_exist(client: FlaskClient) -> 
 @pytest.fixture(scope="module")
 def unreachable_app(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """An app whose provider does not answer (nothing listens on its port)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(load_settings(stack.env(
-        VAR_DIR=str(tmp_path_factory.mktemp("oidc-down")), OIDC_ISSUER=f"http://127.0.0.1:{port}",
-        OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, PUBLIC_URL=PUBLIC_URL)))
-    app.config.update(TESTING=True)
-    yield app
-    app.extensions["allotment.provider"].dispose()
+    port = free_port()
+    with web_app(load_settings(stack.env(
+            VAR_DIR=str(tmp_path_factory.mktemp("oidc-down")), OIDC_ISSUER=f"http://127.0.0.1:{port}",
+            OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, PUBLIC_URL=PUBLIC_URL))) as app:
+        yield app
 
 
 def test_a_provider_that_does_not_answer_is_unavailable_not_an_error(unreachable_app: Flask,

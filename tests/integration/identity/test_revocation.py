@@ -3,10 +3,6 @@ flushed revocation store rebuilt from the database, Redis unreachable (503, neve
 and cached IAM decisions invalidated in every process when a member's roles change."""
 from __future__ import annotations
 
-import json
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,26 +15,13 @@ from redis import Redis
 from config.settings import Settings
 from domain.db.provider import DataProvider
 from domain.identity.revocation import READY_KEY, session_key
-from tests.integration.identity.conftest import (
-    ME,
-    MEMBERS,
-    SESSIONS,
-    Org,
-    Tokens,
-    refresh,
-    session_state,
-    sign_in,
-    tokens_of,
-)
+from tests.integration.identity.conftest import ME, MEMBERS, SESSIONS, Org, refresh, session_state
 from tests.integration.web.helpers import assert_refused
-from tests.support.processes import Process
+from tests.support import processes
+from tests.support.apps import web_app
 from tests.support.services import Stack
-from tests.support.waiting import wait_for
-from web import create_app
-from workers.embedded import free_port
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy to 127.0.0.1
-
+from tests.support.system import http
+from tests.support.tenants import Tokens, sign_in, tokens_of
 
 # --- two web apps ------------------------------------------------------------------------
 
@@ -68,49 +51,26 @@ def test_a_cut_off_in_one_process_is_refused_by_the_other_at_once(
 @pytest.fixture(scope="module")
 def gunicorn_url(stack: Stack, settings: Settings, log_dir: Path) -> Iterator[str]:
     """The web app served by gunicorn (two worker processes) on the session's stack."""
-    port = free_port()
-    env = stack.env(VAR_DIR=str(settings.var_dir), WEB_HOST="127.0.0.1", WEB_PORT=str(port),
-                    WEB_CONCURRENCY="2")
-    argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "web:create_app()"]
-    server = Process("identity-web", argv, env, log_dir).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if not server.running():
-            raise AssertionError(f"gunicorn exited:\n{server.log()[-3000:]}")
-        return get(url, "/healthz", None)[0] == 200
-
-    try:
-        wait_for(up, timeout=60, message="gunicorn to answer")
-        yield url
-    finally:
-        server.stop()
+    server, url = processes.gunicorn("identity-web", stack.env(VAR_DIR=str(settings.var_dir)), log_dir,
+                                     workers=2)
+    yield url
+    server.stop()
 
 
 def get(base: str, path: str, token: str | None) -> tuple[int, dict[str, object]]:
-    """GET over HTTP; the status and the JSON body (0 if nothing answered)."""
-    headers = {"Accept": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base + path, headers=headers)  # noqa: S310 - http://127.0.0.1 only
-    try:
-        with _OPENER.open(request, timeout=15) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        with refused:
-            return refused.code, json.loads(refused.read())
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return 0, {}
+    """GET over HTTP; the status and the JSON body (0 and nothing if nothing answered)."""
+    reply = http(base + path, bearer=token)
+    return reply.status, reply.json() if reply.body else {}
 
 
 def test_a_gunicorn_process_refuses_a_token_revoked_here(client: FlaskClient, org: Org,
                                                          gunicorn_url: str) -> None:
     tokens = sign_in(client, org.employee)
     for _ in range(4):  # whichever of its workers answers
-        assert get(gunicorn_url, ME, tokens.access)[0] == 200
+        assert get(gunicorn_url, ME, tokens.access_token)[0] == 200
     assert client.delete(f"{SESSIONS}/current", headers=tokens.bearer).status_code == 200
     for _ in range(4):
-        status, body = get(gunicorn_url, ME, tokens.access)
+        status, body = get(gunicorn_url, ME, tokens.access_token)
         assert (status, body.get("reason")) == (401, "token has been revoked")
 
 
@@ -131,13 +91,10 @@ def test_a_flushed_store_is_rebuilt_and_the_revoked_token_stays_refused(
     assert other_client.get(ME, headers=valid.bearer).status_code == 200
     # A process started after the flush rebuilds the store from the database before it
     # trusts it, for every process that starts later.
-    newcomer = create_app(settings)
-    try:
+    with web_app(settings) as newcomer:
         assert_refused(newcomer.test_client().get(ME, headers=revoked.bearer), 401, "Authorization")
         assert newcomer.test_client().get(ME, headers=valid.bearer).status_code == 200
         assert broker_redis.exists(session_key(revoked.session_id), READY_KEY) == 2
-    finally:
-        newcomer.extensions["allotment.provider"].dispose()
 
 
 def test_a_valid_token_works_first_after_a_flush(client: FlaskClient, org: Org, broker_redis: Redis) -> None:
@@ -165,11 +122,10 @@ def unreachable_app(settings: Settings) -> Iterator[Flask]:
     Rate-limit counters stay on the live Redis: the limiter is one object shared by every
     app of this process, and it would otherwise keep pointing at the dead port."""
     dead = "redis://127.0.0.1:1/0"
-    flask_app = create_app(settings.model_copy(update={
-        "broker_url": dead, "result_backend": dead, "rate_limit_storage_url": settings.broker_url}))
-    flask_app.config.update(TESTING=True)
-    yield flask_app
-    flask_app.extensions["allotment.provider"].dispose()
+    broken = settings.model_copy(update={
+        "broker_url": dead, "result_backend": dead, "rate_limit_storage_url": settings.broker_url})
+    with web_app(broken) as flask_app:
+        yield flask_app
 
 
 def test_redis_unreachable_refuses_access_with_503(unreachable_app: Flask, org: Org,
@@ -179,7 +135,7 @@ def test_redis_unreachable_refuses_access_with_503(unreachable_app: Flask, org: 
         signed_there = create_access_token(identity=str(org.employee.user_id), additional_claims={
             "sid": str(tokens.session_id), "tenant": str(org.tenant_id), "op": False})
     dead = unreachable_app.test_client()
-    for token in (signed_there, tokens.access):
+    for token in (signed_there, tokens.access_token):
         response = dead.get(ME, headers={"Authorization": f"Bearer {token}"})
         body = assert_refused(response, 503, "Authorization")
         assert body["error"] == "access_unavailable"

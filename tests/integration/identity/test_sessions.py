@@ -10,20 +10,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from domain.db.provider import DataProvider
+from domain.iam import services as iam
+from domain.identity import services as identity
+from domain.identity import sessions
 from tests.integration.identity.conftest import (
     ME,
     SESSIONS,
     TOKENS,
     Org,
-    Tokens,
     live_session_ids,
     refresh,
     session_state,
     sessions_of,
-    sign_in,
-    tokens_of,
 )
 from tests.integration.web.helpers import assert_refused
+from tests.support import refs, tenants
+from tests.support.tenants import Tokens, sign_in, tokens_of
 
 PASSWORD_URL = "/api/v1/identity/password"
 NEW_PASSWORD = "a brand new password 4567"
@@ -34,7 +36,7 @@ def test_a_refresh_token_works_once_and_its_successor_works(client: FlaskClient,
     first = sign_in(client, org.employee)
     second = tokens_of(refresh(client, first))
     third = tokens_of(refresh(client, second))
-    assert len({first.refresh, second.refresh, third.refresh}) == 3
+    assert len({first.refresh_token, second.refresh_token, third.refresh_token}) == 3
     assert first.session_id == second.session_id == third.session_id
     assert client.get(ME, headers=third.bearer).json["user_id"] == str(org.employee.user_id)
     # The access tokens of a rotated session keep working until they expire.
@@ -162,3 +164,34 @@ def test_a_wrong_current_password_changes_nothing(client: FlaskClient, provider:
     response = client.post(TOKENS, json={"email": org.employee.email, "password": NEW_PASSWORD})
     assert_refused(response, 401, "password")
     sign_in(client, org.employee)
+
+
+def test_an_account_without_a_password_cannot_be_signed_into_with_any_password(
+        client: FlaskClient, provider: DataProvider) -> None:
+    # An account made through an external provider has no password hash. The placeholder
+    # hash verified against for timing must not make its (public) password a valid one.
+    tenant = tenants.create_tenant(provider, ["owner"])
+    with provider.management() as session:
+        user = identity.create_user(session, email=refs.email("oidc-only"), name="Only OIDC",
+                                    password_hash=None)
+        iam.grant_role(session, user.id, tenant.id, "employee")
+        session.commit()
+        email = user.email
+    for password in ("not-a-real-password", "another guess"):
+        response = client.post("/api/v1/identity/tokens", json={"email": email, "password": password})
+        assert_refused(response, 401, "password")
+    with provider.management() as session:
+        assert sessions.live_sessions(session, user.id) == []
+
+
+def test_a_user_agent_with_control_characters_is_stored_without_them(
+        client: FlaskClient, provider: DataProvider) -> None:
+    # PostgreSQL refuses NUL in text: the header used to turn a sign-in into a 500.
+    tenant = tenants.create_tenant(provider, ["employee"])
+    account = tenant.member("employee")
+    response = client.post("/api/v1/identity/tokens", json={"email": account.email,
+                           "password": account.password}, headers={"User-Agent": "evil\x00agent\x07"})
+    assert response.status_code == 200
+    with provider.management() as session:
+        [row] = sessions.live_sessions(session, account.user_id)
+    assert row.user_agent == "evilagent"

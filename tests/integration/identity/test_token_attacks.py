@@ -32,17 +32,13 @@ from tests.integration.identity.conftest import (
     SESSIONS,
     TOKENS,
     Org,
-    Person,
-    Tokens,
     make_org,
     refresh,
     session_state,
     sessions_of,
-    sign_in,
-    tokens_of,
-    unverified,
 )
 from tests.integration.web.helpers import assert_refused
+from tests.support.tenants import Account, Tokens, sign_in, tokens_of, unverified
 
 Claims = dict[str, Any]
 _RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -94,7 +90,7 @@ def _victim(client: FlaskClient, org: Org) -> Tokens:
     return sign_in(client, org.owner)
 
 
-def _assert_victim_untouched(client: FlaskClient, provider: DataProvider, person: Person,
+def _assert_victim_untouched(client: FlaskClient, provider: DataProvider, person: Account,
                              before: dict[uuid.UUID, Any], tokens: Tokens) -> None:
     assert sessions_of(provider, person.user_id) == before
     assert client.get(ME, headers=tokens.bearer).status_code == 200
@@ -104,7 +100,7 @@ def test_a_token_resigned_with_our_secret_is_accepted(client: FlaskClient, setti
                                                       org: Org) -> None:
     # The control for every test below: the crafting itself yields a token we accept.
     tokens = _victim(client, org)
-    copy = _hs256(settings.secret_key)(unverified(tokens.access))
+    copy = _hs256(settings.secret_key)(unverified(tokens.access_token))
     assert client.get(ME, headers={"Authorization": f"Bearer {copy}"}).status_code == 200
 
 
@@ -113,7 +109,7 @@ def test_a_forged_token_is_refused_and_changes_nothing(client: FlaskClient, prov
                                                        settings: Settings, org: Org, forgery: str) -> None:
     tokens = _victim(client, org)
     before = sessions_of(provider, org.owner.user_id)
-    forged = _forgeries(settings.secret_key)[forgery](unverified(tokens.access))
+    forged = _forgeries(settings.secret_key)[forgery](unverified(tokens.access_token))
     response = client.delete(SESSIONS, headers={"Authorization": f"Bearer {forged}"})
     assert_refused(response, 401, "Authorization")
     _assert_victim_untouched(client, provider, org.owner, before, tokens)
@@ -124,8 +120,9 @@ def test_a_payload_swapped_under_a_genuine_signature_is_refused(client: FlaskCli
     # The employee keeps their own header and signature but claims to be the owner.
     victim, attacker = _victim(client, org), sign_in(client, org.employee)
     before = sessions_of(provider, org.owner.user_id)
-    header, _, signature = attacker.access.split(".")
-    claims = {**unverified(attacker.access), "sub": str(org.owner.user_id), "sid": str(victim.session_id)}
+    header, _, signature = attacker.access_token.split(".")
+    claims = {**unverified(attacker.access_token), "sub": str(org.owner.user_id),
+              "sid": str(victim.session_id)}
     forged = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
     assert_refused(client.delete(SESSIONS, headers={"Authorization": f"Bearer {forged}"}),
                    401, "Authorization")
@@ -142,7 +139,7 @@ def test_a_token_outside_its_lifetime_is_refused(client: FlaskClient, provider: 
     tokens = _victim(client, org)
     before = sessions_of(provider, org.owner.user_id)
     now = int(time.time())
-    claims = {**unverified(tokens.access), **{k: now + v for k, v in change.items()}}
+    claims = {**unverified(tokens.access_token), **{k: now + v for k, v in change.items()}}
     forged = _hs256(settings.secret_key)(claims)
     body = assert_refused(client.delete(SESSIONS, headers={"Authorization": f"Bearer {forged}"}),
                           401, "Authorization")
@@ -162,7 +159,7 @@ def test_a_token_with_malformed_claims_is_refused(client: FlaskClient, provider:
     # Signed with our own secret: only the claims are wrong (a bug in an issuer, say).
     tokens = _victim(client, org)
     before = sessions_of(provider, org.owner.user_id)
-    claims = {k: v for k, v in {**unverified(tokens.access), **change}.items() if v is not None}
+    claims = {k: v for k, v in {**unverified(tokens.access_token), **change}.items() if v is not None}
     forged = _hs256(settings.secret_key)(claims)
     assert_refused(client.delete(SESSIONS, headers={"Authorization": f"Bearer {forged}"}),
                    401, "Authorization")
@@ -174,7 +171,7 @@ def test_a_signed_tenant_claim_for_another_tenant_is_refused(client: FlaskClient
     # Even a token signed with our key carries only what IAM grants: not a member, no access.
     elsewhere = make_org(provider)
     tokens = sign_in(client, org.admin)
-    claims = {**unverified(tokens.access), "tenant": str(elsewhere.tenant_id)}
+    claims = {**unverified(tokens.access_token), "tenant": str(elsewhere.tenant_id)}
     forged = _hs256(settings.secret_key)(claims)
     body = assert_refused(client.get("/api/v1/iam/members", headers={"Authorization": f"Bearer {forged}"}),
                           401, "Authorization")
@@ -183,9 +180,9 @@ def test_a_signed_tenant_claim_for_another_tenant_is_refused(client: FlaskClient
 
 def test_an_api_token_is_read_from_the_header_only(client: FlaskClient, org: Org) -> None:
     tokens = _victim(client, org)
-    client.set_cookie("access_token_cookie", tokens.access)
+    client.set_cookie("access_token_cookie", tokens.access_token)
     assert_refused(client.get(ME), 401, "Authorization")
-    assert_refused(client.get(f"{ME}?jwt={tokens.access}"), 401, "Authorization")
+    assert_refused(client.get(f"{ME}?jwt={tokens.access_token}"), 401, "Authorization")
 
 
 def test_a_refresh_token_is_not_an_access_token(client: FlaskClient, provider: DataProvider,
@@ -213,7 +210,7 @@ def test_a_refresh_token_of_another_secret_is_refused(client: FlaskClient, provi
                                                       org: Org) -> None:
     tokens = _victim(client, org)
     before = session_state(provider, tokens.session_id)
-    forged = _hs256("a-secret-that-is-not-ours-0123456789abcdef")(unverified(tokens.refresh))
+    forged = _hs256("a-secret-that-is-not-ours-0123456789abcdef")(unverified(tokens.refresh_token))
     assert_refused(client.post(REFRESH, headers={"Authorization": f"Bearer {forged}"}), 401, "Authorization")
     assert session_state(provider, tokens.session_id) == before
     tokens_of(refresh(client, tokens))
@@ -266,7 +263,7 @@ def test_a_tenant_admin_cannot_cut_off_someone_of_another_tenant(client: FlaskCl
 
 
 def test_a_user_cut_off_by_an_operator_is_refused_in_every_tenant(client: FlaskClient, provider: DataProvider,
-                                                                  org: Org, operator: Person) -> None:
+                                                                  org: Org, operator: Account) -> None:
     second = make_org(provider)
     with provider.management() as session:
         iam.grant_role(session, org.employee.user_id, second.tenant_id, "employee")
@@ -323,7 +320,7 @@ def test_a_token_for_a_tenant_the_user_left_says_so(client: FlaskClient, provide
 
 
 def test_a_deactivated_account_is_refused_everywhere(client: FlaskClient, provider: DataProvider,
-                                                     org: Org, operator: Person) -> None:
+                                                     org: Org, operator: Account) -> None:
     tokens, op = sign_in(client, org.employee), sign_in(client, operator)
     response = client.post(f"/api/v1/operations/users/{org.employee.user_id}/deactivate", headers=op.bearer)
     assert response.status_code == 200 and response.json["active"] is False

@@ -11,7 +11,6 @@ from sqlalchemy import func, select, update
 
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
-from domain.identity import services as identity
 from domain.identity.services import PasswordSealer
 from domain.messaging import outbox, relay
 from domain.messaging.contracts import Contract
@@ -126,16 +125,6 @@ def use_up_attempts(provider: DataProvider, delivery_id: str) -> None:
             attempts=provider.settings.message_max_attempts,
             next_attempt_at=utcnow() - timedelta(seconds=1)))
         session.commit()
-
-
-def create_account(provider: DataProvider, password: str, *, operator: bool = False) -> str:
-    """A committed account with ``password``; return its email."""
-    email = refs.email("operator" if operator else "member")
-    with provider.management() as session:
-        identity.create_user(session, email=email, name="Test Account",
-                             password_hash=identity.hash_password(password), is_operator=operator)
-        session.commit()
-    return email
 
 
 def bury(provider: DataProvider, publisher: Celery, delivery_id: str) -> None:

@@ -13,7 +13,6 @@ from domain.messaging.contracts.tenancy import ProvisionTenantV1
 from domain.messaging.outbox import Envelope
 from tests.integration.messaging.helpers import (
     bury,
-    create_account,
     harmless,
     is_overdue,
     outbox_row,
@@ -21,7 +20,7 @@ from tests.integration.messaging.helpers import (
     resent_ids,
     sweep_once,
 )
-from tests.support import refs
+from tests.support import refs, tenants
 from tests.support.processes import Process
 from tests.support.waiting import wait_for
 
@@ -60,10 +59,7 @@ def operator_token(app: Flask) -> str:
 @pytest.fixture(scope="module")
 def member_token(app: Flask, provider: DataProvider) -> str:
     """A token of an ordinary account (not an operator)."""
-    email = create_account(provider, PASSWORD)
-    response = app.test_client().post("/api/v1/identity/tokens", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.json
-    return f"Bearer {response.json['access_token']}"
+    return f"Bearer {tenants.access_token(app.test_client(), tenants.create_account(provider))}"
 
 
 def cli(app: Flask, *args: str) -> tuple[int, str]:
@@ -135,7 +131,7 @@ def test_api_refuses_an_unknown_state(client: FlaskClient, operator_token: str) 
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", f"{MESSAGES}?state=dead"),
     ("GET", f"{MESSAGES}?state=overdue"),
-    ("POST", f"{MESSAGES}/management/{uuid.uuid4()}/retry"),
+    ("POST", f"{MESSAGES}/management/6a1f0c3e-93a4-4c1b-9a55-0d1f2f5b7c21/retry"),  # fixed: stable test ids
 ])
 def test_api_is_for_operators_only(client: FlaskClient, member_token: str, method: str, path: str) -> None:
     anonymous = client.open(path, method=method)

@@ -13,11 +13,11 @@ from domain.db.provider import DataProvider
 from domain.messaging import relay
 from tests.integration.messaging.conftest import FAST_LEASE_SECONDS, FAST_MAX_ATTEMPTS
 from tests.integration.messaging.helpers import harmless, is_overdue, outbox_row, record
-from tests.support.services import Services
+from tests.support.services import REDIS_DB_BACKLOG_IDLE, Services
 from tests.support.waiting import wait_for
 from workers.publisher import publish, queue_probe, web_publisher
 
-IDLE_DB = 14  # a broker database no worker of this suite consumes
+IDLE_DB = REDIS_DB_BACKLOG_IDLE
 
 
 @pytest.fixture

@@ -11,33 +11,18 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy import update
 
 from domain.db.provider import DataProvider, dedicated_key, server_label
-from domain.iam import services as iam
-from domain.identity import services as identity
 from domain.tenancy.models import Tenant
-from tests.integration.messaging.helpers import create_account
 from tests.integration.web.helpers import assert_refused
-from tests.support import refs
+from tests.support import refs, tenants
 
-PASSWORD = "member password 0123"
 NOTICES = "/api/v1/notifications/notices"
 
 
 @pytest.fixture(scope="module")
 def member_token(client_module: FlaskClient, provider: DataProvider) -> str:
     """A token of an employee of a fresh trial tenant."""
-    tenant_id, email = uuid.uuid4(), refs.email("employee")
-    slug = refs.slug("edge")
-    with provider.management() as session:
-        session.add(Tenant(id=tenant_id, slug=slug, name="Edges", status="trial", plan="trial"))
-        session.flush()
-        iam.create_default_roles(session, tenant_id)
-        user = identity.create_user(session, email=email, name="Eve",
-                                    password_hash=identity.hash_password(PASSWORD))
-        iam.grant_role(session, user.id, tenant_id, "employee")
-        session.commit()
-    response = client_module.post("/api/v1/identity/tokens",
-                                  json={"email": email, "password": PASSWORD, "tenant": slug})
-    return str(response.json["access_token"])
+    tenant = tenants.create_tenant(provider, ("employee",), prefix="edge")
+    return tenants.access_token(client_module, tenant.member("employee"), tenant.slug)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +70,7 @@ def broken_tenant(provider: DataProvider) -> Iterator[str]:
 
 def test_the_message_list_names_a_database_that_does_not_answer(
         client: FlaskClient, provider: DataProvider, broken_tenant: str) -> None:
-    email = create_account(provider, PASSWORD, operator=True)
-    token = client.post("/api/v1/identity/tokens", json={"email": email, "password": PASSWORD}).json
-    response = client.get("/api/v1/operations/messages?state=dead",
-                          headers={"Authorization": f"Bearer {token['access_token']}"})
+    token = tenants.access_token(client, tenants.create_account(provider, operator=True))
+    response = client.get("/api/v1/operations/messages?state=dead", headers=tenants.bearer(token))
     assert response.status_code == 200
     assert response.json["unreachable"] == [broken_tenant]

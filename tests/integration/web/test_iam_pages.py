@@ -17,7 +17,8 @@ from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from domain.identity.services import PasswordSealer
 from tests.integration.messaging.helpers import outbox_rows
-from tests.integration.web.test_identity_pages import (
+from tests.support import refs
+from tests.support.pages import (
     Member,
     api_get,
     api_token,
@@ -30,7 +31,6 @@ from tests.integration.web.test_identity_pages import (
     sign_in,
     signed_in_browser,
 )
-from tests.support import refs
 
 USERS, ROLES = "/iam/users", "/iam/roles"
 ME = "/api/v1/iam/me"

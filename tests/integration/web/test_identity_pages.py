@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from html import unescape
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -21,81 +20,26 @@ from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity import sessions
-from domain.tenancy.models import Tenant
 from tests.support import refs
-from web import create_app
+from tests.support.apps import web_app
+from tests.support.pages import (
+    PASSWORD,
+    SESSIONS,
+    SIGN_IN,
+    Member,
+    api_get,
+    api_token,
+    goes_to_sign_in,
+    live_sessions,
+    make_member,
+    make_tenant,
+    page_csrf,
+    post,
+    sign_in,
+    signed_in_browser,
+)
 
-PASSWORD = "member password 0123"
-SIGN_IN = "/identity/sign-in"
-SESSIONS = "/identity/sessions"
 ACCESS, REFRESH = "access_token_cookie", "refresh_token_cookie"
-_CSRF = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
-
-
-# --- helpers (the IAM page tests use them too) -------------------------------------------
-
-@dataclass(frozen=True)
-class Member:
-    """An account that belongs to one tenant."""
-
-    email: str
-    user_id: uuid.UUID
-    tenant_id: uuid.UUID
-    slug: str
-
-
-def make_tenant(provider: DataProvider, name: str = "Pages Org") -> tuple[uuid.UUID, str]:
-    """A committed trial tenant with the built-in roles; its id and slug."""
-    tenant_id, slug = uuid.uuid4(), refs.slug("pages")
-    with provider.management() as session:
-        session.add(Tenant(id=tenant_id, slug=slug, name=name, status="trial", plan="trial"))
-        session.flush()
-        iam.create_default_roles(session, tenant_id)
-        session.commit()
-    return tenant_id, slug
-
-
-def make_member(provider: DataProvider, role: str = "employee", *,
-                tenant: tuple[uuid.UUID, str] | None = None, name: str = "Pat Member") -> Member:
-    """A committed account with PASSWORD holding ``role`` in ``tenant`` (a new one if None)."""
-    tenant_id, slug = tenant or make_tenant(provider)
-    email = refs.email(role)
-    with provider.management() as session:
-        user = identity.create_user(session, email=email, name=name,
-                                    password_hash=identity.hash_password(PASSWORD))
-        iam.grant_role(session, user.id, tenant_id, role)
-        session.commit()
-        return Member(email, user.id, tenant_id, slug)
-
-
-def page_csrf(browser: FlaskClient, page: str = SIGN_IN) -> str:
-    """The CSRF token of a freshly rendered page (the browser keeps the session cookie)."""
-    response = browser.get(page)
-    assert response.status_code == 200, response.get_data(as_text=True)[:300]
-    match = _CSRF.search(response.get_data(as_text=True))
-    assert match, f"{page} carries a CSRF token"
-    return unescape(match.group(1))
-
-
-def post(browser: FlaskClient, path: str, data: dict[str, object] | None = None, *,
-         token_from: str = SESSIONS) -> TestResponse:
-    """POST a form with a CSRF token taken from ``token_from``."""
-    return browser.post(path, data={**(data or {}), "csrf_token": page_csrf(browser, token_from)})
-
-
-def sign_in(browser: FlaskClient, email: str, password: str = PASSWORD, tenant: str = "",
-            next_: str | None = None) -> TestResponse:
-    """Fill in and post the sign-in form."""
-    path = SIGN_IN + (f"?next={quote(next_, safe='')}" if next_ is not None else "")
-    return browser.post(path, data={"email": email, "password": password, "tenant": tenant,
-                                    "csrf_token": page_csrf(browser)})
-
-
-def signed_in_browser(app: Flask, member: Member) -> FlaskClient:
-    """A browser that signed in as ``member``."""
-    browser = app.test_client()
-    assert sign_in(browser, member.email).status_code == 303
-    return browser
 
 
 def error_next_to(page: str, field: str) -> str:
@@ -106,45 +50,15 @@ def error_next_to(page: str, field: str) -> str:
     return unescape(match.group(1))
 
 
-def field_errors(response: TestResponse, field: str) -> list[str]:
-    """Every error shown for ``field``."""
-    return [unescape(e) for e in re.findall(
-        rf'<p class="field-error" data-field="{field}">([^<]*)</p>', response.get_data(as_text=True))]
-
-
 def set_cookies(response: TestResponse) -> dict[str, str]:
     """The Set-Cookie headers of a response, by cookie name."""
     return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
-
-
-def api_get(app: Flask, path: str, access_token: str) -> TestResponse:
-    """An API request with a bearer token (no cookies)."""
-    return app.test_client().get(path, headers={"Authorization": f"Bearer {access_token}"})
-
-
-def api_token(app: Flask, member: Member, password: str = PASSWORD) -> str:
-    """An API access token of ``member`` for their tenant."""
-    response = app.test_client().post("/api/v1/identity/tokens", json={
-        "email": member.email, "password": password, "tenant": member.slug})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.json["access_token"])
 
 
 def cookie(browser: FlaskClient, name: str) -> str | None:
     """The value of one of the token cookies the browser holds."""
     found = browser.get_cookie(name, path="/identity/" if name == REFRESH else "/")
     return found.value if found else None
-
-
-def live_sessions(provider: DataProvider, user_id: uuid.UUID) -> list[sessions.SessionRow]:
-    """The user's live sessions, from the database."""
-    with provider.management() as session:
-        return sessions.live_sessions(session, user_id)
-
-
-def goes_to_sign_in(response: TestResponse) -> bool:
-    """True if the response sends the browser to the sign-in page."""
-    return response.status_code in (302, 303) and urlsplit(response.location).path == SIGN_IN
 
 
 # --- fixtures ----------------------------------------------------------------------------
@@ -160,10 +74,8 @@ def secure_app(settings: Settings) -> Iterator[Flask]:
     """An app as in production: Secure cookies, and an external OIDC provider configured."""
     secure = settings.model_copy(update={"cookie_secure": True, "oidc_issuer": "https://id.example.com/",
                                          "oidc_client_id": "allotment-test"})
-    app = create_app(secure)
-    app.config.update(TESTING=True)
-    yield app
-    app.extensions["allotment.provider"].dispose()
+    with web_app(secure) as app:
+        yield app
 
 
 # --- sign in -----------------------------------------------------------------------------
@@ -173,7 +85,7 @@ def test_the_sign_in_form_has_its_fields_a_csrf_token_and_a_submit_button(client
     for field in ("email", "password", "tenant"):
         assert f'name="{field}"' in page
     assert re.search(r'<form[^>]*id="sign-in".*?<button type="submit"', page, re.S)
-    assert page_csrf(client)
+    assert page_csrf(client, SIGN_IN)
     assert "/identity/oidc/login" not in page  # no provider configured
     assert "Sign up" in page and 'action="/identity/sign-out"' not in page
 

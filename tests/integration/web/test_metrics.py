@@ -15,12 +15,12 @@ from config.settings import Settings
 from domain.db.provider import DataProvider
 from domain.messaging.tables import outbox
 from tests.integration.messaging.helpers import bury, harmless, record
-from tests.support.services import Services
-from web import create_app
+from tests.support.apps import web_app
+from tests.support.services import REDIS_DB_METRICS_IDLE, Services
 from workers.publisher import publish
 
 TOKEN = "metrics-token-for-tests-0123456789"
-IDLE_DB = 13  # a broker database no worker of this suite consumes
+IDLE_DB = REDIS_DB_METRICS_IDLE
 
 
 @pytest.fixture
@@ -29,10 +29,9 @@ def metrics_app(services: Services, settings: Settings) -> Iterator[Flask]:
     broker = f"{services.redis_url}/{IDLE_DB}"
     client = redis.Redis.from_url(broker)
     client.flushdb()
-    app = create_app(settings.model_copy(update={"metrics_token": TOKEN, "broker_url": broker,
-                                                 "result_backend": broker}))
-    yield app
-    app.extensions["allotment.provider"].dispose()
+    with web_app(settings.model_copy(update={"metrics_token": TOKEN, "broker_url": broker,
+                                             "result_backend": broker})) as app:
+        yield app
     client.flushdb()
     client.close()
 

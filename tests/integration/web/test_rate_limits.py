@@ -6,14 +6,8 @@ counters live in the stack's Redis, as they do in production.
 """
 from __future__ import annotations
 
-import json
-import re
 import secrets
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +20,13 @@ from werkzeug.test import TestResponse
 from config.settings import load_settings
 from domain.db.provider import DataProvider
 from domain.identity.models import AuthSession, User
-from tests.integration.messaging.helpers import create_account, tenant_id_of
+from tests.integration.messaging.helpers import tenant_id_of
 from tests.integration.web.helpers import assert_refused, written
-from tests.support import refs
-from tests.support.processes import Process
+from tests.support import processes, refs, tenants
+from tests.support.apps import web_app
 from tests.support.services import Stack
-from tests.support.waiting import wait_for
-from web import create_app
-from workers.embedded import free_port
+from tests.support.system import Reply, http
+from tests.support.tenants import page_csrf
 
 TOKENS = "/api/v1/identity/tokens"
 SIGNUPS = "/api/v1/tenancy/signups"
@@ -53,10 +46,8 @@ def tight_env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 @pytest.fixture(scope="module")
 def tight_app(tight_env: dict[str, str]) -> Iterator[Flask]:
     """The web app with 3 sign-ins and 2 sign-ups per minute, per account and per address."""
-    app = create_app(load_settings(tight_env))
-    app.config.update(TESTING=True, WTF_CSRF_ENABLED=True)
-    yield app
-    app.extensions["allotment.provider"].dispose()
+    with web_app(load_settings(tight_env)) as app:
+        yield app
 
 
 @pytest.fixture
@@ -83,11 +74,8 @@ def sign_up_api(client: FlaskClient, body: dict[str, str], ip: str) -> TestRespo
 
 def post_form(client: FlaskClient, path: str, fields: dict[str, str], ip: str) -> TestResponse:
     """GET the form (not limited) for its CSRF token, then POST it from ``ip``."""
-    page = client.get(path, environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
-    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page)
-    assert match, "the form carries a CSRF token"
-    return client.post(path, data={**fields, "csrf_token": unescape(match.group(1))},
-                       environ_base={"REMOTE_ADDR": ip})
+    token = page_csrf(client, path, environ_base={"REMOTE_ADDR": ip})
+    return client.post(path, data={**fields, "csrf_token": token}, environ_base={"REMOTE_ADDR": ip})
 
 
 def sign_up_form(client: FlaskClient, body: dict[str, str], ip: str) -> TestResponse:
@@ -139,7 +127,7 @@ def assert_limited_by_address(response: TestResponse) -> None:
 
 def test_the_fourth_failed_sign_in_for_an_account_is_refused_from_any_address(
         client: FlaskClient, provider: DataProvider) -> None:
-    email = create_account(provider, PASSWORD)
+    email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(3):  # a new address each time: only the account can be counting
         assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
     assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
@@ -147,7 +135,7 @@ def test_the_fourth_failed_sign_in_for_an_account_is_refused_from_any_address(
     assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
     assert sessions_of(provider, email) == 0
     # Another account is not affected by this one's lock.
-    other = create_account(provider, PASSWORD)
+    other = tenants.create_account(provider, password=PASSWORD).email
     assert sign_in(client, other, PASSWORD, new_ip()).status_code == 200
 
 
@@ -162,7 +150,7 @@ def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
 
 def test_successful_sign_ins_do_not_count_against_the_account(client: FlaskClient,
                                                               provider: DataProvider) -> None:
-    email = create_account(provider, PASSWORD)
+    email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(5):
         assert sign_in(client, email, PASSWORD, new_ip()).status_code == 200
     for _ in range(3):  # had the successes counted, the first of these would be refused
@@ -173,7 +161,7 @@ def test_successful_sign_ins_do_not_count_against_the_account(client: FlaskClien
 
 def test_successful_sign_ins_count_against_the_address(client: FlaskClient,
                                                        provider: DataProvider) -> None:
-    email, ip = create_account(provider, PASSWORD), new_ip()
+    email, ip = tenants.create_account(provider, password=PASSWORD).email, new_ip()
     for _ in range(3):
         assert sign_in(client, email, PASSWORD, ip).status_code == 200
     assert_limited_by_address(sign_in(client, email, PASSWORD, ip))
@@ -183,7 +171,7 @@ def test_successful_sign_ins_count_against_the_address(client: FlaskClient,
 @pytest.mark.parametrize("fourth", ["api", "form"])
 def test_the_sign_in_api_and_form_share_the_account_counter(
         client: FlaskClient, provider: DataProvider, fourth: str) -> None:
-    email = create_account(provider, PASSWORD)
+    email = tenants.create_account(provider, password=PASSWORD).email
     assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
     assert sign_in_form(client, email, WRONG, new_ip()).status_code == 401
     assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
@@ -236,54 +224,30 @@ def test_a_refused_sign_up_writes_nothing(client: FlaskClient, provider: DataPro
 @pytest.fixture(scope="module")
 def other_process(tight_env: dict[str, str], log_dir: Path) -> Iterator[str]:
     """The same tight app in another process (gunicorn), on the same Redis; its base URL."""
-    port = free_port()
-    env = {**tight_env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_CONCURRENCY": "1"}
-    argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "web:create_app()"]
-    server = Process("ratelimit-web", argv, env, log_dir).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if not server.running():
-            raise AssertionError(f"gunicorn exited:\n{server.log()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:  # noqa: S310
-                return bool(answer.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, timeout=60, message="the second process to answer")
-        yield url
-    finally:
-        server.stop()
+    server, url = processes.gunicorn("ratelimit-web", tight_env, log_dir)
+    yield url
+    server.stop()
 
 
-def sign_in_over_http(url: str, email: str, password: str) -> tuple[int, dict[str, Any], Any]:
-    """Sign in through the other process: status, JSON body, headers."""
-    body = json.dumps({"email": email, "password": password}).encode()
-    request = urllib.request.Request(f"{url}{TOKENS}", method="POST", data=body,  # noqa: S310
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - our server
-            return answer.status, json.loads(answer.read()), answer.headers
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read()), refused.headers
+def sign_in_over_http(url: str, email: str, password: str) -> Reply:
+    """Sign in through the other process."""
+    return http(f"{url}{TOKENS}", method="POST", body={"email": email, "password": password}, timeout=30)
 
 
 def test_two_processes_count_on_the_same_counters(client: FlaskClient, provider: DataProvider,
                                                    other_process: str) -> None:
     # Failures seen by the other process count here...
-    email = create_account(provider, PASSWORD)
+    email = tenants.create_account(provider, password=PASSWORD).email
     assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
     assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    status, body, _ = sign_in_over_http(other_process, email, WRONG)
-    assert (status, body["field"]) == (401, "password")
+    reply = sign_in_over_http(other_process, email, WRONG)
+    assert (reply.status, reply.json()["field"]) == (401, "password")
     assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
     # ...and failures seen here count there (in-memory counters would let this one through).
-    email = create_account(provider, PASSWORD)
+    email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(3):
         assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    status, body, headers = sign_in_over_http(other_process, email, PASSWORD)
-    assert (status, body["field"]) == (429, "email"), body
-    assert 0 < int(headers["Retry-After"]) <= 60
+    reply = sign_in_over_http(other_process, email, PASSWORD)
+    assert (reply.status, reply.json()["field"]) == (429, "email"), reply.body
+    retry_after(reply)
     assert sessions_of(provider, email) == 0

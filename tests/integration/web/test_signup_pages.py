@@ -1,70 +1,43 @@
-"""The HTML signup form: CSRF-protected, errors next to their fields, nothing written on refusal."""
+"""The HTML signup form: CSRF-protected (as in production: the tests' app keeps CSRF on),
+errors next to their fields, nothing written on refusal."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from html import unescape
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from config.settings import Settings
 from domain.db.provider import DataProvider
 from tests.integration.messaging.helpers import tenant_id_of
 from tests.integration.web.helpers import written
 from tests.support import refs
-from web import create_app
+from tests.support.tenants import page_csrf
 
 FORM = "/tenancy/signup"
 
 
-@pytest.fixture(scope="module")
-def csrf_app(settings: Settings) -> Iterator[Flask]:
-    """An app with CSRF protection explicitly on, as in production."""
-    app = create_app(settings)
-    app.config.update(TESTING=True, WTF_CSRF_ENABLED=True)
-    yield app
-    app.extensions["allotment.provider"].dispose()
-
-
-@pytest.fixture
-def browser(csrf_app: Flask) -> FlaskClient:
-    """A client that keeps its session cookie, like a browser."""
-    return csrf_app.test_client()
-
-
-def csrf_token(browser: FlaskClient) -> str:
-    """The CSRF token of a freshly rendered form."""
-    page = browser.get(FORM)
-    assert page.status_code == 200
-    match = re.search(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"', page.get_data(as_text=True))
-    assert match, "the form carries a CSRF token"
-    return unescape(match.group(1))
-
-
-def post_form(browser: FlaskClient, fields: dict[str, str]) -> tuple[TestResponse, str]:
+def post_form(client: FlaskClient, fields: dict[str, str]) -> tuple[TestResponse, str]:
     """Post the form with a fresh request id; return the response and the id."""
     request_id = refs.slug("req")
-    return browser.post(FORM, data=fields, headers={"X-Request-Id": request_id}), request_id
+    return client.post(FORM, data=fields, headers={"X-Request-Id": request_id}), request_id
 
 
-def test_the_form_renders_every_field_and_a_csrf_token(browser: FlaskClient) -> None:
-    page = browser.get(FORM).get_data(as_text=True)
+def test_the_form_renders_every_field_and_a_csrf_token(client: FlaskClient) -> None:
+    page = client.get(FORM).get_data(as_text=True)
     for field in ("organisation_name", "slug", "admin_name", "email", "password"):
         assert f'name="{field}"' in page
-    assert csrf_token(browser)
+    assert page_csrf(client, FORM)
 
 
 @pytest.mark.parametrize("token", [None, "forged-token"], ids=["no token", "forged token"])
 def test_a_post_without_a_valid_csrf_token_is_refused_and_writes_nothing(
-        browser: FlaskClient, provider: DataProvider, token: str | None) -> None:
+        client: FlaskClient, provider: DataProvider, token: str | None) -> None:
     body = refs.signup_body()
     if token:
         body["csrf_token"] = token
     before = written(provider, "")
-    response, request_id = post_form(browser, body)
+    response, request_id = post_form(client, body)
     assert response.status_code == 400
     assert tenant_id_of(provider, body["slug"]) is None
     after = written(provider, request_id)
@@ -72,10 +45,10 @@ def test_a_post_without_a_valid_csrf_token_is_refused_and_writes_nothing(
 
 
 def test_invalid_fields_re_render_the_form_with_each_error_next_to_its_field(
-        browser: FlaskClient, provider: DataProvider) -> None:
+        client: FlaskClient, provider: DataProvider) -> None:
     body = refs.signup_body(slug="Not A Slug", password="short", email="nope")
     before = written(provider, "")
-    response, request_id = post_form(browser, {**body, "csrf_token": csrf_token(browser)})
+    response, request_id = post_form(client, {**body, "csrf_token": page_csrf(client, FORM)})
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     for field in ("slug", "password", "email"):
@@ -87,27 +60,27 @@ def test_invalid_fields_re_render_the_form_with_each_error_next_to_its_field(
     assert (after.tenants, after.signups, after.messages) == (before.tenants, before.signups, 0)
 
 
-def test_a_taken_slug_re_renders_the_form_with_the_conflict_on_slug(browser: FlaskClient,
+def test_a_taken_slug_re_renders_the_form_with_the_conflict_on_slug(client: FlaskClient,
                                                                     provider: DataProvider) -> None:
     first = refs.signup_body()
-    assert post_form(browser, {**first, "csrf_token": csrf_token(browser)})[0].status_code == 303
+    assert post_form(client, {**first, "csrf_token": page_csrf(client, FORM)})[0].status_code == 303
     before = written(provider, "")
-    response, request_id = post_form(browser, {**refs.signup_body(slug=first["slug"]),
-                                               "csrf_token": csrf_token(browser)})
+    response, request_id = post_form(client, {**refs.signup_body(slug=first["slug"]),
+                                               "csrf_token": page_csrf(client, FORM)})
     assert response.status_code == 409
     assert re.search(r'data-field="slug">is already taken<', response.get_data(as_text=True))
     after = written(provider, request_id)
     assert (after.tenants, after.signups, after.messages) == (before.tenants, before.signups, 0)
 
 
-def test_a_valid_post_redirects_to_the_status_page(browser: FlaskClient, provider: DataProvider) -> None:
+def test_a_valid_post_redirects_to_the_status_page(client: FlaskClient, provider: DataProvider) -> None:
     body = refs.signup_body()
-    response, request_id = post_form(browser, {**body, "csrf_token": csrf_token(browser)})
+    response, request_id = post_form(client, {**body, "csrf_token": page_csrf(client, FORM)})
     assert response.status_code == 303
     location = response.headers["Location"]
     assert re.fullmatch(r"/tenancy/signups/[0-9a-f-]{36}", location)
     assert tenant_id_of(provider, body["slug"]) is not None
     assert written(provider, request_id).messages == 1
-    status_page = browser.get(location)
+    status_page = client.get(location)
     assert status_page.status_code == 200
     assert body["slug"] in status_page.get_data(as_text=True)

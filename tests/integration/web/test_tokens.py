@@ -5,9 +5,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from domain.db.provider import DataProvider
-from tests.integration.messaging.helpers import create_account
 from tests.integration.web.helpers import assert_refused
-from tests.support import refs
+from tests.support import refs, tenants
 
 TOKENS = "/api/v1/identity/tokens"
 PASSWORD = "member password 0123"
@@ -16,7 +15,7 @@ PASSWORD = "member password 0123"
 @pytest.fixture(scope="module")
 def account(provider: DataProvider) -> str:
     """The email of an account with PASSWORD and no tenant."""
-    return create_account(provider, PASSWORD)
+    return tenants.create_account(provider, password=PASSWORD).email
 
 
 def test_the_right_password_gets_a_token(client: FlaskClient, account: str) -> None:

@@ -35,15 +35,12 @@ class GreetV2(Contract):
         return cls(given_name=given, family_name=family)
 
 
-class GreetV3(Contract):
-    """Version 3: another field; its previous version is 2, so 1 is refused."""
+class GreetV3(GreetV2):
+    """Version 3: version 2's fields and a title; its previous version is 2, so 1 is refused."""
 
-    message_type: ClassVar[str] = "test.Greet"
     version: ClassVar[int] = 3
     previous: ClassVar[type[Contract] | None] = GreetV2
 
-    given_name: str
-    family_name: str
     title: str = ""
 
     @classmethod
@@ -60,6 +57,8 @@ def test_the_current_version_is_parsed_as_is() -> None:
 def test_the_previous_version_is_upgraded() -> None:
     message = GreetV2.parse(1, {"name": "Ada Lovelace"})
     assert message == GreetV2(given_name="Ada", family_name="Lovelace")
+    newer = GreetV3.parse(2, {"given_name": "Ada", "family_name": "Lovelace"})
+    assert newer == GreetV3(given_name="Ada", family_name="Lovelace", title="")
 
 
 @pytest.mark.parametrize(("contract", "version", "payload"), [
