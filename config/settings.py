@@ -47,6 +47,18 @@ class Settings(BaseModel):
     relay_batch_size: int = Field(default=500, ge=1)
     message_retention_days: float = Field(default=7.0, gt=0)
     migration_concurrency: int = Field(default=4, ge=1)
+    # Promotion (trial -> dedicated): how often beat resumes unfinished promotions, and how
+    # long after the routing switch the trial rows are kept (stale route caches expire first).
+    promotion_resume_seconds: float = Field(default=30.0, gt=0)
+    promotion_purge_grace_seconds: float = Field(default=6.0, ge=0)
+    # Payment gateway behind the purchases worker; "sandbox" is a test card processor.
+    payment_gateway: Literal["sandbox"] = "sandbox"
+    # Where assets and tenant exports are stored: a folder under VAR_DIR, or an S3 bucket
+    # (any S3-compatible endpoint; credentials from boto3's usual AWS_* variables).
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = ""
+    s3_bucket: str = Field(default="", validate_default=True)
+    s3_region: str = "us-east-1"
     task_soft_time_limit: int = Field(default=240, ge=1)
     task_time_limit: int = Field(default=300, ge=1)
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
@@ -94,6 +106,20 @@ class Settings(BaseModel):
     def _redis_only(cls, value: str) -> str:
         if value and not value.startswith(("redis://", "rediss://", "redis+socket://")):
             raise ValueError("must be a Redis URL (redis://host:port/db)")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_with_s3(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("storage_backend") == "s3" and not value:
+            raise ValueError("required with STORAGE_BACKEND=s3")
         return value
 
     @field_validator("oidc_issuer")

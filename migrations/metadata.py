@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from domain.db.base import ManagementBase, TenantBase
+from domain.db.fences import metadata as fences_metadata
 from domain.iam import models as iam_models
 from domain.identity import models as identity_models
 from domain.messaging.tables import metadata as messaging_metadata
@@ -13,7 +14,7 @@ from domain.tenancy import models as tenancy_models
 # Importing a context's models registers its tables on ManagementBase or TenantBase.
 MODEL_MODULES = (iam_models, identity_models, notifications_models, tenancy_models)
 MANAGEMENT: list[MetaData] = [ManagementBase.metadata, messaging_metadata]
-TENANT: list[MetaData] = [TenantBase.metadata, messaging_metadata]
+TENANT: list[MetaData] = [TenantBase.metadata, messaging_metadata, fences_metadata]
 
 # Held for the whole migration transaction (advisory locks are per database), so two
 # migrators of one database run one after the other; the second then finds it at head.

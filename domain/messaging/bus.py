@@ -10,6 +10,7 @@ from typing import Literal
 
 from domain.messaging.contracts import Contract
 from domain.messaging.contracts import iam as iam_contracts
+from domain.messaging.contracts import purchases as purchase_contracts
 from domain.messaging.contracts import tenancy as tenancy_contracts
 
 # Which database a handler writes (and keeps its inbox in): the management database, or
@@ -19,15 +20,35 @@ TARGETS: dict[str, Target] = {
     "tenancy.provision_tenant": "management",
     "notifications.record_welcome_notice": "tenant",
     "notifications.send_invitation": "management",
+    "purchases.charge_purchase": "management",
+    "purchases.refund_purchase": "management",
+    "tenancy.apply_plan": "management",
+    "tenancy.revert_plan": "management",
+    "tenancy.promote_tenant": "management",
+    "billing.record_charge": "management",
+    "billing.record_refund": "management",
+    "notifications.record_purchase_receipt": "tenant",
+    "notifications.record_purchase_failure": "tenant",
+    "notifications.record_refund_notice": "tenant",
+    "notifications.record_promotion_notice": "tenant",
 }
 
 COMMAND_HANDLERS: dict[str, str] = {
     tenancy_contracts.ProvisionTenantV1.message_type: "tenancy.provision_tenant",
+    tenancy_contracts.PromoteTenantV1.message_type: "tenancy.promote_tenant",
+    purchase_contracts.ChargePurchaseV1.message_type: "purchases.charge_purchase",
+    purchase_contracts.RefundPurchaseV1.message_type: "purchases.refund_purchase",
 }
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     tenancy_contracts.TenantProvisionedV1.message_type: ("notifications.record_welcome_notice",),
     iam_contracts.UserInvitedV1.message_type: ("notifications.send_invitation",),
+    purchase_contracts.PurchaseCompletedV1.message_type: (
+        "notifications.record_purchase_receipt", "tenancy.apply_plan", "billing.record_charge"),
+    purchase_contracts.PurchaseFailedV1.message_type: ("notifications.record_purchase_failure",),
+    purchase_contracts.PurchaseRefundedV1.message_type: (
+        "notifications.record_refund_notice", "tenancy.revert_plan", "billing.record_refund"),
+    tenancy_contracts.TenantPromotedV1.message_type: ("notifications.record_promotion_notice",),
 }
 
 CONTRACTS: dict[str, type[Contract]] = {
@@ -35,7 +56,14 @@ CONTRACTS: dict[str, type[Contract]] = {
     for c in (
         tenancy_contracts.ProvisionTenantV1,
         tenancy_contracts.TenantProvisionedV1,
+        tenancy_contracts.PromoteTenantV1,
+        tenancy_contracts.TenantPromotedV1,
         iam_contracts.UserInvitedV1,
+        purchase_contracts.ChargePurchaseV1,
+        purchase_contracts.RefundPurchaseV1,
+        purchase_contracts.PurchaseCompletedV1,
+        purchase_contracts.PurchaseFailedV1,
+        purchase_contracts.PurchaseRefundedV1,
     )
 }
 

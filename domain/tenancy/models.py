@@ -4,7 +4,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, created_at_column
@@ -60,3 +61,75 @@ class TenantMigration(ManagementBase):
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = created_at_column()
+
+
+class Promotion(ManagementBase):
+    """A trial tenant's move to a database of its own: a persisted, step-by-step procedure.
+
+    ``step`` is the last step done (see ``domain.tenancy.promotion.STEPS``); a re-run
+    resumes after it. At most one promotion per tenant is pending or running.
+    """
+
+    __tablename__ = "promotions"
+    __table_args__ = (Index("uq_promotions_active_tenant", "tenant_id", unique=True,
+                            postgresql_where=text("status IN ('pending', 'running')")),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|running|completed|failed
+    step: Mapped[str] = mapped_column(String(20), default="requested")
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(String(20), default="operator")  # operator|purchase
+    purchase_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    server: Mapped[str | None] = mapped_column(Text)
+    database: Mapped[str | None] = mapped_column(Text)
+    rows_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Per table: {"rows": n, "checksum": "..."} as verified on both databases.
+    tables: Mapped[dict] = mapped_column(JSONB, default=dict)
+    # How long the tenant's writes were held back (the copy-verify-switch window).
+    write_stall_ms: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    switched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlanChange(ManagementBase):
+    """A plan or add-on a purchase gave a tenant; a refund reverts it."""
+
+    __tablename__ = "plan_changes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # plan | addon
+    product_code: Mapped[str] = mapped_column(String(60))
+    plan_before: Mapped[str | None] = mapped_column(String(40))
+    plan_after: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = created_at_column()
+    reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TenantExport(ManagementBase):
+    """An operator's export (or offboarding) of a tenant: its rows as JSON Lines in an
+    archive on the asset storage."""
+
+    __tablename__ = "tenant_exports"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10), default="export")  # export | offboard
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|running|completed|failed
+    step: Mapped[str] = mapped_column(String(20), default="requested")
+    storage_key: Mapped[str | None] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

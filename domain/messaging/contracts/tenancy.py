@@ -38,3 +38,24 @@ class MigrateTenantDatabaseV1(Contract):
     kind: ClassVar[Literal["command", "event"]] = "command"
 
     database: str
+
+
+class PromoteTenantV1(Contract):
+    """Command: run (or resume) a recorded promotion of a trial tenant to its own database."""
+
+    message_type: ClassVar[str] = "tenancy.PromoteTenant"
+    kind: ClassVar[Literal["command", "event"]] = "command"
+
+    promotion_id: uuid.UUID
+    tenant_id: uuid.UUID
+
+
+class TenantPromotedV1(Contract):
+    """Event: a tenant's data now lives in a database of its own."""
+
+    message_type: ClassVar[str] = "tenancy.TenantPromoted"
+
+    promotion_id: uuid.UUID
+    tenant_id: uuid.UUID
+    tenant_name: str
+    rows: int
