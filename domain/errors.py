@@ -29,3 +29,8 @@ class Forbidden(DomainError):
     """The principal may not do this."""
 
     status = 403
+
+
+class Transient(Exception):
+    """A failure that may go away when the work is tried again (a gateway timeout, a tenant
+    moving to its own database): task runners retry it with backoff."""

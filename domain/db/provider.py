@@ -4,6 +4,11 @@
 - ``tenant(tenant_id)`` routes the tenant to the shared trial database or its dedicated
   one and opens a session that filters every TenantScoped query by the tenant and, on
   the trial database, switches to the RLS-bound role with ``app.tenant_id`` set.
+- Writes of a tenant on the trial database pass a gate (``_gate_writes``): the first write
+  of a transaction takes the tenant's write lock shared and checks the tenant is not fenced
+  (moved out). Promotion holds that lock exclusively while it copies, so the tenant's writes
+  wait - reads do not - and a writer holding a stale route gets ``TenantMoved`` and retries
+  on the new route instead of writing rows the move would leave behind.
 - ``unscoped(db_key)`` is the explicit opt-out for tenancy's copy/migration code and the
   relay; grep for ``unscoped(`` to find every use.
 
@@ -22,13 +27,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, bindparam, create_engine, event, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from config.settings import Settings, database_on
 from domain.db.base import TenantScoped
+from domain.db.fences import tenant_fences
 from domain.db.routing import RoutingChannel
-from domain.errors import NotFound
+from domain.errors import NotFound, Transient
 
 MANAGEMENT = "management"
 TRIAL = "trial"
@@ -64,11 +70,55 @@ class ProviderSession(Session):
     """A Session that knows its database key and, when scoped, its tenant."""
 
 
+class TenantMoved(Transient):
+    """The tenant's data moved to another database after this session was routed.
+
+    Transient: drop the session, and run the unit of work again on the new route (the
+    provider has already forgotten the old one)."""
+
+    def __init__(self, tenant_id: uuid.UUID) -> None:
+        super().__init__(f"tenant {tenant_id} moved to another database; retry on its new route")
+        self.tenant_id = tenant_id
+
+
+def write_lock_key(tenant_id: uuid.UUID) -> int:
+    """The advisory lock (bigint) guarding a tenant's writes in a shared database."""
+    return int.from_bytes(tenant_id.bytes[:8], "big", signed=True)
+
+
+_FENCED = select(tenant_fences.c.moved_to).where(tenant_fences.c.tenant_id == bindparam("tenant"))
+
+
+def _gate_writes(session: Session) -> None:
+    """Before the first write of a transaction on the trial database: wait while the tenant
+    is being copied (its write lock is held exclusively), then refuse if it moved out."""
+    if not session.info.get("write_gate") or session.info.get("gate_passed"):
+        return
+    tenant_id = session.info["tenant_id"]
+    connection = session.connection()
+    connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                       {"key": write_lock_key(tenant_id)})
+    # A statement of its own: its snapshot is taken after the lock was granted, so it sees
+    # a fence committed by the promotion that held the lock.
+    if connection.execute(_FENCED, {"tenant": tenant_id}).first() is not None:
+        session.info["on_moved"](tenant_id)
+        raise TenantMoved(tenant_id)
+    session.info["gate_passed"] = True
+
+
+@event.listens_for(ProviderSession, "after_transaction_end")
+def _reset_gate(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction: its lock is released
+        session.info.pop("gate_passed", None)
+
+
 @event.listens_for(ProviderSession, "do_orm_execute")
 def _filter_by_tenant(state: ORMExecuteState) -> None:
     tenant_id = state.session.info.get("tenant_id")
     if tenant_id is None:
         return
+    if state.is_insert or state.is_update or state.is_delete:
+        _gate_writes(state.session)
     if state.is_insert or state.is_update:
         _refuse_foreign_tenant_ids(state, tenant_id)
     if state.is_select or state.is_update or state.is_delete:
@@ -104,6 +154,8 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
     tenant_id = session.info.get("tenant_id")
     if tenant_id is None:
         return
+    if session.new or session.dirty or session.deleted:
+        _gate_writes(session)
     for obj in session.new:
         if isinstance(obj, TenantScoped) and getattr(obj, "tenant_id", None) is None:
             obj.tenant_id = tenant_id
@@ -274,8 +326,11 @@ class DataProvider:
         """A session on the tenant's database, filtered by tenant (and RLS on trial)."""
         route = self.route(tenant_id)
         session = self._session(route.db_key, tenant_id=tenant_id)
-        if route.db_key == TRIAL and self.settings.tenant_db_role:
-            session.info["rls_role"] = self.settings.tenant_db_role
+        if route.db_key == TRIAL:
+            session.info["write_gate"] = True
+            session.info["on_moved"] = self.invalidate
+            if self.settings.tenant_db_role:
+                session.info["rls_role"] = self.settings.tenant_db_role
         return session
 
     def unscoped(self, db_key: str) -> ProviderSession:
