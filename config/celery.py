@@ -34,6 +34,7 @@ BEAT_JOBS: dict[str, tuple[str, str | float]] = {
     "relay-sweep": ("tasks.relay.sweep_outboxes", "relay_interval_seconds"),
     "migration-drift": ("tasks.tenancy.check_migration_drift", 3600.0),
     "prune-messages": ("tasks.relay.prune_messages", 3600.0),
+    "resume-promotions": ("tasks.tenancy.resume_promotions", "promotion_resume_seconds"),
 }
 
 

@@ -274,6 +274,9 @@ def _complete(settings: Settings) -> Settings:
         updates["placement_servers"] = (_server_url(database_url),)
     if not settings.secret_key:
         updates["secret_key"] = _secret_key(settings.var_dir)
+    if settings.promotion_purge_grace_seconds < settings.routing_cache_ttl:
+        raise SettingsError("invalid configuration: PROMOTION_PURGE_GRACE_SECONDS: must be at least "
+                            "ROUTING_CACHE_TTL (trial rows are purged once every cached route expired)")
     if settings.task_soft_time_limit >= settings.task_time_limit:
         raise SettingsError("invalid configuration: TASK_SOFT_TIME_LIMIT: must be below TASK_TIME_LIMIT")
     return settings.model_copy(update=updates)

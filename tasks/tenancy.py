@@ -1,14 +1,19 @@
 """Tasks of the tenancy context (queue ``tenancy``)."""
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import shared_task
 
-from domain.messaging.contracts.tenancy import ProvisionTenantV1
+from domain.messaging import handling
+from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
+from domain.messaging.contracts.tenancy import PromoteTenantV1, ProvisionTenantV1
 from domain.messaging.handling import HandlerContext
-from domain.tenancy import handlers, migrations
+from domain.messaging.outbox import Envelope
+from domain.tenancy import handlers, migrations, promotion
 from workers.base import domain_task
+from workers.publisher import publish
 
 
 @domain_task(contract=ProvisionTenantV1)
@@ -27,3 +32,51 @@ def migrate_tenant_database(self: Any, database: str) -> dict[str, Any]:
 def check_migration_drift(self: Any) -> list[str]:
     """Report tenant databases not at head (beat)."""
     return migrations.drifted_databases(self.app.provider)
+
+
+@domain_task(contract=PurchaseCompletedV1)
+def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
+    """Give a tenant the plan or add-on it bought (a paid plan promotes a trial tenant)."""
+    handlers.apply_plan(ctx, msg)
+
+
+@domain_task(contract=PurchaseRefundedV1)
+def revert_plan(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
+    """Undo the plan change of a refunded purchase."""
+    handlers.revert_plan(ctx, msg)
+
+
+def _run_promotion(task: Any, promotion_id: uuid.UUID) -> dict[str, Any]:
+    result = promotion.run(task.app.provider, promotion_id,
+                           report=lambda p: task.update_state(state="PROGRESS", meta=p.as_dict()))
+    publish(task.app, result.emitted)
+    return {**result.progress.as_dict(), "busy": result.busy}
+
+
+# Its own task, not a domain_task: a promotion outlives one transaction, and keeps its own
+# record (the promotion row and its steps) instead of the inbox.
+@shared_task(name="tasks.tenancy.promote_tenant", bind=True)
+def promote_tenant(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
+    """Run (or resume) a promotion; progress shows as the task's PROGRESS state (Flower)."""
+    message = Envelope.from_dict(envelope)
+    command = PromoteTenantV1.parse(message.version, message.payload)
+    outcome = _run_promotion(self, command.promotion_id)
+    # Done, or another run holds it (that run, or beat, finishes it): the command is delivered.
+    handling.confirm_delivery(self.app.provider, message)
+    return outcome
+
+
+@shared_task(name="tasks.tenancy.resume_promotion", bind=True)
+def resume_promotion(self: Any, promotion_id: str) -> dict[str, Any]:
+    """Run a recorded promotion again (beat, or an operator's re-run)."""
+    return _run_promotion(self, uuid.UUID(promotion_id))
+
+
+@shared_task(name="tasks.tenancy.resume_promotions", bind=True)
+def resume_promotions(self: Any) -> list[str]:
+    """Beat: send a run for every unfinished promotion (a busy one answers at once)."""
+    with self.app.provider.management() as session:
+        ids = [str(i) for i in promotion.unfinished(session)]
+    for promotion_id in ids:
+        resume_promotion.delay(promotion_id)
+    return ids

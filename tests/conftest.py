@@ -16,11 +16,13 @@ from tests.support import processes
 from tests.support.apps import web_app
 from tests.support.services import (
     REDIS_DB_SESSION,
+    SecondServer,
     ServiceMissing,
     Services,
     Stack,
     create_stack,
     drop_stack,
+    start_second_server,
     start_services,
 )
 
@@ -34,6 +36,14 @@ def services() -> Iterator[Services]:
         pytest.exit(str(exc), returncode=3)
     yield started
     started.stop()
+
+
+@pytest.fixture(scope="session")
+def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondServer]:
+    """A second, real PostgreSQL server started from the pgserver wheel (placement tests)."""
+    server = start_second_server(tmp_path_factory.mktemp("pg2"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

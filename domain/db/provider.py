@@ -221,6 +221,13 @@ class DataProvider:
 
         return close_if_evicted
 
+    def forget(self, url: str) -> None:
+        """Close and drop the engine of a database that is about to go (or has gone)."""
+        with self._lock:
+            engine = self._engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+
     def ping(self) -> None:
         """Raise if the management database does not answer."""
         with self.management() as session:

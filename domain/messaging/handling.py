@@ -35,6 +35,9 @@ class HandlerContext:
     # The process's adapters a handler may need (mailer, storage, public URL, ...).
     ports: Mapping[str, Any] = field(default_factory=dict)
     emitted: list[Envelope] = field(default_factory=list)
+    # True when the runner will not retry this delivery after a Transient error (its last
+    # retry): a handler that calls outside the database then settles instead of raising.
+    last_attempt: bool = False
 
     @property
     def tenant_id(self) -> uuid.UUID | None:
@@ -64,7 +67,7 @@ class Outcome:
 
 def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
            target: bus.Target, handler: Handler, *, ports: Mapping[str, Any] | None = None,
-           guard: Guard | None = None) -> Outcome:
+           guard: Guard | None = None, last_attempt: bool = False) -> Outcome:
     """Run ``handler`` for ``envelope`` once in effect; return what it emitted.
 
     When ``guard`` refuses the message, the delivery is recorded as handled without
@@ -86,7 +89,7 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
             session.rollback()
             _complete_at_origin(provider, envelope)
             return Outcome(duplicate=True, emitted=[])
-        ctx = HandlerContext(session, envelope, provider, ports or {})
+        ctx = HandlerContext(session, envelope, provider, ports or {}, last_attempt=last_attempt)
         if refused is None:
             handler(ctx, message)
         if same_database:
@@ -108,3 +111,9 @@ def note_failure(provider: DataProvider, envelope: Envelope, error: str) -> None
     with provider.unscoped(envelope.origin) as origin:
         outbox.record_failure(origin, uuid.UUID(envelope.id), error)
         origin.commit()
+
+
+def confirm_delivery(provider: DataProvider, envelope: Envelope) -> None:
+    """Mark a delivery completed at its origin, for a task that keeps its own record of
+    the work instead of the inbox (a long procedure such as a promotion)."""
+    _complete_at_origin(provider, envelope)

@@ -1,13 +1,19 @@
 """Message handlers of the tenancy context."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from domain.db.base import utcnow
 from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity.errors import EmailTaken
+from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import ProvisionTenantV1, TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
-from domain.tenancy.models import Signup, Tenant
+from domain.tenancy import promotion
+from domain.tenancy.models import PlanChange, Signup, Tenant
+
+TRIAL_PLAN = "trial"
 
 
 def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
@@ -36,3 +42,43 @@ def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
     ctx.emit(TenantProvisionedV1(tenant_id=tenant.id, tenant_name=tenant.name,
                                  admin_user_id=user.id, admin_name=user.name,
                                  admin_email=user.email), tenant_id=tenant.id)
+
+
+def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
+    """Give the tenant what it bought; a paid plan promotes a trial tenant."""
+    session = ctx.session
+    tenant = session.get(Tenant, msg.tenant_id, with_for_update=True)
+    if tenant is None or tenant.status == "deleted":
+        return
+    if session.scalar(select(PlanChange.id).where(PlanChange.purchase_id == msg.purchase_id)):
+        return
+    if msg.product_kind == "plan" and msg.plan:
+        session.add(PlanChange(tenant_id=tenant.id, purchase_id=msg.purchase_id, kind="plan",
+                               product_code=msg.product_code, plan_before=tenant.plan,
+                               plan_after=msg.plan))
+        tenant.plan = msg.plan
+        if msg.plan != TRIAL_PLAN and msg.amount_minor > 0 and tenant.status == "trial":
+            promotion.request_promotion(session, tenant.id, reason="purchase",
+                                        purchase_id=msg.purchase_id, requested_by=msg.buyer_user_id,
+                                        correlation_id=ctx.envelope.correlation_id)
+    else:
+        session.add(PlanChange(tenant_id=tenant.id, purchase_id=msg.purchase_id, kind="addon",
+                               product_code=msg.product_code))
+    session.flush()
+
+
+def revert_plan(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
+    """Undo what a refunded purchase gave: the plan goes back, an add-on goes away.
+
+    The tenant's data stays where it is: a refunded plan does not move a promoted tenant
+    back to the trial database (an operator offboards or keeps it).
+    """
+    session = ctx.session
+    change = session.scalar(select(PlanChange).where(PlanChange.purchase_id == msg.purchase_id)
+                            .with_for_update())
+    if change is None or change.reverted_at is not None:
+        return
+    tenant = session.get(Tenant, change.tenant_id, with_for_update=True)
+    if change.kind == "plan" and tenant is not None and tenant.plan == change.plan_after:
+        tenant.plan = change.plan_before or TRIAL_PLAN
+    change.reverted_at = utcnow()

@@ -87,6 +87,20 @@ def start_services() -> Services:
 
 
 @dataclass
+class SecondServer:
+    """A second PostgreSQL server (pgserver wheel) for placement across servers."""
+
+    url: str                 # SQLAlchemy URL of its maintenance database (unix socket)
+    stop: Callable[[], None]
+
+
+def start_second_server(data_dir: Path) -> SecondServer:
+    """Start a PostgreSQL 16 server of its own under ``data_dir``, beside the suite's."""
+    postgres = embedded.start_postgres(data_dir)
+    return SecondServer(postgres.url("postgres"), postgres.stop)
+
+
+@dataclass
 class Stack:
     """One isolated set of databases and Redis databases for a test run."""
 

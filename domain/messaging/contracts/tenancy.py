@@ -59,3 +59,5 @@ class TenantPromotedV1(Contract):
     tenant_id: uuid.UUID
     tenant_name: str
     rows: int
+    # Who asked for it (the buyer, or the operator), told when it is done.
+    requested_by: uuid.UUID | None = None
