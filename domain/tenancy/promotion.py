@@ -154,6 +154,20 @@ def get(session: Session, promotion_id: uuid.UUID) -> Promotion:
     return promotion
 
 
+def progress(session: Session, promotion_id: uuid.UUID, *, tenant_id: uuid.UUID | None = None) -> Progress:
+    """Where a promotion stands; with ``tenant_id``, only that tenant's (NotFound otherwise)."""
+    promotion = get(session, promotion_id)
+    if tenant_id is not None and promotion.tenant_id != tenant_id:
+        raise NotFound("no such promotion", field="promotion_id")
+    return progress_of(promotion)
+
+
+def latest_progress(session: Session, tenant_id: uuid.UUID) -> Progress | None:
+    """Where the tenant's latest promotion stands, if it ever had one."""
+    promotion = current(session, tenant_id)
+    return progress_of(promotion) if promotion else None
+
+
 def unfinished(session: Session) -> list[uuid.UUID]:
     """Promotions not completed or failed (beat resumes them)."""
     return list(session.scalars(select(Promotion.id).where(Promotion.status.in_(ACTIVE))

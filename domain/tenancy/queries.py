@@ -127,3 +127,24 @@ def name_of(session: Session, tenant_id: uuid.UUID) -> str:
     if name is None:
         raise NotFound("no such tenant", field="tenant_id")
     return name
+
+
+@dataclass(frozen=True)
+class Overview:
+    """A tenant as its admin page shows it."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: str
+    plan: str
+    database: str  # "trial" or "<database>@<server>"
+
+
+def overview(session: Session, tenant_id: uuid.UUID) -> Overview:
+    """The tenant's name, plan, status and where its data lives."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None or tenant.status == "deleted":
+        raise NotFound("no such tenant", field="tenant")
+    database = f"{tenant.database_name}@{tenant.placement_server}" if tenant.database_name else "trial"
+    return Overview(tenant.id, tenant.slug, tenant.name, tenant.status, tenant.plan, database)

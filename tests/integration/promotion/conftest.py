@@ -89,7 +89,7 @@ def add_trial_rows(provider: DataProvider, tenant_id: uuid.UUID, notices: int) -
 def rows_in(url: str, table: str, tenant_id: uuid.UUID) -> int:
     """How many rows of the tenant ``table`` holds in the database of ``url``."""
     with connect(url) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = %s", (tenant_id,)).fetchone()  # noqa: S608 - test tables
+        row = conn.execute(f"SELECT count(*) FROM {table} WHERE tenant_id = %s", (tenant_id,)).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -130,3 +130,11 @@ def tenancy_worker(plane: Plane, log_dir: Path) -> Iterator[Callable[..., proces
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def plane_beat(plane: Plane, log_dir: Path) -> Iterator[processes.Process]:
+    """``celery beat`` on the plane's stack (the relay sweep every second, promotion resumes)."""
+    beat = processes.celery_beat(plane.env, log_dir)
+    yield beat
+    beat.stop()

@@ -64,7 +64,8 @@ def test_a_promoted_tenant_lives_only_in_its_own_database_on_the_emptier_server(
     assert route.db_key.endswith("@" + server_label(plane.servers[1]))
     expected = {"notices": 500, "outbox": 1, "inbox": 1}
     assert {t: rows_in(route.url, t, tenant.id) for t in TABLES} == expected
-    assert {t: rows_in(plane.provider.url_of(TRIAL), t, tenant.id) for t in TABLES} == dict.fromkeys(TABLES, 0)
+    trial = plane.provider.url_of(TRIAL)
+    assert {t: rows_in(trial, t, tenant.id) for t in TABLES} == dict.fromkeys(TABLES, 0)
     assert {t: rows_in(plane.provider.url_of(TRIAL), t, neighbour.id) for t in TABLES} == {
         "notices": 30, "outbox": 1, "inbox": 1}
     assert _fence(plane, tenant.id) == route.db_key
