@@ -7,61 +7,24 @@ The longest write delay is printed (run with ``-s``) and kept as a junit propert
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
 from celery.result import AsyncResult
 from sqlalchemy import func, select
 
-from domain.db.provider import TRIAL, TenantMoved
+from domain.db.provider import TRIAL
 from domain.messaging import outbox
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.tables import outbox as outbox_table
 from domain.notifications.models import Notice
 from tests.integration.promotion.conftest import Plane, rows_in
+from tests.integration.promotion.helpers import SteadyWriter
 from tests.support import processes
 from tests.support.waiting import wait_for
 from workers.publisher import publish
 
 ROWS = 20_000
-
-
-class SteadyWriter(threading.Thread):
-    """Writes one notice every ``interval`` seconds; a write is acknowledged once committed."""
-
-    def __init__(self, plane: Plane, tenant_id: uuid.UUID, interval: float) -> None:
-        super().__init__(name="steady-writer", daemon=True)
-        self.plane, self.tenant_id, self.interval = plane, tenant_id, interval
-        self.user_id = uuid.uuid4()
-        self.acked: list[uuid.UUID] = []
-        self.delays: list[float] = []
-        self.moved = 0  # writes that found the tenant moved and went again on the new route
-        self.error: BaseException | None = None
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        """Write until told to stop; keep the first unexpected error."""
-        try:
-            while not self.halt.is_set():
-                self.write_one()
-                self.halt.wait(self.interval)  # the client's pace
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-    def write_one(self) -> None:
-        notice_id, started = uuid.uuid4(), time.monotonic()
-        while True:
-            try:
-                with self.plane.provider.tenant(self.tenant_id) as session:
-                    session.add(Notice(id=notice_id, user_id=self.user_id, event_id=uuid.uuid4(),
-                                       category="steady", title="a steady write"))
-                    session.commit()
-                break
-            except TenantMoved:
-                self.moved += 1
-        self.acked.append(notice_id)
-        self.delays.append(time.monotonic() - started)
 
 
 class EventFeeder(threading.Thread):
@@ -107,7 +70,7 @@ def test_writes_during_promotion_wait_and_land_exactly_once(
     tenancy_worker("notices", "notifications")
     tenancy_worker("relay", "relay")  # the relay confirms deliveries handled on a tenant database
     tenant = plane.tenant(rows=ROWS)
-    writer = SteadyWriter(plane, tenant.id, interval=0.01)
+    writer = SteadyWriter(plane.provider, tenant.id, interval=0.01)
     feeder = EventFeeder(plane, tenant.id, interval=0.05)
     writer.start()
     feeder.start()
