@@ -4,8 +4,10 @@ Used by promotion (trial -> dedicated). Rows stream from ``COPY ... TO STDOUT`` 
 into ``COPY ... FROM STDIN`` in binary chunks, so memory stays bounded whatever the
 tenant's size. The source is read in one REPEATABLE READ snapshot: the copy and the
 source's checksums describe the same instant. A table's checksum is its row count and the
-sum of a 64-bit hash of each row's text, so it does not depend on row order and a row
-copied wrong, twice or not at all changes it.
+sum of a 64-bit hash of each row (``hash_record_extended``: the hash functions of the
+column types, which PostgreSQL keeps stable across versions since hash partitioning
+depends on them), so it does not depend on row order and a row copied wrong, twice or
+not at all changes it.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ def count_rows(conn: psycopg.Connection, table: Table, tenant_id: uuid.UUID) -> 
 def checksum(conn: psycopg.Connection, table: Table, tenant_id: uuid.UUID) -> TableSum:
     """Row count and order-free checksum of the tenant's rows in ``table``."""
     row = conn.execute(sql.SQL(
-        "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text "
+        "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text "
         "FROM {} AS t WHERE {}").format(sql.Identifier(table.name), _where_tenant(tenant_id))).fetchone()
     assert row is not None
     return TableSum(int(row[0]), str(row[1]))
