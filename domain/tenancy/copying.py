@@ -58,13 +58,6 @@ def _columns(table: Table) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(c.name) for c in table.c)
 
 
-def count_rows(conn: psycopg.Connection, table: Table, tenant_id: uuid.UUID) -> int:
-    """The tenant's rows in ``table``."""
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-        sql.Identifier(table.name), _where_tenant(tenant_id))).fetchone()
-    return int(row[0]) if row else 0
-
-
 def checksum(conn: psycopg.Connection, table: Table, tenant_id: uuid.UUID) -> TableSum:
     """Row count and order-free checksum of the tenant's rows in ``table``."""
     row = conn.execute(sql.SQL(
