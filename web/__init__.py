@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings(os.environ)
     if settings.env != "test":
         log_context.configure_logging(settings.log_level)
-    app = Flask(__name__)
+    app = db.App(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_content_length,

@@ -1,13 +1,21 @@
 """The request's unit of work: sessions opened on demand, committed after the view
-returns, and the outbox published once the commit is done (EXAMPLES §5)."""
+returns, and the outbox published once the commit is done (EXAMPLES §5).
+
+A tenant being promoted makes its writes wait (the data provider's write gate); a view
+whose tenant moved meanwhile gets ``TenantMoved``. ``App`` then rolls the whole unit of
+work back and runs the view again on the new route, so the caller sees a slower answer,
+never an error, and nothing is written twice (nothing was committed before the retry).
+"""
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 from flask import Flask, current_app, g
+from werkzeug.exceptions import ServiceUnavailable
 
-from domain.db.provider import DataProvider, ProviderSession
+from domain.db.provider import DataProvider, ProviderSession, TenantMoved
 from domain.identity.services import PasswordSealer
 from domain.messaging import outbox
 from workers.publisher import publish
@@ -36,6 +44,42 @@ def tenant_db(tenant_id: uuid.UUID) -> ProviderSession:
     if tenant_id not in sessions:
         sessions[tenant_id] = provider().tenant(tenant_id)
     return sessions[tenant_id]  # type: ignore[no-any-return]
+
+
+# How long a view keeps going again while its tenant is found moved but not yet routed
+# anew (a promotion that died between its fence and its switch, until it is resumed).
+MOVED_RETRY_SECONDS = 10.0
+
+
+class App(Flask):
+    """Flask whose views run again, from a clean unit of work, when their tenant moved."""
+
+    def dispatch_request(self) -> Any:
+        """Run the view; its tenant writes pass the write gate here, inside the retry."""
+        deadline = time.monotonic() + MOVED_RETRY_SECONDS
+        while True:
+            try:
+                answer = super().dispatch_request()
+                for session in g.get("tenant_dbs", {}).values():
+                    session.flush()
+                return answer
+            except TenantMoved:
+                _abandon_unit_of_work()
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailable("the tenant is moving to its own database; retry shortly",
+                                             retry_after=5) from None
+                time.sleep(0.05)  # back-off before the next try; the route is read afresh
+
+
+def _abandon_unit_of_work() -> None:
+    """Roll back and forget every session and callback of this request."""
+    for session in _open_sessions():
+        outbox.discard_pending(session)
+        session.rollback()
+        session.close()
+    g.pop("db", None)
+    g.pop("tenant_dbs", None)
+    g.pop("after_commit", None)
 
 
 def _open_sessions() -> list[ProviderSession]:
