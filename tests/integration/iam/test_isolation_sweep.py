@@ -48,7 +48,7 @@ from domain.identity.models import AuthSession
 from domain.identity.revocation import session_key
 from domain.notifications.models import Notice
 from domain.tenancy import services as tenancy
-from domain.tenancy.models import Signup
+from domain.tenancy.models import Promotion, Signup
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs, tenants
 from tests.support.tenants import Account, TenantWithMembers, Tokens, bearer, call_as
@@ -114,6 +114,7 @@ B_VALUES: Values = {
     "token": lambda w: [w.b_invitation_token],
     "database": lambda w: ["management", "trial"],
     "message_id": lambda w: [str(uuid.uuid4())],
+    "promotion_id": lambda w: [str(uuid.uuid4())],
 }
 
 
@@ -300,6 +301,28 @@ def _check_sign_out_page(p: Probe) -> None:
                    "Authorization")
 
 
+def _seed_b_promotion(p: Probe) -> None:
+    # A finished (failed) promotion of B, recorded without a message: nothing runs it.
+    with p.app.extensions["allotment.provider"].management() as session:
+        if not session.scalar(select(Promotion.id).where(Promotion.tenant_id == p.world.b.id)):
+            session.add(Promotion(tenant_id=p.world.b.id, status="failed", step="requested", percent=0,
+                                  reason="operator", tables={}, rows_total=0, rows_copied=0, attempts=1,
+                                  error="sweep"))
+            session.commit()
+
+
+def _check_my_promotion(p: Probe) -> None:
+    response = p.call("GET", "/api/v1/tenancy/promotion")
+    assert response.status_code == 404 and response.json["field"] == "promotion"  # A never promoted
+
+
+def _check_admin_page(p: Probe) -> None:
+    response = _ok(p.call("GET", "/tenancy/admin"))
+    assert p.world.a.name in response.get_data(as_text=True)
+    assert 'id="promotion"' not in response.get_data(as_text=True)
+    _page_shows_nothing_of_b(p, response)
+
+
 # --- the classification of every route -----------------------------------------------------
 
 def _fresh_email(w: World) -> str:
@@ -358,6 +381,10 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/tenancy/signup", "GET"): Public("the sign-up form"),
     ("/tenancy/signup", "POST"): Public("the sign-up form"),
     ("/tenancy/signups/<uuid:signup_id>", "GET"): Public("signup progress page by unguessable id"),
+    ("/tenancy/admin", "GET"): CallerScoped(_check_admin_page, prepare=_seed_b_promotion),
+    ("/api/v1/tenancy/promotion", "GET"): CallerScoped(_check_my_promotion, prepare=_seed_b_promotion),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/promotions", "POST"): OperatorOnly(),
+    ("/api/v1/operations/promotions/<uuid:promotion_id>", "GET"): OperatorOnly(),
     # IAM pages
     ("/iam/users", "GET"): CallerScoped(_check_users_page),
     ("/iam/users/<uuid:user_id>/roles", "POST"): TenantResource(form=lambda w: {"roles": ["employee"]}),
