@@ -10,6 +10,7 @@ from redis import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
+from domain.assets.storage import build_storage
 from domain.db.provider import DataProvider
 from domain.db.routing import RedisRoutingChannel
 from domain.identity import sessions
@@ -31,6 +32,7 @@ def build_ports(settings: Settings) -> dict[str, Any]:
         "mailer": MaildirMailer(settings.var_dir / "mail", settings.mail_from),
         "public_url": settings.public_url,
         "sealer": PasswordSealer(settings.secret_key),
+        "storage": build_storage(settings),
     }
 
 

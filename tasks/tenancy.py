@@ -11,7 +11,7 @@ from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRe
 from domain.messaging.contracts.tenancy import PromoteTenantV1, ProvisionTenantV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
-from domain.tenancy import handlers, migrations, promotion
+from domain.tenancy import export, handlers, migrations, promotion
 from workers.base import domain_task
 from workers.publisher import publish
 
@@ -80,3 +80,39 @@ def resume_promotions(self: Any) -> list[str]:
     for promotion_id in ids:
         resume_promotion.delay(promotion_id)
     return ids
+
+
+# Exports and offboardings: plain tasks taking the job's id; the tenant_exports row is the
+# record, the run is idempotent and locked per job, and beat re-sends what was lost. A big
+# tenant's archive takes longer than the default limits: up to an hour, still inside the
+# broker's visibility timeout (config/celery.py).
+EXPORT_LIMITS = {"soft_time_limit": 3300, "time_limit": 3500}
+
+
+def _run_export(task: Any, export_id: str) -> dict[str, Any]:
+    status = export.run(task.app.provider, task.app.ports["storage"], uuid.UUID(export_id),
+                        progress=lambda step, percent, details: task.update_state(
+                            state="PROGRESS", meta={"step": step, "percent": percent, **details}))
+    return status.as_dict()
+
+
+@shared_task(name="tasks.tenancy.export_tenant", bind=True, **EXPORT_LIMITS)
+def export_tenant(self: Any, export_id: str) -> dict[str, Any]:
+    """Write every row of a tenant into an archive on the storage."""
+    return _run_export(self, export_id)
+
+
+@shared_task(name="tasks.tenancy.offboard_tenant", bind=True, **EXPORT_LIMITS)
+def offboard_tenant(self: Any, export_id: str) -> dict[str, Any]:
+    """Export a tenant, then delete its data and stop routing to it."""
+    return _run_export(self, export_id)
+
+
+@shared_task(name="tasks.tenancy.resume_exports", bind=True)
+def resume_exports(self: Any, older_than: float = 60.0) -> list[str]:
+    """Beat: send again every unfinished export or offboarding that no runner holds."""
+    jobs = export.resumable(self.app.provider, older_than=older_than)
+    for export_id, kind in jobs:
+        task = offboard_tenant if kind == "offboard" else export_tenant
+        task.apply_async(args=[str(export_id)], task_id=str(export_id))
+    return [str(export_id) for export_id, _ in jobs]

@@ -1,6 +1,8 @@
 """Fixtures shared by every suite: services, an isolated stack, the app, real workers."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,11 +41,17 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture(scope="session")
-def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondServer]:
-    """A second, real PostgreSQL server started from the pgserver wheel (placement tests)."""
-    server = start_second_server(tmp_path_factory.mktemp("pg2"))
+def second_server() -> Iterator[SecondServer]:
+    """A second, real PostgreSQL server started from the pgserver wheel (placement tests).
+
+    Its data lives outside pytest's temporary root: every pytest session resets that root
+    to mode 0700, which would lock out the unprivileged user pgserver runs PostgreSQL as."""
+    data_dir = Path(tempfile.mkdtemp(prefix="allotment-pg2-"))
+    data_dir.chmod(0o755)  # mkdtemp makes it 0700: let PostgreSQL's own user reach its data
+    server = start_second_server(data_dir / "pg")
     yield server
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

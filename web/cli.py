@@ -8,18 +8,23 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import time
 import uuid
+from collections import Counter
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from config.celery import queue_for_task
 from domain.db import migrate
+from domain.db.provider import DataProvider
 from domain.errors import DomainError
 from domain.identity import services as identity
-from domain.messaging import relay
-from domain.tenancy import migrations
+from domain.messaging import outbox, relay
+from domain.tenancy import export, migrations, promotion
 from domain.tenancy import queries as tenancy
+from web.storage import send_export, storage
 from workers.publisher import publish, run_group
 
 
@@ -48,26 +53,52 @@ def upgrade() -> None:
 @click.option("--timeout", default=3600.0, help="Seconds to wait for every database.")
 def upgrade_tenants(timeout: float) -> None:
     """Upgrade every tenant database as a Celery group on the tenancy queue."""
-    databases = _provider().tenant_databases()
-    results = run_group(current_app.extensions["allotment.celery"],
-                        "tasks.tenancy.migrate_tenant_database", [[d] for d in databases], timeout)
-    failed = 0
-    for database, result in zip(databases, results, strict=True):
-        if isinstance(result, dict):
-            click.echo(f"{database}: {result['status']} {result['revision_before']} -> "
-                       f"{result['revision_after']} {result['error'] or ''}".rstrip())
-            failed += result["status"] == "failed"
-        else:
-            click.echo(f"{database}: failed {result!r}")
-            failed += 1
-    click.echo(f"{len(databases) - failed} of {len(databases)} databases at head")
+    _migrate_all(timeout)
+
+
+MIGRATE_TASK = "tasks.tenancy.migrate_tenant_database"
+
+
+def _migrate_all(timeout: float) -> None:
+    """Migrate-all: at most MIGRATION_CONCURRENCY databases at once, one run at a time;
+    a line per database and a summary, exit status 1 when any database failed."""
+    provider = _provider()
+    try:
+        with migrations.exclusive_run(provider):
+            databases = provider.tenant_databases()
+            results = run_group(current_app.extensions["allotment.celery"], MIGRATE_TASK,
+                                [[d] for d in databases], timeout,
+                                limit=_settings().migration_concurrency)
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.field}: {exc.reason}") from None
+    counts = Counter(_report(database, result) for database, result in zip(databases, results, strict=True))
+    failed = counts["failed"]
+    click.echo(f"{counts['upgraded']} upgraded, {counts['skipped']} skipped, {failed} failed: "
+               f"{len(databases) - failed} of {len(databases)} databases at head")
     if failed:
         sys.exit(1)
+
+
+def _report(database: str, result: object) -> str:
+    """Print one database's line of a migrate-all run; return its status."""
+    if not isinstance(result, dict):  # the task itself failed or did not finish in time
+        click.echo(f"{database}: failed {type(result).__name__}: {result}")
+        return "failed"
+    click.echo(f"{database}: {result['status']} {result['revision_before']} -> {result['revision_after']} "
+               f"({result['duration_ms']} ms) {result['error'] or ''}".rstrip())
+    return str(result["status"])
 
 
 @click.group("tenants", cls=AppGroup)
 def tenants_cli() -> None:
     """Tenants."""
+
+
+@tenants_cli.command("migrate-all")
+@click.option("--timeout", default=3600.0, help="Seconds to wait for every database.")
+def migrate_all(timeout: float) -> None:
+    """Upgrade every tenant database (the same as ``db upgrade-tenants``)."""
+    _migrate_all(timeout)
 
 
 @tenants_cli.command("list")
@@ -80,6 +111,51 @@ def list_tenants() -> None:
     revisions = {key: migrations.revision_of(provider.url_of(key)) for key in provider.tenant_databases()}
     for row in rows:
         click.echo(f"{row.slug}\t{row.status}\t{row.database}\t{revisions.get(row.db_key)}")
+
+
+@tenants_cli.command("promote")
+@click.argument("slug")
+@click.option("--timeout", default=3600.0, help="Seconds to follow the promotion.")
+def promote(slug: str, timeout: float) -> None:
+    """Promote a trial tenant to a database of its own (or re-run its promotion), with a
+    progress bar; exit 1 if it fails."""
+    provider, celery = _provider(), current_app.extensions["allotment.celery"]
+    with provider.management() as session:
+        tenant_id = tenancy.tenant_id_by_slug(session, slug)
+        if tenant_id is None:
+            raise click.ClickException(f"slug: no tenant {slug!r}")
+        try:
+            promotion_id = promotion.request_promotion(session, tenant_id, reason="operator")
+        except DomainError as exc:
+            raise click.ClickException(f"{exc.field}: {exc.reason}") from None
+        pending = outbox.take_pending(session)
+        session.commit()
+    if pending:
+        publish(celery, pending)
+    else:  # already recorded: run it again (a run in progress answers at once and goes on)
+        celery.send_task("tasks.tenancy.resume_promotion", args=[str(promotion_id)],
+                         queue=queue_for_task("tasks.tenancy.resume_promotion"))
+    progress = _follow(provider, promotion_id, slug, timeout)
+    held = f", writes held {progress.write_stall_ms} ms" if progress.write_stall_ms is not None else ""
+    failure = f": {progress.error}" if progress.error else ""
+    click.echo(f"{slug}: {progress.status} at {progress.step} ({progress.rows_copied} rows{held}){failure}")
+    if progress.status != "completed":
+        sys.exit(1)
+
+
+def _follow(provider: DataProvider, promotion_id: uuid.UUID, slug: str,
+            timeout: float) -> promotion.Progress:
+    """Draw the promotion's progress until it finishes or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=100, label=f"promoting {slug}", show_pos=True) as bar:
+        while True:
+            with provider.management() as session:
+                progress = promotion.progress(session, promotion_id)
+            bar.label = f"promoting {slug}: {progress.step}"
+            bar.update(progress.percent - bar.pos)
+            if progress.finished or time.monotonic() > deadline:
+                return progress
+            time.sleep(0.5)  # the pace of a progress bar, not a stand-in for a condition
 
 
 @click.group("messages", cls=AppGroup)
@@ -140,3 +216,74 @@ def init_app(app: Flask) -> None:
     """Register the command groups."""
     for group in (db_cli, tenants_cli, messages_cli, users_cli):
         app.cli.add_command(group)
+
+
+# -- tenant export and offboarding -----------------------------------------------------------
+_FOLLOW = click.option("--wait/--no-wait", default=True, help="Follow the job until it ends.")
+_TIMEOUT = click.option("--timeout", default=3600.0, help="Seconds to follow the job.")
+
+
+@tenants_cli.command("export")
+@click.argument("slug")
+@_FOLLOW
+@_TIMEOUT
+def export_tenant(slug: str, wait: bool, timeout: float) -> None:
+    """Export every row of a tenant into an archive on the storage; print where it is."""
+    _run_export_job(slug, "export", wait, timeout)
+
+
+@tenants_cli.command("offboard")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Confirm: the tenant's data is deleted after the export.")
+@_FOLLOW
+@_TIMEOUT
+def offboard_tenant(slug: str, yes: bool, wait: bool, timeout: float) -> None:
+    """Export a tenant, then drop its database or purge its trial rows, and delete it."""
+    if not yes:
+        raise click.ClickException("offboarding deletes the tenant's data; add --yes to confirm")
+    _run_export_job(slug, "offboard", wait, timeout)
+
+
+def _run_export_job(slug: str, kind: str, wait: bool, timeout: float) -> None:
+    """Record the job, send it to the tenancy workers and (with --wait) follow it to its end."""
+    provider = _provider()
+    with provider.management() as session:
+        tenant_id = tenancy.tenant_id_by_slug(session, slug)
+        if tenant_id is None:
+            raise click.ClickException(f"slug: no tenant {slug!r}")
+        try:
+            export_id = (export.request_offboard(session, tenant_id, confirm_slug=slug) if kind == "offboard"
+                         else export.request_export(session, tenant_id))
+        except DomainError as exc:
+            raise click.ClickException(f"{exc.field}: {exc.reason}") from None
+        session.commit()
+    send_export(export_id, kind)
+    click.echo(f"{kind} {export_id} of {slug} recorded")
+    if not wait:
+        return
+    status = _follow_export(provider, export_id, f"{kind} {slug}", timeout)
+    click.echo(f"{slug}: {kind} {status.status} at {status.step}, {status.rows} rows, "
+               f"{status.size_bytes} bytes")
+    if status.status != "completed":
+        click.echo(f"error: {status.error or 'not finished in time'}", err=True)
+        sys.exit(1)
+    click.echo(f"archive: {status.storage_key} sha256={status.sha256}")
+    click.echo(f"download: {status.download_url}")
+
+
+def _follow_export(provider: DataProvider, export_id: uuid.UUID, label: str,
+                   timeout: float) -> export.ExportStatus:
+    """Draw the job's progress until it finishes or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=100, label=label, show_pos=True) as bar:
+        while True:
+            with provider.management() as session:
+                status = export.export_status(session, export_id)
+            bar.label = f"{label}: {status.step}"
+            bar.update(status.percent - bar.pos)
+            if status.finished or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # the pace of a progress bar, not a stand-in for a condition
+    with provider.management() as session:
+        return export.export_status(session, export_id, storage())
+

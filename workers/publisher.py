@@ -6,13 +6,17 @@ outbox and the relay re-sends it when its lease runs out.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Celery, group
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
 from kombu import Queue
 
 from config.celery import QUEUES, queue_for_task
@@ -23,6 +27,8 @@ log = logging.getLogger(__name__)
 SENT_AT_HEADER = "allotment_sent_at"
 # A broker hiccup is retried briefly; past that the relay re-sends from the outbox.
 _RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# How often run_group looks for finished tasks while its window is full.
+_POLL_SECONDS = 0.02
 
 
 def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
@@ -111,9 +117,51 @@ def web_publisher(broker_url: str, result_backend: str) -> Celery:
     return app
 
 
-def run_group(app: Celery, task: str, argument_lists: list[list[Any]], timeout: float) -> list[Any]:
-    """Run ``task`` once per argument list as a Celery group; wait for every result."""
-    job = group(app.signature(task, args=args, queue=queue_for_task(task)) for args in argument_lists)
+def run_group(app: Celery, task: str, argument_lists: list[list[Any]], timeout: float,
+              limit: int | None = None) -> list[Any]:
+    """Run ``task`` once per argument list as a Celery group; wait for every result.
+
+    With ``limit``, the group is released through a window: at most ``limit`` of its
+    tasks are sent and not yet finished at any moment, and each result that arrives lets
+    the next task go. So no more than ``limit`` run at once however many workers consume
+    the queue, and a slow task holds up one slot, not a whole wave. Each task is still one
+    Celery task with its own result (Flower, the result backend), in argument order here.
+    What did not finish within ``timeout`` seconds is a ``TimeoutError`` in its place; a
+    task not yet sent by then is never sent.
+    """
+    signatures = [app.signature(task, args=args, queue=queue_for_task(task)) for args in argument_lists]
+    if limit is None or limit >= len(signatures):
+        return _run_whole(group(signatures), timeout)
+    deadline = time.monotonic() + timeout
+    waiting = deque(range(len(signatures)))
+    running: dict[int, AsyncResult] = {}
+    results: list[Any] = [CeleryTimeoutError(f"not sent within {timeout}s")] * len(signatures)
+    while (waiting or running) and time.monotonic() < deadline:
+        while waiting and len(running) < limit:
+            index = waiting.popleft()
+            running[index] = signatures[index].apply_async()
+        finished = [index for index, result in running.items() if result.ready()]
+        for index in finished:
+            results[index] = running.pop(index).result
+        if running and not finished:
+            _wait_a_little(next(iter(running.values())))
+    for index in running:
+        results[index] = CeleryTimeoutError(f"not finished within {timeout}s")
+    return results
+
+
+def _wait_a_little(result: AsyncResult) -> None:
+    """Wait up to ``_POLL_SECONDS`` on one running task.
+
+    Waiting through ``get`` rather than sleeping also reads what the result backend pushed
+    meanwhile (Redis publishes every state change to the sender), so a long run does not
+    pile those messages up unread; the others' results are then read with ``ready()``.
+    """
+    with contextlib.suppress(CeleryTimeoutError):
+        result.get(timeout=_POLL_SECONDS, interval=_POLL_SECONDS, propagate=False)
+
+
+def _run_whole(job: group, timeout: float) -> list[Any]:
     result = job.apply_async()
     try:
         return list(result.get(timeout=timeout, propagate=False))

@@ -7,19 +7,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import URL, make_url
 
 Environment = Literal["management", "tenant"]
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+# environment -> (mtime of its versions folder, head revision): see head().
+_heads: dict[str, tuple[int, str | None]] = {}
 
 
 @dataclass(frozen=True)
@@ -42,23 +42,56 @@ def alembic_config(environment: Environment, url: str, tenant_role: str = "") ->
 
 
 def head(environment: Environment) -> str | None:
-    """The head revision of an environment."""
-    script = ScriptDirectory.from_config(alembic_config(environment, "postgresql://x/y"))
-    return script.get_current_head()
+    """The head revision of an environment.
+
+    Cached per process until the environment's ``versions`` folder changes (adding a
+    revision file changes its mtime): migrate-all asks once per database, and parsing
+    every revision script each time would cost more than the skip it decides.
+    """
+    versions = MIGRATIONS / environment / "versions"
+    stamp = versions.stat().st_mtime_ns
+    cached = _heads.get(environment)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    found = _script(environment).get_current_head()
+    _heads[environment] = (stamp, found)
+    return found
 
 
-def current_revision(url: str) -> str | None:
-    """The revision a database is at (None if never migrated)."""
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+def revision_before_head(environment: Environment) -> str | None:
+    """The revision the head revision revises (None when head is the first revision)."""
+    script = _script(environment)
+    current = script.get_revision(script.get_current_head())
+    down = current.down_revision if current is not None else None
+    if isinstance(down, tuple):  # a merge revision: there is no single previous one
+        raise ValueError(f"the {environment} head {current.revision} merges {down}")
+    return down
 
 
-def upgrade(environment: Environment, url: str, tenant_role: str = "") -> MigrationResult:
-    """Upgrade one database to head; cheap when it is already there.
+def _script(environment: Environment) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(environment, "postgresql://x/y"))
+
+
+def current_revision(url: str, connect_timeout: int = 10) -> str | None:
+    """The revision a database is at (None if never migrated).
+
+    One connection and one query, straight through psycopg: SQLAlchemy's first connect
+    of a new engine runs its own dialect queries and Alembic's MigrationContext checks
+    the version table before reading it, which made this the dearest part of a skip.
+    """
+    with psycopg.connect(_dsn(url), autocommit=True, connect_timeout=connect_timeout) as conn:
+        try:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return None
+    if len(rows) > 1:  # both environments are linear; several heads means a broken table
+        raise ValueError(f"several revisions recorded: {sorted(r[0] for r in rows)}")
+    return rows[0][0] if rows else None
+
+
+def upgrade(environment: Environment, url: str, tenant_role: str = "",
+            revision: str = "head") -> MigrationResult:
+    """Upgrade one database to ``revision`` (head by default); cheap when it is already there.
 
     One migration at a time per process: Alembic keeps its running context in module
     globals, so concurrent upgrades belong in separate processes (Celery's prefork pool).
@@ -66,19 +99,26 @@ def upgrade(environment: Environment, url: str, tenant_role: str = "") -> Migrat
     """
     started = time.monotonic()
     before = current_revision(url)
-    target = head(environment)
+    target = head(environment) if revision == "head" else revision
     if before == target:
         return MigrationResult(before, before, int((time.monotonic() - started) * 1000), True)
-    command.upgrade(alembic_config(environment, url, tenant_role), "head")
+    command.upgrade(alembic_config(environment, url, tenant_role), revision)
     after = current_revision(url)
     return MigrationResult(before, after, int((time.monotonic() - started) * 1000), False)
+
+
+def _dsn(url: str | URL) -> str:
+    """A libpq connection string for the database of a SQLAlchemy URL (query options kept)."""
+    parsed = make_url(url)
+    args: dict[str, Any] = parsed.translate_connect_args(username="user", database="dbname")
+    args.update({key: value if isinstance(value, str) else value[-1] for key, value in parsed.query.items()})
+    return make_conninfo(**args)
 
 
 def _libpq(url: str) -> tuple[str, str]:
     """(libpq connection string for the server's maintenance db, database name)."""
     parsed = make_url(url)
-    server = parsed.set(drivername="postgresql", database="postgres")
-    return server.render_as_string(hide_password=False), parsed.database or ""
+    return _dsn(parsed.set(database="postgres")), parsed.database or ""
 
 
 def _quoted(name: str) -> str:

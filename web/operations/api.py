@@ -5,20 +5,23 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request, send_file, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from domain.assets.storage import LocalStorage
 from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.messaging import relay
+from domain.tenancy import export, migrations
 from domain.tenancy import services as tenancy
-from web.api import PlainText, parse_json
+from web.api import PlainText, accepted, parse_json
 from web.auth import operator_required
 from web.db import management_db, provider
 from web.errors import ApiError, error_response
 from web.identity.flows import sign_out_everywhere
 from web.openapi import doc
 from web.operations import bp
+from web.storage import send_export, storage
 from workers.publisher import publish
 
 
@@ -174,3 +177,121 @@ def set_tenant_reseller(tenant_id: uuid.UUID) -> Any:
     body = parse_json(TenantResellerBody)
     tenancy.assign_reseller(management_db(), tenant_id, body.reseller_id)
     return "", 204
+
+
+class MigrationOut(BaseModel):
+    """The latest recorded migrate-all outcome of one tenant database."""
+
+    database: str
+    status: Literal["upgraded", "skipped", "failed"]
+    revision_before: str | None
+    revision_after: str | None
+    duration_ms: int
+    finished_at: datetime
+    error: str | None
+
+
+class MigrationStatusOut(BaseModel):
+    """Tenant schema migrations: the head revision, latest outcomes, databases not at head."""
+
+    head: str | None
+    latest: list[MigrationOut]
+    drifted: list[str]
+
+
+@bp.get("/api/v1/operations/migrations")
+@operator_required
+@doc("Latest migration outcome per tenant database, and the drifted ones (operators)",
+     responses={200: MigrationStatusOut}, auth=True)
+def list_migrations() -> Any:
+    """Each tenant database's latest migrate-all outcome and, read now, those not at head."""
+    status = migrations.migration_status(provider())
+    body = MigrationStatusOut(head=status.head, latest=[MigrationOut(**r.__dict__) for r in status.latest],
+                              drifted=status.drifted)
+    return jsonify(body.model_dump(mode="json"))
+
+
+class ExportAccepted(BaseModel):
+    """An export or offboarding is recorded and queued; follow the status URL."""
+
+    id: uuid.UUID
+    kind: Literal["export", "offboard"]
+    status_url: str
+
+
+class ExportOut(BaseModel):
+    """A tenant export or offboarding as operators follow it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: Literal["export", "offboard"]
+    status: Literal["pending", "running", "completed", "failed"]
+    step: str
+    percent: int
+    rows: int
+    size_bytes: int
+    sha256: str | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    download_url: str | None  # signed, expiring; once completed
+
+
+class OffboardBody(BaseModel):
+    """The tenant's slug typed again: its data is deleted after the export."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confirm_slug: str = Field(min_length=1, max_length=63)
+
+
+def _queued(export_id: uuid.UUID, kind: str) -> Any:
+    """202 with the status URL; the job goes to the tenancy workers once the row is committed."""
+    g.setdefault("after_commit", []).append(lambda: send_export(export_id, kind))
+    return accepted(url_for("operations.export_status", export_id=export_id), id=str(export_id), kind=kind)
+
+
+@bp.post("/api/v1/operations/tenants/<uuid:tenant_id>/exports")
+@operator_required
+@doc("Export a tenant's rows to an archive on the storage (operators)",
+     responses={202: ExportAccepted, 404: "no such tenant", 409: "the tenant is being promoted"}, auth=True)
+def export_tenant(tenant_id: uuid.UUID) -> Any:
+    """Record an export of every row the tenant owns and queue it; answer 202 with its status URL."""
+    export_id = export.request_export(management_db(), tenant_id, requested_by=g.caller.user_id)
+    return _queued(export_id, "export")
+
+
+@bp.get("/api/v1/operations/exports/<uuid:export_id>")
+@operator_required
+@doc("Follow a tenant export or offboarding (operators)", responses={200: ExportOut, 404: "no such export"},
+     auth=True)
+def export_status(export_id: uuid.UUID) -> Any:
+    """Status, step, rows and size of an export, and a signed download link once completed."""
+    status = export.export_status(management_db(), export_id, storage())
+    return jsonify(ExportOut.model_validate(status, from_attributes=True).model_dump(mode="json"))
+
+
+@bp.post("/api/v1/operations/tenants/<uuid:tenant_id>/offboard")
+@operator_required
+@doc("Offboard a tenant: export it, then delete its data (operators)", body=OffboardBody,
+     responses={202: ExportAccepted, 404: "no such tenant", 409: "being promoted or offboarded",
+                422: "confirm_slug is not the tenant's slug"}, auth=True)
+def offboard_tenant(tenant_id: uuid.UUID) -> Any:
+    """Record an offboarding confirmed by the tenant's slug and queue it; answer 202."""
+    body = parse_json(OffboardBody)
+    export_id = export.request_offboard(management_db(), tenant_id, confirm_slug=body.confirm_slug,
+                                        requested_by=g.caller.user_id)
+    return _queued(export_id, "offboard")
+
+
+@bp.get("/storage/downloads/<token>")
+def download_stored_file(token: str) -> Any:
+    """Stream a stored file to whoever holds a valid, unexpired local download link."""
+    store = storage()
+    if not isinstance(store, LocalStorage):  # S3 links go to the bucket, not here
+        raise ApiError(404, "not_found", "this download link is not valid", "token")
+    download = store.resolve(token)
+    # An explicit type: guessed from ".tar.gz", Werkzeug would add Content-Encoding: gzip and
+    # clients would unpack the archive on the way.
+    return send_file(store.get(download.key), mimetype="application/octet-stream", as_attachment=True,
+                     download_name=download.filename, max_age=0, etag=False)

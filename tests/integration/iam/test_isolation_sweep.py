@@ -115,6 +115,7 @@ B_VALUES: Values = {
     "database": lambda w: ["management", "trial"],
     "message_id": lambda w: [str(uuid.uuid4())],
     "promotion_id": lambda w: [str(uuid.uuid4())],
+    "export_id": lambda w: [str(uuid.uuid4())],
 }
 
 
@@ -385,6 +386,12 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/api/v1/tenancy/promotion", "GET"): CallerScoped(_check_my_promotion, prepare=_seed_b_promotion),
     ("/api/v1/operations/tenants/<uuid:tenant_id>/promotions", "POST"): OperatorOnly(),
     ("/api/v1/operations/promotions/<uuid:promotion_id>", "GET"): OperatorOnly(),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/exports", "POST"): OperatorOnly(),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/offboard", "POST"): OperatorOnly(
+        json=lambda w: {"confirm_slug": w.b.slug}),
+    ("/api/v1/operations/exports/<uuid:export_id>", "GET"): OperatorOnly(),
+    ("/api/v1/operations/migrations", "GET"): OperatorOnly(),
+    ("/storage/downloads/<token>", "GET"): Public("the signed, expiring link is the credential"),
     # IAM pages
     ("/iam/users", "GET"): CallerScoped(_check_users_page),
     ("/iam/users/<uuid:user_id>/roles", "POST"): TenantResource(form=lambda w: {"roles": ["employee"]}),

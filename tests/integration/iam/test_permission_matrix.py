@@ -168,6 +168,24 @@ PROTECTED: dict[tuple[str, str], Protected] = {
         OPERATOR, 200, _account_call("deactivate")),
     ("/api/v1/operations/users/<uuid:user_id>/reactivate", "POST"): Protected(
         OPERATOR, 200, _account_call("reactivate")),
+    # Tenancy: promotion, export, offboarding (a holder gets past the check to the 404 of an
+    # unknown tenant or job, so nothing is written)
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/promotions", "POST"): Protected(
+        OPERATOR, 404, lambda m: Call("POST", f"/api/v1/operations/tenants/{uuid.uuid4()}/promotions")),
+    ("/api/v1/operations/promotions/<uuid:promotion_id>", "GET"): Protected(
+        OPERATOR, 404, lambda m: Call("GET", f"/api/v1/operations/promotions/{uuid.uuid4()}")),
+    ("/api/v1/tenancy/promotion", "GET"): Protected(  # the tenant was never promoted
+        "tenant:admin", 404, lambda m: Call("GET", "/api/v1/tenancy/promotion")),
+    ("/tenancy/admin", "GET"): Protected("tenant:admin", 200, lambda m: Call("GET", "/tenancy/admin")),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/exports", "POST"): Protected(
+        OPERATOR, 404, lambda m: Call("POST", f"/api/v1/operations/tenants/{uuid.uuid4()}/exports")),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/offboard", "POST"): Protected(
+        OPERATOR, 404, lambda m: Call("POST", f"/api/v1/operations/tenants/{uuid.uuid4()}/offboard",
+                                      {"confirm_slug": "x"})),
+    ("/api/v1/operations/migrations", "GET"): Protected(
+        OPERATOR, 200, lambda m: Call("GET", "/api/v1/operations/migrations")),
+    ("/api/v1/operations/exports/<uuid:export_id>", "GET"): Protected(
+        OPERATOR, 404, lambda m: Call("GET", f"/api/v1/operations/exports/{uuid.uuid4()}")),
 }
 
 MEMBER_MANAGER = "member_manager"  # a custom role holding users:manage only

@@ -1,0 +1,510 @@
+"""Tenant export and offboarding on real tenancy workers, against local storage and S3 (moto).
+
+A stack of its own (management and trial databases on the suite's server, a Redis server of
+its own) so that no other module's worker takes these jobs with another storage. Every
+test runs once per storage: the worker and the web app are configured alike, the archive
+is fetched through the signed link the status URL gives (the web app's download route for
+local storage, ``urllib`` against moto for S3) and opened with ``tarfile``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import secrets
+import tarfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from flask import Flask
+from psycopg.types.json import Jsonb
+from sqlalchemy import func, select, update
+
+from config.settings import Settings, database_name, database_on, load_settings
+from domain.assets.storage import build_storage
+from domain.bootstrap import build_provider
+from domain.db import migrate
+from domain.db.provider import TRIAL, DataProvider, server_label
+from domain.errors import NotFound
+from domain.tenancy import export
+from domain.tenancy.copying import connect
+from domain.tenancy.models import Tenant, TenantExport
+from tests.integration.web.helpers import assert_refused
+from tests.support import processes, tenants
+from tests.support.apps import web_app
+from tests.support.s3 import MotoS3, start_moto_s3
+from tests.support.services import Services, Stack, create_stack, drop_stack
+from tests.support.tenants import TenantWithMembers
+from tests.support.waiting import wait_for
+from workers import embedded
+
+TENANT_TABLES = ("inbox", "notices", "outbox")  # with a tenant_id column, in the tenant schema
+PRIMARY_KEY = {"inbox": "message_id", "notices": "id", "outbox": "id"}
+EXPORT_TIMEOUT = 90.0
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+@dataclass
+class Plane:
+    """This module's stack, storage, worker, web app and an operator's token."""
+
+    stack: Stack
+    settings: Settings
+    provider: DataProvider
+    app: Flask
+    env: dict[str, str]
+    storage: str
+    services: Services
+    operator: dict[str, str] = field(default_factory=dict)
+    worker: processes.Process | None = None
+    databases: list[str] = field(default_factory=list)
+
+    def dedicated_database(self) -> str:
+        """A new tenant database on the suite's server, at the schema's head."""
+        url = database_on(self.services.server_url, f"allot_export_{secrets.token_hex(5)}")
+        self.databases.append(url)
+        migrate.ensure_database(url)
+        migrate.upgrade("tenant", url, self.settings.tenant_db_role)
+        return url
+
+    def job(self, export_id: uuid.UUID) -> TenantExport:
+        """The export's row as it stands."""
+        with self.provider.management() as session:
+            job = session.get(TenantExport, export_id)
+            assert job is not None
+            return job
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedRedis]:
+    """A Redis server of this module's own: its broker sees no other module's workers."""
+    server = embedded.start_redis(tmp_path_factory.mktemp("export-redis"), embedded.free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoS3]:
+    """A moto S3 server for this module."""
+    with start_moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def export_stack(services: Services, redis_server: embedded.EmbeddedRedis) -> Iterator[Stack]:
+    """Management and trial databases of this module, on its own Redis."""
+    stack = create_stack(Services(services.server_url, f"redis://127.0.0.1:{redis_server.port}"), redis_db=0)
+    yield stack
+    drop_stack(stack)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def plane(request: pytest.FixtureRequest, services: Services, export_stack: Stack,
+          tmp_path_factory: pytest.TempPathFactory, log_dir: Path) -> Iterator[Plane]:
+    """The stack with one storage (local, then S3), a tenancy worker and the web app."""
+    storage_env: dict[str, str] = {}
+    if request.param == "s3":
+        storage_env = request.getfixturevalue("moto").env()
+    env = export_stack.env(VAR_DIR=str(tmp_path_factory.mktemp(f"export-var-{request.param}")),
+                           # Routes stay cached long: only the offboarding's announcement drops them.
+                           ROUTING_CACHE_TTL="30", PROMOTION_PURGE_GRACE_SECONDS="30", **storage_env)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in storage_env.items():
+            patch.setenv(name, value)  # boto3 reads its credentials from the environment
+        settings = load_settings(env)
+        provider = build_provider(settings)
+        with web_app(settings) as app:
+            plane = Plane(export_stack, settings, provider, app, env, request.param, services)
+            plane.operator = tenants.bearer(tenants.sign_in(
+                app.test_client(), tenants.create_account(provider, operator=True)).access_token)
+            plane.worker = processes.celery_worker(f"export-tenancy-{request.param}", "tenancy", env, log_dir)
+            try:
+                yield plane
+            finally:
+                plane.worker.stop()
+                for url in plane.databases:
+                    migrate.drop_database(url)
+                provider.dispose()
+
+
+# --- tenants and their rows ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Seeded:
+    """A tenant with rows in its tenant database."""
+
+    tenant: TenantWithMembers
+    url: str  # its tenant database
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The tenant's id."""
+        return self.tenant.id
+
+
+def seed_rows(url: str, tenant_id: uuid.UUID, notices: int) -> None:
+    """``notices`` notices (COPY), three outbox rows and two inbox rows of the tenant."""
+    with connect(url) as conn:
+        with conn.cursor().copy("COPY notices (id, tenant_id, user_id, event_id, category, title, body) "
+                                "FROM STDIN") as copy:
+            for i in range(notices):
+                copy.write_row((uuid.uuid4(), tenant_id, uuid.uuid4(), uuid.uuid4(), "seed",
+                                f"notice {i} \u00e9\u4e2d \"quoted\"", "line\nbreak" * (i % 3)))
+        for _ in range(3):
+            conn.execute("INSERT INTO outbox (id, event_id, type, version, handler, payload, tenant_id, "
+                         "next_attempt_at) VALUES (%s, %s, 'test.Seeded', 1, 'notifications.none', %s, %s, "
+                         "now())", (uuid.uuid4(), uuid.uuid4(), Jsonb({"nested": {"n": [1, 2]}}), tenant_id))
+        for _ in range(2):
+            conn.execute("INSERT INTO inbox (message_id, handler, tenant_id) VALUES (%s, 'test.seed', %s)",
+                         (uuid.uuid4(), tenant_id))
+        conn.commit()
+
+
+def trial_tenant(plane: Plane, notices: int = 25) -> Seeded:
+    """A trial tenant (an owner and an employee) with rows in the trial database."""
+    tenant = tenants.create_tenant(plane.provider, ("owner", "employee"), prefix="exp")
+    url = plane.provider.url_of(TRIAL)
+    seed_rows(url, tenant.id, notices)
+    return Seeded(tenant, url)
+
+
+def dedicated_tenant(plane: Plane, notices: int = 25) -> Seeded:
+    """A tenant with a database of its own, with rows in it (and one of a stray tenant)."""
+    tenant = tenants.create_tenant(plane.provider, ("owner",), prefix="exd")
+    url = plane.dedicated_database()
+    with plane.provider.management() as session:
+        session.execute(update(Tenant).where(Tenant.id == tenant.id).values(
+            status="dedicated", placement_server=server_label(plane.settings.placement_servers[0]),
+            database_name=database_name(url)))
+        session.commit()
+    seed_rows(url, tenant.id, notices)
+    seed_rows(url, uuid.uuid4(), 2)  # not the tenant's: must stay out of its archive
+    return Seeded(tenant, url)
+
+
+def rows_of(url: str, tenant_id: uuid.UUID | None = None) -> dict[str, list[str]]:
+    """Primary keys of every row per tenant table (of one tenant, or of all), sorted."""
+    with connect(url) as conn:
+        out = {}
+        for table in TENANT_TABLES:
+            where, params = ("WHERE tenant_id = %s", (tenant_id,)) if tenant_id else ("", ())
+            rows = conn.execute(f"SELECT {PRIMARY_KEY[table]}::text FROM {table} {where}", params)
+            out[table] = sorted(r[0] for r in rows)
+        return out
+
+
+# --- driving an export through the API -------------------------------------------------------
+
+def start(plane: Plane, seeded: Seeded, kind: str = "export") -> uuid.UUID:
+    """POST the export (or offboarding) as the operator; return its id from the 202."""
+    client = plane.app.test_client()
+    if kind == "export":
+        response = client.post(f"/api/v1/operations/tenants/{seeded.id}/exports", headers=plane.operator)
+    else:
+        response = client.post(f"/api/v1/operations/tenants/{seeded.id}/offboard", headers=plane.operator,
+                               json={"confirm_slug": seeded.tenant.slug})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.headers["Location"] == response.json["status_url"]
+    return uuid.UUID(response.json["id"])
+
+
+def finished(plane: Plane, export_id: uuid.UUID) -> dict[str, Any]:
+    """Follow the status URL until the job ends; it must have completed."""
+    client = plane.app.test_client()
+    url = f"/api/v1/operations/exports/{export_id}"
+
+    def done() -> dict[str, Any] | None:
+        body = client.get(url, headers=plane.operator).json
+        return body if body["status"] in ("completed", "failed") else None
+
+    body = wait_for(done, timeout=EXPORT_TIMEOUT, message=f"export {export_id} to finish")
+    assert body["status"] == "completed", body
+    assert body["step"] == "completed" and body["percent"] == 100 and body["error"] is None
+    return body
+
+
+def download(plane: Plane, url: str) -> bytes:
+    """Follow a signed link as a plain client would: the web app's route, or S3 over HTTP."""
+    if plane.storage == "local":
+        response = plane.app.test_client().get(urlsplit(url).path)
+        try:
+            assert response.status_code == 200, response.get_data(as_text=True)[:300]
+            return response.get_data()
+        finally:
+            response.close()
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own moto server
+        return response.read()  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An archive's manifest and its files, parsed."""
+
+    manifest: dict[str, Any]
+    raw: dict[str, bytes]
+
+    def lines(self, name: str) -> list[dict[str, Any]]:
+        """The JSON Lines of one file."""
+        return [json.loads(line) for line in self.raw[name].decode().splitlines()]
+
+
+def open_archive(data: bytes) -> Opened:
+    """Every member of a .tar.gz, the manifest first."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = tar.getmembers()
+        assert members[0].name == "manifest.json"
+        raw = {m.name: tar.extractfile(m).read() for m in members}  # type: ignore[union-attr]
+    return Opened(json.loads(raw.pop("manifest.json")), raw)
+
+
+def check_archive(plane: Plane, body: dict[str, Any], seeded: Seeded,
+                  expected: dict[str, list[str]]) -> Opened:
+    """The archive behind the status: its checksum and size, a manifest that matches every
+    file, each of the tenant's rows exactly once and nothing of anyone else."""
+    assert body["download_url"], body
+    data = download(plane, body["download_url"])
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (body["size_bytes"], body["sha256"])
+    archive = open_archive(data)
+    manifest = archive.manifest
+    tenant = seeded.tenant
+    assert manifest["tenant"] == {"id": str(tenant.id), "slug": tenant.slug, "name": tenant.name}
+    assert manifest["schema_revision"]["tenant"] == migrate.head("tenant")
+    assert manifest["schema_revision"]["management"] == migrate.head("management")
+    datetime.fromisoformat(manifest["created_at"])
+    listed = {entry["file"]: entry for entry in manifest["tables"]}
+    assert set(listed) == set(archive.raw)
+    for name, entry in listed.items():
+        assert entry["sha256"] == hashlib.sha256(archive.raw[name]).hexdigest(), name
+        assert entry["rows"] == len(archive.lines(name)), name
+    assert manifest["rows"] == body["rows"] == sum(e["rows"] for e in listed.values())
+    for table in TENANT_TABLES:
+        lines = archive.lines(f"tenant/{table}.jsonl")
+        assert {line["tenant_id"] for line in lines} <= {str(seeded.id)}, f"another tenant's row in {table}"
+        assert sorted(line[PRIMARY_KEY[table]] for line in lines) == expected[table], table
+    check_management_rows(archive, seeded)
+    return archive
+
+
+def check_management_rows(archive: Opened, seeded: Seeded) -> None:
+    """The tenant's row, roles, memberships and members' profiles, without password hashes."""
+    (tenant,) = archive.lines("management/tenants.jsonl")
+    assert (tenant["id"], tenant["slug"]) == (str(seeded.id), seeded.tenant.slug)
+    users = archive.lines("management/users.jsonl")
+    assert sorted(u["email"] for u in users) == sorted(a.email for a in seeded.tenant.members.values())
+    assert all(set(u) == {"id", "email", "name"} for u in users)
+    assert b"argon2" not in b"".join(archive.raw.values())
+    members = {m["user_id"]: m["roles"] for m in archive.lines("management/memberships.jsonl")}
+    assert members == {str(a.user_id): [role] for role, a in seeded.tenant.members.items()}
+    roles = {r["name"] for r in archive.lines("management/roles.jsonl")}
+    assert {"owner", "admin", "hr_manager", "employee"} <= roles
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def test_a_trial_tenants_export_holds_each_of_its_rows_once(plane: Plane) -> None:
+    seeded, neighbour = trial_tenant(plane), trial_tenant(plane)
+    expected = rows_of(seeded.url, seeded.id)
+    assert all(expected.values())
+    body = finished(plane, start(plane, seeded))
+    archive = check_archive(plane, body, seeded, expected)
+    everything = b"".join(archive.raw.values())
+    assert neighbour.tenant.slug.encode() not in everything
+    assert str(neighbour.id).encode() not in everything
+    notice = archive.lines("tenant/notices.jsonl")[0]
+    assert "\u00e9\u4e2d \"quoted\"" in notice["title"] and notice["created_at"].endswith("+00:00")
+    assert archive.lines("tenant/outbox.jsonl")[0]["payload"] == {"nested": {"n": [1, 2]}}
+    job = plane.job(uuid.UUID(body["id"]))
+    assert job.storage_key == f"tenants/{seeded.id}/exports/{job.id}.tar.gz"
+    assert rows_of(seeded.url, seeded.id) == expected  # an export changes nothing
+
+
+def test_a_dedicated_tenants_export_reads_its_own_database(plane: Plane) -> None:
+    seeded = dedicated_tenant(plane)
+    trial_rows = trial_tenant(plane)  # noise in the trial database
+    expected = rows_of(seeded.url, seeded.id)
+    body = finished(plane, start(plane, seeded))
+    archive = check_archive(plane, body, seeded, expected)
+    assert archive.manifest["database"] == "dedicated"
+    assert str(trial_rows.id).encode() not in b"".join(archive.raw.values())
+
+
+def test_the_cli_exports_and_prints_the_link(plane: Plane) -> None:
+    seeded = trial_tenant(plane, notices=3)
+    result = plane.app.test_cli_runner().invoke(args=["tenants", "export", seeded.tenant.slug])
+    assert result.exit_code == 0, result.output
+    assert f"{seeded.tenant.slug}: export completed at completed" in result.output
+    link = next(line.split(" ", 1)[1] for line in result.output.splitlines() if line.startswith("download: "))
+    archive = open_archive(download(plane, link))
+    assert archive.manifest["tenant"]["slug"] == seeded.tenant.slug
+
+
+# --- offboarding -----------------------------------------------------------------------------
+
+def test_offboarding_a_trial_tenant_purges_its_rows_only(plane: Plane) -> None:
+    seeded, neighbour = trial_tenant(plane), trial_tenant(plane)
+    plane.provider.route(seeded.id)  # cached: the offboarding must make every process drop it
+    expected, others = rows_of(seeded.url, seeded.id), rows_of(seeded.url, neighbour.id)
+    body = finished(plane, start(plane, seeded, "offboard"))
+    assert body["kind"] == "offboard"
+    check_archive(plane, body, seeded, expected)  # exported before anything was deleted
+    assert rows_of(seeded.url, seeded.id) == {table: [] for table in TENANT_TABLES}
+    assert rows_of(seeded.url, neighbour.id) == others
+    assert tenant_status(plane, seeded.id) == "deleted"
+    assert tenant_status(plane, neighbour.id) == "trial"
+    wait_for(lambda: not routed(plane.provider, seeded.id), timeout=10, message="the route to be dropped")
+    plane.provider.route(neighbour.id)
+    # A writer that still holds the old route is refused by the fence, not let in.
+    with connect(seeded.url) as conn:
+        assert conn.execute("SELECT moved_to FROM tenant_fences WHERE tenant_id = %s",
+                            (seeded.id,)).fetchone() == (export.OFFBOARDED,)
+
+
+def test_offboarding_a_dedicated_tenant_drops_its_database(plane: Plane) -> None:
+    seeded = dedicated_tenant(plane)
+    expected = rows_of(seeded.url, seeded.id)
+    body = finished(plane, start(plane, seeded, "offboard"))
+    check_archive(plane, body, seeded, expected)
+    assert not database_exists(plane, seeded.url)
+    assert tenant_status(plane, seeded.id) == "deleted"
+    wait_for(lambda: not routed(plane.provider, seeded.id), timeout=10, message="the route to be dropped")
+    assert database_name(seeded.url) not in str(plane.provider.tenant_databases())
+
+
+def tenant_status(plane: Plane, tenant_id: uuid.UUID) -> str:
+    """The tenant's status in the management database."""
+    with plane.provider.management() as session:
+        return str(session.scalar(select(Tenant.status).where(Tenant.id == tenant_id)))
+
+
+def routed(provider: DataProvider, tenant_id: uuid.UUID) -> bool:
+    """True while the provider still routes the tenant somewhere."""
+    try:
+        provider.route(tenant_id)
+    except NotFound:
+        return False
+    return True
+
+
+def database_exists(plane: Plane, url: str) -> bool:
+    """True if the server has the database of ``url``."""
+    dsn = plane.services.server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (database_name(url),)).fetchone() is not None
+
+
+# --- a worker killed in the middle of an export -----------------------------------------------
+
+def test_an_export_killed_midway_is_finished_after_a_restart(plane: Plane) -> None:
+    seeded = trial_tenant(plane, notices=20_000)
+    expected = rows_of(seeded.url, seeded.id)
+    assert len(expected["notices"]) == 20_000
+    worker = plane.worker
+    assert worker is not None
+    management = plane.provider.url_of("management")
+    # Pause every export before it reads outbox (after inbox and notices: 20,000 rows are
+    # already spooled to its files), and kill the worker while it waits there.
+    with connect(management, autocommit=True) as pause:
+        pause.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))",
+                      (export.checkpoint_name("table:outbox"),))
+        export_id = start(plane, seeded)
+        wait_for(lambda: waiting_at_checkpoint(management), timeout=60, message="the export to reach outbox")
+        assert plane.job(export_id).status == "running"
+        assert export.resumable(plane.provider, older_than=0) == []  # its runner holds it
+        # A second runner (here, in the test process) finds the job held and leaves it be.
+        second = export.run(plane.provider, build_storage(plane.settings), export_id)
+        assert (second.status, second.step) == ("running", "requested")
+        worker.kill()
+    # Once its backend stops waiting at the checkpoint, the killed run's lock dies with its
+    # connection: the job is free to resume.
+    wait_for(lambda: (export_id, "export") in export.resumable(plane.provider, older_than=0),
+             timeout=30, message="the killed run's lock to go")
+    job = plane.job(export_id)
+    assert (job.status, job.step, job.storage_key) == ("running", "requested", None)
+    worker.start()
+    processes.wait_until_ready(worker, worker.argv[worker.argv.index("-n") + 1])
+    # What beat does every minute, sent now (the killed run's message stays unacknowledged).
+    plane.app.extensions["allotment.celery"].send_task(
+        "tasks.tenancy.resume_exports", args=[0], queue="tenancy")
+    body = finished(plane, export_id)
+    check_archive(plane, body, seeded, expected)
+
+
+def waiting_at_checkpoint(url: str) -> bool:
+    """True once a run waits at an export checkpoint (a shared advisory lock someone holds)."""
+    with connect(url) as conn:
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock_shared(hashtextextended(%'")
+        return waiting.fetchone() == (1,)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+def exports_recorded(plane: Plane) -> int:
+    """How many export rows exist."""
+    with plane.provider.management() as session:
+        return int(session.scalar(select(func.count()).select_from(TenantExport)) or 0)
+
+
+def test_bad_requests_are_refused_and_record_nothing(plane: Plane) -> None:
+    seeded = trial_tenant(plane, notices=1)
+    client, operator = plane.app.test_client(), plane.operator
+    before = exports_recorded(plane)
+    unknown = uuid.uuid4()
+    assert_refused(client.post(f"/api/v1/operations/tenants/{unknown}/exports", headers=operator),
+                   404, "tenant_id")
+    assert_refused(client.post(f"/api/v1/operations/tenants/{unknown}/offboard", headers=operator,
+                               json={"confirm_slug": seeded.tenant.slug}), 404, "tenant_id")
+    offboard = f"/api/v1/operations/tenants/{seeded.id}/offboard"
+    assert_refused(client.post(offboard, headers=operator, json={}), 422, "confirm_slug")
+    assert_refused(client.post(offboard, headers=operator, json={"confirm_slug": "someone-else"}),
+                   422, "confirm_slug")
+    assert_refused(client.post(offboard, headers=operator,
+                               json={"confirm_slug": seeded.tenant.slug, "extra": 1}), 422, "extra")
+    assert_refused(client.post(offboard, headers=operator, data="x"), 415, "Content-Type")
+    assert_refused(client.get(f"/api/v1/operations/exports/{unknown}", headers=operator), 404, "export_id")
+    assert exports_recorded(plane) == before
+    assert tenant_status(plane, seeded.id) == "trial"
+
+
+def test_only_operators_may_export_or_offboard(plane: Plane) -> None:
+    seeded = trial_tenant(plane, notices=1)
+    client = plane.app.test_client()
+    before = exports_recorded(plane)
+    owner = tenants.bearer(tenants.access_token(client, seeded.tenant.member("owner")))
+    member = tenants.bearer(tenants.access_token(client, tenants.create_account(plane.provider)))
+    for headers in (owner, member):
+        assert_refused(client.post(f"/api/v1/operations/tenants/{seeded.id}/exports", headers=headers),
+                       403, None)
+        assert_refused(client.post(f"/api/v1/operations/tenants/{seeded.id}/offboard", headers=headers,
+                                   json={"confirm_slug": seeded.tenant.slug}), 403, None)
+        assert_refused(client.get(f"/api/v1/operations/exports/{uuid.uuid4()}", headers=headers), 403, None)
+    assert_refused(client.post(f"/api/v1/operations/tenants/{seeded.id}/exports"), 401, "Authorization")
+    assert exports_recorded(plane) == before
+
+
+def test_the_cli_offboards_only_with_yes_and_a_known_slug(plane: Plane) -> None:
+    seeded = trial_tenant(plane, notices=1)
+    before = exports_recorded(plane)
+    runner = plane.app.test_cli_runner()
+    refused = runner.invoke(args=["tenants", "offboard", seeded.tenant.slug])
+    assert refused.exit_code != 0 and "--yes" in refused.output
+    unknown = runner.invoke(args=["tenants", "export", "no-such-tenant-slug"])
+    assert unknown.exit_code != 0 and "no tenant" in unknown.output
+    assert exports_recorded(plane) == before
+    assert tenant_status(plane, seeded.id) == "trial"
+    confirmed = runner.invoke(args=["tenants", "offboard", seeded.tenant.slug, "--yes"])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert f"{seeded.tenant.slug}: offboard completed at completed" in confirmed.output
+    assert tenant_status(plane, seeded.id) == "deleted"
+    assert rows_of(seeded.url, seeded.id) == {table: [] for table in TENANT_TABLES}
