@@ -17,6 +17,8 @@ from domain.identity import sessions
 from domain.identity.revocation import RevocationStore, RevocationUnavailable
 from domain.identity.services import PasswordSealer
 from domain.notifications.mail import MaildirMailer
+from domain.purchases.gateway import PaymentGateway
+from domain.purchases.sandbox import SandboxGateway
 from domain.tenancy import queries as tenancy_queries
 
 
@@ -32,6 +34,7 @@ def build_ports(settings: Settings) -> dict[str, Any]:
         "mailer": MaildirMailer(settings.var_dir / "mail", settings.mail_from),
         "public_url": settings.public_url,
         "sealer": PasswordSealer(settings.secret_key),
+        "gateway": build_gateway(settings),
         "storage": build_storage(settings),
     }
 
@@ -49,3 +52,9 @@ def build_revocations(settings: Settings, provider: DataProvider) -> RevocationS
     client = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
                             health_check_interval=30)
     return RevocationStore(client, timedelta(minutes=settings.jwt_access_minutes), load_revoked)
+
+
+def build_gateway(settings: Settings) -> PaymentGateway:
+    """The payment gateway of ``PAYMENT_GATEWAY``: the sandbox card processor, whose own
+    ledger lives in the management database (written on connections of its own)."""
+    return SandboxGateway(settings.database_url, settings.secret_key)

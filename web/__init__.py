@@ -19,6 +19,7 @@ from web.iam import bp as iam_bp
 from web.identity import bp as identity_bp
 from web.notifications import bp as notifications_bp
 from web.operations import bp as operations_bp
+from web.purchases import bp as purchases_bp
 from web.tenancy import bp as tenancy_bp
 from workers.publisher import web_publisher
 
@@ -58,7 +59,8 @@ def _register(app: Flask, settings: Settings) -> None:
     db.init_app(app)
     auth.init_app(app, settings)
     ratelimit.init_app(app, settings)
-    for blueprint in (openapi.bp, operations_bp, identity_bp, iam_bp, tenancy_bp, notifications_bp):
+    for blueprint in (openapi.bp, operations_bp, identity_bp, iam_bp, tenancy_bp, notifications_bp,
+                      purchases_bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
 

@@ -12,7 +12,7 @@ from domain.bootstrap import build_ports, build_provider
 from domain.db.provider import DataProvider
 from workers import signals  # noqa: F401 - connects process and task signals
 
-TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay"]
+TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay", "tasks.purchases", "tasks.billing"]
 
 
 class AllotmentCelery(Celery):

@@ -3,8 +3,9 @@
 It does the plumbing once: late acks and reject on worker loss (from the app config),
 JSON envelopes in, the inbox check and the effects in one transaction
 (domain.messaging.handling), publishing what the handler emitted after the commit,
-retrying transient database/broker errors with backoff, and recording other failures
-on the outbox row, where the relay re-sends them until they are dead.
+retrying transient errors (database hiccups, ``domain.errors.Transient``) with backoff
+and jitter, telling the handler when it runs its last retry (``ctx.last_attempt``), and
+recording other failures on the outbox row, where the relay re-sends them until they are dead.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 from celery import Task, shared_task
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from domain.errors import Transient
 from domain.identity import sessions as identity_sessions
 from domain.messaging import bus, handling
 from domain.messaging.contracts import Contract
@@ -24,7 +26,8 @@ from domain.messaging.outbox import Envelope
 from workers.publisher import publish
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OperationalError,)
+# Database hiccups, and whatever a handler says may pass on a later try (a gateway down).
+TRANSIENT = (OperationalError, Transient)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -49,7 +52,8 @@ def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], 
                 provider = self.app.provider
                 outcome = handling.handle(
                     provider, message, contract, target, fn, ports=self.app.ports,
-                    guard=lambda msg: identity_sessions.actor_refusal(provider, msg))
+                    guard=lambda msg: identity_sessions.actor_refusal(provider, msg),
+                    last_attempt=self.request.retries >= self.max_retries)
             except Exception as exc:
                 if _is_transient(exc) and self.request.retries < self.max_retries:
                     delay = min(2 ** self.request.retries, 60) + random.random()  # noqa: S311 - jitter

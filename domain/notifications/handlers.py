@@ -5,10 +5,12 @@ import uuid
 from html import escape
 
 from domain.messaging.contracts.iam import UserInvitedV1
-from domain.messaging.contracts.tenancy import TenantProvisionedV1
+from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
+from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
 from domain.notifications.mail import Email, Mailer
 from domain.notifications.models import Notice
+from domain.purchases.money import format_amount
 
 
 def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
@@ -38,3 +40,40 @@ def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
     mailer: Mailer = ctx.ports["mailer"]
     mailer.send(Email(key=ctx.envelope.id, to=str(msg.email),
                       subject=f"You are invited to {msg.tenant_name}", text=text, html=html))
+
+
+def _notice(ctx: HandlerContext, tenant_id: uuid.UUID, user_id: uuid.UUID, category: str, *,
+            title: str, body: str) -> None:
+    """One notice per (event, recipient)."""
+    ctx.session.add(Notice(id=uuid.uuid4(), tenant_id=tenant_id, user_id=user_id,
+                           event_id=uuid.UUID(ctx.envelope.event_id), category=category,
+                           title=title[:300], body=body))
+
+
+def record_purchase_receipt(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
+    """Give the buyer a receipt for a completed purchase."""
+    amount = format_amount(msg.amount_minor, msg.currency)
+    _notice(ctx, msg.tenant_id, msg.buyer_user_id, "billing", title=f"Receipt: {msg.product_name}",
+            body=f"You were charged {amount} for {msg.product_name}. Payment reference: {msg.charge_id}.")
+
+
+def record_purchase_failure(ctx: HandlerContext, msg: PurchaseFailedV1) -> None:
+    """Tell the buyer a purchase failed, and why."""
+    _notice(ctx, msg.tenant_id, msg.buyer_user_id, "billing", title=f"Payment failed: {msg.product_name}",
+            body=f"The payment for {msg.product_name} did not go through: {msg.reason}. Nothing was charged.")
+
+
+def record_refund_notice(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
+    """Tell the buyer a purchase was refunded."""
+    amount = format_amount(msg.amount_minor, msg.currency)
+    _notice(ctx, msg.tenant_id, msg.buyer_user_id, "billing", title=f"Refunded: {msg.product_name}",
+            body=f"{amount} for {msg.product_name} was refunded to your card. "
+                 f"Refund reference: {msg.refund_id}.")
+
+
+def record_promotion_notice(ctx: HandlerContext, msg: TenantPromotedV1) -> None:
+    """Tell whoever asked for a promotion that the tenant has its own database (no one asked: no notice)."""
+    if msg.requested_by is None:
+        return
+    _notice(ctx, msg.tenant_id, msg.requested_by, "tenancy", title=f"{msg.tenant_name} has its own database",
+            body=f"All of {msg.tenant_name}'s data ({msg.rows} rows) now lives in a database of its own.")
