@@ -38,7 +38,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import decode_token
-from sqlalchemy import select
+from sqlalchemy import select, text
 from werkzeug.test import TestResponse
 
 from domain.db.provider import DataProvider
@@ -47,6 +47,11 @@ from domain.iam.access import OPERATOR, version_key
 from domain.identity.models import AuthSession
 from domain.identity.revocation import session_key
 from domain.notifications.models import Notice
+from domain.purchases import catalogue
+from domain.purchases import services as purchases
+from domain.purchases.catalogue import ProductSpec
+from domain.purchases.sandbox import SandboxGateway
+from domain.purchases.services import PurchaseRequest
 from domain.tenancy import services as tenancy
 from domain.tenancy.models import Promotion, Signup
 from tests.integration.web.helpers import assert_refused
@@ -70,6 +75,8 @@ class World:
     b_session: uuid.UUID               # B's owner's live session
     b_reseller: uuid.UUID              # a reseller B's owner administers, which sold B
     b_signup: uuid.UUID
+    b_purchase: uuid.UUID              # B's purchase (settled as failed: no worker touches it)
+    product_code: str                  # an active product of the catalogue
 
     @property
     def b_people(self) -> list[uuid.UUID]:
@@ -116,6 +123,8 @@ B_VALUES: Values = {
     "message_id": lambda w: [str(uuid.uuid4())],
     "promotion_id": lambda w: [str(uuid.uuid4())],
     "export_id": lambda w: [str(uuid.uuid4())],
+    "purchase_id": lambda w: [str(w.b_purchase)],
+    "product_code": lambda w: [w.product_code],
 }
 
 
@@ -324,6 +333,28 @@ def _check_admin_page(p: Probe) -> None:
     _page_shows_nothing_of_b(p, response)
 
 
+def _check_purchases(p: Probe) -> None:
+    ids = {item["id"] for item in _ok(p.call("GET", "/api/v1/purchases")).json["items"]}
+    assert str(p.world.b_purchase) not in ids
+
+
+def _check_products(p: Probe) -> None:
+    codes = {item["code"] for item in _ok(p.call("GET", "/api/v1/purchases/products")).json["items"]}
+    assert p.world.product_code in codes  # the catalogue is the platform's, the same for everyone
+
+
+def _check_checkout_page(p: Probe) -> None:
+    _page_shows_nothing_of_b(p, _ok(p.call("GET", "/purchases/checkout")))
+
+
+def _check_checkout(p: Probe) -> None:
+    form = {"offer": f"{p.world.product_code}|1500|EUR", "card_number": "4242424242424242",
+            "idempotency_key": secrets.token_hex(16)}
+    _ok(p.call("POST", "/purchases/checkout", form=form), 303)
+    mine = _ok(p.call("GET", "/api/v1/purchases")).json["items"]
+    assert mine and {item["tenant_id"] for item in mine} == {str(p.world.a.id)}
+
+
 # --- the classification of every route -----------------------------------------------------
 
 def _fresh_email(w: World) -> str:
@@ -392,6 +423,28 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/api/v1/operations/exports/<uuid:export_id>", "GET"): OperatorOnly(),
     ("/api/v1/operations/migrations", "GET"): OperatorOnly(),
     ("/storage/downloads/<token>", "GET"): Public("the signed, expiring link is the credential"),
+    # Purchases
+    ("/api/v1/purchases/<uuid:purchase_id>", "GET"): TenantResource(),
+    ("/purchases/<uuid:purchase_id>", "GET"): TenantResource(),
+    ("/api/v1/purchases", "POST"): TenantResource(  # names B as the buyer
+        json=lambda w: {"product_code": w.product_code, "amount_minor": 1500, "currency": "EUR",
+                        "card_number": "4242424242424242", "tenant_id": str(w.b.id)},
+        fields=("tenant_id",)),
+    ("/api/v1/purchases", "GET"): CallerScoped(_check_purchases),
+    ("/api/v1/purchases/products", "GET"): CallerScoped(_check_products),
+    ("/purchases/checkout", "GET"): CallerScoped(_check_checkout_page),
+    ("/purchases/checkout", "POST"): CallerScoped(_check_checkout),
+    ("/api/v1/operations/products", "GET"): OperatorOnly(),
+    ("/api/v1/operations/products", "POST"): OperatorOnly(json=lambda w: {
+        "code": f"sweep-{secrets.token_hex(3)}", "name": "Sweep", "kind": "addon", "plan": None,
+        "price_minor": 100, "currency": "EUR"}),
+    ("/api/v1/operations/products/<product_code>", "PATCH"): OperatorOnly(json=lambda w: {"price_minor": 1}),
+    ("/api/v1/operations/products/<product_code>/retire", "POST"): OperatorOnly(),
+    ("/api/v1/operations/products/<product_code>/reactivate", "POST"): OperatorOnly(),
+    ("/api/v1/operations/purchases/<uuid:purchase_id>", "GET"): OperatorOnly(),
+    ("/api/v1/operations/purchases/<uuid:purchase_id>/refund", "POST"): OperatorOnly(
+        json=lambda w: {"reason": "sweep"}),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/ledger", "GET"): OperatorOnly(),
     # IAM pages
     ("/iam/users", "GET"): CallerScoped(_check_users_page),
     ("/iam/users/<uuid:user_id>/roles", "POST"): TenantResource(form=lambda w: {"roles": ["employee"]}),
@@ -459,11 +512,21 @@ def world(api: FlaskClient, provider: DataProvider) -> World:
                            admin_email=b.member("owner").email, sealed_password=None, status="provisioned",
                            provisioned_at=datetime.now(UTC)))
         roles = {r.name: r.id for r in iam.list_roles(session, b.id)}
+        code = f"sweep-plan-{secrets.token_hex(3)}"
+        catalogue.create_product(session, ProductSpec(code, "Sweep plan", "plan", "standard", 1500, "EUR"))
+        purchase = purchases.request_purchase(
+            session, SandboxGateway(provider.settings.database_url, provider.settings.secret_key),
+            PurchaseRequest(code, 1500, "EUR", "4000000000000259"), tenant_id=b.id, buyer_user_id=owner,
+            idempotency_key="sweep", correlation_id=None).purchase_id
+        # Settled, and its charge command withdrawn: no worker changes B while the sweep runs.
+        session.execute(text("UPDATE purchases SET status = 'failed' WHERE id = :id"), {"id": purchase})
+        session.execute(text("DELETE FROM outbox WHERE payload->>'purchase_id' = :id"), {"id": str(purchase)})
         session.commit()
     b_token = tenants.access_token(api, b.member("owner"))
     sessions = api.get("/api/v1/identity/sessions", headers=bearer(b_token)).json["items"]
     assert len(sessions) == 1
-    return World(a, b, roles, custom, invitation.id, token, uuid.UUID(sessions[0]["id"]), reseller, signup_id)
+    return World(a, b, roles, custom, invitation.id, token, uuid.UUID(sessions[0]["id"]), reseller, signup_id,
+                 purchase, code)
 
 
 def snapshot(app: Flask, provider: DataProvider, world: World) -> dict[str, str]:

@@ -29,6 +29,7 @@ from tests.support import refs, tenants
 from tests.support.tenants import Account, TenantWithMembers, bearer, call_as
 
 MEMBERS = "/api/v1/iam/members"
+BUY = "purchases:create"
 ROLES = "/api/v1/iam/roles"
 # Tables no worker writes, compared whole; the rest is compared for the matrix tenant.
 WHOLE_TABLES = ("invitations", "resellers", "reseller_admins")
@@ -184,6 +185,41 @@ PROTECTED: dict[tuple[str, str], Protected] = {
                                       {"confirm_slug": "x"})),
     ("/api/v1/operations/migrations", "GET"): Protected(
         OPERATOR, 200, lambda m: Call("GET", "/api/v1/operations/migrations")),
+    # Purchases (a holder gets as far as the request's own checks; nothing is written)
+    ("/api/v1/purchases/products", "GET"): Protected(
+        BUY, 200, lambda m: Call("GET", "/api/v1/purchases/products")),
+    ("/api/v1/purchases", "GET"): Protected(BUY, 200, lambda m: Call("GET", "/api/v1/purchases")),
+    ("/api/v1/purchases", "POST"): Protected(BUY, 400, lambda m: Call(  # no Idempotency-Key
+        "POST", "/api/v1/purchases", {"product_code": "no-such-product", "amount_minor": 100,
+                                      "currency": "EUR", "card_number": "4242424242424242"})),
+    ("/api/v1/purchases/<uuid:purchase_id>", "GET"): Protected(
+        BUY, 404, lambda m: Call("GET", f"/api/v1/purchases/{uuid.uuid4()}")),
+    ("/purchases/checkout", "GET"): Protected(BUY, 200, lambda m: Call("GET", "/purchases/checkout")),
+    ("/purchases/checkout", "POST"): Protected(BUY, 422, lambda m: Call(
+        "POST", "/purchases/checkout", form={"offer": "no-such-product|100|EUR",
+                                             "card_number": "4242424242424242",
+                                             "idempotency_key": secrets.token_hex(16)})),
+    ("/purchases/<uuid:purchase_id>", "GET"): Protected(
+        BUY, 404, lambda m: Call("GET", f"/purchases/{uuid.uuid4()}")),
+    ("/api/v1/operations/products", "GET"): Protected(
+        OPERATOR, 200, lambda m: Call("GET", "/api/v1/operations/products")),
+    ("/api/v1/operations/products", "POST"): Protected(OPERATOR, 201, lambda m: Call(
+        "POST", "/api/v1/operations/products",
+        {"code": f"matrix-{secrets.token_hex(4)}", "name": "Matrix add-on", "kind": "addon", "plan": None,
+         "price_minor": 100, "currency": "EUR"})),
+    ("/api/v1/operations/products/<product_code>", "PATCH"): Protected(OPERATOR, 404, lambda m: Call(
+        "PATCH", "/api/v1/operations/products/no-such-product", {"price_minor": 1})),
+    ("/api/v1/operations/products/<product_code>/retire", "POST"): Protected(
+        OPERATOR, 404, lambda m: Call("POST", "/api/v1/operations/products/no-such-product/retire")),
+    ("/api/v1/operations/products/<product_code>/reactivate", "POST"): Protected(
+        OPERATOR, 404, lambda m: Call("POST", "/api/v1/operations/products/no-such-product/reactivate")),
+    ("/api/v1/operations/purchases/<uuid:purchase_id>", "GET"): Protected(OPERATOR, 404, lambda m: Call(
+        "GET", f"/api/v1/operations/purchases/{uuid.uuid4()}")),
+    ("/api/v1/operations/purchases/<uuid:purchase_id>/refund", "POST"): Protected(
+        OPERATOR, 404, lambda m: Call("POST", f"/api/v1/operations/purchases/{uuid.uuid4()}/refund",
+                                      {"reason": "matrix"})),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/ledger", "GET"): Protected(
+        OPERATOR, 200, lambda m: Call("GET", f"/api/v1/operations/tenants/{m.tenant.id}/ledger")),
     ("/api/v1/operations/exports/<uuid:export_id>", "GET"): Protected(
         OPERATOR, 404, lambda m: Call("GET", f"/api/v1/operations/exports/{uuid.uuid4()}")),
 }
