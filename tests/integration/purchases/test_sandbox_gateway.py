@@ -19,6 +19,7 @@ from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
 from domain.messaging.tables import outbox
 from domain.purchases import handlers
+from domain.purchases import services as purchases
 from domain.purchases.gateway import (
     GatewayUnavailable,
     IdempotencyMismatch,
@@ -26,6 +27,7 @@ from domain.purchases.gateway import (
     PaymentRefused,
 )
 from domain.purchases.sandbox import TRANSIENT_FAILURES, SandboxGateway
+from domain.purchases.services import PurchaseRequest
 from tests.integration.purchases.helpers import (
     APPROVE,
     DECLINE,
@@ -33,7 +35,6 @@ from tests.integration.purchases.helpers import (
     TRANSIENT,
     UNAVAILABLE,
     Shop,
-    buy,
     sandbox_attempts,
     sandbox_charges,
 )
@@ -151,14 +152,21 @@ def test_the_ledger_is_written_outside_the_callers_transaction(gateway: SandboxG
     assert [c.id for c in sandbox_charges(provider, key)] == [charge.id]
 
 
-def _recorded_purchase(api: FlaskClient, provider: DataProvider, shop: Shop) -> Envelope:
-    """A purchase recorded through the API, and its charge delivery as a worker receives it."""
-    response = buy(api, shop, shop.body())
-    assert response.status_code == 202
+def _recorded_purchase(provider: DataProvider, gateway: SandboxGateway, shop: Shop) -> Envelope:
+    """A purchase recorded by the request's service (committed, never published: no worker of
+    the suite may take it), and its charge delivery as a worker receives it."""
+    body = shop.body()
+    with provider.management() as session:
+        recorded = purchases.request_purchase(
+            session, gateway, PurchaseRequest(body["product_code"], body["amount_minor"], body["currency"],
+                                              body["card_number"]),
+            tenant_id=shop.tenant.id, buyer_user_id=shop.tenant.member("admin").user_id,
+            idempotency_key=str(uuid.uuid4()), correlation_id=None)
+        session.commit()
     with provider.management() as session:
         row = session.execute(outbox.select().where(
             outbox.c.type == ChargePurchaseV1.message_type,
-            outbox.c.payload["purchase_id"].astext == response.json["id"])).mappings().one()
+            outbox.c.payload["purchase_id"].astext == str(recorded.purchase_id))).mappings().one()
     return Envelope(id=str(row["id"]), event_id=str(row["event_id"]), type=row["type"],
                     version=row["version"], handler=row["handler"], payload=row["payload"],
                     origin="management", tenant_id=str(row["tenant_id"]),
@@ -167,7 +175,7 @@ def _recorded_purchase(api: FlaskClient, provider: DataProvider, shop: Shop) -> 
 
 def test_a_worker_that_dies_after_the_charge_and_before_its_commit_charges_once(
         api: FlaskClient, provider: DataProvider, gateway: SandboxGateway, shop: Shop) -> None:
-    envelope = _recorded_purchase(api, provider, shop)
+    envelope = _recorded_purchase(provider, gateway, shop)
     message = ChargePurchaseV1.model_validate(envelope.payload)
     ports = {"gateway": gateway}
     # The first run charges at the gateway, then its transaction never commits (the worker died).
