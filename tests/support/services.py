@@ -2,7 +2,8 @@
 
 TEST_DATABASE_URL / TEST_REDIS_URL name real servers (CI uses the machine's); when they are
 unset the embedded servers are started under var/test/. A configured server that does not
-answer fails the run: integration tests are never skipped for a missing service.
+answer fails the run: integration tests are never skipped for a missing service. Under
+pytest-xdist, every process but the first also starts a redis-server of its own.
 """
 from __future__ import annotations
 
@@ -78,9 +79,15 @@ def start_services() -> Services:
         services.server_url = postgres.url("postgres")
     if redis_url:
         _check_redis(redis_url)
+    # The suite gives each kind of stack a fixed Redis database (REDIS_DB_*): a second
+    # pytest-xdist process takes a redis-server of its own, so no two processes' stacks
+    # share a broker.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if redis_url and worker in ("", "gw0"):
         services.redis_url = redis_url.rstrip("/")
     else:
-        server = embedded.start_redis(ROOT / "var" / "test" / "redis", embedded.free_port())
+        data_dir = ROOT / "var" / "test" / f"redis-{worker or 'main'}"
+        server = embedded.start_redis(data_dir, embedded.free_port())
         services.stoppers.append(server.stop)
         services.redis_url = f"redis://127.0.0.1:{server.port}"
     return services
