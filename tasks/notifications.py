@@ -1,11 +1,18 @@
 """Tasks of the notifications context (queue ``notifications``)."""
 from __future__ import annotations
 
+from typing import Any
+
+from celery import shared_task
+
+from domain.db.base import utcnow
+from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
+from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
-from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1
+from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1, TrialEndingV1
 from domain.messaging.handling import HandlerContext
-from domain.notifications import handlers
+from domain.notifications import digest, handlers
 from workers.base import domain_task
 
 
@@ -43,3 +50,29 @@ def record_refund_notice(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
 def record_promotion_notice(ctx: HandlerContext, msg: TenantPromotedV1) -> None:
     """Record the notice that a tenant now has a database of its own."""
     handlers.record_promotion_notice(ctx, msg)
+
+
+@domain_task(contract=AssetProcessedV1)
+def record_asset_notice(ctx: HandlerContext, msg: AssetProcessedV1) -> None:
+    """Record the owner's notice that an asset is ready or was rejected."""
+    handlers.record_asset_notice(ctx, msg)
+
+
+@domain_task(contract=TrialEndingV1)
+def record_trial_notice(ctx: HandlerContext, msg: TrialEndingV1) -> None:
+    """Remind a trial tenant's admins that the trial ends soon."""
+    handlers.record_trial_notice(ctx, msg)
+
+
+@domain_task(contract=PublicationPublishedV1)
+def record_publication_notice(ctx: HandlerContext, msg: PublicationPublishedV1) -> None:
+    """Tell a publication's audience it is out."""
+    handlers.record_publication_notice(ctx, msg)
+
+
+@shared_task(name="tasks.notifications.send_digests", bind=True)
+def send_digests(self: Any) -> dict[str, Any]:
+    """Beat: from DIGEST_HOUR on, send each due user today's digest (once per user and day)."""
+    run = digest.send_digests(self.app.provider, self.app.ports, now=utcnow(),
+                              hour=self.app.settings.digest_hour)
+    return {"day": run.day.isoformat() if run.day else None, **run.outcomes}

@@ -1,79 +1,90 @@
-"""Message handlers of the notifications context."""
+"""Message handlers of the notifications context: each event through the one pipeline
+(``pipeline.notify``), described and addressed here."""
 from __future__ import annotations
 
-import uuid
-from html import escape
-
+from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
+from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
-from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1
+from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1, TrialEndingV1
 from domain.messaging.handling import HandlerContext
-from domain.notifications.mail import Email, Mailer
-from domain.notifications.models import Notice
+from domain.notifications import texts
+from domain.notifications.pipeline import Announcement, notify
+from domain.notifications.recipients import Person, admins_of, members_of
 from domain.purchases.money import format_amount
 
 
 def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
     """Welcome the first admin of a newly provisioned tenant."""
-    ctx.session.add(Notice(
-        id=uuid.uuid4(), tenant_id=msg.tenant_id, user_id=msg.admin_user_id,
-        event_id=uuid.UUID(ctx.envelope.event_id), category="welcome",
-        title=f"Welcome to Allotment, {msg.admin_name}",
-        body=f"{msg.tenant_name} is ready. Invite your team and set up your organisation.",
-    ))
+    notify(ctx, Announcement(msg.tenant_id, "welcome", texts.WELCOME,
+                             {"name": msg.admin_name, "tenant": msg.tenant_name}),
+           [Person(msg.admin_user_id, str(msg.admin_email), msg.admin_name)])
 
 
 def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
-    """Email the invitation link to the person invited."""
+    """Email the invitation link to the person invited (the link is in the body only)."""
     token = ctx.ports["sealer"].unseal(msg.sealed_token)
     if token is None:  # sealed under another SECRET_KEY: fail, so operators see it dead
         raise ValueError("the invitation token cannot be unsealed (was SECRET_KEY rotated?)")
-    link = f"{ctx.ports['public_url'].rstrip('/')}/identity/invitations/{token}"
-    expires = msg.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"{msg.inviter_name} invited you to join {msg.tenant_name} on Allotment "
-            f"as {msg.role}.\n\nAccept the invitation: {link}\n\nThe link works once and "
-            f"expires on {expires}.\n")
-    html = (f"<p>{escape(msg.inviter_name)} invited you to join <strong>{escape(msg.tenant_name)}"
-            f"</strong> on Allotment as {escape(msg.role)}.</p>"
-            f'<p><a href="{escape(link)}">Accept the invitation</a></p>'
-            f"<p>The link works once and expires on {escape(expires)}.</p>")
-    mailer: Mailer = ctx.ports["mailer"]
-    mailer.send(Email(key=ctx.envelope.id, to=str(msg.email),
-                      subject=f"You are invited to {msg.tenant_name}", text=text, html=html))
-
-
-def _notice(ctx: HandlerContext, tenant_id: uuid.UUID, user_id: uuid.UUID, category: str, *,
-            title: str, body: str) -> None:
-    """One notice per (event, recipient)."""
-    ctx.session.add(Notice(id=uuid.uuid4(), tenant_id=tenant_id, user_id=user_id,
-                           event_id=uuid.UUID(ctx.envelope.event_id), category=category,
-                           title=title[:300], body=body))
+    link = f"{str(ctx.ports['public_url']).rstrip('/')}/identity/invitations/{token}"
+    announcement = Announcement(msg.tenant_id, "security", texts.INVITATION,
+                                {"tenant": msg.tenant_name, "inviter": msg.inviter_name, "role": msg.role,
+                                 "expires": msg.expires_at},
+                                extra={"accept_url": link})
+    notify(ctx, announcement, [Person(None, str(msg.email))], management=ctx.session)
 
 
 def record_purchase_receipt(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
     """Give the buyer a receipt for a completed purchase."""
-    amount = format_amount(msg.amount_minor, msg.currency)
-    _notice(ctx, msg.tenant_id, msg.buyer_user_id, "billing", title=f"Receipt: {msg.product_name}",
-            body=f"You were charged {amount} for {msg.product_name}. Payment reference: {msg.charge_id}.")
+    notify(ctx, Announcement(msg.tenant_id, "billing", texts.RECEIPT, {
+        "product": msg.product_name, "amount": format_amount(msg.amount_minor, msg.currency),
+        "reference": msg.charge_id}), [Person(msg.buyer_user_id)])
 
 
 def record_purchase_failure(ctx: HandlerContext, msg: PurchaseFailedV1) -> None:
     """Tell the buyer a purchase failed, and why."""
-    _notice(ctx, msg.tenant_id, msg.buyer_user_id, "billing", title=f"Payment failed: {msg.product_name}",
-            body=f"The payment for {msg.product_name} did not go through: {msg.reason}. Nothing was charged.")
+    notify(ctx, Announcement(msg.tenant_id, "billing", texts.PURCHASE_FAILED,
+                             {"product": msg.product_name, "reason": msg.reason}),
+           [Person(msg.buyer_user_id)])
 
 
 def record_refund_notice(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
     """Tell the buyer a purchase was refunded."""
-    amount = format_amount(msg.amount_minor, msg.currency)
-    _notice(ctx, msg.tenant_id, msg.buyer_user_id, "billing", title=f"Refunded: {msg.product_name}",
-            body=f"{amount} for {msg.product_name} was refunded to your card. "
-                 f"Refund reference: {msg.refund_id}.")
+    notify(ctx, Announcement(msg.tenant_id, "billing", texts.REFUND, {
+        "product": msg.product_name, "amount": format_amount(msg.amount_minor, msg.currency),
+        "reference": msg.refund_id}), [Person(msg.buyer_user_id)])
 
 
 def record_promotion_notice(ctx: HandlerContext, msg: TenantPromotedV1) -> None:
     """Tell whoever asked for a promotion that the tenant has its own database (no one asked: no notice)."""
     if msg.requested_by is None:
         return
-    _notice(ctx, msg.tenant_id, msg.requested_by, "tenancy", title=f"{msg.tenant_name} has its own database",
-            body=f"All of {msg.tenant_name}'s data ({msg.rows} rows) now lives in a database of its own.")
+    notify(ctx, Announcement(msg.tenant_id, "tenancy", texts.PROMOTED,
+                             {"tenant": msg.tenant_name, "rows": msg.rows}), [Person(msg.requested_by)])
+
+
+def record_asset_notice(ctx: HandlerContext, msg: AssetProcessedV1) -> None:
+    """Tell an asset's owner it is ready, or why it was rejected."""
+    text = texts.ASSET_READY if msg.status == "ready" else texts.ASSET_REJECTED
+    notify(ctx, Announcement(msg.tenant_id, "assets", text,
+                             {"filename": msg.filename, "reason": msg.reason or ""}), [Person(msg.owner_id)])
+
+
+def record_trial_notice(ctx: HandlerContext, msg: TrialEndingV1) -> None:
+    """Remind the tenant's owners and admins that its trial ends soon."""
+    with ctx.provider.management() as session:
+        admins = admins_of(session, msg.tenant_id)
+    notify(ctx, Announcement(msg.tenant_id, "billing", texts.TRIAL_ENDING,
+                             {"tenant": msg.tenant_name, "date": msg.ends_at}, link="/purchases/checkout"),
+           admins)
+
+
+def record_publication_notice(ctx: HandlerContext, msg: PublicationPublishedV1) -> None:
+    """Tell a publication's audience (its recipients, or every member) that it is out."""
+    if msg.recipient_ids is not None:
+        people = [Person(user_id) for user_id in msg.recipient_ids]
+    else:
+        with ctx.provider.management() as session:
+            people = members_of(session, msg.tenant_id)
+    notify(ctx, Announcement(msg.tenant_id, "publications", texts.PUBLISHED,
+                             {"title": msg.title, "author": msg.author_name}), people)

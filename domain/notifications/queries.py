@@ -1,4 +1,4 @@
-"""Read side of the notifications context."""
+"""Read side of the notifications context: a user's notices and unread count."""
 from __future__ import annotations
 
 import uuid
@@ -21,6 +21,22 @@ class NoticeView:
     body: str
     created_at: datetime
     read: bool
+    email_status: str | None = None
+
+
+@dataclass(frozen=True)
+class NoticePage:
+    """One page of a user's notices, newest first, with the totals."""
+
+    items: list[NoticeView]
+    total: int
+    unread: int
+    limit: int
+    offset: int
+
+
+def _view(n: Notice) -> NoticeView:
+    return NoticeView(n.id, n.category, n.title, n.body, n.created_at, n.read_at is not None, n.email_status)
 
 
 def first_notice_at(session: Session, category: str) -> datetime | None:
@@ -31,6 +47,28 @@ def first_notice_at(session: Session, category: str) -> datetime | None:
 def notices_for(session: Session, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> list[NoticeView]:
     """The user's notices, newest first."""
     rows = session.scalars(select(Notice).where(Notice.user_id == user_id)
-                           .order_by(Notice.created_at.desc()).limit(limit).offset(offset))
-    return [NoticeView(n.id, n.category, n.title, n.body, n.created_at, n.read_at is not None)
-            for n in rows]
+                           .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(limit).offset(offset))
+    return [_view(n) for n in rows]
+
+
+def unread_count(session: Session, user_id: uuid.UUID) -> int:
+    """How many of the user's notices are unread."""
+    return session.scalar(select(func.count()).select_from(Notice)
+                          .where(Notice.user_id == user_id, Notice.read_at.is_(None))) or 0
+
+
+def notice_page(session: Session, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> NoticePage:
+    """A page of the user's notices with their total and unread counts (one query for both)."""
+    total, unread = session.execute(select(func.count(), func.count().filter(Notice.read_at.is_(None)))
+                                    .where(Notice.user_id == user_id)).one()
+    return NoticePage(notices_for(session, user_id, limit, offset), total, unread, limit, offset)
+
+
+def unread_since(session: Session, user_id: uuid.UUID, since: datetime,
+                 limit: int) -> tuple[list[NoticeView], int]:
+    """The user's unread notices created after ``since`` (newest first, at most ``limit``) and
+    how many there are in all."""
+    where = (Notice.user_id == user_id, Notice.read_at.is_(None), Notice.created_at > since)
+    count = session.scalar(select(func.count()).select_from(Notice).where(*where)) or 0
+    rows = session.scalars(select(Notice).where(*where).order_by(Notice.created_at.desc()).limit(limit))
+    return [_view(n) for n in rows], count

@@ -1,6 +1,7 @@
-"""Blueprint of the notifications context: in-app notices."""
+"""Blueprint of the notifications context: in-app notices (API and page with the unread
+badge), preferences, tenant branding, and SES feedback."""
 from flask import Blueprint
 
 bp = Blueprint("notifications", __name__)
 
-from web.notifications import api  # noqa: E402,F401 - views register on bp
+from web.notifications import api, feedback, pages  # noqa: E402,F401 - views register on bp

@@ -1,0 +1,162 @@
+"""The one path every event takes to people: event -> recipients -> notice (+ email).
+
+A handler describes the event (an ``Announcement``: category, texts, values) and names the
+people it concerns; ``notify`` resolves them (address, language, choices), writes each one
+an in-app notice in the handler's transaction (when they want it in the app) and sends the
+email (when they want it by email) through ``deliveries.deliver``, which records it before
+sending so it goes at most once per (event, recipient). The notice keeps what became of the
+email. Throttled emails keep their notice even where the app channel is off: the digest is
+made of notices.
+
+The reads that resolve the recipients and the first email's claim share one transaction on
+the management database. A tenant's branding and text overrides are read once per
+``TENANT_TEXTS_SECONDS`` per process (``TenantTexts``): a change reaches emails within that.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from domain.messaging.handling import HandlerContext
+from domain.notifications import deliveries
+from domain.notifications.branding import Branding, branding_of
+from domain.notifications.categories import MANDATORY
+from domain.notifications.deliveries import Outcome, Request
+from domain.notifications.mail import Email
+from domain.notifications.models import Notice
+from domain.notifications.recipients import Person, Recipient, resolve
+from domain.notifications.texts import NoticeText
+from domain.translations import services as translations
+from domain.translations.catalogues import Catalogues
+from domain.translations.translator import Translator
+
+TENANT_TEXTS_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """An event as the people it reaches hear it."""
+
+    tenant_id: uuid.UUID | None
+    category: str
+    text: NoticeText
+    params: Mapping[str, object]  # placeholder values; datetimes are written in each reader's language
+    link: str = "/notifications"  # where the email's button leads (a path of the web app)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # more for the email template
+
+
+class TenantTexts:
+    """A tenant's branding and its overrides per locale, kept for a few seconds per process."""
+
+    def __init__(self, seconds: float = TENANT_TEXTS_SECONDS) -> None:
+        self.seconds = seconds
+        self._kept: dict[tuple[uuid.UUID | None, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, key: tuple[uuid.UUID | None, str], load: Any) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            found = self._kept.get(key)
+        if found is not None and found[0] > now:
+            return found[1]
+        value = load()
+        with self._lock:
+            if len(self._kept) > 10_000:
+                self._kept.clear()
+            self._kept[key] = (now + self.seconds, value)
+        return value
+
+    def branding(self, session: Session, tenant_id: uuid.UUID | None) -> Branding:
+        """The tenant's branding (read at most every few seconds)."""
+        return self._get((tenant_id, ""), lambda: branding_of(session, tenant_id))  # type: ignore[no-any-return]
+
+    def translator(self, session: Session, catalogues: Catalogues, tenant_id: uuid.UUID | None,
+                   locale: str) -> Translator:
+        """A translator for ``locale`` with the tenant's overrides (read at most every few seconds)."""
+        overrides = self._get((tenant_id, locale),
+                              lambda: translations.overrides_for(session, tenant_id, locale))
+        return Translator(locale, catalogues, overrides)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The recipients of one announcement, with what their emails need."""
+
+    recipients: list[Recipient]
+    branding: Branding
+    translators: dict[str, Translator]
+
+
+def audience(session: Session, ctx: HandlerContext, announcement: Announcement,
+             people: list[Person]) -> Audience:
+    """Resolve ``people`` on the management database ``session`` (reads only)."""
+    catalogues, texts = ctx.ports["catalogues"], _texts(ctx)
+    recipients = resolve(session, catalogues, people, announcement.category)
+    translators = {locale: texts.translator(session, catalogues, announcement.tenant_id, locale)
+                   for locale in {r.locale for r in recipients}}
+    emailing = any(r.email_on and r.email for r in recipients)
+    branding = texts.branding(session, announcement.tenant_id) if emailing else Branding("Allotment")
+    return Audience(recipients, branding, translators)
+
+
+def _texts(ctx: HandlerContext) -> TenantTexts:
+    found = ctx.ports.get("tenant_texts")
+    return found if found is not None else TenantTexts(seconds=0)
+
+
+def notify(ctx: HandlerContext, announcement: Announcement, people: list[Person],
+           management: Session | None = None) -> list[Outcome | None]:
+    """Tell ``people`` about the event: a notice and an email each, as they chose.
+
+    ``management``: the handler's own session when it writes the management database (the
+    reads then share its transaction, and the emails are claimed on a session of their own).
+    """
+    with ctx.provider.management() as own:
+        found = audience(management if management is not None else own, ctx, announcement, people)
+        return [_reach(ctx, own, announcement, found, recipient) for recipient in found.recipients]
+
+
+def _reach(ctx: HandlerContext, claims: Session, announcement: Announcement, found: Audience,
+           recipient: Recipient) -> Outcome | None:
+    translate = found.translators[recipient.locale]
+    params = {k: translate.datetime(v) if isinstance(v, datetime) else v
+              for k, v in announcement.params.items()}
+    title, body = translate(announcement.text.title, **params), translate(announcement.text.body, **params)
+    outcome = None
+    if recipient.email_on and recipient.email:
+        outcome = _email(ctx, claims, announcement, found, recipient, values=params, text=(title, body))
+    keeps = recipient.in_app or (outcome is not None and outcome.state == "throttled")
+    if recipient.user_id is not None and keeps and ctx.session.info.get("tenant_id") is not None:
+        ctx.session.add(Notice(
+            id=uuid.uuid4(), tenant_id=announcement.tenant_id, user_id=recipient.user_id,
+            event_id=uuid.UUID(ctx.envelope.event_id), category=announcement.category,
+            title=title[:300], body=body, email_status=outcome.state if outcome else None,
+            email_error=outcome.error if outcome else None))
+    return outcome
+
+
+def _email(ctx: HandlerContext, claims: Session, announcement: Announcement, found: Audience,
+           recipient: Recipient, *, values: dict[str, object], text: tuple[str, str]) -> Outcome:
+    assert recipient.email is not None
+    (title, body), branding = text, found.branding
+    translate = found.translators[recipient.locale]
+    public_url = str(ctx.ports["public_url"]).rstrip("/")
+    context = {"recipient": recipient.name, "title": title, "body": body, "branding": branding,
+               "link": public_url + announcement.link, "public_url": public_url, "locale": recipient.locale,
+               "values": values, **announcement.extra}
+    rendered = ctx.ports["renderer"].render(announcement.text.template, context, translate)
+    email = Email(key=f"{ctx.envelope.event_id}:{recipient.email.lower()}", to=recipient.email,
+                  subject=title, text=rendered.text, html=rendered.html, language=recipient.locale,
+                  sender_name=branding.display_name, reply_to=branding.sender_address)
+    throttle = None if announcement.category in MANDATORY else ctx.ports["mail_throttle_per_hour"]
+    request = Request(uuid.UUID(ctx.envelope.event_id), recipient.email, announcement.category, title,
+                      recipient.user_id, announcement.tenant_id, throttle)
+    return deliveries.deliver(ctx.provider, claims, ctx.ports["mailer"], email, request,
+                              sender=ctx.ports["mail_from"], last_attempt=ctx.last_attempt)

@@ -1,0 +1,81 @@
+"""Who an event reaches, and how: each person's address, name, language and choices.
+
+An event names people by user id (and sometimes carries their address and name, as the
+welcome does). The management database says the rest: the account (an inactive account
+gets nothing), its language (translations) and its choices for the event's category. A
+person the database does not know still gets the in-app notice, and the email when the
+event carries an address.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from domain.iam import services as iam
+from domain.identity import services as identity
+from domain.notifications.preferences import Choice, choices_for
+from domain.translations import services as translations
+from domain.translations.catalogues import Catalogues
+
+ADMIN_ROLES = frozenset({"owner", "admin"})
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone an event names, with what the event itself knows of them."""
+
+    user_id: uuid.UUID | None
+    email: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A person an event reaches: where, in which language, through which channels."""
+
+    user_id: uuid.UUID | None
+    email: str | None  # None: no address known, the notice only
+    name: str
+    locale: str
+    email_on: bool
+    in_app: bool
+
+
+def resolve(session: Session, catalogues: Catalogues, people: list[Person], category: str) -> list[Recipient]:
+    """The recipients of ``people`` for an event of ``category`` (each person once)."""
+    user_ids = [p.user_id for p in people if p.user_id is not None]
+    users = identity.users_by_id(session, user_ids)
+    unknown = [p.email for p in people if p.user_id is None and p.email]
+    for email in unknown:  # an invitee who already has an account reads in their language
+        found = identity.user_by_email(session, email)
+        if found is not None:
+            users[found.id] = found
+    locales = translations.user_locales(session, users)
+    choices = choices_for(session, user_ids, category)
+    by_email = {u.email: u for u in users.values()}
+    found_people: list[Recipient] = []
+    seen: set[object] = set()
+    for person in people:
+        user = users.get(person.user_id) if person.user_id else by_email.get(person.email or "")
+        if (user is not None and not user.active) or (person.user_id or person.email) in seen:
+            continue
+        seen.add(person.user_id or person.email)
+        choice = choices.get(person.user_id, Choice()) if person.user_id else Choice(in_app=False)
+        locale = translations.locale_of(catalogues, locales.get(user.id) if user else None)
+        email = user.email if user is not None else person.email
+        name = user.name if user is not None else (person.name or email or "")
+        found_people.append(Recipient(person.user_id, email, name, locale, choice.email, choice.in_app))
+    return found_people
+
+
+def admins_of(session: Session, tenant_id: uuid.UUID) -> list[Person]:
+    """The tenant's active owners and admins."""
+    return [Person(m.user_id) for m in iam.list_members(session, tenant_id)
+            if m.active and ADMIN_ROLES & set(m.roles)]
+
+
+def members_of(session: Session, tenant_id: uuid.UUID) -> list[Person]:
+    """The tenant's active members."""
+    return [Person(m.user_id) for m in iam.list_members(session, tenant_id) if m.active]

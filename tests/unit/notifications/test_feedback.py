@@ -1,0 +1,67 @@
+"""Reading what SNS posts about SES: permanent bounces and complaints name addresses, other
+reports do not, and a subscription is confirmed only at an https URL of SNS itself."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from domain.notifications.errors import InvalidFeedback
+from domain.notifications.feedback import parse
+
+SNS = "sns.us-east-1.amazonaws.com"
+
+
+def _notification(message: Any) -> dict[str, Any]:
+    return {"Type": "Notification", "Message": json.dumps(message) if isinstance(message, dict) else message}
+
+
+def test_a_permanent_bounce_names_its_failed_recipients() -> None:
+    found = parse(_notification({"notificationType": "Bounce", "bounce": {
+        "bounceType": "Permanent", "bounceSubType": "NoEmail",
+        "bouncedRecipients": [{"emailAddress": "Gone@Example.com", "action": "failed"},
+                              {"emailAddress": "later@example.com", "action": "delayed"},
+                              {"emailAddress": "no-at-sign"}]}}))
+    assert (found.kind, found.addresses) == ("bounce", ["gone@example.com"])
+    assert found.detail == "Permanent/NoEmail"
+
+
+def test_event_publishing_and_complaints_are_read_too() -> None:
+    bounce = parse(_notification({"eventType": "Bounce", "bounce": {
+        "bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "a@example.com"}]}}))
+    assert bounce.addresses == ["a@example.com"]
+    complaint = parse(_notification({"notificationType": "Complaint", "complaint": {
+        "complainedRecipients": [{"emailAddress": "b@example.com"}]}}))
+    assert (complaint.kind, complaint.addresses) == ("complaint", ["b@example.com"])
+
+
+@pytest.mark.parametrize("message", [
+    {"notificationType": "Bounce", "bounce": {"bounceType": "Transient",
+                                              "bouncedRecipients": [{"emailAddress": "a@example.com"}]}},
+    {"notificationType": "Delivery", "delivery": {"recipients": ["a@example.com"]}},
+    {"notificationType": "Something new"},
+], ids=["transient-bounce", "delivery", "unknown"])
+def test_other_reports_name_nobody(message: dict[str, Any]) -> None:
+    assert parse(_notification(message)).addresses == []
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (None, "Type"), ([], "Type"), ({"Type": 3}, "Type"),
+    ({"Type": "Notification", "Message": "{not json"}, "Message"),
+    ({"Type": "Notification", "Message": "[1]"}, "Message"),
+    ({"Type": "SubscriptionConfirmation"}, "SubscribeURL"),
+    ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"https://{SNS}.evil.example/"}, "SubscribeURL"),
+    ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"http://{SNS}/"}, "SubscribeURL"),
+], ids=["null", "list", "type-not-text", "message-not-json", "message-not-object", "no-url", "lookalike-host",
+        "plain-http"])
+def test_what_is_not_an_sns_message_is_refused_naming_the_field(body: Any, field: str) -> None:
+    with pytest.raises(InvalidFeedback) as refused:
+        parse(body)
+    assert refused.value.field == field
+
+
+def test_a_subscription_at_sns_is_accepted() -> None:
+    url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc"
+    found = parse({"Type": "SubscriptionConfirmation", "SubscribeURL": url})
+    assert (found.kind, found.subscribe_url) == ("subscription", url)

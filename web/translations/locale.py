@@ -1,0 +1,47 @@
+"""The language of a page (Flask-Babel's selector, done here): the signed-in user's choice,
+else the browser's ``Accept-Language``, else ``DEFAULT_LOCALE``; product strings with the
+tenant's overrides. Templates call ``_("...")`` and ``current_locale()``."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g, request
+
+from config.settings import Settings
+from domain.bootstrap import build_catalogues
+from domain.translations import services as translations
+from domain.translations.catalogues import Catalogues
+from domain.translations.translator import Translator
+from web.db import provider
+
+
+def catalogues() -> Catalogues:
+    """This process's catalogues."""
+    return current_app.extensions["allotment.catalogues"]  # type: ignore[no-any-return]
+
+
+def page_translator() -> Translator:
+    """The request's translator, built on first use (after the view knows its caller)."""
+    if "translator" not in g:
+        caller = g.get("caller")
+        g.translator = translations.page_translator(
+            provider(), catalogues(), user_id=caller.user_id if caller else None,
+            tenant_id=caller.tenant_id if caller else None,
+            accepted=[language for language, _quality in request.accept_languages])
+    return g.translator  # type: ignore[no-any-return]
+
+
+def gettext(key: str, /, **params: Any) -> str:
+    """A product string in the page's language."""
+    return page_translator().gettext(key, **params)
+
+
+def current_locale() -> str:
+    """The page's language (for ``<html lang>``)."""
+    return page_translator().locale
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Load the catalogues once and give every template ``_`` and ``current_locale``."""
+    app.extensions["allotment.catalogues"] = build_catalogues(settings)
+    app.jinja_env.globals.update(_=gettext, gettext=gettext, current_locale=current_locale)
