@@ -1,0 +1,126 @@
+"""Markdown is rendered to HTML that cannot run script: a list of XSS payloads, each checked
+on what a browser would act on (every tag, attribute and URL of the output), not on strings."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pytest
+
+from domain.publications.rendering import ATTRIBUTES, TAGS, URL_SCHEMES, to_html
+
+PAYLOADS: dict[str, str] = {
+    "script-tag": "<script>alert(1)</script>",
+    "script-split": "<<script>script>alert(1)<</script>/script>",
+    "img-onerror": "<img src=x onerror=alert(1)>",
+    "svg-onload": "<svg onload=alert(1)><circle r=1></svg>",
+    "body-onload": "<body onload=alert(1)>",
+    "details-ontoggle": "<details open ontoggle=alert(1)>x</details>",
+    "input-onfocus": "<input autofocus onfocus=alert(1)>",
+    "iframe-js": '<iframe src="javascript:alert(1)"></iframe>',
+    "object-data": '<object data="javascript:alert(1)"></object>',
+    "embed-src": '<embed src="javascript:alert(1)">',
+    "form-action": '<form action="javascript:alert(1)"><button>go</button></form>',
+    "meta-refresh": '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">',
+    "base-href": '<base href="javascript:alert(1)//">',
+    "style-url": '<div style="background:url(javascript:alert(1))">x</div>',
+    "html-anchor-js": '<a href="javascript:alert(1)">x</a>',
+    "mathml-confusion": "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    "md-link-js": "[click](javascript:alert(1))",
+    "md-link-js-upper": "[click](JAVASCRIPT:alert(1))",
+    "md-link-js-entity-colon": "[click](javascript&#58;alert(1))",
+    "md-link-js-entity-letter": "[click](&#106;avascript:alert(1))",
+    "md-link-js-hex-entity": "[click](&#x6A;avascript:alert(1))",
+    "md-link-js-angle": "[click](<javascript:alert(1)>)",
+    "md-link-js-spaces": "[click](   javascript:alert(1)   )",
+    "md-link-js-newline-entity": "[click](java&#10;script:alert(1))",
+    "md-link-js-tab-entity": "[click](java&#9;script:alert(1))",
+    "md-link-vbscript": "[click](vbscript:msgbox(1))",
+    "md-link-data-html": "[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "md-link-file": "[click](file:///etc/passwd)",
+    "md-link-attribute-break": '[click](https://example.com/" onmouseover="alert(1))',
+    "md-link-title-break": '[click](https://example.com/ "t\\" onmouseover=\\"alert(1)")',
+    "md-reference-js": "[click][evil]\n\n[evil]: javascript:alert(1)",
+    "md-autolink-js": "<javascript:alert(1)>",
+    "md-autolink-break": '<https://example.com/" onclick="alert(1)>',
+    "md-image-js": "![x](javascript:alert(1))",
+    "md-image-data-svg": "![x](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)",
+    "md-image-data-png": "![x](data:image/png;base64,iVBORw0KGgo=)",
+    "md-image-alt-break": '![x" onerror="alert(1)](https://example.com/a.png)',
+    "md-html-block": "<div>\n<script>alert(1)</script>\n</div>",
+    "md-fenced-html": "```html\n<script>alert(1)</script>\n```",
+    "md-inline-code": "`<img src=x onerror=alert(1)>`",
+    "md-table-cell": "| a |\n|---|\n| <img src=x onerror=alert(1)> |",
+    "md-emphasis-wrap": "**<svg/onload=alert(1)>**",
+    "nul-and-controls": "[x](java\x00script:alert(1)) \x00<script>alert(1)</script>",
+}
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+class _Elements(HTMLParser):
+    """Every element start tag of a fragment with its attributes, as a browser would parse them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, attrs))
+
+
+def elements(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """The start tags of ``html``."""
+    parser = _Elements()
+    parser.feed(html)
+    parser.close()
+    return parser.elements
+
+
+def scheme_of(url: str) -> str:
+    """The scheme a browser would use for ``url`` (after dropping the characters it ignores)."""
+    return urlsplit(_CONTROL_OR_SPACE.sub("", url)).scheme.lower()
+
+
+def assert_inert(html: str) -> None:
+    """No tag off the allow-list, no event handler, no style but alignment, only safe URLs."""
+    for tag, attrs in elements(html):
+        assert tag in TAGS, f"tag <{tag}> in {html!r}"
+        allowed = ATTRIBUTES.get(tag, set()) | ({"rel"} if tag == "a" else set())
+        for name, value in attrs:
+            assert name in allowed, f"attribute {name} on <{tag}> in {html!r}"
+            if name in ("href", "src"):
+                assert scheme_of(value or "") in {*URL_SCHEMES, ""}, f"{name}={value!r} in {html!r}"
+            if name == "style":
+                assert re.fullmatch(r"text-align:\s*(left|right|center)", value or ""), html
+
+
+@pytest.mark.parametrize("markdown", PAYLOADS.values(), ids=list(PAYLOADS))
+def test_an_xss_payload_renders_inert(markdown: str) -> None:
+    assert_inert(to_html(markdown))
+
+
+def test_script_written_in_the_text_is_shown_as_text() -> None:
+    html = to_html("Say <script>alert(1)</script> please")
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_markdown_still_renders() -> None:
+    html = to_html("# Title\n\n**bold** *it* ~~gone~~ [site](https://example.com) "
+                   "[mail](mailto:hr@example.com) [rel](/publications)\n\n"
+                   "- one\n- two\n\n| a | b |\n|--:|---|\n| 1 | 2 |\n\n![logo](https://example.com/l.png)")
+    tags = [tag for tag, _ in elements(html)]
+    for expected in ("h1", "strong", "em", "s", "a", "ul", "li", "table", "th", "td", "img"):
+        assert expected in tags or (expected == "s" and "del" in tags), expected
+    hrefs = [dict(attrs)["href"] for tag, attrs in elements(html) if tag == "a"]
+    assert hrefs == ["https://example.com", "mailto:hr@example.com", "/publications"]
+    assert all(dict(attrs).get("rel") == "noopener noreferrer nofollow"
+               for tag, attrs in elements(html) if tag == "a")
+    assert_inert(html)
+
+
+def test_a_refused_link_keeps_its_words() -> None:
+    html = to_html("[read this](javascript:alert(1))")
+    assert "read this" in html and "<a" not in html

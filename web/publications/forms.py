@@ -1,0 +1,112 @@
+"""HTML forms of the publications context: a draft, a section, publishing, moving a section.
+
+Values are checked again by the domain (domain.publications.values and .audience), as for
+the JSON API, so both ways in refuse the same input with the same reason.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from domain.assets.queries import AssetView
+from domain.employment.queries import OrgUnitView
+from domain.publications.audience import Audience
+from domain.publications.services import Draft, SectionFields
+from domain.publications.values import MAX_BODY, MAX_TITLE
+from web.forms import NO_CONTROL, strip
+
+_SEPARATORS = re.compile(r"[\s,;]+")
+# Where a domain error's field shows on the draft form.
+DRAFT_FIELDS = {"audience.kind": "audience_kind", "audience.org_unit_id": "org_unit_id",
+                "audience.employee_ids": "people"}
+
+
+def optional_uuid(value: Any) -> uuid.UUID | None:
+    """A select's value as a UUID ("" for none); ValueError (a field error) for anything else."""
+    if value is None or value == "" or isinstance(value, uuid.UUID):
+        return value or None
+    return uuid.UUID(str(value))
+
+
+class PublicationForm(FlaskForm):
+    """A draft (``set_choices`` offers the tenant's org units and the author's ready assets)."""
+
+    title = StringField("Title", filters=[strip],
+                        validators=[DataRequired(), Length(max=MAX_TITLE), NO_CONTROL])
+    body = TextAreaField("Text (Markdown)", validators=[Length(max=MAX_BODY)])
+    audience_kind = RadioField("Audience", default="everyone", choices=[
+        SelectChoice("everyone", "Everyone"), SelectChoice("org_unit", "An org unit"),
+        SelectChoice("people", "These people")])
+    org_unit_id = SelectField("Org unit", coerce=optional_uuid, validate_choice=False)
+    sub_units = BooleanField("and every unit below it")
+    people = TextAreaField("People (work emails, one a line)", validators=[Length(max=400_000)])
+    attachments = SelectMultipleField("Attachments", coerce=uuid.UUID, validate_choice=False,
+                                      widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
+
+    def set_choices(self, units: list[OrgUnitView], assets: list[AssetView]) -> None:
+        """Offer the tenant's org units and the ready assets the author can see."""
+        self.org_unit_id.choices = [SelectChoice("", "(choose a unit)")] + [
+            SelectChoice(str(u.id), "\u2003" * u.depth + u.name) for u in units]
+        self.attachments.choices = [SelectChoice(str(a.id), a.filename)
+                                    for a in assets if a.status == "ready"]
+
+    def draft(self) -> Draft:
+        """What the domain takes (only what the chosen kind of audience uses)."""
+        kind = self.audience_kind.data or "everyone"
+        emails = tuple(e for e in _SEPARATORS.split(self.people.data or "") if e)
+        audience = Audience(kind, self.org_unit_id.data if kind == "org_unit" else None,
+                            bool(self.sub_units.data) and kind == "org_unit",
+                            employee_emails=emails if kind == "people" else ())
+        return Draft(self.title.data or "", (self.body.data or "").replace("\r\n", "\n"), audience,
+                     tuple(self.attachments.data or ()))
+
+
+class SectionForm(FlaskForm):
+    """A section: a heading and a Markdown body."""
+
+    heading = StringField("Heading", filters=[strip],
+                          validators=[DataRequired(), Length(max=MAX_TITLE), NO_CONTROL])
+    body = TextAreaField("Text (Markdown)", validators=[Length(max=MAX_BODY)])
+
+    def fields(self) -> SectionFields:
+        """What the domain takes."""
+        return SectionFields(self.heading.data or "", (self.body.data or "").replace("\r\n", "\n"))
+
+
+class PublishForm(FlaskForm):
+    """Publish now (no time) or at a time (UTC)."""
+
+    publish_at = DateTimeLocalField("Publish at (UTC; empty: now)", format="%Y-%m-%dT%H:%M",
+                                    validators=[Optional()])
+
+    def when(self) -> Any:
+        """The time asked for, in UTC (None: now)."""
+        value = self.publish_at.data
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class MoveForm(FlaskForm):
+    """Move a section one place up or down."""
+
+    direction = StringField("Direction", validators=[DataRequired(), AnyOf(["up", "down"])])
+
+    @property
+    def offset(self) -> int:
+        """-1 for up, +1 for down."""
+        return -1 if self.direction.data == "up" else 1
