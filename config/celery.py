@@ -36,6 +36,12 @@ BEAT_JOBS: dict[str, tuple[str, str | float]] = {
     "prune-messages": ("tasks.relay.prune_messages", 3600.0),
     "resume-promotions": ("tasks.tenancy.resume_promotions", "promotion_resume_seconds"),
     "resume-exports": ("tasks.tenancy.resume_exports", 60.0),
+    "dangling-graph-guids": ("tasks.employment.report_dangling_edges", 3600.0),
+    "clean-up-assets": ("tasks.assets.clean_up_assets", "asset_cleanup_seconds"),
+    # Each claims a row per (user, day) / per tenant before it sends: safe twice.
+    "notification-digests": ("tasks.notifications.send_digests", "digest_check_seconds"),
+    "trial-reminders": ("tasks.tenancy.remind_trials", 3600.0),
+    "scheduled-publications": ("tasks.publications.publish_due", 30.0),  # claims each due one once
 }
 
 

@@ -7,6 +7,7 @@ VAR_DIR are used (DESIGN §3).
 """
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,8 @@ from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 EMBEDDED_REDIS_PORT = 16379
+# The gettext catalogues (Babel): translations/<locale>/LC_MESSAGES/messages.{po,mo}.
+TRANSLATIONS_DIR = Path(__file__).resolve().parents[1] / "translations"
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
@@ -59,6 +62,22 @@ class Settings(BaseModel):
     s3_endpoint_url: str = ""
     s3_bucket: str = Field(default="", validate_default=True)
     s3_region: str = "us-east-1"
+    # Assets: the largest file one upload may carry, a tenant's storage quota unless an
+    # operator sets its own, the longest edge of each image rendition (px), how long signed
+    # download and upload links work, the most pixels an image may decode to (decompression
+    # bombs), and how long an upload link's file may wait for its confirm before beat's
+    # clean-up (every ASSET_CLEANUP_SECONDS) removes it.
+    asset_max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    asset_quota_bytes: int = Field(default=1024 ** 3, ge=0)
+    asset_rendition_sizes: tuple[int, ...] = (160, 640, 1280)
+    asset_link_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    asset_upload_link_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    asset_max_image_pixels: int = Field(default=50_000_000, ge=1)
+    asset_unconfirmed_seconds: float = Field(default=3600.0, gt=0)
+    asset_cleanup_seconds: float = Field(default=600.0, gt=0)
+    # Admission control per (tenant, queue): the most messages one tenant may have in flight
+    # on a queue ("assets=4,purchases=8"); the rest wait in the outbox (domain.messaging.fairness).
+    fairness_limits: dict[str, int] = Field(default_factory=lambda: {"assets": 4})
     task_soft_time_limit: int = Field(default=240, ge=1)
     task_time_limit: int = Field(default=300, ge=1)
     worker_max_tasks_per_child: int = Field(default=1000, ge=1)
@@ -93,6 +112,36 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Bearer token a metrics scraper presents at /metrics; unset, the endpoint does not exist.
     metrics_token: str = ""
+    # Notifications (README "Notifications"). Mail goes through one transport: a Maildir under
+    # VAR_DIR/mail, an SMTP server (STARTTLS on by default; SMTP_SSL=true is TLS from the first
+    # byte and wins over it; SMTP_CA_FILE is a CA bundle to trust beside the system's), or
+    # Amazon SES (credentials: boto3's AWS_* variables).
+    mail_transport: Literal["maildir", "smtp", "ses"] = "maildir"
+    smtp_host: str = Field(default="", validate_default=True)
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False
+    smtp_ca_file: str = ""
+    smtp_timeout: float = Field(default=10.0, gt=0, le=300)
+    ses_region: str = "us-east-1"
+    ses_endpoint_url: str = ""
+    ses_configuration_set: str = ""
+    # The password SNS presents (HTTP basic auth) when it posts SES bounces and complaints to
+    # /api/v1/notifications/ses-feedback; unset, that endpoint does not exist.
+    ses_feedback_token: str = ""
+    # Emails one person gets per hour at most; past that, events are notices only (in the digest).
+    mail_throttle_per_hour: int = Field(default=30, ge=1, le=100_000)
+    # The UTC hour from which beat sends the daily digests (beat checks every DIGEST_CHECK_SECONDS).
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_check_seconds: float = Field(default=900.0, gt=0)
+    # The language of emails and pages for a user who chose none and whose browser asks for
+    # none we have (a catalogue under translations/).
+    default_locale: str = "en"
+    # How long a trial lasts, and how many days before its end its admins are reminded.
+    trial_days: int = Field(default=30, ge=1, le=3650)
+    trial_reminder_days: int = Field(default=7, ge=1, le=365)
 
     @field_validator("database_url", "trial_database_url")
     @classmethod
@@ -143,6 +192,63 @@ class Settings(BaseModel):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"not a rate limit ('10 per minute; 100 per hour'): {exc}") from None
+        return value
+
+    @field_validator("asset_rendition_sizes", mode="before")
+    @classmethod
+    def _rendition_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = tuple(int(part) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise ValueError("must be comma-separated pixel sizes (160,640,1280)") from None
+        sizes = tuple(value)  # type: ignore[arg-type]
+        if not 1 <= len(sizes) <= 6 or len(set(sizes)) != len(sizes):
+            raise ValueError("must name 1 to 6 different sizes")
+        if any(not 16 <= int(size) <= 8192 for size in sizes):
+            raise ValueError("each size must be 16 to 8192 pixels")
+        return tuple(sorted(int(size) for size in sizes))
+
+    @field_validator("fairness_limits", mode="before")
+    @classmethod
+    def _fairness_limits(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [part.strip().partition("=") for part in value.split(",") if part.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValueError("must be queue=limit pairs (assets=4,purchases=8)")
+            try:
+                value = {queue.strip(): int(limit) for queue, _, limit in pairs}
+            except ValueError:
+                raise ValueError("each limit must be a whole number (assets=4)") from None
+        limits = dict(value)  # type: ignore[call-overload]
+        for queue, limit in limits.items():
+            if not re.fullmatch(r"[a-z][a-z_]{0,39}", str(queue)):
+                raise ValueError(f"{queue!r} is not a queue name")
+            if not 1 <= int(limit) <= 100_000:
+                raise ValueError(f"the limit of {queue} must be 1 to 100000")
+        return limits
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _host_with_smtp(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("mail_transport") == "smtp" and not value:
+            raise ValueError("required with MAIL_TRANSPORT=smtp")
+        return value
+
+    @field_validator("ses_endpoint_url")
+    @classmethod
+    def _ses_endpoint_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", value):
+            raise ValueError("must be a locale name such as en or de")
+        if not (TRANSLATIONS_DIR / value / "LC_MESSAGES" / "messages.mo").is_file():
+            raise ValueError(f"no catalogue for {value!r} under translations/")
         return value
 
     @field_validator("placement_servers", mode="before")
@@ -279,4 +385,18 @@ def _complete(settings: Settings) -> Settings:
                             "ROUTING_CACHE_TTL (trial rows are purged once every cached route expired)")
     if settings.task_soft_time_limit >= settings.task_time_limit:
         raise SettingsError("invalid configuration: TASK_SOFT_TIME_LIMIT: must be below TASK_TIME_LIMIT")
+    _check_mail(settings)
     return settings.model_copy(update=updates)
+
+
+def _check_mail(settings: Settings) -> None:
+    """SMTP login needs both halves, and TLS unless the server is this machine."""
+    if bool(settings.smtp_username) != bool(settings.smtp_password):
+        name = "SMTP_PASSWORD" if settings.smtp_username else "SMTP_USERNAME"
+        raise SettingsError(f"invalid configuration: {name}: SMTP_USERNAME and SMTP_PASSWORD go together")
+    local = settings.smtp_host in ("127.0.0.1", "::1", "localhost")
+    if settings.smtp_username and not (settings.smtp_starttls or settings.smtp_ssl or local):
+        raise SettingsError("invalid configuration: SMTP_STARTTLS: a login needs STARTTLS or SMTP_SSL "
+                            "(the password would cross the network in clear)")
+    if settings.trial_reminder_days >= settings.trial_days:
+        raise SettingsError("invalid configuration: TRIAL_REMINDER_DAYS: must be below TRIAL_DAYS")

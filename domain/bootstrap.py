@@ -9,17 +9,21 @@ from typing import Any
 from redis import Redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.settings import Settings
+from config.settings import TRANSLATIONS_DIR, Settings
 from domain.assets.storage import build_storage
 from domain.db.provider import DataProvider
 from domain.db.routing import RedisRoutingChannel
 from domain.identity import sessions
 from domain.identity.revocation import RevocationStore, RevocationUnavailable
 from domain.identity.services import PasswordSealer
-from domain.notifications.mail import MaildirMailer
+from domain.notifications.mail import MaildirMailer, Mailer
+from domain.notifications.pipeline import TenantTexts
+from domain.notifications.ses import SesMailer
+from domain.notifications.smtp import SmtpMailer
 from domain.purchases.gateway import PaymentGateway
 from domain.purchases.sandbox import SandboxGateway
 from domain.tenancy import queries as tenancy_queries
+from domain.translations.catalogues import Catalogues
 
 
 def build_provider(settings: Settings) -> DataProvider:
@@ -31,7 +35,11 @@ def build_provider(settings: Settings) -> DataProvider:
 def build_ports(settings: Settings) -> dict[str, Any]:
     """The adapters message handlers use, chosen by configuration."""
     return {
-        "mailer": MaildirMailer(settings.var_dir / "mail", settings.mail_from),
+        "mailer": build_mailer(settings),
+        "mail_from": settings.mail_from,
+        "mail_throttle_per_hour": settings.mail_throttle_per_hour,
+        "catalogues": build_catalogues(settings),
+        "tenant_texts": TenantTexts(),
         "public_url": settings.public_url,
         "sealer": PasswordSealer(settings.secret_key),
         "gateway": build_gateway(settings),
@@ -58,3 +66,22 @@ def build_gateway(settings: Settings) -> PaymentGateway:
     """The payment gateway of ``PAYMENT_GATEWAY``: the sandbox card processor, whose own
     ledger lives in the management database (written on connections of its own)."""
     return SandboxGateway(settings.database_url, settings.secret_key)
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    """The mail transport of ``MAIL_TRANSPORT``: the Maildir under VAR_DIR, SMTP or Amazon SES."""
+    if settings.mail_transport == "smtp":
+        return SmtpMailer(settings.smtp_host, settings.smtp_port, sender=settings.mail_from,
+                          username=settings.smtp_username, password=settings.smtp_password,
+                          starttls=settings.smtp_starttls, use_ssl=settings.smtp_ssl,
+                          ca_file=settings.smtp_ca_file, timeout=settings.smtp_timeout)
+    if settings.mail_transport == "ses":
+        return SesMailer(settings.ses_region, sender=settings.mail_from,
+                         endpoint_url=settings.ses_endpoint_url,
+                         configuration_set=settings.ses_configuration_set, timeout=settings.smtp_timeout)
+    return MaildirMailer(settings.var_dir / "mail", settings.mail_from)
+
+
+def build_catalogues(settings: Settings) -> Catalogues:
+    """The product's gettext catalogues (translations/), with ``DEFAULT_LOCALE`` as the fallback."""
+    return Catalogues(TRANSLATIONS_DIR, settings.default_locale)

@@ -6,12 +6,13 @@ from typing import Any
 
 from celery import shared_task
 
+from domain.db.base import utcnow
 from domain.messaging import handling
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import PromoteTenantV1, ProvisionTenantV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
-from domain.tenancy import export, handlers, migrations, promotion
+from domain.tenancy import export, handlers, migrations, promotion, trials
 from workers.base import domain_task
 from workers.publisher import publish
 
@@ -116,3 +117,13 @@ def resume_exports(self: Any, older_than: float = 60.0) -> list[str]:
         task = offboard_tenant if kind == "offboard" else export_tenant
         task.apply_async(args=[str(export_id)], task_id=str(export_id))
     return [str(export_id) for export_id, _ in jobs]
+
+
+@shared_task(name="tasks.tenancy.remind_trials", bind=True)
+def remind_trials(self: Any) -> int:
+    """Beat: tell the admins of each trial ending soon, once per tenant."""
+    settings = self.app.settings
+    emitted = trials.remind_trials(self.app.provider, now=utcnow(), trial_days=settings.trial_days,
+                                   reminder_days=settings.trial_reminder_days)
+    publish(self.app, emitted)
+    return len(emitted)

@@ -15,12 +15,17 @@ from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
 from domain.identity.services import PasswordSealer
 from web import auth, cli, db, errors, openapi, ratelimit
+from web.assets import bp as assets_bp
+from web.employment import bp as employment_bp
 from web.iam import bp as iam_bp
 from web.identity import bp as identity_bp
 from web.notifications import bp as notifications_bp
 from web.operations import bp as operations_bp
+from web.publications import bp as publications_bp
 from web.purchases import bp as purchases_bp
 from web.tenancy import bp as tenancy_bp
+from web.translations import bp as translations_bp
+from web.translations import init_app as init_translations
 from workers.publisher import web_publisher
 
 csrf = CSRFProtect()
@@ -59,8 +64,9 @@ def _register(app: Flask, settings: Settings) -> None:
     db.init_app(app)
     auth.init_app(app, settings)
     ratelimit.init_app(app, settings)
+    init_translations(app, settings)  # the language of pages: the user's choice, else Accept-Language
     for blueprint in (openapi.bp, operations_bp, identity_bp, iam_bp, tenancy_bp, notifications_bp,
-                      purchases_bp):
+                      purchases_bp, employment_bp, assets_bp, translations_bp, publications_bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
 
@@ -72,7 +78,11 @@ def _register(app: Flask, settings: Settings) -> None:
         log_context.request_id.set(g.request_id)
         log_context.correlation_id.set(g.request_id)
         log_context.tenant_id.set(None)  # set by auth once the tenant is known
-        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith("/api/"):
+        # A view marked ``checks_own_csrf`` checks its token itself (an upload form read as a
+        # stream, web/assets) or is authorised by a signed link instead of cookies.
+        own = getattr(app.view_functions.get(request.endpoint or ""), "checks_own_csrf", False)
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith("/api/") \
+                and not own:
             csrf.protect()
 
     @app.after_request

@@ -11,8 +11,10 @@ from config.settings import Settings, load_settings
 from domain.bootstrap import build_ports, build_provider
 from domain.db.provider import DataProvider
 from workers import signals  # noqa: F401 - connects process and task signals
+from workers.mail_rendering import JinjaEmailRenderer
 
-TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay", "tasks.purchases", "tasks.billing"]
+TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay", "tasks.purchases", "tasks.billing",
+                "tasks.employment", "tasks.assets", "tasks.publications"]
 
 
 class AllotmentCelery(Celery):
@@ -29,7 +31,8 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     app.config_from_object(celery_config(settings))
     app.settings = settings
     app.provider = build_provider(settings)
-    app.ports = build_ports(settings)
+    # The email renderer is Jinja2, which the domain does not import: added here.
+    app.ports = {**build_ports(settings), "renderer": JinjaEmailRenderer()}
     return app
 
 

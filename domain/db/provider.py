@@ -346,7 +346,9 @@ class DataProvider:
 
     def _session(self, db_key: str, tenant_id: uuid.UUID | None = None) -> ProviderSession:
         info: dict[str, Any] = {"db_key": db_key,
-                                "lease_seconds": self.settings.message_lease_seconds}
+                                "lease_seconds": self.settings.message_lease_seconds,
+                                # Per-tenant in-flight limits by queue (domain.messaging.fairness).
+                                "admission": self.settings.fairness_limits}
         if tenant_id is not None:
             info["tenant_id"] = _as_uuid(tenant_id)
         return ProviderSession(bind=self.engine(self.url_of(db_key)), info=info,

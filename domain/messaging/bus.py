@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Literal
 
 from domain.messaging.contracts import Contract
+from domain.messaging.contracts import assets as asset_contracts
+from domain.messaging.contracts import employment as employment_contracts
 from domain.messaging.contracts import iam as iam_contracts
+from domain.messaging.contracts import publications as publication_contracts
 from domain.messaging.contracts import purchases as purchase_contracts
 from domain.messaging.contracts import tenancy as tenancy_contracts
 
@@ -31,6 +34,13 @@ TARGETS: dict[str, Target] = {
     "notifications.record_purchase_failure": "tenant",
     "notifications.record_refund_notice": "tenant",
     "notifications.record_promotion_notice": "tenant",
+    "employment.run_import": "tenant",
+    "employment.remove_edges": "management",  # the relation graph lives there
+    "assets.process_asset": "tenant",
+    "notifications.record_asset_notice": "tenant",
+    "notifications.record_trial_notice": "tenant",
+    "notifications.record_publication_notice": "tenant",
+    "publications.publish_publication": "tenant",
 }
 
 COMMAND_HANDLERS: dict[str, str] = {
@@ -38,6 +48,9 @@ COMMAND_HANDLERS: dict[str, str] = {
     tenancy_contracts.PromoteTenantV1.message_type: "tenancy.promote_tenant",
     purchase_contracts.ChargePurchaseV1.message_type: "purchases.charge_purchase",
     purchase_contracts.RefundPurchaseV1.message_type: "purchases.refund_purchase",
+    employment_contracts.RunImportV1.message_type: "employment.run_import",
+    asset_contracts.ProcessAssetV1.message_type: "assets.process_asset",
+    publication_contracts.PublishPublicationV1.message_type: "publications.publish_publication",
 }
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
@@ -49,6 +62,10 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     purchase_contracts.PurchaseRefundedV1.message_type: (
         "notifications.record_refund_notice", "tenancy.revert_plan", "billing.record_refund"),
     tenancy_contracts.TenantPromotedV1.message_type: ("notifications.record_promotion_notice",),
+    employment_contracts.EmployeeDeletedV1.message_type: ("employment.remove_edges",),
+    asset_contracts.AssetProcessedV1.message_type: ("notifications.record_asset_notice",),
+    tenancy_contracts.TrialEndingV1.message_type: ("notifications.record_trial_notice",),
+    publication_contracts.PublicationPublishedV1.message_type: ("notifications.record_publication_notice",),
 }
 
 CONTRACTS: dict[str, type[Contract]] = {
@@ -64,6 +81,13 @@ CONTRACTS: dict[str, type[Contract]] = {
         purchase_contracts.PurchaseCompletedV1,
         purchase_contracts.PurchaseFailedV1,
         purchase_contracts.PurchaseRefundedV1,
+        employment_contracts.EmployeeDeletedV1,
+        employment_contracts.RunImportV1,
+        asset_contracts.ProcessAssetV1,
+        asset_contracts.AssetProcessedV1,
+        tenancy_contracts.TrialEndingV1,
+        publication_contracts.PublicationPublishedV1,
+        publication_contracts.PublishPublicationV1,
     )
 }
 

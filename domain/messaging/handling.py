@@ -6,9 +6,11 @@ message finds its inbox row and is skipped. New messages the handler emits go th
 the same transaction's outbox and are returned for publishing after the commit.
 
 The outbox row is marked completed in that same transaction when it lives in the same
-database. When it lives in another one, the inbox row is the record: the relay confirms
-the delivery from it once the lease has passed, instead of every message paying a second
-transaction on its origin (DESIGN §4.3-4.4).
+database (on a queue under admission control, the slot it frees goes to the tenant's next
+parked delivery in that transaction too: domain.messaging.fairness). When it lives in
+another one, the inbox row is the record: the relay confirms the delivery from it once the
+lease has passed, instead of every message paying a second transaction on its origin
+(DESIGN §4.3-4.4).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from domain.db.provider import DataProvider
-from domain.messaging import bus, inbox, outbox
+from domain.messaging import bus, fairness, inbox, outbox
 from domain.messaging.contracts import Contract
 from domain.messaging.outbox import Envelope
 
@@ -92,11 +94,27 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
         ctx = HandlerContext(session, envelope, provider, ports or {}, last_attempt=last_attempt)
         if refused is None:
             handler(ctx, message)
+        fair = fairness.queue_of(envelope.handler) in fairness.limits_of(session)
         if same_database:
             outbox.mark_completed(session, delivery)
+            if fair and tenant_id is not None:  # the freed slot goes to the tenant's next parked one
+                outbox.release_parked(session, fairness.queue_of(envelope.handler), [tenant_id])
         pending = outbox.take_pending(session)
         session.commit()
+    if fair and not same_database and tenant_id is not None:
+        pending += _release_at_origin(provider, envelope, tenant_id)
     return Outcome(duplicate=False, emitted=pending, refused=refused)
+
+
+def _release_at_origin(provider: DataProvider, envelope: Envelope, tenant_id: uuid.UUID) -> list[Envelope]:
+    # Handled on another database than the one that admitted it: complete it there too, so
+    # its slot frees now rather than when the relay confirms it from the inbox.
+    with provider.unscoped(envelope.origin) as origin:
+        outbox.mark_completed(origin, uuid.UUID(envelope.id))
+        outbox.release_parked(origin, fairness.queue_of(envelope.handler), [tenant_id])
+        released = outbox.take_pending(origin)
+        origin.commit()
+    return released
 
 
 def _complete_at_origin(provider: DataProvider, envelope: Envelope) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
 from domain.db.sql import bound_insert, bound_params
-from domain.messaging import bus
+from domain.messaging import bus, fairness
 from domain.messaging.contracts import Contract
 from domain.messaging.tables import outbox
 
@@ -53,11 +53,16 @@ class Envelope:
 
 def record(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
            correlation_id: str | None) -> list[Envelope]:
-    """Write ``message`` to the outbox of the session's database, one row per delivery."""
+    """Write ``message`` to the outbox of the session's database, one row per delivery.
+
+    A delivery to a queue under admission control that its tenant has no room for is
+    written parked: it is published later, when a slot frees (domain.messaging.fairness).
+    """
     rows, envelopes = prepare(session, message, tenant_id=tenant_id, correlation_id=correlation_id)
     if rows:
+        parked = fairness.admit(session, rows)
         session.execute(insert(outbox), rows)
-        remember(session, envelopes)
+        remember(session, [e for e in envelopes if uuid.UUID(e.id) not in parked])
     return envelopes
 
 
@@ -109,6 +114,21 @@ def template_params(name: str, row: dict[str, Any]) -> dict[str, Any]:
 def remember(session: Session, envelopes: list[Envelope]) -> None:
     """Keep envelopes whose rows are in this transaction, to publish after commit."""
     session.info.setdefault(PENDING_KEY, []).extend(envelopes)
+
+
+def release_parked(session: Session, queue: str, tenants: list[uuid.UUID] | None = None, *,
+                   wait: bool = True) -> list[Envelope]:
+    """Un-park the deliveries the queue's free slots now allow (``fairness.release``); they
+    are published after the commit like new ones, in the order returned."""
+    origin = session.info["db_key"]
+    envelopes = [Envelope(
+        id=str(row["id"]), event_id=str(row["event_id"]), type=row["type"], version=row["version"],
+        handler=row["handler"], payload=row["payload"], origin=origin,
+        tenant_id=str(row["tenant_id"]) if row["tenant_id"] else None,
+        correlation_id=row["correlation_id"], sent_at=row["sent_at"].timestamp(),
+    ) for row in fairness.release(session, queue, tenants, wait=wait)]
+    remember(session, envelopes)
+    return envelopes
 
 
 def take_pending(session: Session) -> list[Envelope]:

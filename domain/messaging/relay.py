@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from domain.db.base import utcnow
 from domain.db.provider import MANAGEMENT, DataProvider
 from domain.errors import Conflict, NotFound
-from domain.messaging import bus
-from domain.messaging.outbox import Envelope
+from domain.messaging import bus, fairness
+from domain.messaging.outbox import Envelope, release_parked, take_pending
 from domain.messaging.tables import inbox, outbox
 
 MAX_BACKOFF = timedelta(hours=1)
@@ -67,8 +67,9 @@ def backoff(lease_seconds: float, attempts: int) -> timedelta:
 
 
 def _due(now: datetime):  # type: ignore[no-untyped-def]
+    # A parked delivery was never sent: admission control releases it (fairness), not the relay.
     return and_(outbox.c.completed_at.is_(None), outbox.c.dead_at.is_(None),
-                outbox.c.next_attempt_at <= now)
+                outbox.c.parked_at.is_(None), outbox.c.next_attempt_at <= now)
 
 
 def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: int,
@@ -117,6 +118,25 @@ def sweep(session: Session, *, lease_seconds: float, max_attempts: int, batch: i
              sent_at=now)
     return SweepResult(resent=resent, buried=len(buried), deferred=len(deferred),
                        confirmed=len(confirmed))
+
+
+def release_parked_all(provider: DataProvider, db_key: str) -> list[Envelope]:
+    """Release the parked deliveries of every tenant of ``db_key`` with free slots, on every
+    queue under admission control, round-robin across tenants; return them to publish.
+
+    Tenants whose slots a request or a worker is deciding right now are skipped (they
+    decide); what a lost wake-up left parked is released here, a sweep later at most.
+    """
+    try:
+        with provider.unscoped(db_key) as session:
+            for queue in fairness.fair_queues(session):
+                release_parked(session, queue, wait=False)
+            released = take_pending(session)
+            session.commit()
+    except SQLAlchemyError:
+        log.exception("relay could not release parked messages of %s", db_key)
+        return []
+    return released
 
 
 def _set(session: Session, ids: list[uuid.UUID], **values: object) -> None:
@@ -168,7 +188,8 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
               publish: Callable[[list[Envelope]], int],
               still_queued: StillQueued | None = None) -> dict[str, int]:
     """Sweep every database; one unreachable database does not stop the others."""
-    report = {"databases": 0, "resent": 0, "buried": 0, "deferred": 0, "confirmed": 0, "failed": 0}
+    report = {"databases": 0, "resent": 0, "buried": 0, "deferred": 0, "confirmed": 0, "failed": 0,
+              "released": 0}
     for db_key in provider.all_databases():
         try:
             with provider.unscoped(db_key) as session:
@@ -182,6 +203,7 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
             continue
         report["databases"] += 1
         report["resent"] += publish(result.resent)
+        report["released"] += publish(release_parked_all(provider, db_key))
         report["buried"] += result.buried
         report["deferred"] += result.deferred
         report["confirmed"] += result.confirmed

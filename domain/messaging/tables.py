@@ -27,10 +27,15 @@ outbox = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("dead_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    # Set while admission control holds the delivery back (not sent; domain.messaging.fairness).
+    Column("parked_at", DateTime(timezone=True)),
 )
 Index("ix_outbox_due", outbox.c.next_attempt_at,
       postgresql_where=text("completed_at IS NULL AND dead_at IS NULL"))
 Index("ix_outbox_dead", outbox.c.dead_at, postgresql_where=text("dead_at IS NOT NULL"))
+# A tenant's open deliveries by handler: what admission control counts and releases.
+Index("ix_outbox_open_by_tenant", outbox.c.tenant_id, outbox.c.handler, outbox.c.created_at,
+      postgresql_where=text("completed_at IS NULL AND dead_at IS NULL"))
 
 inbox = Table(
     "inbox", metadata,

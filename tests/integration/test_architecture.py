@@ -23,7 +23,7 @@ from tests.support.services import ROOT
 CORE_ENV = {"ENV", "SECRET_KEY", "DATABASE_URL", "TRIAL_DATABASE_URL", "PLACEMENT_SERVERS",
             "BROKER_URL", "RESULT_BACKEND", "LOG_LEVEL", "VAR_DIR"}
 # Variables read by processes rather than by Settings (gunicorn, Flower).
-PROCESS_ENV = {"WEB_HOST", "WEB_CONCURRENCY", "WEB_THREADS",
+PROCESS_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "WEB_HOST", "WEB_CONCURRENCY", "WEB_THREADS",
                "FLOWER_BASIC_AUTH", "FLOWER_PORT", "FLOWER_ADDRESS"}
 FRAMEWORKS = {"flask", "flask_wtf", "flask_jwt_extended", "werkzeug", "jinja2", "wtforms", "celery", "kombu"}
 
@@ -153,6 +153,9 @@ def test_every_app_service_gets_the_core_environment(procfile: dict[str, str],
     for name in procfile:
         names = env_names(compose[name])
         assert set(names) >= CORE_ENV, (name, CORE_ENV - set(names))
+        # Every process builds the whole Settings: a setting left out is silently its default.
+        settings = {field.upper() for field in Settings.model_fields}
+        assert set(names) >= settings, (name, settings - set(names))
         assert set(names) <= known, (name, set(names) - known)  # a misspelt name is passed as nothing
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import EmailStr
@@ -61,3 +62,14 @@ class TenantPromotedV1(Contract):
     rows: int
     # Who asked for it (the buyer, or the operator), told when it is done.
     requested_by: uuid.UUID | None = None
+
+
+class TrialEndingV1(Contract):
+    """Event: a trial tenant's trial ends soon (beat, ``TRIAL_REMINDER_DAYS`` before); its
+    owners and admins are reminded."""
+
+    message_type: ClassVar[str] = "tenancy.TrialEnding"
+
+    tenant_id: uuid.UUID
+    tenant_name: str
+    ends_at: datetime

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,7 +162,16 @@ class Public:
     values: Values = field(default_factory=dict)
 
 
-Entry = TenantResource | CallerScoped | OperatorOnly | Public
+@dataclass(frozen=True)
+class SweptIn:
+    """Swept against B's real things by a module of the route's own context, which has the
+    workers and data those things need (a published publication, a processed asset):
+    ``module`` runs the same checks, route by route."""
+
+    module: str
+
+
+Entry = TenantResource | CallerScoped | OperatorOnly | Public | SweptIn
 
 
 # --- caller-scoped checks ----------------------------------------------------------------
@@ -361,6 +371,83 @@ def _fresh_email(w: World) -> str:
     return refs.email("sweep-invitee")
 
 
+PUBLICATIONS_SWEEP = "tests/integration/publications/test_isolation.py"
+_PUB, _ID, _SECTION = "/api/v1/publications", "<uuid:publication_id>", "<uuid:section_id>"
+PUBLICATIONS_ROUTES: tuple[tuple[str, str], ...] = (
+    (_PUB, "GET"), (_PUB, "POST"), (f"{_PUB}/{_ID}", "GET"), (f"{_PUB}/{_ID}", "PUT"),
+    (f"{_PUB}/{_ID}", "DELETE"), (f"{_PUB}/{_ID}/sections", "POST"),
+    (f"{_PUB}/{_ID}/sections/{_SECTION}", "PUT"), (f"{_PUB}/{_ID}/sections/{_SECTION}", "DELETE"),
+    (f"{_PUB}/{_ID}/sections/order", "PUT"), (f"{_PUB}/{_ID}/publish", "POST"),
+    (f"{_PUB}/{_ID}/unschedule", "POST"), (f"{_PUB}/received", "GET"), (f"{_PUB}/received/{_ID}", "GET"),
+    (f"{_PUB}/received/{_ID}/attachments/<uuid:asset_id>", "GET"),
+    ("/publications", "GET"), ("/publications", "POST"), (f"/publications/{_ID}", "GET"),
+    (f"/publications/{_ID}/attachments/<uuid:asset_id>", "GET"), ("/publications/manage", "GET"),
+    ("/publications/new", "GET"), (f"/publications/{_ID}/edit", "GET"), (f"/publications/{_ID}/edit", "POST"),
+    (f"/publications/{_ID}/sections", "POST"), (f"/publications/{_ID}/sections/{_SECTION}", "POST"),
+    (f"/publications/{_ID}/sections/{_SECTION}/move", "POST"),
+    (f"/publications/{_ID}/sections/{_SECTION}/delete", "POST"), (f"/publications/{_ID}/publish", "POST"),
+    (f"/publications/{_ID}/unschedule", "POST"), (f"/publications/{_ID}/delete", "POST"),
+)
+
+ASSETS_SWEEP = "tests/integration/assets/test_isolation.py"
+_ASSET = "/api/v1/assets/<uuid:asset_id>"
+ASSETS_ROUTES: tuple[tuple[str, str], ...] = (
+    ("/api/v1/assets", "GET"), ("/api/v1/assets", "POST"), ("/api/v1/assets/uploads", "POST"),
+    (_ASSET, "GET"), (_ASSET, "DELETE"), (f"{_ASSET}/confirm", "POST"), (f"{_ASSET}/download", "GET"),
+    ("/api/v1/assets/usage", "GET"), ("/api/v1/assets/policy", "PUT"),
+    ("/assets", "GET"), ("/assets", "POST"),
+    ("/assets/<uuid:asset_id>", "GET"), ("/assets/<uuid:asset_id>/delete", "POST"),
+)
+
+NOTIFICATIONS_SWEEP = "tests/integration/notifications/test_api.py"
+_NOTICES = "/api/v1/notifications/notices"
+NOTIFICATIONS_ROUTES: tuple[tuple[str, str], ...] = (
+    (f"{_NOTICES}/unread-count", "GET"), (f"{_NOTICES}/<uuid:notice_id>/read", "POST"),
+    (f"{_NOTICES}/read-all", "POST"), ("/api/v1/notifications/preferences", "GET"),
+    ("/api/v1/notifications/preferences", "PUT"), ("/api/v1/notifications/branding", "GET"),
+    ("/api/v1/notifications/branding", "PUT"), ("/notifications", "GET"),
+    ("/notifications/unread-count", "GET"),
+    ("/notifications/<uuid:notice_id>/read", "POST"), ("/notifications/read-all", "POST"),
+    ("/notifications/preferences", "GET"), ("/notifications/preferences", "POST"),
+)
+TRANSLATIONS_SWEEP = "tests/integration/notifications/test_translations.py"
+TRANSLATIONS_ROUTES: tuple[tuple[str, str], ...] = (
+    ("/api/v1/translations/strings", "GET"), ("/api/v1/translations/overrides", "GET"),
+    ("/api/v1/translations/overrides", "PUT"),
+    ("/api/v1/translations/overrides/<uuid:override_id>", "DELETE"),
+    ("/api/v1/translations/locale", "GET"), ("/api/v1/translations/locale", "PUT"),
+    ("/translations/admin", "GET"), ("/translations/admin", "POST"),
+    ("/translations/admin/<uuid:override_id>/delete", "POST"), ("/translations/locale", "POST"),
+)
+
+EMPLOYMENT_SWEEP = "tests/integration/employment/test_isolation.py"
+_EMP, _EMPLOYEE, _UNIT = "/api/v1/employment", "<uuid:employee_id>", "<uuid:org_unit_id>"
+EMPLOYMENT_ROUTES: tuple[tuple[str, str], ...] = (
+    (f"{_EMP}/employees", "GET"), (f"{_EMP}/employees", "POST"),
+    (f"{_EMP}/employees/{_EMPLOYEE}", "GET"),
+    (f"{_EMP}/employees/{_EMPLOYEE}", "PUT"), (f"{_EMP}/employees/{_EMPLOYEE}", "DELETE"),
+    (f"{_EMP}/job-types", "GET"), (f"{_EMP}/job-types", "POST"),
+    (f"{_EMP}/job-types/<uuid:job_type_id>", "PUT"), (f"{_EMP}/job-types/<uuid:job_type_id>", "DELETE"),
+    (f"{_EMP}/org-units", "GET"), (f"{_EMP}/org-units", "POST"),
+    (f"{_EMP}/org-units/{_UNIT}", "GET"), (f"{_EMP}/org-units/{_UNIT}", "PUT"),
+    (f"{_EMP}/org-units/{_UNIT}", "DELETE"), (f"{_EMP}/imports", "POST"), (f"{_EMP}/imports", "GET"),
+    (f"{_EMP}/imports/<uuid:import_id>", "GET"), ("/employment/imports", "GET"),
+    ("/employment/imports", "POST"),
+    ("/employment/imports/<uuid:import_id>", "GET"), ("/employment/employees", "GET"),
+    ("/employment/employees/new", "GET"), ("/employment/employees", "POST"),
+    (f"/employment/employees/{_EMPLOYEE}", "GET"), (f"/employment/employees/{_EMPLOYEE}", "POST"),
+    (f"/employment/employees/{_EMPLOYEE}/delete", "POST"), ("/employment/structure", "GET"),
+    ("/employment/job-types", "POST"), ("/employment/job-types/<uuid:job_type_id>/delete", "POST"),
+    ("/employment/org-units", "POST"), (f"/employment/org-units/{_UNIT}", "GET"),
+    (f"/employment/org-units/{_UNIT}", "POST"), (f"/employment/org-units/{_UNIT}/delete", "POST"),
+    (f"/employment/org-units/{_UNIT}/chart", "GET"), (f"{_EMP}/relations", "POST"),
+    (f"{_EMP}/relations/<relation>/<uuid:from_id>/<uuid:to_id>", "DELETE"),
+    (f"{_EMP}/employees/{_EMPLOYEE}/relations", "GET"),
+    (f"{_EMP}/employees/{_EMPLOYEE}/direct-reports", "GET"),
+    (f"{_EMP}/employees/{_EMPLOYEE}/chain", "GET"), (f"{_EMP}/employees/{_EMPLOYEE}/subordinates", "GET"),
+    (f"{_EMP}/org-units/{_UNIT}/chart", "GET"),
+)
+
 ROUTES: dict[tuple[str, str], Entry] = {
     # IAM API
     ("/api/v1/iam/me", "GET"): CallerScoped(_check_me),
@@ -479,6 +566,16 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/docs/static/<path:filename>", "GET"): Public("Swagger UI assets",
                                                     values={"filename": lambda w: ["swagger-ui.css"]}),
     ("/static/<path:filename>", "GET"): Public("static assets", values={"filename": lambda w: ["site.css"]}),
+    **{route: SweptIn(PUBLICATIONS_SWEEP) for route in PUBLICATIONS_ROUTES},
+    **{route: SweptIn(ASSETS_SWEEP) for route in ASSETS_ROUTES},
+    **{route: SweptIn(NOTIFICATIONS_SWEEP) for route in NOTIFICATIONS_ROUTES},
+    **{route: SweptIn(EMPLOYMENT_SWEEP) for route in EMPLOYMENT_ROUTES},
+    **{route: SweptIn(TRANSLATIONS_SWEEP) for route in TRANSLATIONS_ROUTES},
+    ("/api/v1/notifications/ses-feedback", "POST"): Public(
+        "authorised by its own SES_FEEDBACK_TOKEN (HTTP basic); absent without the setting"),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/asset-quota", "PUT"): OperatorOnly(
+        json=lambda w: {"quota_bytes": 1}),
+    ("/storage/uploads/<token>", "PUT"): Public("the signed upload link is the credential"),
 }
 
 
@@ -582,6 +679,14 @@ def test_every_route_is_classified(app: Flask) -> None:
         "CallerScoped, OperatorOnly or Public: " + ", ".join(f"{m} {r}" for r, m in missing))
     stale = sorted(set(ROUTES) - set(registered))
     assert not stale, f"ROUTES classifies routes the app does not have: {stale}"
+
+
+def test_routes_swept_elsewhere_are_swept_there() -> None:
+    root = Path(__file__).resolve().parents[3]
+    for key, entry in ROUTES.items():
+        if isinstance(entry, SweptIn):
+            module = (root / entry.module).read_text()
+            assert "404" in module, (key, entry.module)
 
 
 def test_the_classification_matches_how_each_view_is_guarded(app: Flask) -> None:

@@ -30,6 +30,15 @@ from tests.support.tenants import Account, TenantWithMembers, bearer, call_as
 
 MEMBERS = "/api/v1/iam/members"
 BUY = "purchases:create"
+PUB, PUBLISH, READ_PUB = "/api/v1/publications", "publications:publish", "publications:read"
+UPLOAD, ADMIN = "assets:upload", "tenant:admin"
+READ_NOTICES = "notifications:read"
+EMP_READ, EMP_WRITE = "employment:read", "employment:write"
+
+
+def _u() -> uuid.UUID:
+    """An id nothing has."""
+    return uuid.uuid4()
 ROLES = "/api/v1/iam/roles"
 # Tables no worker writes, compared whole; the rest is compared for the matrix tenant.
 WHOLE_TABLES = ("invitations", "resellers", "reseller_admins")
@@ -220,6 +229,207 @@ PROTECTED: dict[tuple[str, str], Protected] = {
                                       {"reason": "matrix"})),
     ("/api/v1/operations/tenants/<uuid:tenant_id>/ledger", "GET"): Protected(
         OPERATOR, 200, lambda m: Call("GET", f"/api/v1/operations/tenants/{m.tenant.id}/ledger")),
+    # Publications (a holder gets past the check to the 404 of an unknown publication)
+    (PUB, "GET"): Protected(PUBLISH, 200, lambda m: Call("GET", PUB)),
+    (PUB, "POST"): Protected(PUBLISH, 201, lambda m: Call("POST", PUB, {"title": "Matrix"})),
+    (f"{PUB}/<uuid:publication_id>", "GET"): Protected(PUBLISH, 404, lambda m: Call("GET", f"{PUB}/{_u()}")),
+    (f"{PUB}/<uuid:publication_id>", "PUT"): Protected(
+        PUBLISH, 404, lambda m: Call("PUT", f"{PUB}/{_u()}", {"title": "M"})),
+    (f"{PUB}/<uuid:publication_id>", "DELETE"): Protected(
+        PUBLISH, 404, lambda m: Call("DELETE", f"{PUB}/{_u()}")),
+    (f"{PUB}/<uuid:publication_id>/sections", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"{PUB}/{_u()}/sections", {"heading": "M"})),
+    (f"{PUB}/<uuid:publication_id>/sections/<uuid:section_id>", "PUT"): Protected(
+        PUBLISH, 404, lambda m: Call("PUT", f"{PUB}/{_u()}/sections/{_u()}", {"heading": "M"})),
+    (f"{PUB}/<uuid:publication_id>/sections/<uuid:section_id>", "DELETE"): Protected(
+        PUBLISH, 404, lambda m: Call("DELETE", f"{PUB}/{_u()}/sections/{_u()}")),
+    (f"{PUB}/<uuid:publication_id>/sections/order", "PUT"): Protected(
+        PUBLISH, 404, lambda m: Call("PUT", f"{PUB}/{_u()}/sections/order", {"section_ids": []})),
+    (f"{PUB}/<uuid:publication_id>/publish", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"{PUB}/{_u()}/publish", {})),
+    (f"{PUB}/<uuid:publication_id>/unschedule", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"{PUB}/{_u()}/unschedule")),
+    (f"{PUB}/received", "GET"): Protected(READ_PUB, 200, lambda m: Call("GET", f"{PUB}/received")),
+    (f"{PUB}/received/<uuid:publication_id>", "GET"): Protected(
+        READ_PUB, 404, lambda m: Call("GET", f"{PUB}/received/{_u()}")),
+    (f"{PUB}/received/<uuid:publication_id>/attachments/<uuid:asset_id>", "GET"): Protected(
+        READ_PUB, 404, lambda m: Call("GET", f"{PUB}/received/{_u()}/attachments/{_u()}")),
+    ("/publications", "GET"): Protected(READ_PUB, 200, lambda m: Call("GET", "/publications")),
+    ("/publications/<uuid:publication_id>", "GET"): Protected(
+        READ_PUB, 404, lambda m: Call("GET", f"/publications/{_u()}")),
+    ("/publications/<uuid:publication_id>/attachments/<uuid:asset_id>", "GET"): Protected(
+        READ_PUB, 404, lambda m: Call("GET", f"/publications/{_u()}/attachments/{_u()}")),
+    ("/publications/manage", "GET"): Protected(PUBLISH, 200, lambda m: Call("GET", "/publications/manage")),
+    ("/publications/new", "GET"): Protected(PUBLISH, 200, lambda m: Call("GET", "/publications/new")),
+    ("/publications", "POST"): Protected(PUBLISH, 303, lambda m: Call(
+        "POST", "/publications", form={"title": "Matrix", "audience_kind": "everyone"})),
+    ("/publications/<uuid:publication_id>/edit", "GET"): Protected(
+        PUBLISH, 404, lambda m: Call("GET", f"/publications/{_u()}/edit")),
+    ("/publications/<uuid:publication_id>/edit", "POST"): Protected(PUBLISH, 404, lambda m: Call(
+        "POST", f"/publications/{_u()}/edit", form={"title": "M", "audience_kind": "everyone"})),
+    ("/publications/<uuid:publication_id>/sections", "POST"): Protected(PUBLISH, 404, lambda m: Call(
+        "POST", f"/publications/{_u()}/sections", form={"heading": "M"})),
+    ("/publications/<uuid:publication_id>/sections/<uuid:section_id>", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"/publications/{_u()}/sections/{_u()}", form={"heading": "M"})),
+    ("/publications/<uuid:publication_id>/sections/<uuid:section_id>/move", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"/publications/{_u()}/sections/{_u()}/move",
+                                     form={"direction": "up"})),
+    ("/publications/<uuid:publication_id>/sections/<uuid:section_id>/delete", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"/publications/{_u()}/sections/{_u()}/delete")),
+    ("/publications/<uuid:publication_id>/publish", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"/publications/{_u()}/publish", form={})),
+    ("/publications/<uuid:publication_id>/unschedule", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"/publications/{_u()}/unschedule")),
+    ("/publications/<uuid:publication_id>/delete", "POST"): Protected(
+        PUBLISH, 404, lambda m: Call("POST", f"/publications/{_u()}/delete")),
+    # Assets (id routes: a holder gets past the check to the 404 of an unknown asset)
+    ("/api/v1/assets", "GET"): Protected(UPLOAD, 200, lambda m: Call("GET", "/api/v1/assets")),
+    ("/api/v1/assets", "POST"): Protected(  # no filename
+        UPLOAD, 422, lambda m: Call("POST", "/api/v1/assets")),
+    ("/api/v1/assets/uploads", "POST"): Protected(
+        UPLOAD, 422, lambda m: Call("POST", "/api/v1/assets/uploads", {})),
+    ("/api/v1/assets/<uuid:asset_id>", "GET"): Protected(
+        UPLOAD, 404, lambda m: Call("GET", f"/api/v1/assets/{_u()}")),
+    ("/api/v1/assets/<uuid:asset_id>", "DELETE"): Protected(
+        UPLOAD, 404, lambda m: Call("DELETE", f"/api/v1/assets/{_u()}")),
+    ("/api/v1/assets/<uuid:asset_id>/confirm", "POST"): Protected(
+        UPLOAD, 404, lambda m: Call("POST", f"/api/v1/assets/{_u()}/confirm")),
+    ("/api/v1/assets/<uuid:asset_id>/download", "GET"): Protected(
+        UPLOAD, 404, lambda m: Call("GET", f"/api/v1/assets/{_u()}/download")),
+    ("/api/v1/assets/usage", "GET"): Protected(ADMIN, 200, lambda m: Call("GET", "/api/v1/assets/usage")),
+    ("/api/v1/assets/policy", "PUT"): Protected(
+        ADMIN, 422, lambda m: Call("PUT", "/api/v1/assets/policy", {})),
+    ("/api/v1/operations/tenants/<uuid:tenant_id>/asset-quota", "PUT"): Protected(
+        OPERATOR, 404, lambda m: Call("PUT", f"/api/v1/operations/tenants/{_u()}/asset-quota",
+                                      {"quota_bytes": 1})),
+    ("/assets", "GET"): Protected(UPLOAD, 200, lambda m: Call("GET", "/assets")),
+    ("/assets", "POST"): Protected(UPLOAD, 415, lambda m: Call("POST", "/assets", form={})),  # not multipart
+    ("/assets/<uuid:asset_id>", "GET"): Protected(UPLOAD, 404, lambda m: Call("GET", f"/assets/{_u()}")),
+    ("/assets/<uuid:asset_id>/delete", "POST"): Protected(
+        UPLOAD, 404, lambda m: Call("POST", f"/assets/{_u()}/delete")),
+    # Notifications and translations
+    ("/api/v1/notifications/notices/unread-count", "GET"): Protected(
+        READ_NOTICES, 200, lambda m: Call("GET", "/api/v1/notifications/notices/unread-count")),
+    ("/api/v1/notifications/notices/<uuid:notice_id>/read", "POST"): Protected(
+        READ_NOTICES, 404, lambda m: Call("POST", f"/api/v1/notifications/notices/{_u()}/read")),
+    ("/api/v1/notifications/notices/read-all", "POST"): Protected(
+        READ_NOTICES, 200, lambda m: Call("POST", "/api/v1/notifications/notices/read-all")),
+    ("/api/v1/notifications/preferences", "GET"): Protected(
+        READ_NOTICES, 200, lambda m: Call("GET", "/api/v1/notifications/preferences")),
+    ("/api/v1/notifications/preferences", "PUT"): Protected(  # no change asked: the preferences back
+        READ_NOTICES, 200, lambda m: Call("PUT", "/api/v1/notifications/preferences", {})),
+    ("/api/v1/notifications/branding", "GET"): Protected(
+        ADMIN, 200, lambda m: Call("GET", "/api/v1/notifications/branding")),
+    ("/api/v1/notifications/branding", "PUT"): Protected(
+        ADMIN, 422, lambda m: Call("PUT", "/api/v1/notifications/branding", {"nonsense": 1})),
+    ("/notifications", "GET"): Protected(READ_NOTICES, 200, lambda m: Call("GET", "/notifications")),
+    ("/notifications/unread-count", "GET"): Protected(
+        READ_NOTICES, 200, lambda m: Call("GET", "/notifications/unread-count")),
+    ("/notifications/<uuid:notice_id>/read", "POST"): Protected(
+        READ_NOTICES, 404, lambda m: Call("POST", f"/notifications/{_u()}/read")),
+    ("/notifications/read-all", "POST"): Protected(
+        READ_NOTICES, 303, lambda m: Call("POST", "/notifications/read-all")),
+    ("/notifications/preferences", "GET"): Protected(
+        READ_NOTICES, 200, lambda m: Call("GET", "/notifications/preferences")),
+    ("/notifications/preferences", "POST"): Protected(
+        READ_NOTICES, 303, lambda m: Call("POST", "/notifications/preferences", form={})),
+    ("/api/v1/translations/strings", "GET"): Protected(
+        ADMIN, 200, lambda m: Call("GET", "/api/v1/translations/strings")),
+    ("/api/v1/translations/overrides", "GET"): Protected(
+        ADMIN, 200, lambda m: Call("GET", "/api/v1/translations/overrides")),
+    ("/api/v1/translations/overrides", "PUT"): Protected(
+        ADMIN, 422, lambda m: Call("PUT", "/api/v1/translations/overrides", {})),
+    ("/api/v1/translations/overrides/<uuid:override_id>", "DELETE"): Protected(
+        ADMIN, 404, lambda m: Call("DELETE", f"/api/v1/translations/overrides/{_u()}")),
+    ("/translations/admin", "GET"): Protected(ADMIN, 200, lambda m: Call("GET", "/translations/admin")),
+    ("/translations/admin", "POST"): Protected(
+        ADMIN, 422, lambda m: Call("POST", "/translations/admin", form={})),
+    ("/translations/admin/<uuid:override_id>/delete", "POST"): Protected(
+        ADMIN, 404, lambda m: Call("POST", f"/translations/admin/{_u()}/delete")),
+    # Employment (id routes: a holder gets past the check to the 404 of an unknown thing)
+    ("/api/v1/employment/employees", "GET"): Protected(
+        EMP_READ, 200, lambda m: Call("GET", "/api/v1/employment/employees")),
+    ("/api/v1/employment/employees", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/api/v1/employment/employees", {})),
+    ("/api/v1/employment/employees/<uuid:employee_id>", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/employees/{_u()}")),
+    ("/api/v1/employment/employees/<uuid:employee_id>", "PUT"): Protected(
+        EMP_WRITE, 404, lambda m: Call("PUT", f"/api/v1/employment/employees/{_u()}",
+                                       {"name": "M", "work_email": "m@example.com"})),
+    ("/api/v1/employment/employees/<uuid:employee_id>", "DELETE"): Protected(
+        EMP_WRITE, 404, lambda m: Call("DELETE", f"/api/v1/employment/employees/{_u()}")),
+    ("/api/v1/employment/job-types", "GET"): Protected(
+        EMP_READ, 200, lambda m: Call("GET", "/api/v1/employment/job-types")),
+    ("/api/v1/employment/job-types", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/api/v1/employment/job-types", {})),
+    ("/api/v1/employment/job-types/<uuid:job_type_id>", "PUT"): Protected(
+        EMP_WRITE, 404, lambda m: Call("PUT", f"/api/v1/employment/job-types/{_u()}", {"name": "M"})),
+    ("/api/v1/employment/job-types/<uuid:job_type_id>", "DELETE"): Protected(
+        EMP_WRITE, 404, lambda m: Call("DELETE", f"/api/v1/employment/job-types/{_u()}")),
+    ("/api/v1/employment/org-units", "GET"): Protected(
+        EMP_READ, 200, lambda m: Call("GET", "/api/v1/employment/org-units")),
+    ("/api/v1/employment/org-units", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/api/v1/employment/org-units", {})),
+    ("/api/v1/employment/org-units/<uuid:org_unit_id>", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/org-units/{_u()}")),
+    ("/api/v1/employment/org-units/<uuid:org_unit_id>", "PUT"): Protected(
+        EMP_WRITE, 404, lambda m: Call("PUT", f"/api/v1/employment/org-units/{_u()}", {"name": "M"})),
+    ("/api/v1/employment/org-units/<uuid:org_unit_id>", "DELETE"): Protected(
+        EMP_WRITE, 404, lambda m: Call("DELETE", f"/api/v1/employment/org-units/{_u()}")),
+    ("/api/v1/employment/imports", "POST"): Protected(  # not multipart
+        EMP_WRITE, 415, lambda m: Call("POST", "/api/v1/employment/imports")),
+    ("/api/v1/employment/imports", "GET"): Protected(
+        EMP_WRITE, 200, lambda m: Call("GET", "/api/v1/employment/imports")),
+    ("/api/v1/employment/imports/<uuid:import_id>", "GET"): Protected(
+        EMP_WRITE, 404, lambda m: Call("GET", f"/api/v1/employment/imports/{_u()}")),
+    ("/employment/imports", "GET"): Protected(
+        EMP_WRITE, 200, lambda m: Call("GET", "/employment/imports")),
+    ("/employment/imports", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/employment/imports", form={})),
+    ("/employment/imports/<uuid:import_id>", "GET"): Protected(
+        EMP_WRITE, 404, lambda m: Call("GET", f"/employment/imports/{_u()}")),
+    ("/employment/employees", "GET"): Protected(
+        EMP_READ, 200, lambda m: Call("GET", "/employment/employees")),
+    ("/employment/employees/new", "GET"): Protected(
+        EMP_WRITE, 200, lambda m: Call("GET", "/employment/employees/new")),
+    ("/employment/employees", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/employment/employees", form={})),
+    ("/employment/employees/<uuid:employee_id>", "GET"): Protected(
+        EMP_WRITE, 404, lambda m: Call("GET", f"/employment/employees/{_u()}")),
+    ("/employment/employees/<uuid:employee_id>", "POST"): Protected(
+        EMP_WRITE, 404, lambda m: Call("POST", f"/employment/employees/{_u()}", form={})),
+    ("/employment/employees/<uuid:employee_id>/delete", "POST"): Protected(
+        EMP_WRITE, 404, lambda m: Call("POST", f"/employment/employees/{_u()}/delete")),
+    ("/employment/structure", "GET"): Protected(
+        EMP_READ, 200, lambda m: Call("GET", "/employment/structure")),
+    ("/employment/job-types", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/employment/job-types", form={})),
+    ("/employment/job-types/<uuid:job_type_id>/delete", "POST"): Protected(
+        EMP_WRITE, 404, lambda m: Call("POST", f"/employment/job-types/{_u()}/delete")),
+    ("/employment/org-units", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/employment/org-units", form={})),
+    ("/employment/org-units/<uuid:org_unit_id>", "GET"): Protected(
+        EMP_WRITE, 404, lambda m: Call("GET", f"/employment/org-units/{_u()}")),
+    ("/employment/org-units/<uuid:org_unit_id>", "POST"): Protected(
+        EMP_WRITE, 404, lambda m: Call("POST", f"/employment/org-units/{_u()}", form={})),
+    ("/employment/org-units/<uuid:org_unit_id>/delete", "POST"): Protected(
+        EMP_WRITE, 404, lambda m: Call("POST", f"/employment/org-units/{_u()}/delete")),
+    ("/employment/org-units/<uuid:org_unit_id>/chart", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/employment/org-units/{_u()}/chart")),
+    ("/api/v1/employment/relations", "POST"): Protected(
+        EMP_WRITE, 422, lambda m: Call("POST", "/api/v1/employment/relations", {})),
+    ("/api/v1/employment/relations/<relation>/<uuid:from_id>/<uuid:to_id>", "DELETE"): Protected(
+        EMP_WRITE, 404, lambda m: Call("DELETE", f"/api/v1/employment/relations/reports_to/{_u()}/{_u()}")),
+    ("/api/v1/employment/employees/<uuid:employee_id>/relations", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/employees/{_u()}/relations")),
+    ("/api/v1/employment/employees/<uuid:employee_id>/direct-reports", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/employees/{_u()}/direct-reports")),
+    ("/api/v1/employment/employees/<uuid:employee_id>/chain", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/employees/{_u()}/chain")),
+    ("/api/v1/employment/employees/<uuid:employee_id>/subordinates", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/employees/{_u()}/subordinates")),
+    ("/api/v1/employment/org-units/<uuid:org_unit_id>/chart", "GET"): Protected(
+        EMP_READ, 404, lambda m: Call("GET", f"/api/v1/employment/org-units/{_u()}/chart")),
     ("/api/v1/operations/exports/<uuid:export_id>", "GET"): Protected(
         OPERATOR, 404, lambda m: Call("GET", f"/api/v1/operations/exports/{uuid.uuid4()}")),
 }
