@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 from flask import jsonify, request
 from pydantic import AfterValidator, BaseModel, ValidationError
@@ -54,3 +54,12 @@ def accepted(status_url: str, **body: Any) -> Any:
     response.status_code = 202
     response.headers["Location"] = status_url
     return response
+
+
+class FromView(BaseModel):
+    """An API shape made field for field from a domain view (a dataclass of the same fields)."""
+
+    @classmethod
+    def of(cls, view: Any) -> Self:
+        """The JSON shape of ``view``."""
+        return cls(**view.__dict__)

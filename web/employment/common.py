@@ -7,10 +7,11 @@ from datetime import date, datetime
 from typing import TypeVar
 
 from flask import g, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from domain.db.provider import ProviderSession
-from domain.employment.queries import EmployeeView, OrgUnitView, PersonView
+from domain.employment.queries import OrgUnitView
+from web.api import FromView, ValidationError
 from web.db import management_db, tenant_db
 from web.errors import ApiError
 
@@ -39,7 +40,7 @@ def parse_query(model: type[M]) -> M:
         raise ApiError(422, "validation_failed", details[0]["reason"], details[0]["field"], details) from None
 
 
-class EmployeeOut(BaseModel):
+class EmployeeOut(FromView):
     """An employee of the tenant."""
 
     id: uuid.UUID
@@ -55,24 +56,14 @@ class EmployeeOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, view: EmployeeView) -> EmployeeOut:
-        """The JSON shape of an employee."""
-        return cls(**view.__dict__)
 
-
-class PersonOut(BaseModel):
+class PersonOut(FromView):
     """Who someone is, in a list of people."""
 
     id: uuid.UUID
     name: str
     work_email: str
     job_type: str | None
-
-    @classmethod
-    def of(cls, view: PersonView) -> PersonOut:
-        """The JSON shape of a person."""
-        return cls(**view.__dict__)
 
 
 class OrgUnitOut(BaseModel):

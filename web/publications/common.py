@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from config.settings import Settings
 from domain.db.provider import ProviderSession
-from domain.publications.queries import AttachmentView, PublicationView, SectionView, Summary
-from domain.publications.reading import ReaderView, Received
+from domain.publications.queries import PublicationView
+from domain.publications.reading import ReaderView
 from domain.publications.services import Author
+from web.api import FromView, ValidationError
 from web.db import management_db, tenant_db
 from web.errors import ApiError
 
@@ -62,7 +63,7 @@ class AudienceOut(BaseModel):
     employee_ids: list[uuid.UUID]
 
 
-class SectionOut(BaseModel):
+class SectionOut(FromView):
     """A section as written (Markdown) and rendered (sanitised HTML)."""
 
     id: uuid.UUID
@@ -71,13 +72,8 @@ class SectionOut(BaseModel):
     body: str
     body_html: str
 
-    @classmethod
-    def of(cls, view: SectionView) -> SectionOut:
-        """The JSON shape of a section."""
-        return cls(**view.__dict__)
 
-
-class AttachmentOut(BaseModel):
+class AttachmentOut(FromView):
     """An attached asset (``available``: it can still be downloaded)."""
 
     asset_id: uuid.UUID
@@ -85,11 +81,6 @@ class AttachmentOut(BaseModel):
     kind: str | None
     size: int
     available: bool
-
-    @classmethod
-    def of(cls, view: AttachmentView) -> AttachmentOut:
-        """The JSON shape of an attachment."""
-        return cls(**view.__dict__)
 
 
 class PublicationOut(BaseModel):
@@ -126,7 +117,7 @@ class PublicationOut(BaseModel):
         return cls(**fields)
 
 
-class SummaryOut(BaseModel):
+class SummaryOut(FromView):
     """A publication in the authors' list."""
 
     id: uuid.UUID
@@ -139,13 +130,8 @@ class SummaryOut(BaseModel):
     recipients: int
     read: int
 
-    @classmethod
-    def of(cls, view: Summary) -> SummaryOut:
-        """The JSON shape of a summary."""
-        return cls(**view.__dict__)
 
-
-class ReceivedOut(BaseModel):
+class ReceivedOut(FromView):
     """A publication in a reader's list (``read_at``: when they first opened it)."""
 
     id: uuid.UUID
@@ -153,11 +139,6 @@ class ReceivedOut(BaseModel):
     author_name: str
     published_at: datetime
     read_at: datetime | None
-
-    @classmethod
-    def of(cls, view: Received) -> ReceivedOut:
-        """The JSON shape of a received publication."""
-        return cls(**view.__dict__)
 
 
 class ReaderOut(BaseModel):
