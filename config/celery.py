@@ -40,6 +40,8 @@ BEAT_JOBS: dict[str, tuple[str, str | float]] = {
     "clean-up-assets": ("tasks.assets.clean_up_assets", "asset_cleanup_seconds"),
     # Each claims a row per (user, day) / per tenant before it sends: safe twice.
     "notification-digests": ("tasks.notifications.send_digests", "digest_check_seconds"),
+    # Senders claim emails with FOR UPDATE SKIP LOCKED and start each one from "queued" only.
+    "email-sender": ("tasks.notifications.sweep_emails", 15.0),
     "trial-reminders": ("tasks.tenancy.remind_trials", 3600.0),
     "scheduled-publications": ("tasks.publications.publish_due", 30.0),  # claims each due one once
 }

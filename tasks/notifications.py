@@ -12,7 +12,7 @@ from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1, TrialEndingV1
 from domain.messaging.handling import HandlerContext
-from domain.notifications import digest, handlers
+from domain.notifications import digest, handlers, sending
 from workers.base import domain_task
 
 
@@ -76,3 +76,23 @@ def send_digests(self: Any) -> dict[str, Any]:
     run = digest.send_digests(self.app.provider, self.app.ports, now=utcnow(),
                               hour=self.app.settings.digest_hour)
     return {"day": run.day.isoformat() if run.day else None, **run.outcomes}
+
+
+@shared_task(name="tasks.notifications.send_emails", bind=True, ignore_result=True)
+def send_emails(self: Any) -> dict[str, int]:
+    """Send the emails waiting for the sending stage, in batches (woken by handlers)."""
+    ports = self.app.ports
+    waker = ports["wake_sender"]
+    return dict(sending.drain(self.app.provider, ports["mailer"], ports["sealer"],
+                              more=waker.another, awake=waker.renew, idle=waker.clear))
+
+
+@shared_task(name="tasks.notifications.sweep_emails", bind=True)
+def sweep_emails(self: Any) -> dict[str, Any]:
+    """Beat: settle attempts that died mid-send, and wake a sender if emails are due."""
+    ports = self.app.ports
+    died = sending.sweep(self.app.provider, idempotent=ports["mailer"].idempotent)
+    due = sending.anything_due(self.app.provider)
+    if due:
+        ports["wake_sender"].another()
+    return {"died": died, "due": due}

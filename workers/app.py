@@ -12,6 +12,7 @@ from domain.bootstrap import build_ports, build_provider
 from domain.db.provider import DataProvider
 from workers import signals  # noqa: F401 - connects process and task signals
 from workers.mail_rendering import JinjaEmailRenderer
+from workers.senders import SenderWaker
 
 TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay", "tasks.purchases", "tasks.billing",
                 "tasks.employment", "tasks.assets", "tasks.publications"]
@@ -31,8 +32,10 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     app.config_from_object(celery_config(settings))
     app.settings = settings
     app.provider = build_provider(settings)
-    # The email renderer is Jinja2, which the domain does not import: added here.
-    app.ports = {**build_ports(settings), "renderer": JinjaEmailRenderer()}
+    # The email renderer is Jinja2 and the sender is woken with a task: the domain imports
+    # neither, so both are added here.
+    app.ports = {**build_ports(settings), "renderer": JinjaEmailRenderer(),
+                 "wake_sender": SenderWaker(app, settings.redis_url)}
     return app
 
 

@@ -1,41 +1,44 @@
-"""Sending an email at most once per (event, recipient): record, then send, then settle.
+"""Recording emails at most once per (event, recipient), for the sending stage to send.
 
-``deliver`` first claims the delivery in a committed transaction on the management database
-(the caller's session: the reads that resolved the recipient commit with it): a new row in
-state ``sending`` (or ``throttled`` past the recipient's hourly rate, or ``suppressed`` for
-an undeliverable address) written by one ``INSERT ... SELECT``, under a per-recipient
-advisory lock so the rate is counted exactly. Then it sends (the Message-ID comes from the
-same key) and settles the row in one autocommitted statement (``sent``, ``failed``,
-``unconfirmed``, or ``retry`` before a transient error goes up to the task, which retries
-it with backoff).
+``record`` writes one row per email in the management database, in the caller's
+transaction, with one ``INSERT ... SELECT`` for all of an event's recipients: state
+``queued`` with the email sealed in ``payload`` (an invitation's body carries its token),
+or ``throttled`` past the recipient's hourly rate (left to the digest), or ``suppressed``
+for an undeliverable address. Rows that count against the rate are counted under a
+per-recipient advisory lock, taken in address order, so the rate is exact under
+concurrency. ``(event_id, recipient)`` is unique: a redelivered event finds its rows and
+records nothing new; what they say is returned instead.
 
-A redelivered event finds the row: ``sent``, ``failed``, ``throttled``, ``suppressed`` and
-``unconfirmed`` are final and nothing is sent; ``retry`` is sent again. ``sending`` means the
-attempt that wrote it died (a worker killed while it talked to the server): the email may
-have gone, so it is not sent again but settled ``unconfirmed`` (at most once, as issue 5
-prefers); operators find those rows. Only an idempotent transport (the Maildir, where the
-same key rewrites the same file) simply sends it again.
+``domain.notifications.sending`` sends the queued rows in batches and settles each one.
 """
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from typing import Protocol
 
-from sqlalchemy import and_, case, func, literal, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.db.base import utcnow
-from domain.db.provider import MANAGEMENT, DataProvider
-from domain.notifications.errors import MailerMisconfigured, MailRejected, MailTransient, MailUncertain
-from domain.notifications.mail import Email, Mailer, message_id
+from domain.notifications.mail import Email, message_id
 from domain.notifications.models import EmailDelivery, UndeliverableAddress
 
 # Rows that count against the hourly rate: sent, or on their way.
-_COUNTED = ("sending", "retry", "sent", "unconfirmed")
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:recipient, 5))")
-DIED = "an earlier attempt died while sending: not sent again (at most once)"
+COUNTED = ("queued", "sending", "retry", "sent", "unconfirmed")
+# States in the sending stage's hands: to the notice, its email is "queued".
+IN_PROGRESS = frozenset({"queued", "sending", "retry"})
+
+
+class Sealer(Protocol):
+    """Encrypts an email for the row and back (``PasswordSealer``)."""
+
+    def seal(self, value: str) -> str:
+        """An encrypted, authenticated copy."""
+
+    def unseal(self, sealed: str) -> str | None:
+        """The value, or None if it was sealed under another key."""
 
 
 @dataclass(frozen=True)
@@ -53,117 +56,113 @@ class Request:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of the email: ``sent``, ``failed``, ``throttled``, ``suppressed`` or
-    ``unconfirmed``, and why (for the notice)."""
+    """What became of the email when it was recorded: ``queued`` (the sending stage has it),
+    ``throttled``, ``suppressed``, or a redelivered event's earlier outcome (``sent``,
+    ``failed``, ``unconfirmed``), and why (for the notice)."""
 
     state: str
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class _Claim:
-    id: uuid.UUID
-    state: str
-    error: str | None
-    attempts: int
+def seal_email(sealer: Sealer, email: Email) -> str:
+    """The sealed payload of ``email``."""
+    return sealer.seal(json.dumps(asdict(email), separators=(",", ":")))
 
 
-def deliver(provider: DataProvider, session: Session, mailer: Mailer, email: Email, request: Request, *,
-            sender: str, last_attempt: bool = False) -> Outcome:
-    """Send ``email`` unless this (event, recipient) was sent, refused, throttled or may have gone.
+def unseal_email(sealer: Sealer, payload: str) -> Email | None:
+    """The email of a payload, or None if it cannot be unsealed (SECRET_KEY rotated)."""
+    found = sealer.unseal(payload)
+    return Email(**json.loads(found)) if found is not None else None
 
-    ``session`` is a management session the claim is committed on. Raises MailTransient
-    (after recording ``retry``) for the task to retry, unless this is its last attempt: then
-    the email is settled ``failed``. MailerMisconfigured goes up too.
+
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(r, 5)) "
+             "FROM (SELECT DISTINCT r FROM unnest(CAST(:recipients AS text[])) AS r ORDER BY r) AS s")
+
+# One statement for every email of an event: undeliverable, throttled or queued.
+_RECORD = text(f"""
+WITH input AS (
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:events AS uuid[]), CAST(:recipients AS text[]),
+                         CAST(:users AS uuid[]), CAST(:tenants AS uuid[]), CAST(:categories AS text[]),
+                         CAST(:subjects AS text[]), CAST(:mids AS text[]), CAST(:payloads AS text[]),
+                         CAST(:hourly AS int[]))
+        AS t(id, event_id, recipient, user_id, tenant_id, category, subject, message_id, payload, hourly)
+), decided AS (
+    SELECT i.*, u.reason AS undeliverable,
+           coalesce(i.hourly IS NOT NULL AND (
+               SELECT count(*) FROM email_deliveries d
+               WHERE d.recipient = i.recipient AND d.state IN {COUNTED!r}
+                 AND d.created_at > now() - interval '1 hour') >= i.hourly, false) AS throttled
+    FROM input AS i LEFT JOIN undeliverable_addresses AS u ON u.address = i.recipient
+)
+INSERT INTO email_deliveries (id, event_id, recipient, user_id, tenant_id, category, subject, state,
+                              attempts, error, message_id, payload, due_at, finished_at)
+SELECT id, event_id, recipient, user_id, tenant_id, category, left(subject, 300),
+       CASE WHEN undeliverable IS NOT NULL THEN 'suppressed' WHEN throttled THEN 'throttled'
+            ELSE 'queued' END,
+       0,
+       CASE WHEN undeliverable IS NOT NULL THEN 'the address is undeliverable (' || undeliverable || ')'
+            WHEN throttled THEN 'more than ' || hourly || ' emails in an hour: left to the digest' END,
+       message_id,
+       CASE WHEN undeliverable IS NULL AND NOT throttled THEN payload END,
+       CASE WHEN undeliverable IS NULL AND NOT throttled THEN now() END,
+       CASE WHEN undeliverable IS NOT NULL OR throttled THEN now() END
+FROM decided
+ON CONFLICT (event_id, recipient) DO NOTHING
+RETURNING event_id, recipient, state, error
+""")
+
+
+def record(session: Session, sealer: Sealer, sender: str,
+           emails: list[tuple[Request, Email]]) -> list[Outcome]:
+    """Record each email for the sending stage, unless its (event, recipient) was recorded.
+
+    One outcome per email, in order. The caller commits (the locks are held until then).
     """
-    claim = _claim(session, request, message_id(email.key, sender), mailer.idempotent)
-    if claim.state != "sending":
-        return Outcome(claim.state, claim.error)
-    try:
-        result = mailer.send(email)
-    except MailRejected as exc:
-        _settle(provider, claim.id, "failed", str(exc))
-        if exc.bad_address:
-            mark_undeliverable(session, request.recipient, "refused", str(exc))
-            session.commit()
-        return Outcome("failed", str(exc))
-    except MailUncertain as exc:
-        _settle(provider, claim.id, "unconfirmed", str(exc))
-        return Outcome("unconfirmed", str(exc))
-    except MailTransient as exc:
-        if last_attempt:
-            reason = f"gave up after {claim.attempts} attempts: {exc}"
-            _settle(provider, claim.id, "failed", reason)
-            return Outcome("failed", reason)
-        _settle(provider, claim.id, "retry", str(exc))
-        raise
-    except MailerMisconfigured as exc:
-        _settle(provider, claim.id, "retry", str(exc))
-        raise
-    _settle(provider, claim.id, "sent", None, result.provider_id)
-    return Outcome("sent")
+    if not emails:
+        return []
+    recipients = [request.recipient.lower() for request, _ in emails]
+    if any(request.throttle_per_hour is not None for request, _ in emails):
+        session.execute(_LOCK, {"recipients": recipients})  # the counts must see every earlier row
+    rows = session.execute(_RECORD, {
+        "ids": [uuid.uuid4() for _ in emails],
+        "events": [request.event_id for request, _ in emails],
+        "recipients": recipients,
+        "users": [request.user_id for request, _ in emails],
+        "tenants": [request.tenant_id for request, _ in emails],
+        "categories": [request.category for request, _ in emails],
+        "subjects": [request.subject for request, _ in emails],
+        "mids": [message_id(email.key, sender) for _, email in emails],
+        "payloads": [seal_email(sealer, email) for _, email in emails],
+        "hourly": [request.throttle_per_hour for request, _ in emails],
+    }).all()
+    found = {(row.event_id, row.recipient): Outcome(row.state, row.error) for row in rows}
+    keys = [(request.event_id, recipient) for (request, _), recipient in zip(emails, recipients, strict=True)]
+    missing = [key for key in keys if key not in found]
+    if missing:  # a redelivery: what became of them
+        found.update(_existing(session, missing))
+    return [_as_notice_sees(found[key]) for key in keys]
 
 
-def _claim(session: Session, request: Request, mid: str, idempotent: bool) -> _Claim:
-    recipient = request.recipient.lower()
-    now = utcnow()
-    if request.throttle_per_hour is not None:  # the count below must see every earlier claim
-        session.execute(_LOCK, {"recipient": recipient})
-    row = session.execute(_first_claim(request, recipient, mid, now)).first()
-    if row is None:  # seen before: a redelivery
-        existing = session.scalars(select(EmailDelivery).where(
-            EmailDelivery.event_id == request.event_id, EmailDelivery.recipient == recipient)
-            .with_for_update()).one()
-        claim = _again(existing, idempotent, now)
-    else:
-        claim = _Claim(row.id, row.state, row.error, row.attempts)
-    session.commit()
-    return claim
+def _existing(session: Session, keys: list[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], Outcome]:
+    events = sorted({event for event, _ in keys})
+    rows = session.execute(select(EmailDelivery.event_id, EmailDelivery.recipient, EmailDelivery.state,
+                                  EmailDelivery.error)
+                           .where(EmailDelivery.event_id.in_(events),
+                                  EmailDelivery.recipient.in_(sorted({r for _, r in keys}))))
+    return {(row.event_id, row.recipient): Outcome(row.state, row.error) for row in rows}
 
 
-def _first_claim(request: Request, recipient: str, mid: str, now: datetime) -> object:
-    """One INSERT ... SELECT writing the row as ``sending``, ``suppressed`` or ``throttled``
-    (nothing if the row exists)."""
-    undeliverable = select(UndeliverableAddress.reason).where(
-        UndeliverableAddress.address == recipient).scalar_subquery()
-    recent = select(func.count()).select_from(EmailDelivery).where(and_(
-        EmailDelivery.recipient == recipient, EmailDelivery.state.in_(_COUNTED),
-        EmailDelivery.created_at > func.now() - text("interval '1 hour'"))).scalar_subquery()
-    limit = request.throttle_per_hour
-    throttled = recent >= limit if limit is not None else literal(False)
-    state = case((undeliverable.is_not(None), "suppressed"), (throttled, "throttled"), else_="sending")
-    error = case((undeliverable.is_not(None), "the address is undeliverable (" + undeliverable + ")"),
-                 (throttled, f"more than {limit} emails in an hour: left to the digest"), else_=None)
-    sending = state == "sending"
-    values = select(
-        literal(uuid.uuid4()), literal(request.event_id), literal(recipient), literal(request.user_id),
-        literal(request.tenant_id), literal(request.category), literal(request.subject[:300]), state,
-        case((sending, 1), else_=0), error, literal(mid), case((sending, now), else_=None),
-        case((sending, None), else_=now))
-    columns = ["id", "event_id", "recipient", "user_id", "tenant_id", "category", "subject", "state",
-               "attempts", "error", "message_id", "attempted_at", "finished_at"]
-    return (insert(EmailDelivery).from_select(columns, values)
-            .on_conflict_do_nothing(index_elements=["event_id", "recipient"])
-            .returning(EmailDelivery.id, EmailDelivery.state, EmailDelivery.error, EmailDelivery.attempts))
+def _as_notice_sees(outcome: Outcome) -> Outcome:
+    return Outcome("queued") if outcome.state in IN_PROGRESS else outcome
 
 
-def _again(row: EmailDelivery, idempotent: bool, now: datetime) -> _Claim:
-    """A delivery seen before: send it again only if that cannot send it twice."""
-    if row.state == "retry" or (row.state == "sending" and idempotent):
-        row.state, row.attempts, row.attempted_at = "sending", row.attempts + 1, now
-        return _Claim(row.id, "sending", None, row.attempts)
-    if row.state == "sending":
-        row.state, row.error, row.finished_at = "unconfirmed", DIED, now
-    return _Claim(row.id, row.state, row.error, row.attempts)
-
-
-def _settle(provider: DataProvider, delivery_id: uuid.UUID, state: str, error: str | None,
-            provider_id: str | None = None) -> None:
-    """One autocommitted UPDATE: what became of the attempt."""
-    engine = provider.engine(provider.url_of(MANAGEMENT))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(update(EmailDelivery).where(EmailDelivery.id == delivery_id).values(
-            state=state, error=error, provider_id=provider_id, finished_at=func.now()))
+def states_for(session: Session, user_id: uuid.UUID, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, Outcome]:
+    """What became of the user's emails of ``event_ids`` (for notices whose email was queued)."""
+    if not event_ids:
+        return {}
+    rows = session.execute(select(EmailDelivery.event_id, EmailDelivery.state, EmailDelivery.error)
+                           .where(EmailDelivery.event_id.in_(event_ids), EmailDelivery.user_id == user_id))
+    return {row.event_id: _as_notice_sees(Outcome(row.state, row.error)) for row in rows}
 
 
 def mark_undeliverable(session: Session, address: str, reason: str, detail: str | None = None) -> bool:

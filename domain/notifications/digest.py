@@ -1,15 +1,15 @@
 """The daily digest: one email per user per day summarising their unread notices.
 
 Beat runs ``send_digests`` every ``DIGEST_CHECK_SECONDS``; from ``DIGEST_HOUR`` (UTC) on it
-sends the day's digest to every user who asked for one and to everyone whose emails were
-throttled in the last day (their events were collapsed into it). A digest is an email like
-any other, keyed by (user, day): its delivery row is claimed before it is sent, so a second
-beat (or a second run) finds it and sends nothing. A user with nothing unread since their
+records the day's digest for the sending stage for every user who asked for one and for
+everyone whose emails were throttled in the last day (their events were collapsed into it).
+A digest is an email like any other, keyed by (user, day): its delivery row is recorded
+once, so a second beat (or a second run) finds it and records nothing; the sending stage
+sends it once (and retries it like any other email). A user with nothing unread since their
 last digest gets none that day (a later run may still send it, once).
 """
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,14 +27,12 @@ from domain.notifications import deliveries, queries, texts
 from domain.notifications.branding import branding_of
 from domain.notifications.categories import DIGEST
 from domain.notifications.deliveries import Request
-from domain.notifications.errors import MailerMisconfigured, MailTransient
 from domain.notifications.mail import Email
 from domain.notifications.models import EmailDelivery
 from domain.notifications.preferences import digest_subscribers
 from domain.tenancy import queries as tenancy
 from domain.translations import services as translations
 
-log = logging.getLogger(__name__)
 DIGEST_NAMESPACE = uuid.UUID("5b0f3d3e-9f2c-4a51-8d53-6f1f0e8a7c21")
 MAX_LISTED = 20  # notices listed per tenant; the rest are counted
 
@@ -62,8 +60,7 @@ def candidates(session: Session, day: date, now: datetime) -> list[uuid.UUID]:
         EmailDelivery.state == "throttled", EmailDelivery.user_id.is_not(None),
         EmailDelivery.created_at > now - timedelta(days=1)))
     done = session.scalars(select(EmailDelivery.user_id).where(
-        EmailDelivery.category == DIGEST, EmailDelivery.state != "retry",
-        EmailDelivery.created_at >= _day_start(day)))
+        EmailDelivery.category == DIGEST, EmailDelivery.created_at >= _day_start(day)))
     wanted = set(digest_subscribers(session)) | {u for u in throttled if u is not None}
     return sorted(wanted - {u for u in done if u is not None})
 
@@ -77,12 +74,10 @@ def send_digests(provider: DataProvider, ports: Mapping[str, Any], *, now: datet
         users = candidates(session, day, now)
     run = DigestRun(day)
     for user_id in users:
-        try:
-            outcome = send_digest(provider, ports, user_id, day, now)
-        except (MailTransient, MailerMisconfigured) as exc:  # left as "retry": the next run sends it
-            log.warning("the digest of %s was not sent: %s", user_id, exc)
-            outcome = "retry"
+        outcome = send_digest(provider, ports, user_id, day, now)
         run.outcomes[outcome] = run.outcomes.get(outcome, 0) + 1
+    if run.outcomes.get("queued") and ports.get("wake_sender") is not None:
+        ports["wake_sender"]()
     return run
 
 
@@ -129,8 +124,8 @@ def send_digest(provider: DataProvider, ports: Mapping[str, Any], user_id: uuid.
                   reply_to=branding.sender_address)
     request = Request(event_id, user.email, DIGEST, title, user_id, brand_tenant, None)
     with provider.management() as session:
-        outcome = deliveries.deliver(provider, session, ports["mailer"], email, request,
-                                     sender=ports["mail_from"])
+        (outcome,) = deliveries.record(session, ports["sealer"], ports["mail_from"], [(request, email)])
+        session.commit()
     return outcome.state
 
 

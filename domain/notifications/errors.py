@@ -24,7 +24,13 @@ class InvalidFeedback(DomainError):
 
 class MailTransient(Transient):
     """The transport failed in a way that may pass (a connection refused, a 4xx reply, SES
-    throttling): nothing was sent; the task retries with backoff."""
+    throttling): nothing was sent; it is retried with backoff. ``recipient_only``: only this
+    recipient was deferred (a 4xx to RCPT: greylisting, a full mailbox); the transport is
+    fine for the others."""
+
+    def __init__(self, reason: str, *, recipient_only: bool = False) -> None:
+        super().__init__(reason)
+        self.recipient_only = recipient_only
 
 
 class MailRejected(Exception):
@@ -43,4 +49,5 @@ class MailUncertain(Exception):
 
 class MailerMisconfigured(Exception):
     """The transport refused our credentials or TLS: nothing was sent, and retrying the
-    same configuration will not help. The task fails loudly (operators see it on the relay)."""
+    same configuration will not help. Logged as an error; the emails wait, without spending
+    attempts, until the configuration is fixed."""

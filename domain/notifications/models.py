@@ -30,8 +30,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, TenantBase, TenantScoped, created_at_column
 
-# What became of a notice's email (None: no email was wanted).
-EMAIL_STATES = ("sent", "failed", "throttled", "suppressed", "unconfirmed")
+# What became of a notice's email (None: no email was wanted). ``queued``: handed to the
+# sending stage when the notice was written; its delivery row says what became of it since.
+EMAIL_STATES = ("queued", "sent", "failed", "throttled", "suppressed", "unconfirmed")
 
 
 class Notice(TenantScoped, TenantBase):
@@ -60,12 +61,14 @@ class Notice(TenantScoped, TenantBase):
 class EmailDelivery(ManagementBase):
     """One email to one address for one event, recorded before it is sent.
 
-    ``state``: ``sending`` (an attempt started: if it is still so on a redelivery, that
-    attempt died and the email may have gone: not sent again unless the transport is
-    idempotent), ``retry`` (the last attempt certainly sent nothing), ``sent``, ``failed``
-    (refused for good), ``throttled`` (past the recipient's hourly rate: left to the digest),
-    ``suppressed`` (undeliverable address), ``unconfirmed`` (may or may not have gone; never
-    re-sent: at most once).
+    ``state``: ``queued`` (recorded with its sealed ``payload``, waiting for the sending stage
+    from ``due_at``), ``sending`` (an attempt started: if a sender finds it so after
+    ``sending.STALE_AFTER``, that attempt died and the email may have gone: not sent again
+    unless the transport is idempotent), ``retry`` (the last attempt certainly sent nothing;
+    due again at ``due_at``), ``sent``, ``failed`` (refused for good), ``throttled`` (past the
+    recipient's hourly rate: left to the digest), ``suppressed`` (undeliverable address),
+    ``unconfirmed`` (may or may not have gone; never re-sent: at most once).
+    ``claimed_until``: a sender holds the row in its batch until then.
     """
 
     __tablename__ = "email_deliveries"
@@ -75,8 +78,10 @@ class EmailDelivery(ManagementBase):
         Index("ix_email_deliveries_provider_id", "provider_id",
               postgresql_where=text("provider_id IS NOT NULL")),
         Index("ix_email_deliveries_user_category", "user_id", "category", "created_at"),
-        CheckConstraint("state IN ('sending', 'retry', 'sent', 'failed', 'throttled', 'suppressed', "
-                        "'unconfirmed')", name="state"),
+        # What the sending stage claims: rows due to be sent, oldest first.
+        Index("ix_email_deliveries_due", "due_at", postgresql_where=text("state IN ('queued', 'retry')")),
+        CheckConstraint("state IN ('queued', 'sending', 'retry', 'sent', 'failed', 'throttled', "
+                        "'suppressed', 'unconfirmed')", name="state"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -94,6 +99,10 @@ class EmailDelivery(ManagementBase):
     created_at: Mapped[datetime] = created_at_column()
     attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The email itself (sealed: an invitation's body carries its token) until it is settled.
+    payload: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class UndeliverableAddress(ManagementBase):

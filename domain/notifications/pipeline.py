@@ -1,15 +1,16 @@
 """The one path every event takes to people: event -> recipients -> notice (+ email).
 
 A handler describes the event (an ``Announcement``: category, texts, values) and names the
-people it concerns; ``notify`` resolves them (address, language, choices), writes each one
-an in-app notice in the handler's transaction (when they want it in the app) and sends the
-email (when they want it by email) through ``deliveries.deliver``, which records it before
-sending so it goes at most once per (event, recipient). The notice keeps what became of the
-email. Throttled emails keep their notice even where the app channel is off: the digest is
-made of notices.
+people it concerns; ``notify`` resolves them (address, language, choices), renders each
+email (when they want it by email) and records them all for the sending stage with
+``deliveries.record`` (at most once per (event, recipient)), then writes each one an in-app
+notice in the handler's transaction (when they want it in the app). The notice keeps what
+became of the email when it was written (``queued``: its delivery row says the rest).
+Throttled emails keep their notice even where the app channel is off: the digest is made
+of notices.
 
-The reads that resolve the recipients and the first email's claim share one transaction on
-the management database. A tenant's branding and text overrides are read once per
+The reads that resolve the recipients and the recording of the emails share one
+transaction on the management database. A tenant's branding and text overrides are read once per
 ``TENANT_TEXTS_SECONDS`` per process (``TenantTexts``): a change reaches emails within that.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from domain.messaging.handling import HandlerContext
@@ -115,37 +117,68 @@ def notify(ctx: HandlerContext, announcement: Announcement, people: list[Person]
            management: Session | None = None) -> list[Outcome | None]:
     """Tell ``people`` about the event: a notice and an email each, as they chose.
 
-    ``management``: the handler's own session when it writes the management database (the
-    reads then share its transaction, and the emails are claimed on a session of their own).
+    The emails are rendered here and recorded for the sending stage in one statement,
+    committed on the management database before the handler's own transaction (a
+    redelivery finds them); then a sender is woken. ``management``: the handler's own
+    session when it writes the management database (the reads then share its transaction).
     """
     with ctx.provider.management() as own:
         found = audience(management if management is not None else own, ctx, announcement, people)
-        return [_reach(ctx, own, announcement, found, recipient) for recipient in found.recipients]
+        texts = [_texts_for(announcement, found, recipient) for recipient in found.recipients]
+        wanted = [(i, _email(ctx, announcement, found, recipient, texts[i]))
+                  for i, recipient in enumerate(found.recipients) if recipient.email_on and recipient.email]
+        recorded = deliveries.record(own, ctx.ports["sealer"], ctx.ports["mail_from"],
+                                     [request_and_email for _, request_and_email in wanted])
+        own.commit()
+    outcomes: list[Outcome | None] = [None] * len(found.recipients)
+    for (i, _), outcome in zip(wanted, recorded, strict=True):
+        outcomes[i] = outcome
+    if any(outcome is not None and outcome.state == "queued" for outcome in outcomes):
+        wake = ctx.ports.get("wake_sender")
+        if wake is not None:
+            wake()
+    _write_notices(ctx, announcement, found.recipients, texts, outcomes)
+    return outcomes
 
 
-def _reach(ctx: HandlerContext, claims: Session, announcement: Announcement, found: Audience,
-           recipient: Recipient) -> Outcome | None:
+def _texts_for(announcement: Announcement, found: Audience,
+               recipient: Recipient) -> tuple[str, str, dict[str, object]]:
+    """The notice's title and body in the recipient's language, and the values they were made of."""
     translate = found.translators[recipient.locale]
     params = {k: translate.datetime(v) if isinstance(v, datetime) else v
               for k, v in announcement.params.items()}
-    title, body = translate(announcement.text.title, **params), translate(announcement.text.body, **params)
-    outcome = None
-    if recipient.email_on and recipient.email:
-        outcome = _email(ctx, claims, announcement, found, recipient, values=params, text=(title, body))
-    keeps = recipient.in_app or (outcome is not None and outcome.state == "throttled")
-    if recipient.user_id is not None and keeps and ctx.session.info.get("tenant_id") is not None:
-        ctx.session.add(Notice(
-            id=uuid.uuid4(), tenant_id=announcement.tenant_id, user_id=recipient.user_id,
-            event_id=uuid.UUID(ctx.envelope.event_id), category=announcement.category,
-            title=title[:300], body=body, email_status=outcome.state if outcome else None,
-            email_error=outcome.error if outcome else None))
-    return outcome
+    return translate(announcement.text.title, **params), translate(announcement.text.body, **params), params
 
 
-def _email(ctx: HandlerContext, claims: Session, announcement: Announcement, found: Audience,
-           recipient: Recipient, *, values: dict[str, object], text: tuple[str, str]) -> Outcome:
+def _write_notices(ctx: HandlerContext, announcement: Announcement, recipients: list[Recipient],
+                   texts: list[tuple[str, str, dict[str, object]]], outcomes: list[Outcome | None]) -> None:
+    """The in-app notices, in the handler's transaction (one statement).
+
+    Throttled emails keep their notice even where the app channel is off: the digest is
+    made of notices.
+    """
+    if ctx.session.info.get("tenant_id") is None:  # the handler writes elsewhere: no notices
+        return
+    rows = []
+    for recipient, (title, body, _), outcome in zip(recipients, texts, outcomes, strict=True):
+        keeps = recipient.in_app or (outcome is not None and outcome.state == "throttled")
+        if recipient.user_id is None or not keeps:
+            continue
+        rows.append({"id": uuid.uuid4(), "tenant_id": announcement.tenant_id, "user_id": recipient.user_id,
+                     "event_id": uuid.UUID(ctx.envelope.event_id), "category": announcement.category,
+                     "title": title[:300], "body": body,
+                     "email_status": outcome.state if outcome else None,
+                     "email_error": outcome.error if outcome else None})
+    if rows:
+        ctx.session.execute(insert(Notice), rows)
+
+
+def _email(ctx: HandlerContext, announcement: Announcement, found: Audience, recipient: Recipient,
+           texts: tuple[str, str, dict[str, object]]) -> tuple[Request, Email]:
+    """The recipient's email, rendered, and what it is for."""
     assert recipient.email is not None
-    (title, body), branding = text, found.branding
+    title, body, values = texts
+    branding = found.branding
     translate = found.translators[recipient.locale]
     public_url = str(ctx.ports["public_url"]).rstrip("/")
     context = {"recipient": recipient.name, "title": title, "body": body, "branding": branding,
@@ -156,7 +189,5 @@ def _email(ctx: HandlerContext, claims: Session, announcement: Announcement, fou
                   subject=title, text=rendered.text, html=rendered.html, language=recipient.locale,
                   sender_name=branding.display_name, reply_to=branding.sender_address)
     throttle = None if announcement.category in MANDATORY else ctx.ports["mail_throttle_per_hour"]
-    request = Request(uuid.UUID(ctx.envelope.event_id), recipient.email, announcement.category, title,
-                      recipient.user_id, announcement.tenant_id, throttle)
-    return deliveries.deliver(ctx.provider, claims, ctx.ports["mailer"], email, request,
-                              sender=ctx.ports["mail_from"], last_attempt=ctx.last_attempt)
+    return Request(uuid.UUID(ctx.envelope.event_id), recipient.email, announcement.category, title,
+                   recipient.user_id, announcement.tenant_id, throttle), email

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from domain.notifications import deliveries
 from domain.notifications.models import Notice
 
 
@@ -22,6 +23,7 @@ class NoticeView:
     created_at: datetime
     read: bool
     email_status: str | None = None
+    event_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ class NoticePage:
 
 
 def _view(n: Notice) -> NoticeView:
-    return NoticeView(n.id, n.category, n.title, n.body, n.created_at, n.read_at is not None, n.email_status)
+    return NoticeView(n.id, n.category, n.title, n.body, n.created_at, n.read_at is not None, n.email_status,
+                      n.event_id)
 
 
 def first_notice_at(session: Session, category: str) -> datetime | None:
@@ -57,11 +60,27 @@ def unread_count(session: Session, user_id: uuid.UUID) -> int:
                           .where(Notice.user_id == user_id, Notice.read_at.is_(None))) or 0
 
 
-def notice_page(session: Session, user_id: uuid.UUID, limit: int = 50, offset: int = 0) -> NoticePage:
-    """A page of the user's notices with their total and unread counts (one query for both)."""
+def notice_page(session: Session, user_id: uuid.UUID, limit: int = 50, offset: int = 0, *,
+                management: Session | None = None) -> NoticePage:
+    """A page of the user's notices with their total and unread counts (one query for both).
+
+    With ``management``, a notice whose email was ``queued`` when it was written shows what
+    became of it since (one more query, only when the page has such notices).
+    """
     total, unread = session.execute(select(func.count(), func.count().filter(Notice.read_at.is_(None)))
                                     .where(Notice.user_id == user_id)).one()
-    return NoticePage(notices_for(session, user_id, limit, offset), total, unread, limit, offset)
+    items = notices_for(session, user_id, limit, offset)
+    if management is not None:
+        items = _email_outcomes(management, user_id, items)
+    return NoticePage(items, total, unread, limit, offset)
+
+
+def _email_outcomes(management: Session, user_id: uuid.UUID, items: list[NoticeView]) -> list[NoticeView]:
+    queued = [n.event_id for n in items if n.email_status == "queued"]
+    if not queued:
+        return items
+    states = deliveries.states_for(management, user_id, queued)
+    return [replace(n, email_status=states[n.event_id].state) if n.event_id in states else n for n in items]
 
 
 def unread_since(session: Session, user_id: uuid.UUID, since: datetime,

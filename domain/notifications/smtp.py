@@ -41,10 +41,10 @@ class SmtpMailer:
         return context
 
     def _open(self) -> smtplib.SMTP:
+        connection: smtplib.SMTP | None = None
         try:
             if self.use_ssl:
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                                            context=self._tls())
+                connection = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls())
             else:
                 connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
                 if self.starttls:
@@ -52,13 +52,22 @@ class SmtpMailer:
             if self._username:
                 connection.login(self._username, self._password)
             connection.ehlo_or_helo_if_needed()  # MAIL does not greet by itself (sendmail would)
+        except BaseException:
+            if connection is not None:  # a half-opened connection is closed, not left to the collector
+                with contextlib.suppress(OSError):
+                    connection.close()
+            raise
+        return connection
+
+    def _connect(self) -> smtplib.SMTP:
+        try:
+            return self._open()
         except smtplib.SMTPAuthenticationError as exc:
             raise MailerMisconfigured(f"the SMTP server refused the login ({exc.smtp_code})") from None
         except (ssl.SSLError, smtplib.SMTPNotSupportedError) as exc:
             raise MailerMisconfigured(f"TLS with the SMTP server failed: {type(exc).__name__}") from None
         except (smtplib.SMTPException, OSError) as exc:
             raise MailTransient(f"cannot reach the SMTP server: {type(exc).__name__}: {exc}") from None
-        return connection
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -70,7 +79,7 @@ class SmtpMailer:
         """The process's connection and whether it was already open (reused)."""
         if self._connection is not None and self._pid == os.getpid():
             return self._connection, True
-        self._connection, self._pid = self._open(), os.getpid()
+        self._connection, self._pid = self._connect(), os.getpid()
         return self._connection, False
 
     def send(self, email: Email) -> SendResult:
@@ -117,7 +126,7 @@ class SmtpMailer:
             self._drop()
         if 500 <= code < 600:
             raise MailRejected(f"the SMTP server refused {what}: {code} {text}"[:500], bad_address=recipient)
-        raise MailTransient(f"the SMTP server deferred {what}: {code} {text}"[:500])
+        raise MailTransient(f"the SMTP server deferred {what}: {code} {text}"[:500], recipient_only=recipient)
 
     def close(self) -> None:
         """Close the kept connection."""

@@ -128,7 +128,7 @@ def _preferences(found: Preferences) -> Any:
 def list_notices() -> Any:
     """The caller's notices in the token's tenant, newest first (``limit``, ``offset``)."""
     limit, offset = _page_arg("limit", 50, 200), _page_arg("offset", 0, 1_000_000)
-    page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, limit, offset)
+    page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, limit, offset, management=management_db())
     items = [NoticeOut(**n.__dict__) for n in page.items]
     return jsonify(NoticeList(items=items, total=page.total, unread=page.unread, limit=limit,
                               offset=offset).model_dump(mode="json"))

@@ -27,6 +27,7 @@ from domain.iam import services as iam
 from domain.iam.models import Invitation
 from domain.identity import services as identity
 from domain.messaging.tables import inbox, outbox
+from domain.notifications.models import EmailDelivery
 from tests.integration.identity.conftest import ME, Org
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
@@ -88,6 +89,19 @@ def delivery_of(provider: DataProvider, invitation_id: str) -> dict[str, Any]:
             outbox.c.payload["invitation_id"].astext == invitation_id)).mappings().all()
     assert len(rows) == 1, rows
     return dict(rows[0])
+
+
+def email_deliveries_to(provider: DataProvider, address: str) -> list[EmailDelivery]:
+    """The sending stage's rows of emails to ``address``, settled (waits for a sender that is
+    still at it: the Maildir may hold the file before its row says ``sent``)."""
+
+    def settled() -> tuple[list[EmailDelivery]] | None:
+        with provider.management() as session:
+            rows = list(session.scalars(select(EmailDelivery).where(EmailDelivery.recipient == address)))
+        return None if any(row.state in ("queued", "retry", "sending") for row in rows) else (rows,)
+
+    (rows,) = wait_for(settled, timeout=30, message=f"the emails to {address} to be settled")
+    return rows
 
 
 def handled(provider: DataProvider, delivery_id: uuid.UUID) -> bool:
@@ -276,8 +290,11 @@ def test_an_invitation_is_not_emailed_once_its_inviter_is_cut_off(
     kept_row = delivery_of(provider, kept_invitation["id"])
     wait_for(lambda: handled(provider, cut_row["id"]) and handled(provider, kept_row["id"]),
              timeout=60, message="the worker to take both invitations")
-    # The owner's invitation went out; the cut-off admin's did not, and never will.
+    # The owner's invitation went out; the cut-off admin's did not, and never will: no email
+    # was even recorded for the sending stage.
     wait_for_mail(maildir, kept_email)
+    assert email_deliveries_to(provider, cut_email) == []
+    assert [d.state for d in email_deliveries_to(provider, kept_email)] == ["sent"]
     assert mail_to(maildir, cut_email) == []
     assert len(list(maildir.iterdir())) == 1
     done = delivery_of(provider, cut_invitation["id"])

@@ -1,25 +1,40 @@
 """Fixtures of the notifications suites: a stack of their own (fresh databases, a Redis server
 started for this package, so no other suite's worker takes their messages), real SMTP
-servers on 127.0.0.1, and real notifications workers started per test."""
+servers on 127.0.0.1, and real notifications workers started per test.
+
+Emails are sent by the sending stage (``domain.notifications.sending``), after the event's
+handler recorded them: a test waits for the delivery row or the server to show an email,
+runs beat's ``email-sender`` job through the broker when it needs a sender woken (as beat
+would every 15 s), or drives the stage in-process with ``sending.drain``. Each test ends
+with no email left waiting for a sender, so the next test's sender sends only its own."""
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from redis import Redis
+from sqlalchemy import func, select, update
 
+from config.celery import BEAT_JOBS, queue_for_task
 from config.settings import Settings, load_settings
 from domain.bootstrap import build_catalogues, build_provider
 from domain.db.provider import TRIAL, DataProvider
+from domain.identity.services import PasswordSealer
 from domain.messaging import outbox
 from domain.messaging.contracts import Contract
 from domain.messaging.outbox import Envelope
 from domain.messaging.tables import inbox
+from domain.notifications import deliveries as delivery_records
+from domain.notifications import queries
+from domain.notifications.deliveries import Request, Sealer
+from domain.notifications.mail import Email
 from domain.notifications.models import EmailDelivery, Notice
 from domain.translations.catalogues import Catalogues
 from tests.integration.notifications.smtp_server import Certificate, SmtpServer, self_signed, smtp_server
@@ -30,8 +45,14 @@ from tests.support.tenants import TenantWithMembers
 from tests.support.waiting import wait_for
 from workers import embedded
 from workers.publisher import publish
+from workers.senders import FLAG as SENDER_FLAG
 
 REDIS_DB = 0  # of this package's own Redis server
+EMAIL_SENDER_JOB = BEAT_JOBS["email-sender"][0]  # what beat sends every 15 s
+# States the sending stage is done with (or never took up).
+FINAL = frozenset({"sent", "failed", "unconfirmed", "throttled", "suppressed"})
+WAITING = ("queued", "retry", "sending")
+LEFT_OVER = "left waiting when its test ended"
 
 
 @dataclass
@@ -90,6 +111,81 @@ class Plane:
             return list(session.scalars(select(EmailDelivery).where(
                 EmailDelivery.event_id == uuid.UUID(str(event_id))).order_by(EmailDelivery.recipient)))
 
+    def delivery(self, event_id: str | uuid.UUID) -> EmailDelivery:
+        """The one email delivery of an event."""
+        (row,) = self.deliveries(event_id)
+        return row
+
+    def wait_settled(self, event_id: str | uuid.UUID, timeout: float = 60) -> list[EmailDelivery]:
+        """The event's deliveries, once the sending stage is done with every one of them."""
+
+        def settled() -> list[EmailDelivery]:
+            rows = self.deliveries(event_id)
+            return rows if rows and all(row.state in FINAL for row in rows) else []
+
+        return wait_for(settled, timeout=timeout, message=f"the emails of {event_id} to be settled")
+
+    def shown(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> dict[uuid.UUID, str | None]:
+        """Each of the user's notices' email status as the API and the page show it (a notice
+        stored ``queued`` shows its delivery's state), by notice id."""
+        with self.provider.tenant(tenant_id) as session, self.provider.management() as management:
+            page = queries.notice_page(session, user_id, limit=10_000, management=management)
+        return {n.id: n.email_status for n in page.items}
+
+    def sealer(self) -> PasswordSealer:
+        """The sealer of the workers' payloads (the same SECRET_KEY)."""
+        return PasswordSealer(self.settings.secret_key)
+
+    def queue_emails(self, addresses: Sequence[str], *, subject: str = "Queued",
+                     sealer: Sealer | None = None) -> list[uuid.UUID]:
+        """Record one email per address for the sending stage, as a handler does (no sender
+        is woken); the event ids, in order."""
+        events = [uuid.uuid4() for _ in addresses]
+        emails = [(Request(event, address, "billing", subject),
+                   Email(key=f"{event}:{address}", to=address, subject=subject, text=f"to {address}",
+                         html=f"<p>to {address}</p>"))
+                  for event, address in zip(events, addresses, strict=True)]
+        with self.provider.management() as session:
+            outcomes = delivery_records.record(session, sealer or self.sealer(), self.settings.mail_from,
+                                               emails)
+            session.commit()
+        assert {o.state for o in outcomes} == {"queued"}, outcomes
+        return events
+
+    def run_email_sender_job(self) -> dict[str, Any]:
+        """Beat's ``email-sender`` job, sent through the broker and run by a worker: it
+        settles long-dead attempts and wakes a sender if emails are due."""
+        publisher = self.app.extensions["allotment.celery"]
+        result: dict[str, Any] = publisher.send_task(
+            EMAIL_SENDER_JOB, queue=queue_for_task(EMAIL_SENDER_JOB)).get(timeout=60)
+        return result
+
+    def make_retries_due(self, event_id: str | uuid.UUID) -> int:
+        """Move the ``due_at`` of the event's ``retry`` rows to now; how many.
+
+        An honest shortcut for the backoff (10 s, 20 s, ... with jitter): the test does not
+        wait for nothing; what is asserted (attempts, outcomes) does not depend on the pause.
+        """
+        with self.provider.management() as session:
+            moved = session.execute(update(EmailDelivery).where(
+                EmailDelivery.event_id == uuid.UUID(str(event_id)), EmailDelivery.state == "retry")
+                .values(due_at=func.now())).rowcount
+            session.commit()
+        return moved
+
+    def settle_left_overs(self) -> None:
+        """Settle every email still waiting for (or in) the sending stage as failed, and forget
+        any sender's "awake" flag: what one test left must not be sent during the next."""
+        with self.provider.management() as session:
+            session.execute(update(EmailDelivery).where(EmailDelivery.state.in_(WAITING)).values(
+                state="failed", error=LEFT_OVER, payload=None, claimed_until=None, finished_at=func.now()))
+            session.commit()
+        client = Redis.from_url(self.settings.redis_url)
+        try:
+            client.delete(SENDER_FLAG)
+        finally:
+            client.close()
+
     def worker(self, name: str, concurrency: int = 1, **env: str) -> processes.Process:
         """A real ``celery worker -Q notifications`` on this stack, started and consuming."""
         return processes.celery_worker(name, "notifications", {**self.env, **env}, self.logs, concurrency)
@@ -113,6 +209,24 @@ def plane(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
         provider.dispose()
         drop_stack(stack)
         redis_server.stop()
+
+
+def group_gone(process: processes.Process) -> bool:
+    """True once no process of ``process``'s group (the worker and its pool children) runs."""
+    for found in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(found.pid) == process.pid and found.info["status"] != psutil.STATUS_ZOMBIE:
+                return False
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return True
+
+
+@pytest.fixture(autouse=True)
+def no_email_left_waiting(plane: Plane) -> Iterator[None]:
+    """After each test (and its workers, stopped first): nothing left for the next sender."""
+    yield
+    plane.settle_left_overs()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 It keeps every message it accepted, with how it arrived (TLS, login), and can be told to
 refuse recipients (550), defer the next ones (451), or hold its answer to DATA until
 released: the message is then received in full but not yet acknowledged, which is where a
-test kills the sending worker ("mid-send").
+test kills the sending worker ("mid-send"). It notes the client connection each message
+came over (a sender keeps one connection for its batches).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class Received:
     data: bytes
     tls: bool
     login: str | None
+    peer: tuple[str, int]  # the client's end of the connection it came over
 
     @property
     def message(self) -> EmailMessage:
@@ -56,9 +58,21 @@ class Handler:
     received: list[Received] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)   # recipients answered 550
     defer: int = 0                                  # the next N recipients answered 451
+    defer_mail: int = 0                             # the next N MAIL commands answered 451 (server busy)
     holding: bool = False                           # hold the answer to DATA until released
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          mail_options: list[str]) -> str:
+        """451 while the server is "busy", else accept the sender."""
+        with self.lock:
+            if self.defer_mail > 0:
+                self.defer_mail -= 1
+                return "451 4.3.2 System busy, try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           rcpt_options: list[str]) -> str:
@@ -77,10 +91,15 @@ class Handler:
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content,
-                                          session.ssl is not None, login))
+                                          session.ssl is not None, login, tuple(session.peer)))
         if self.holding:
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
         return "250 Message accepted for delivery"
+
+    def connections(self) -> set[tuple[str, int]]:
+        """The client connections messages came over."""
+        with self.lock:
+            return {r.peer for r in self.received}
 
     def to(self, address: str) -> list[Received]:
         """The messages accepted for ``address``."""

@@ -21,7 +21,7 @@ from domain.translations import services as translations
 from tests.integration.notifications.conftest import Plane
 from tests.integration.notifications.events import asset_ready, parts, payment_failed
 from tests.integration.notifications.smtp_server import SmtpServer
-from tests.support import processes
+from tests.support import processes, tenants
 from tests.support.waiting import wait_for
 from workers.publisher import publish
 
@@ -73,6 +73,9 @@ def test_a_publication_reaches_its_audience_or_every_active_member(
     assert titles == {owner.email: ["New publication: Holiday rota"],
                       admin.email: ["New publication: Holiday rota", "New publication: Board memo"],
                       employee.email: ["New publication: Holiday rota"], hr.email: []}
+    sent = plane.wait_settled(everyone.event_id) + plane.wait_settled(chosen.event_id)
+    assert sorted((d.recipient, d.state) for d in sent) == sorted(
+        [(owner.email, "sent"), (admin.email, "sent"), (employee.email, "sent"), (admin.email, "sent")])
     assert len(smtp.handler.to(admin.email)) == 2 and smtp.handler.to(hr.email) == []
 
 
@@ -85,14 +88,24 @@ def test_each_persons_choices_decide_between_the_notice_and_the_email(
         preferences.set_preferences(session, no_app.user_id, {"assets": {"in_app": False}})
         session.commit()
     workers("choices", **smtp.env())
+    events = []
     for account in (no_email, no_app):
-        plane.wait_handled(plane.announce(asset_ready(org.id, account.user_id)))
-        plane.wait_handled(plane.announce(payment_failed(org.id, account.user_id)))  # mandatory: both
-    wait_for(lambda: len(smtp.handler.received) == 3, timeout=30, message="three emails")
-    assert [(n.category, n.email_status) for n in plane.notices(org.id, no_email.user_id)] == [
-        ("assets", None), ("billing", "sent")]
-    only_mail = plane.notices(org.id, no_app.user_id)
-    assert [(n.category, n.email_status) for n in only_mail] == [("billing", "sent")]
+        events.append(plane.announce(asset_ready(org.id, account.user_id)))
+        events.append(plane.announce(payment_failed(org.id, account.user_id)))  # mandatory: both
+    for envelope in events:
+        plane.wait_handled(envelope)
+    states = [[d.state for d in plane.deliveries(e.event_id)] for e in events]
+    assert states[0] == []  # no email wanted: none recorded
+    assert all(plane.wait_settled(e.event_id)[0].state == "sent" for e in events[1:])
+    assert len(smtp.handler.received) == 3
+
+    def notices_of(account: tenants.Account) -> list[tuple[str, str | None, str | None]]:
+        """(category, email status stored, email status shown) of each notice, oldest first."""
+        shown = plane.shown(org.id, account.user_id)
+        return [(n.category, n.email_status, shown[n.id]) for n in plane.notices(org.id, account.user_id)]
+
+    assert notices_of(no_email) == [("assets", None, None), ("billing", "queued", "sent")]
+    assert notices_of(no_app) == [("billing", "queued", "sent")]  # of the asset, only its email
     assert [r.message["Subject"] for r in smtp.handler.to(no_email.email)] == ["Payment failed: Extra seats"]
     assert sorted(r.message["Subject"] for r in smtp.handler.to(no_app.email)) == [
         "Payment failed: Extra seats", "report.pdf is ready"]
@@ -114,4 +127,7 @@ def test_the_embedded_maildir_is_a_mailbox_python_reads_back(
     assert message.get_content_type() == "multipart/alternative"
     kinds = [part.get_content_type() for part in message.get_payload()]
     assert kinds == ["text/plain", "text/html"]
-    assert plane.notices(org.id, owner.user_id)[0].email_status == "sent"
+    (delivery,) = plane.wait_settled(envelope.event_id)
+    assert (delivery.state, delivery.attempts) == ("sent", 1)
+    (notice,) = plane.notices(org.id, owner.user_id)
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "sent"}

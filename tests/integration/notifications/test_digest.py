@@ -1,6 +1,7 @@
 """Throttling and the daily digest: a burst of events for one person sends at most the hourly
 rate of emails (mandatory ones still go) and keeps the rest as notices; the digest job, run
-twice at once by the worker and once more, sends each due person exactly one email that day."""
+twice at once by the worker and once more, records each due person exactly one email that
+day, and the sending stage sends it once."""
 from __future__ import annotations
 
 import uuid
@@ -8,14 +9,18 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+
 from config.celery import queue_for_task
 from domain.bootstrap import build_ports
 from domain.notifications import digest, preferences
-from domain.notifications.models import Notice
-from tests.integration.notifications.conftest import Plane
+from domain.notifications.categories import DIGEST
+from domain.notifications.models import EmailDelivery, Notice
+from tests.integration.notifications.conftest import FINAL, Plane
 from tests.integration.notifications.events import asset_ready, parts, payment_failed
 from tests.integration.notifications.smtp_server import SmtpServer
 from tests.support import processes
+from tests.support.waiting import wait_for
 from workers.mail_rendering import JinjaEmailRenderer
 
 BURST = 200
@@ -45,10 +50,15 @@ def test_a_burst_is_throttled_and_the_digest_goes_once_per_person_and_day(
     notices = plane.notices(org.id, bursted.user_id)
     assert len(notices) == BURST + 1
     statuses = Counter(n.email_status for n in notices if n.category == "assets")
-    assert statuses == {"sent": RATE, "throttled": BURST - RATE}
+    assert statuses == {"queued": RATE, "throttled": BURST - RATE}  # as stored when recorded
     billed = [n.email_status for n in notices if n.category == "billing"]
-    assert billed == ["sent"]  # mandatory: never throttled
+    assert billed == ["queued"]  # mandatory: never throttled
+    rows = wait_for(lambda: _settled(plane, bursted.email), timeout=60, message="the burst's emails settled")
+    assert Counter((d.category, d.state) for d in rows) == {
+        ("assets", "sent"): RATE, ("assets", "throttled"): BURST - RATE, ("billing", "sent"): 1}
     assert len(smtp.handler.to(bursted.email)) == RATE + 1
+    shown = plane.shown(org.id, bursted.user_id)
+    assert Counter(shown[n.id] for n in notices) == {"sent": RATE + 1, "throttled": BURST - RATE}
 
     with plane.provider.management() as session:
         preferences.set_preferences(session, subscriber.user_id, {}, digest=True)
@@ -62,11 +72,19 @@ def test_a_burst_is_throttled_and_the_digest_goes_once_per_person_and_day(
     runs = [publisher.send_task(DIGEST_TASK, queue=queue_for_task(DIGEST_TASK)) for _ in range(2)]
     outcomes = [run.get(timeout=120) for run in runs]
     assert all(o["day"] == datetime.now(UTC).date().isoformat() for o in outcomes), outcomes
+    # Recorded for the sending stage, not sent by the job (a run that finds a digest already
+    # recorded reports what became of it, which may be "sent" by then).
+    assert sum(o.get("queued", 0) for o in outcomes) >= 2, outcomes
 
     def digests(address: str) -> list[str]:
         subjects = [r.message["Subject"] for r in smtp.handler.to(address)]
         return [s for s in subjects if DIGEST_SUBJECT in s]
 
+    # One row per due person and day, however many runs: the sending stage sends each once.
+    people = [a.email for a in (bursted, subscriber, quiet, empty)]
+    recorded = wait_for(lambda: _digests_settled(plane, people), timeout=60, message="the digests settled")
+    assert sorted((d.recipient, d.state, d.attempts) for d in recorded) == sorted(
+        [(bursted.email, "sent", 1), (subscriber.email, "sent", 1)])
     assert digests(bursted.email) == [f"{DIGEST_SUBJECT}: {BURST + 1} unread notices"]
     assert digests(subscriber.email) == [f"{DIGEST_SUBJECT}: 2 unread notices"]
     assert digests(quiet.email) == [] and digests(empty.email) == []
@@ -74,11 +92,24 @@ def test_a_burst_is_throttled_and_the_digest_goes_once_per_person_and_day(
     text, html = parts(received.message)
     assert "Q3 plan" in text and "Holiday rota" in html and org.name in text
 
-    # A third run the same day (in this process, through the same SMTP server) sends nothing.
-    settings = plane.settings.model_copy(update={"mail_transport": "smtp", "smtp_host": "127.0.0.1",
-                                                 "smtp_port": smtp.port, "smtp_starttls": False})
-    ports = {**build_ports(settings), "renderer": JinjaEmailRenderer()}
+    # A third run the same day (in this process) records nothing: nothing more to send.
+    ports = {**build_ports(plane.settings), "renderer": JinjaEmailRenderer()}
     again = digest.send_digests(plane.provider, ports, now=datetime.now(UTC), hour=0)
-    assert again.outcomes.get("sent", 0) == 0
-    assert len(digests(bursted.email)) == len(digests(subscriber.email)) == 1
+    assert again.outcomes.get("queued", 0) == 0
+    assert sorted(d.id for d in _digests_settled(plane, people)) == sorted(d.id for d in recorded)
     assert sum(DIGEST_SUBJECT in r.message["Subject"] for r in smtp.handler.received) == 2
+
+
+def _settled(plane: Plane, address: str) -> list[EmailDelivery]:
+    """Every email to ``address``, once none waits for (or is in) the sending stage."""
+    with plane.provider.management() as session:
+        rows = list(session.scalars(select(EmailDelivery).where(EmailDelivery.recipient == address.lower())))
+    return rows if rows and all(row.state in FINAL for row in rows) else []
+
+
+def _digests_settled(plane: Plane, addresses: list[str]) -> list[EmailDelivery]:
+    """Every digest recorded for ``addresses``, once each is settled."""
+    with plane.provider.management() as session:
+        rows = list(session.scalars(select(EmailDelivery).where(
+            EmailDelivery.category == DIGEST, EmailDelivery.recipient.in_([a.lower() for a in addresses]))))
+    return rows if rows and all(row.state in FINAL for row in rows) else []

@@ -1,21 +1,27 @@
 """One notice and at most one email per (event, recipient), however often the event arrives
-and even when the worker dies in the middle of sending.
+and even when the sender dies in the middle of sending.
 
 The kill is deterministic: the SMTP server holds its answer to DATA, so the worker is
 SIGKILLed while the server has the whole message but has not acknowledged it. The email may
-have gone (here it did); the delivery row says an attempt started and never finished, so the
-next delivery does not send it again (at most once) and records it ``unconfirmed``."""
+have gone (here it did); its delivery row is left ``sending``. No sender starts a row that
+is ``sending``; once the killed process is gone, the sweep (beat's, after ``STALE_AFTER``, or
+an operator's at once) settles it ``unconfirmed``, and it is never sent again (at most once).
+Only an idempotent transport (the Maildir) sends such an email again."""
 from __future__ import annotations
 
 import mailbox
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
-from domain.notifications import deliveries
+from sqlalchemy import update
+
+from domain.notifications import deliveries, sending
 from domain.notifications.deliveries import Request
 from domain.notifications.mail import Email, MaildirMailer
+from domain.notifications.models import EmailDelivery
 from domain.notifications.smtp import SmtpMailer
-from tests.integration.notifications.conftest import Plane
+from tests.integration.notifications.conftest import Plane, group_gone
 from tests.integration.notifications.events import payment_failed
 from tests.integration.notifications.smtp_server import SmtpServer
 from tests.support import processes, refs
@@ -31,43 +37,64 @@ def test_three_deliveries_and_a_kill_mid_send_make_one_email_and_one_notice(
     envelope = plane.announce(payment_failed(org.id, buyer.user_id))
     wait_for(lambda: smtp.handler.to(buyer.email), timeout=60, message="the server to have the message")
     first.kill()  # mid-send: the server holds its answer to DATA
+    wait_for(lambda: group_gone(first), timeout=30, message="the killed worker and its children to be gone")
+    smtp.handler.holding = False
     smtp.handler.release.set()
-    assert not plane.handled(envelope)
+    assert plane.handled(envelope)  # the handler had committed: the email was recorded, then sent
+    assert plane.delivery(envelope.event_id).state == "sending"
 
     workers("after-the-kill", **smtp.env())
     plane.deliver(envelope)  # the second delivery of the same event ...
     plane.deliver(envelope)  # ... and the third
-    plane.wait_handled(envelope)
-    wait_for(lambda: plane.notices(org.id, buyer.user_id), timeout=30, message="the notice")
+    # A sender finds nothing to start: the row is "sending", never started twice.
+    assert plane.run_email_sender_job() == {"died": 0, "due": False}
 
-    assert len(smtp.handler.to(buyer.email)) == 1
-    (notice,) = plane.notices(org.id, buyer.user_id)
-    assert notice.title == "Payment failed: Extra seats" and notice.email_status == "unconfirmed"
-    (delivery,) = plane.deliveries(envelope.event_id)
-    assert (delivery.state, delivery.attempts) == ("unconfirmed", 1)
-    assert delivery.error == deliveries.DIED
+    # The killed process is gone, so the attempt is dead: settle it as beat does after
+    # STALE_AFTER (or an operator at once, as here).
+    assert sending.sweep(plane.provider, idempotent=False, stale_after=timedelta(0)) == 1
+    delivery = plane.delivery(envelope.event_id)
+    assert (delivery.state, delivery.attempts, delivery.error) == ("unconfirmed", 1, sending.DIED)
+    assert delivery.payload is None  # the sealed email is not kept once settled
+
+    # Another email to the same person goes out after it: the sender ran, and did not send
+    # the first one again.
+    later = plane.announce(payment_failed(org.id, buyer.user_id, product="Storage"))
+    plane.wait_handled(later)
+    # The killed sender's "awake" flag may still stand (FLAG_SECONDS): beat's job wakes one anyway.
+    assert plane.run_email_sender_job()["died"] == 0
+    plane.wait_settled(later.event_id)
+    subjects = [r.message["Subject"] for r in smtp.handler.to(buyer.email)]
+    assert subjects == ["Payment failed: Extra seats", "Payment failed: Storage"]
+
+    first_event = uuid.UUID(envelope.event_id)
+    (notice,) = [n for n in plane.notices(org.id, buyer.user_id) if n.event_id == first_event]
+    assert notice.title == "Payment failed: Extra seats"
+    assert notice.email_status == "queued"  # as stored; what it shows is the delivery's state
+    assert plane.shown(org.id, buyer.user_id)[notice.id] == "unconfirmed"
+    assert len(plane.deliveries(envelope.event_id)) == 1
 
 
-def _request(address: str) -> tuple[Email, Request]:
-    event = uuid.uuid4()
-    email = Email(key=f"{event}:{address}", to=address, subject="Once", text="only once",
-                  html="<p>only once</p>")
-    return email, Request(event, address, "billing", "Once")
-
-
-def test_a_delivery_seen_again_after_it_was_sent_sends_nothing(plane: Plane, smtp: SmtpServer) -> None:
+def test_a_recorded_email_is_recorded_and_sent_once_however_often_its_event_comes(
+        plane: Plane, smtp: SmtpServer) -> None:
     address = refs.email("once")
+    (event,) = plane.queue_emails([address], subject="Once")
+    request, email = _again(event, address, "Once")
     mailer = SmtpMailer("127.0.0.1", smtp.port, sender=plane.settings.mail_from, starttls=False)
-    email, request = _request(address)
     try:
-        with plane.provider.management() as session:
-            outcomes = [deliveries.deliver(plane.provider, session, mailer, email, request,
-                                           sender=plane.settings.mail_from) for _ in range(3)]
+        with plane.provider.management() as session:  # the event handled again before it went
+            again = deliveries.record(session, plane.sealer(), plane.settings.mail_from, [(request, email)])
+            session.commit()
+        assert [o.state for o in again] == ["queued"]
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 1}
+        with plane.provider.management() as session:  # ... and after it went
+            after = deliveries.record(session, plane.sealer(), plane.settings.mail_from, [(request, email)])
+            session.commit()
+        assert [o.state for o in after] == ["sent"]
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {}
     finally:
         mailer.close()
-    assert [o.state for o in outcomes] == ["sent", "sent", "sent"]
     assert len(smtp.handler.to(address)) == 1
-    (row,) = plane.deliveries(request.event_id)
+    row = plane.delivery(event)
     assert (row.state, row.attempts) == ("sent", 1)
 
 
@@ -75,22 +102,30 @@ def test_an_idempotent_transport_sends_a_dead_attempt_again_and_still_holds_one_
         plane: Plane) -> None:
     folder = plane.settings.var_dir / f"mail-{uuid.uuid4().hex[:8]}"
     mailer = MaildirMailer(folder, plane.settings.mail_from)
-    address = refs.email("maildir")
-    email, request = _request(address)
+    (event,) = plane.queue_emails([refs.email("maildir")])
+    assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 1}
+    # As if the sender died after writing the file and before settling the row (the sealed
+    # email is still there, as it is while a row is "sending"):
     with plane.provider.management() as session:
-        first = deliveries.deliver(plane.provider, session, mailer, email, request,
-                                   sender=plane.settings.mail_from)
-    assert first.state == "sent"
-    # As if the worker died after writing the file and before settling the row:
-    with plane.provider.management() as session:
-        (row,) = plane.deliveries(request.event_id)
-        session.get(type(row), row.id).state = "sending"  # type: ignore[union-attr]
+        session.execute(update(EmailDelivery).where(EmailDelivery.event_id == event).values(
+            state="sending", payload=_sealed(plane, event), finished_at=None))
         session.commit()
-    with plane.provider.management() as session:
-        again = deliveries.deliver(plane.provider, session, mailer, email, request,
-                                   sender=plane.settings.mail_from)
-    assert again.state == "sent"
+    assert sending.sweep(plane.provider, idempotent=True, stale_after=timedelta(0)) == 1
+    assert plane.delivery(event).state == "retry"  # not "unconfirmed": sending again is harmless here
+    assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 1}
     box = mailbox.Maildir(folder, factory=None, create=False)
     assert len(box) == 1
-    (row,) = plane.deliveries(request.event_id)
+    row = plane.delivery(event)
     assert (row.state, row.attempts) == ("sent", 2)
+
+
+def _again(event: uuid.UUID, address: str, subject: str = "Queued") -> tuple[Request, Email]:
+    """The email ``Plane.queue_emails`` recorded, as a second run of its handler renders it."""
+    return (Request(event, address, "billing", subject),
+            Email(key=f"{event}:{address}", to=address, subject=subject, text=f"to {address}",
+                  html=f"<p>to {address}</p>"))
+
+
+def _sealed(plane: Plane, event: uuid.UUID) -> str:
+    _, email = _again(event, plane.delivery(event).recipient)
+    return deliveries.seal_email(plane.sealer(), email)

@@ -81,29 +81,32 @@ def test_an_email_goes_through_ses_as_the_message_we_built(
     owner = org.member("owner")
     workers("ses", **ses.env())
     envelope = plane.announce(asset_ready(org.id, owner.user_id, "budget.xlsx"))
-    plane.wait_handled(envelope)
+    (delivery,) = plane.wait_settled(envelope.event_id)
     (raw,) = _sent_to(owner.email)
     message = message_from_bytes(raw.raw_data.encode(), policy=policy.default)
     text, html = parts(message)  # type: ignore[arg-type]
     assert message["Subject"] == "budget.xlsx is ready" and message["Content-Language"] == "en"
     assert "budget.xlsx was processed" in text and "budget.xlsx was processed" in html
-    (delivery,) = plane.deliveries(envelope.event_id)
     assert (delivery.state, delivery.provider_id) == ("sent", raw.id)
-    assert plane.notices(org.id, owner.user_id)[0].email_status == "sent"
+    plane.wait_handled(envelope)
+    (notice,) = plane.notices(org.id, owner.user_id)
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "sent"}
 
 
 def test_a_sender_ses_refuses_is_a_permanent_failure_not_retried(
         plane: Plane, ses: Ses, workers: Callable[..., processes.Process]) -> None:
     org = plane.tenant(("owner",))
     owner = org.member("owner")
-    worker = workers("ses-unverified", **ses.env(MAIL_FROM="Nobody <nobody@unverified.example>"))
+    workers("ses-unverified", **ses.env(MAIL_FROM="Nobody <nobody@unverified.example>"))
     envelope = plane.announce(asset_ready(org.id, owner.user_id))
+    (delivery,) = plane.wait_settled(envelope.event_id)
+    # One attempt, settled for good (a transient error would have left it "retry").
+    assert (delivery.state, delivery.attempts) == ("failed", 1)
+    assert "MessageRejected" in (delivery.error or "") and delivery.due_at is None
     plane.wait_handled(envelope)
     (notice,) = plane.notices(org.id, owner.user_id)
-    assert notice.email_status == "failed" and "MessageRejected" in (notice.email_error or "")
-    (delivery,) = plane.deliveries(envelope.event_id)
-    assert (delivery.state, delivery.attempts) == ("failed", 1)
-    assert "Retry in" not in worker.log() and _sent_to(owner.email) == []
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "failed"}
+    assert _sent_to(owner.email) == []
     with plane.provider.management() as session:
         assert not is_undeliverable(session, owner.email)  # the sender was refused, not the address
 
@@ -151,6 +154,7 @@ def test_a_bounce_reported_through_sns_marks_the_address_undeliverable(
         second = plane.announce(asset_ready(org.id, bounced.user_id))
         plane.wait_handled(second)
     assert _sent_to(BOUNCED) == []
+    assert plane.delivery(second.event_id).state == "suppressed"  # recorded so: never queued
     assert plane.notices(org.id, bounced.user_id)[0].email_status == "suppressed"
 
 

@@ -7,9 +7,11 @@ import re
 from collections.abc import Callable
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from domain.notifications import branding
+from domain.notifications import branding, deliveries
 from domain.notifications.mail import message_id
+from domain.notifications.models import EmailDelivery
 from domain.translations import services as translations
 from tests.integration.notifications.conftest import Plane
 from tests.integration.notifications.events import asset_ready, parts
@@ -56,10 +58,12 @@ def test_an_event_reaches_each_recipient_in_both_parts_in_their_language_with_th
 
     for account in (german, english):
         plane.wait_handled(sent[account.email])
-        (notice,) = plane.notices(org.id, account.user_id)
-        assert (notice.category, notice.email_status, notice.email_error) == ("assets", "sent", None)
-        (delivery,) = plane.deliveries(sent[account.email].event_id)
+        (delivery,) = plane.wait_settled(sent[account.email].event_id)
         assert (delivery.state, delivery.attempts, delivery.recipient) == ("sent", 1, account.email)
+        (notice,) = plane.notices(org.id, account.user_id)
+        # Stored when the email was handed to the sending stage; shown as what became of it.
+        assert (notice.category, notice.email_status, notice.email_error) == ("assets", "queued", None)
+        assert plane.shown(org.id, account.user_id) == {notice.id: "sent"}
     assert plane.notices(org.id, german.user_id)[0].title == "q3 <report>.pdf ist bereit"
 
 
@@ -73,7 +77,9 @@ def test_starttls_and_a_login_are_used_when_configured(
     (received,) = secure_smtp.handler.to(owner.email)
     assert received.tls and received.login == USERNAME
     plane.wait_handled(envelope)
-    assert plane.notices(org.id, owner.user_id)[0].email_status == "sent"
+    assert plane.wait_settled(envelope.event_id)[0].state == "sent"
+    (notice,) = plane.notices(org.id, owner.user_id)
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "sent"}
 
 
 def test_an_invitation_carries_its_link_in_the_body_only_and_no_log_holds_a_secret(
@@ -99,3 +105,23 @@ def test_an_invitation_carries_its_link_in_the_body_only_and_no_log_holds_a_secr
     log = worker.log()
     assert "invitation" in log.lower()  # the worker did log its work ...
     assert token not in log and PASSWORD not in log  # ... and no secret
+    # The email waited for the sender sealed, and is not kept once sent.
+    (delivery,) = wait_for(lambda: _settled_to(plane, email), timeout=30, message="the delivery settled")
+    assert (delivery.state, delivery.payload) == ("sent", None)
+
+
+def _settled_to(plane: Plane, address: str) -> list[EmailDelivery]:
+    with plane.provider.management() as session:
+        rows = list(session.scalars(select(EmailDelivery).where(EmailDelivery.recipient == address)))
+    return rows if rows and all(row.state != "sending" for row in rows) else []
+
+
+def test_a_queued_email_is_sealed_in_its_row(plane: Plane) -> None:
+    address = refs.email("sealed")
+    (event,) = plane.queue_emails([address], subject="Secret link inside")
+    row = plane.delivery(event)
+    assert row.state == "queued" and row.payload is not None
+    assert address not in row.payload and "Secret link inside" not in row.payload  # not readable as is
+    email = deliveries.unseal_email(plane.sealer(), row.payload)
+    assert email is not None and (email.to, email.subject, email.text) == (address, "Secret link inside",
+                                                                         f"to {address}")

@@ -1,13 +1,20 @@
-"""Failures of the SMTP server: a refused recipient is recorded on the notice, not retried,
-and the address gets no more email; a deferral (4xx) is retried with backoff until it goes
-through, once; a deferral that outlasts every retry is settled as failed on the last one."""
+"""Failures of the SMTP server: a refused recipient is recorded on the delivery and shown on
+the notice, not retried, and the address gets no more email; a deferral (4xx) is retried
+with backoff until it goes through, once; a deferral that outlasts every attempt is settled
+as failed on the last one (``MAX_ATTEMPTS``).
+
+The backoff is 10 s, 20 s, ... with jitter: rather than wait for nothing, the tests check
+the row's ``due_at`` and then move it to now (``Plane.make_retries_due``) and run beat's
+``email-sender`` job, which wakes a sender for due emails as it does every 15 s."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from domain.notifications.models import UndeliverableAddress
+from domain.notifications import sending
+from domain.notifications.models import EmailDelivery, UndeliverableAddress
 from tests.integration.notifications.conftest import Plane
 from tests.integration.notifications.events import asset_ready, payment_failed
 from tests.integration.notifications.smtp_server import SmtpServer
@@ -27,20 +34,50 @@ def test_a_refused_recipient_is_recorded_not_retried_and_gets_no_more_email(
     smtp.handler.refuse.add(owner.email)
     workers("refused", **smtp.env())
     first = plane.announce(payment_failed(org.id, owner.user_id))
+    (delivery,) = plane.wait_settled(first.event_id)
+    assert (delivery.state, delivery.attempts) == ("failed", 1) and "550" in (delivery.error or "")
     plane.wait_handled(first)
     (notice,) = plane.notices(org.id, owner.user_id)
-    assert notice.email_status == "failed" and "550" in (notice.email_error or "")
-    (delivery,) = plane.deliveries(first.event_id)
-    assert (delivery.state, delivery.attempts) == ("failed", 1)
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "failed"}
     found = _undeliverable(plane, owner.email)
     assert found is not None and found.reason == "refused"
 
     smtp.handler.refuse.clear()  # even if the server would take it now: the address is marked
     second = plane.announce(asset_ready(org.id, owner.user_id))
     plane.wait_handled(second)
-    assert smtp.handler.to(owner.email) == []
+    assert plane.delivery(second.event_id).state == "suppressed"  # recorded so: never queued
     assert plane.notices(org.id, owner.user_id)[-1].email_status == "suppressed"
-    assert plane.deliveries(second.event_id)[0].state == "suppressed"
+    assert smtp.handler.to(owner.email) == []
+
+
+def _deferred(plane: Plane, event_id: str, attempts: int) -> EmailDelivery:
+    """The event's delivery once it is back in ``retry`` after ``attempts`` attempts."""
+
+    def back() -> EmailDelivery | None:
+        rows = plane.deliveries(event_id)
+        if not rows:  # not recorded yet
+            return None
+        (row,) = rows
+        assert row.state in ("queued", "sending", "retry"), (row.state, row.error)
+        return row if (row.state, row.attempts) == ("retry", attempts) else None
+
+    found = wait_for(back, timeout=60, message=f"attempt {attempts} to be deferred")
+    assert "451" in (found.error or "") and found.payload is not None  # kept for the next attempt
+    return found
+
+
+def _due_in(plane: Plane, row: EmailDelivery) -> timedelta:
+    with plane.provider.management() as session:
+        now = session.scalar(select(func.now()))
+    assert row.due_at is not None and row.attempted_at is not None
+    # Settled after the attempt started and before now: the pause lies between these two.
+    assert row.due_at - row.attempted_at >= _pause(row.attempts), row
+    return row.due_at - now
+
+
+def _pause(attempts: int) -> timedelta:
+    """The backoff after ``attempts`` attempts, before its jitter (up to half as much again)."""
+    return timedelta(seconds=10 * 2 ** (attempts - 1))
 
 
 def test_a_deferral_is_retried_with_backoff_and_sent_once(
@@ -50,26 +87,35 @@ def test_a_deferral_is_retried_with_backoff_and_sent_once(
     smtp.handler.defer = 2  # 451 twice, then accepted
     workers("deferred", **smtp.env())
     envelope = plane.announce(payment_failed(org.id, owner.user_id))
-    plane.wait_handled(envelope, timeout=90)
+    for attempts in (1, 2):
+        row = _deferred(plane, envelope.event_id, attempts)
+        assert _due_in(plane, row) <= _pause(attempts) * 1.5  # 10-15 s, then 20-30 s
+        assert plane.make_retries_due(envelope.event_id) == 1
+        plane.run_email_sender_job()
+    (delivery,) = plane.wait_settled(envelope.event_id)
+    assert (delivery.state, delivery.attempts, delivery.error) == ("sent", 3, None)
     assert len(smtp.handler.to(owner.email)) == 1
-    (delivery,) = plane.deliveries(envelope.event_id)
-    assert (delivery.state, delivery.attempts) == ("sent", 3)
+    plane.wait_handled(envelope)
     (notice,) = plane.notices(org.id, owner.user_id)
-    assert notice.email_status == "sent"
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "sent"}
 
 
-def test_a_deferral_that_outlasts_every_retry_is_settled_failed_on_the_last_one(
+def test_a_deferral_that_outlasts_every_attempt_is_settled_failed_on_the_last_one(
         plane: Plane, smtp: SmtpServer, workers: Callable[..., processes.Process]) -> None:
     org = plane.tenant(("owner",))
     owner = org.member("owner")
     smtp.handler.defer = 1000
-    worker = workers("always-deferred", **smtp.env())
+    workers("always-deferred", **smtp.env())
     envelope = plane.announce(payment_failed(org.id, owner.user_id))
-    plane.wait_handled(envelope, timeout=120)  # 1 + 2 + 4 + 8 s of backoff, with jitter
-    wait_for(lambda: plane.notices(org.id, owner.user_id), timeout=10, message="the notice")
+    for attempts in range(1, sending.MAX_ATTEMPTS):
+        _deferred(plane, envelope.event_id, attempts)
+        assert plane.make_retries_due(envelope.event_id) == 1
+        plane.run_email_sender_job()
+    (delivery,) = plane.wait_settled(envelope.event_id)
+    assert (delivery.state, delivery.attempts) == ("failed", sending.MAX_ATTEMPTS)
+    assert (delivery.error or "").startswith(f"gave up after {sending.MAX_ATTEMPTS} attempts: ")
+    assert delivery.payload is None and delivery.due_at is None
+    plane.wait_handled(envelope)
     (notice,) = plane.notices(org.id, owner.user_id)
-    assert notice.email_status == "failed" and "gave up after 5 attempts" in (notice.email_error or "")
-    (delivery,) = plane.deliveries(envelope.event_id)
-    assert (delivery.state, delivery.attempts) == ("failed", 5)
+    assert plane.shown(org.id, owner.user_id) == {notice.id: "failed"}
     assert smtp.handler.received == [] and _undeliverable(plane, owner.email) is None
-    assert worker.log().count("Retry in") == 4
