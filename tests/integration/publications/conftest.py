@@ -15,12 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, insert, select
 
-from config.settings import Settings, database_on, load_settings
+from config.settings import Settings
 from domain.assets import keys
 from domain.assets.models import Asset
 from domain.assets.storage import build_storage
-from domain.bootstrap import build_provider
-from domain.db import migrate
 from domain.db.provider import DataProvider
 from domain.employment import structure
 from domain.employment.models import Employee
@@ -29,10 +27,9 @@ from domain.identity.models import User
 from domain.messaging.tables import outbox
 from domain.notifications.models import Notice, NotificationPreference
 from domain.publications.models import Delivery, Publication
-from domain.tenancy.models import Promotion, Tenant
 from tests.support import processes, refs, tenants
-from tests.support.apps import web_app
-from tests.support.services import Services, create_stack, drop_stack
+from tests.support.planes import own_plane, own_redis
+from tests.support.services import Services
 from tests.support.tenants import Account, TenantWithMembers, bearer
 from tests.support.waiting import wait_for
 from workers import embedded
@@ -86,38 +83,17 @@ class Org:
 @pytest.fixture(scope="session")
 def publications_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedRedis]:
     """A Redis server of the publications suites' own."""
-    server = embedded.start_redis(tmp_path_factory.mktemp("publications-redis"), embedded.free_port())
-    yield server
-    server.stop()
+    with own_redis(tmp_path_factory.mktemp("publications-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def plane(services: Services, publications_redis: embedded.EmbeddedRedis,
           tmp_path_factory: pytest.TempPathFactory, log_dir: Path) -> Iterator[Plane]:
     """Fresh management and trial databases on the suite's server, the private Redis, the app."""
-    stack = create_stack(Services(services.server_url, f"redis://127.0.0.1:{publications_redis.port}"),
-                         redis_db=0)
-    env = stack.env(VAR_DIR=str(tmp_path_factory.mktemp("publications-var")), **SETTINGS)
-    settings = load_settings(env)
-    provider = build_provider(settings)
-    try:
-        with web_app(settings) as app:
-            yield Plane(settings, provider, app, env, log_dir)
-    finally:
-        _drop_dedicated(provider)
-        provider.dispose()
-        drop_stack(stack)
-
-
-def _drop_dedicated(provider: DataProvider) -> None:
-    """Drop the databases promotions made for the plane's tenants."""
-    with provider.management() as session:
-        placed = session.execute(select(Tenant.placement_server, Tenant.database_name)
-                                 .where(Tenant.database_name.is_not(None))).all()
-        placed += session.execute(select(Promotion.server, Promotion.database)
-                                  .where(Promotion.database.is_not(None))).all()
-    for server, name in set(placed):
-        migrate.drop_database(database_on(provider.server_url(server), name))
+    var_dir = tmp_path_factory.mktemp("publications-var")
+    with own_plane(services, publications_redis, var_dir, **SETTINGS) as own:
+        yield Plane(own.settings, own.provider, own.app, own.env, log_dir)
 
 
 def employ(provider: DataProvider, tenant_id: uuid.UUID, emails: list[str], *,
