@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, g, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -32,12 +33,25 @@ csrf = CSRFProtect()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+class PageSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session (it carries the CSRF token of the HTML forms), opened
+    for pages only: the JSON API is stateless (bearer tokens), and reading the cookie and
+    building its signer on every API request cost more than some views."""
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        """No session under ``/api/`` (a read finds nothing, a write raises); else Flask's."""
+        if request.path.startswith("/api/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for ``settings`` (read from the environment when not given)."""
     settings = settings or load_settings(os.environ)
     if settings.env != "test":
         log_context.configure_logging(settings.log_level)
     app = db.App(__name__)
+    app.session_interface = PageSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_content_length,

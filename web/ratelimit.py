@@ -1,62 +1,252 @@
 """Brute force is slowed: sign-in and sign-up are rate limited per account and per IP.
 
-Flask-Limiter keeps the counters in Redis (RATE_LIMIT_STORAGE_URL, else the broker's
-Redis), so every web process shares them; if Redis cannot be reached it counts in memory
-until Redis is back rather than failing the request. A refused request gets a 429 that
-names the field and says when to retry (``Retry-After``, at least one second).
+The counters live in Redis (RATE_LIMIT_STORAGE_URL, else the broker's Redis), so every
+web process shares them; if Redis cannot be reached they are counted in memory until
+Redis is back rather than failing the request. A refused request gets a 429 that names
+the field and says when to retry (``Retry-After``, at least one second).
 
-The per-account counters are shared by the API and the HTML forms (``shared_limit``
-with one scope each), so switching between them does not reset the count. For sign-in
-only failed attempts count against the account, so a user who signs in often is not
-locked out; every attempt counts against the IP.
+The per-account counters are shared by the API and the HTML forms (one scope each), so
+switching between them does not reset the count. For sign-in only failed attempts count
+against the account, so a user who signs in often is not locked out; every attempt counts
+against the IP. Every sign-up attempt counts against both.
+
+Fixed windows (the ``limits`` library's counters, keys and limit syntax, as Flask-Limiter
+used them before): every counter a request touches is read or counted in one Redis round
+trip, a Lua script, instead of one call per limit and key (four with the default limits);
+and only the decorated views pay for it, no hook runs on every other request. A burst of
+up to twice the limit across a window boundary is the price of fixed windows.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, Literal
 
-from flask import Flask, current_app, make_response, request
-from flask_limiter import Limiter, RateLimitExceeded
-from flask_limiter.util import get_remote_address
+from flask import Flask, current_app, g, make_response, request
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
+from werkzeug.wrappers import Response
 
 from config.settings import Settings
 from web.errors import error_response
 
-# Fixed windows: one Redis round trip per limit and request (a moving window costs a Lua
-# script over a sorted set, and the X-RateLimit headers a second call per limit). A burst
-# of up to twice the limit across a window boundary is the price.
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=False,
-                  strategy="fixed-window")
+log = logging.getLogger(__name__)
+
+# Part of every counter's key (with the storage's own "LIMITS:LIMITER/" before it): the
+# keys are the ones Flask-Limiter wrote, so counters carry over a deploy.
+KEY_PREFIX = "allotment:ratelimit"
+_EXTENSION = "allotment.rate_limits"  # this app's RateLimits
+_POLICIES = "allotment.rate_limit_policies"  # "sign-in" / "sign-up" -> Policy
+_DEDUCTIONS = "rate_limit_deductions"  # in ``g``: counters to count if the answer is a failure
+_APPLIED = "rate_limits_applied"  # in ``g``: this request's attempt is counted
+
+# "hit": count the attempt, refuse it past the limit; "test": refuse if the limit is
+# already used up, count nothing (yet); "count": count, refuse nothing.
+Mode = Literal["hit", "test", "count"]
+
+
+class RateLimited(Exception):
+    """An attempt refused by one of its limits: the ``index``-th counter applied."""
+
+    def __init__(self, item: RateLimitItem, scope: str, retry_after: int, index: int) -> None:
+        super().__init__(f"{item} ({scope})")
+        self.item, self.scope, self.retry_after, self.index = item, scope, retry_after, index
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One fixed-window counter: a limit, for one key (an account or an IP), in a scope."""
+
+    item: RateLimitItem
+    scope: str
+    key: str
+    mode: Mode
+
+    def storage_key(self) -> str:
+        """The key of the ``limits`` storage (before the storage's own prefix)."""
+        return self.item.key_for(KEY_PREFIX, self.key, self.scope)
+
+    def counting(self) -> Counter:
+        """The same counter, to be counted without refusing anything."""
+        return Counter(self.item, self.scope, self.key, "count")
+
+
+# Each KEYS[i] is read or counted in turn (ARGV: window seconds, limit, mode per key) until
+# one refuses the attempt: returns its index (1-based) and milliseconds to its window's end,
+# or {0, 0}. Counting sets the window's expiry on the first hit, as ``limits`` does.
+_COUNT_UNTIL_REFUSED = """
+for i, key in ipairs(KEYS) do
+    local window, limit, mode = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i]
+    if mode == 'test' then
+        if tonumber(redis.call('GET', key) or '0') >= limit then
+            return {i, redis.call('PTTL', key)}
+        end
+    else
+        local count = redis.call('INCR', key)
+        if count == 1 then redis.call('EXPIRE', key, window) end
+        if mode == 'hit' and count > limit then return {i, redis.call('PTTL', key)} end
+    end
+end
+return {0, 0}
+"""
+
+# While Redis is unreachable it is tried again after 1, 2, 4, ... 32 seconds, then from 1 s
+# again (Flask-Limiter's schedule).
+_MAX_BACKOFF_STEPS = 5
+
+
+class RateLimits:
+    """Fixed-window counters in Redis, each request's in one round trip; memory without Redis."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._script = (storage.get_connection().register_script(_COUNT_UNTIL_REFUSED)
+                        if isinstance(storage, RedisStorage) else None)
+        self._memory = FixedWindowRateLimiter(MemoryStorage())
+        self._lock = threading.Lock()
+        self._dead_since: float | None = None
+        self._checks = 0
+
+    def apply(self, counters: Sequence[Counter]) -> None:
+        """Read or count ``counters`` in order; ``RateLimited`` names the first that refuses
+        (the ones after it are left alone)."""
+        if self._shared_alive():
+            try:
+                refusal = self._apply_shared(counters)
+            except (RedisError, StorageError):
+                log.warning("rate limit storage unreachable: counting in memory", exc_info=True)
+                self._mark_dead()
+                refusal = _apply_with(self._memory, counters)
+        else:
+            refusal = _apply_with(self._memory, counters)
+        if refusal is not None:
+            raise refusal
+
+    def _apply_shared(self, counters: Sequence[Counter]) -> RateLimited | None:
+        """``apply`` on the shared storage: one script call on Redis."""
+        if self._script is None:  # another storage of the ``limits`` library
+            return _apply_with(FixedWindowRateLimiter(self._storage), counters)
+        prefixed_key: Callable[[str], str] = self._storage.prefixed_key  # type: ignore[attr-defined]
+        keys = [prefixed_key(counter.storage_key()) for counter in counters]
+        argv = [value for counter in counters
+                for value in (counter.item.get_expiry(), counter.item.amount, counter.mode)]
+        index, pttl = self._script(keys=keys, args=argv)
+        if not index:
+            return None
+        return _refusal(counters, int(index) - 1, pttl / 1000 if pttl > 0 else 0)
+
+    def _shared_alive(self) -> bool:
+        """False while Redis is down; it is tried again on a growing back-off."""
+        with self._lock:
+            if self._dead_since is None:
+                return True
+            if time.time() - self._dead_since <= 2 ** self._checks:
+                return False
+            self._dead_since = time.time()
+            self._checks = 0 if self._checks >= _MAX_BACKOFF_STEPS else self._checks + 1
+        if not self._storage.check():
+            return False
+        log.info("rate limit storage recovered")
+        with self._lock:
+            self._dead_since, self._checks = None, 0
+        return True
+
+    def _mark_dead(self) -> None:
+        """Count in memory from now on, until a check finds Redis back."""
+        with self._lock:
+            if self._dead_since is None:
+                self._dead_since, self._checks = time.time(), 0
+
+
+def _apply_with(strategy: FixedWindowRateLimiter, counters: Sequence[Counter]) -> RateLimited | None:
+    """``RateLimits.apply`` through the ``limits`` library, one call per counter."""
+    for index, counter in enumerate(counters):
+        identifiers = (KEY_PREFIX, counter.key, counter.scope)
+        if counter.mode == "test":
+            allowed = strategy.test(counter.item, *identifiers)
+        else:
+            allowed = strategy.hit(counter.item, *identifiers) or counter.mode == "count"
+        if not allowed:
+            reset = strategy.storage.get_expiry(counter.storage_key())
+            return _refusal(counters, index, reset - time.time())
+    return None
+
+
+def _refusal(counters: Sequence[Counter], index: int, seconds: float) -> RateLimited:
+    """The refusal by ``counters[index]``: retry after the rest of its window (at least
+    one second, at most the window)."""
+    counter = counters[index]
+    window = counter.item.get_expiry()
+    return RateLimited(counter.item, counter.scope, min(window, max(1, math.ceil(seconds))), index)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One kind of attempt: its limits and the scopes of its account and IP counters."""
+
+    items: tuple[RateLimitItem, ...]
+    account_scope: str
+    ip_scope: str
+    account_only_on_failure: bool
+
+    def counters(self, account_key: str, ip_key: str) -> list[Counter]:
+        """The attempt's counters, in the order they are checked: by window length, the
+        account's before the IP's within a length (the order Flask-Limiter used)."""
+        account_mode: Mode = "test" if self.account_only_on_failure else "hit"
+        counters = ([Counter(item, self.account_scope, account_key, account_mode) for item in self.items]
+                    + [Counter(item, self.ip_scope, ip_key, "hit") for item in self.items])
+        return sorted(counters, key=lambda counter: counter.item)  # stable; by window length
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Point the limiter at Redis and install it."""
-    app.config.update(
-        RATELIMIT_STORAGE_URI=settings.rate_limit_storage_url or settings.redis_url,
-        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 2, "socket_connect_timeout": 2},
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
-        RATELIMIT_KEY_PREFIX="allotment:ratelimit",
-        RATELIMIT_HEADERS_ENABLED=False,  # only a refused request says when to retry
-    )
-    limiter.init_app(app)
+    """Point the counters at Redis; answer refusals with a 429; count failed sign-ins."""
+    storage = storage_from_string(settings.rate_limit_storage_url or settings.redis_url,
+                                  socket_timeout=2, socket_connect_timeout=2)
+    app.extensions[_EXTENSION] = RateLimits(storage)
+    app.extensions[_POLICIES] = {
+        "sign-in": Policy(tuple(parse_many(settings.rate_limit_sign_in)), "sign-in:account",
+                          "sign-in:ip", account_only_on_failure=True),
+        "sign-up": Policy(tuple(parse_many(settings.rate_limit_sign_up)), "sign-up:account",
+                          "sign-up:ip", account_only_on_failure=False),
+    }
 
-    @app.errorhandler(RateLimitExceeded)
-    def _too_many(exc: RateLimitExceeded) -> Any:
-        scope = exc.limit.scope if exc.limit is not None else ""
-        field = "email" if scope.endswith(":account") else None
-        what = "for this account" if field else "from this address"
-        response = make_response(error_response(
-            429, "too_many_requests", f"too many attempts {what} (limit {exc.description}); "
-            "retry after the number of seconds in Retry-After", field))
-        window = exc.limit.limit.get_expiry()
-        current = limiter.current_limit
-        seconds = current.reset_at - time.time() if current is not None else window
-        response.headers["Retry-After"] = str(min(window, max(1, math.ceil(seconds))))
+    @app.errorhandler(RateLimited)
+    def _too_many(exc: RateLimited) -> Any:
+        return too_many(exc.scope, str(exc.item), exc.retry_after)
+
+    @app.after_request
+    def _count_failures(response: Response) -> Response:
+        # A failed sign-in (refusals included) counts against the account it tried.
+        deductions: list[Counter] | None = g.pop(_DEDUCTIONS, None)
+        if deductions and response.status_code >= 400:
+            app.extensions[_EXTENSION].apply(deductions)
         return response
+
+
+def too_many(scope: str, limit: str, retry_after: int) -> Any:
+    """The 429: which counter is full (``email`` for an account's), and ``Retry-After``."""
+    field = "email" if scope.endswith(":account") else None
+    what = "for this account" if field else "from this address"
+    response = make_response(error_response(
+        429, "too_many_requests", f"too many attempts {what} (limit {limit}); "
+        "retry after the number of seconds in Retry-After", field))
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _remote_address() -> str:
+    """The client's address (ProxyFix has applied TRUSTED_PROXIES)."""
+    return request.remote_addr or "127.0.0.1"
 
 
 def _account_key() -> str:
@@ -68,33 +258,48 @@ def _account_key() -> str:
         body = None
     email = body.get("email") if isinstance(body, dict) or hasattr(body, "get") else None
     if not isinstance(email, str) or not email.strip():
-        return f"ip:{get_remote_address()}"
+        return f"ip:{_remote_address()}"
     secret = current_app.config["SECRET_KEY"].encode()
     digest = hmac.new(secret, email.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
     return "account:" + digest
 
 
-def _setting(name: str) -> Callable[[], str]:
-    return lambda: getattr(current_app.extensions["allotment.settings"], name)
-
-
-def _failed(response: Any) -> bool:
-    return response.status_code >= 400
-
-
 def limit_sign_in(view: Callable[..., Any]) -> Callable[..., Any]:
     """Per IP (every attempt) and per account (failed attempts) for sign-in views."""
-    view = limiter.shared_limit(_setting("rate_limit_sign_in"), scope="sign-in:account",
-                                key_func=_account_key, deduct_when=_failed,
-                                methods=["POST"])(view)
-    return limiter.shared_limit(_setting("rate_limit_sign_in"), scope="sign-in:ip",
-                                methods=["POST"])(view)
+    return _limited_by("sign-in", view)
 
 
 def limit_sign_up(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Per IP and per email for sign-up views."""
-    view = limiter.shared_limit(_setting("rate_limit_sign_up"), scope="sign-up:account",
-                                key_func=_account_key,
-                                methods=["POST"])(view)
-    return limiter.shared_limit(_setting("rate_limit_sign_up"), scope="sign-up:ip",
-                                methods=["POST"])(view)
+    """Per account and per IP (every attempt) for sign-up views."""
+    return _limited_by("sign-up", view)
+
+
+def _limited_by(policy_name: str, view: Callable[..., Any]) -> Callable[..., Any]:
+    """``view`` with the named policy applied to every POST before it runs."""
+
+    @wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        # Once per request: a view run again (web.db.App, its tenant moved) is one attempt.
+        if request.method == "POST" and not g.get(_APPLIED):
+            g.setdefault(_APPLIED, True)
+            _check(current_app.extensions[_POLICIES][policy_name])
+        return view(*args, **kwargs)
+
+    return limited
+
+
+def _check(policy: Policy) -> None:
+    """Apply the policy's counters to this request; ``RateLimited`` if one refuses it."""
+    counters = policy.counters(_account_key(), _remote_address())
+    reached = counters
+    try:
+        current_app.extensions[_EXTENSION].apply(counters)
+    except RateLimited as refusal:
+        reached = counters[:refusal.index + 1]
+        raise
+    finally:
+        # Tested counters are counted after the answer if it is a failure (a refusal
+        # included): the ones reached, up to the one that refused.
+        tested = [counter.counting() for counter in reached if counter.mode == "test"]
+        if tested:
+            g.setdefault(_DEDUCTIONS, []).extend(tested)

@@ -6,18 +6,28 @@ outbox and the relay re-sends it when its lease runs out.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
+import threading
 import time
+import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis
 from celery import Celery, group
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from kombu import Queue
+from kombu.utils import json as kombu_json
+from redis.backoff import ConstantBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from config.celery import QUEUES, queue_for_task
 from domain.messaging import bus
@@ -34,25 +44,24 @@ _POLL_SECONDS = 0.02
 def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
     """Send each envelope to its handler's queue; return how many were sent.
 
-    This is on the request's hot path, so it skips ``send_task``'s generic machinery:
-    the Celery message is built with ``amqp.as_task_v2`` and published straight to the
-    queue through the default exchange (no routing table or binding lookup per send).
-    A worker cannot tell the difference.
+    This is on the request's hot path, so it skips ``send_task``'s generic machinery: the
+    Celery message is built with ``amqp.as_task_v2`` and published straight to the queue
+    through the default exchange (no routing table or binding lookup per send). On a Redis
+    broker it goes further (``_RedisSender``): the message kombu would write is pushed with
+    one LPUSH on a kept connection. A worker cannot tell the difference.
     """
     envelopes = list(envelopes)
     if not envelopes:
         return 0
+    sender = _redis_sender(app)
+    if sender is not None:
+        return sender.send([_task_message(app, envelope) for envelope in envelopes])
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
             for envelope in envelopes:
-                name = bus.task_name(envelope.handler)
-                message = app.amqp.as_task_v2(
-                    envelope.id, name, args=[envelope.as_dict()], kwargs={},
-                    # What Flower and logs show; also spares Celery a repr of the payload.
-                    argsrepr=f"{envelope.type} tenant={envelope.tenant_id}", kwargsrepr="{}")
-                message.headers[SENT_AT_HEADER] = envelope.sent_at  # a fresh dict per message
-                producer.publish(message.body, exchange="", routing_key=queue_for_task(name),
+                queue, message = _task_message(app, envelope)
+                producer.publish(message.body, exchange="", routing_key=queue,
                                  headers=message.headers, serializer="json",
                                  retry=True, retry_policy=_RETRY, **message.properties)
                 sent += 1
@@ -60,6 +69,91 @@ def publish(app: Celery, envelopes: Iterable[Envelope]) -> int:
         log.warning("publish failed after %d of %d messages; the relay will re-send",
                     sent, len(envelopes), exc_info=True)
     return sent
+
+
+def _task_message(app: Celery, envelope: Envelope) -> tuple[str, Any]:
+    """The envelope's queue and Celery task message (task id = delivery id)."""
+    name = bus.task_name(envelope.handler)
+    message = app.amqp.as_task_v2(
+        envelope.id, name, args=[envelope.as_dict()], kwargs={},
+        # What Flower and logs show; also spares Celery a repr of the payload.
+        argsrepr=f"{envelope.type} tenant={envelope.tenant_id}", kwargsrepr="{}")
+    message.headers[SENT_AT_HEADER] = envelope.sent_at  # a fresh dict per message
+    return queue_for_task(name), message
+
+
+# Transport options that change what or where kombu's Redis transport writes; with any of
+# them set, messages go through kombu (visibility_timeout and the like only concern consumers).
+_LAYOUT_OPTIONS = {"global_keyprefix", "sep", "priority_steps", "queue_order_strategy"}
+
+
+class _RedisSender:
+    """Writes Celery task messages to Redis as kombu's Redis transport does, cheaper.
+
+    kombu builds a new Redis client (and its table of response callbacks) for every
+    message it publishes, and wraps each send in its producer pool, retry and routing
+    layers: several times the cost of the LPUSH itself. This keeps one client (thread-safe,
+    pooled, re-connected after a fork) and writes the same JSON: the message kombu's
+    ``Producer.publish`` followed by the transport's ``basic_publish`` would write
+    (tests/integration/messaging/test_publisher.py holds the two side by side). A broker
+    error is retried once; after that the relay re-sends from the outbox.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=2,
+            retry=Retry(ConstantBackoff(0.2), 1), retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+    def send(self, messages: list[tuple[str, Any]]) -> int:
+        """LPUSH each message onto its queue, all in one round trip; how many were sent."""
+        try:
+            if len(messages) == 1:
+                queue, message = messages[0]
+                self._client.lpush(queue, _wire(queue, message))
+            else:
+                with self._client.pipeline(transaction=False) as pipe:
+                    for queue, message in messages:
+                        pipe.lpush(queue, _wire(queue, message))
+                    pipe.execute()
+        except Exception:  # the outbox rows survive; the relay will re-send them
+            log.warning("publish of %d messages failed; the relay will re-send", len(messages),
+                        exc_info=True)
+            return 0
+        return len(messages)
+
+
+def _wire(queue: str, message: Any) -> str:
+    """What kombu's Redis transport stores for ``message`` published to ``queue`` through
+    the default exchange: JSON body (base64), persistent, priority 0, a fresh delivery tag."""
+    body = base64.b64encode(kombu_json.dumps(message.body).encode()).decode()
+    return kombu_json.dumps({
+        "body": body, "content-encoding": "utf-8", "content-type": "application/json",
+        "headers": message.headers,
+        "properties": {**message.properties, "delivery_mode": 2,
+                       "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
+                       "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
+    })
+
+
+_senders: weakref.WeakKeyDictionary[Celery, _RedisSender | None] = weakref.WeakKeyDictionary()
+_senders_lock = threading.Lock()
+
+
+def _redis_sender(app: Celery) -> _RedisSender | None:
+    """The app's ``_RedisSender``; None unless its broker is one plain Redis URL (no
+    failover list, no TLS options of kombu's own, no key layout options)."""
+    try:
+        return _senders[app]
+    except KeyError:
+        pass
+    with _senders_lock:
+        if app not in _senders:
+            url = app.conf.broker_url or ""
+            options = set(app.conf.broker_transport_options or {})
+            plain = (url.partition("://")[0] in ("redis", "rediss") and ";" not in url
+                     and not app.conf.broker_use_ssl and not options & _LAYOUT_OPTIONS)
+            _senders[app] = _RedisSender(url) if plain else None
+        return _senders[app]
 
 
 def queue_probe(app: Celery) -> Callable[[str, float], bool]:

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from limits import parse_many
+from limits.storage import MemoryStorage, storage_from_string
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from config.settings import load_settings
+from config.settings import Settings, load_settings
 from domain.db.provider import DataProvider
 from domain.identity.models import AuthSession, User
 from tests.integration.messaging.helpers import tenant_id_of
@@ -27,6 +30,7 @@ from tests.support.apps import web_app
 from tests.support.services import Stack
 from tests.support.system import Reply, http
 from tests.support.tenants import page_csrf
+from web.ratelimit import Policy, RateLimited, RateLimits
 
 TOKENS = "/api/v1/identity/tokens"
 SIGNUPS = "/api/v1/tenancy/signups"
@@ -219,6 +223,39 @@ def test_a_refused_sign_up_writes_nothing(client: FlaskClient, provider: DataPro
     assert tenant_id_of(provider, body["slug"]) is None
 
 
+def test_counters_are_kept_under_the_keys_of_the_previous_release(client: FlaskClient,
+                                                                    settings: Settings) -> None:
+    # The keys Flask-Limiter wrote: a deploy keeps counting where the old processes left off.
+    ip = new_ip()
+    assert sign_up_api(client, refs.signup_body(), ip).status_code == 202
+    counters = redis.Redis.from_url(settings.broker_url)
+    key = f"LIMITS:LIMITER/allotment:ratelimit/{ip}/sign-up:ip/2/1/minute"
+    assert (counters.get(key), 0 < counters.ttl(key) <= 60) == (b"1", True)
+    counters.close()
+
+
+@pytest.fixture(scope="module")
+def app_without_counters(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The tight app whose rate-limit Redis cannot be reached (nothing listens on port 1)."""
+    env = stack.env(VAR_DIR=str(tmp_path_factory.mktemp("ratelimit-dead-var")),
+                    RATE_LIMIT_STORAGE_URL="redis://127.0.0.1:1/0", **LIMITS)
+    with web_app(load_settings(env)) as app:
+        yield app
+
+
+def test_without_redis_the_limits_are_counted_in_memory(app_without_counters: Flask,
+                                                        provider: DataProvider) -> None:
+    client = app_without_counters.test_client()
+    ip = new_ip()
+    for _ in range(2):
+        assert sign_up_api(client, refs.signup_body(), ip).status_code == 202
+    assert_limited_by_address(sign_up_api(client, refs.signup_body(), ip))
+    email = tenants.create_account(provider, password=PASSWORD).email
+    for _ in range(3):
+        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
+
+
 # --- Two processes on one Redis --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -251,3 +288,39 @@ def test_two_processes_count_on_the_same_counters(client: FlaskClient, provider:
     assert (reply.status, reply.json()["field"]) == (429, "email"), reply.body
     retry_after(reply)
     assert sessions_of(provider, email) == 0
+
+
+# --- The one-round-trip script against the limits library --------------------------------------
+
+def test_the_redis_script_counts_as_the_limits_library_does(settings: Settings) -> None:
+    # The same attempts through the Lua script (Redis) and through the ``limits`` library's
+    # own fixed-window strategy (memory): same refusals, same counts left in every counter.
+    redis_limits = RateLimits(storage_from_string(settings.broker_url))
+    library_limits = RateLimits(MemoryStorage())  # not Redis: the library's strategy, call by call
+    items = tuple(parse_many("2 per minute; 3 per hour"))
+    sign_in = Policy(items, "sign-in:account", "sign-in:ip", account_only_on_failure=True)
+    sign_up = Policy(items, "sign-up:account", "sign-up:ip", account_only_on_failure=False)
+    run = secrets.token_hex(4)
+    ip, other_ip = f"ip-{run}", f"other-ip-{run}"
+    attempts = [(sign_up, "a", ip), (sign_up, "b", ip), (sign_up, "a", other_ip), (sign_up, "c", ip),
+                (sign_up, "a", other_ip), (sign_up, "a", other_ip), (sign_in, "a", ip),
+                (sign_in, "a", ip), (sign_in, "a", ip), (sign_in, "b", other_ip)]
+    outcomes = []
+    for policy, account, address in attempts:
+        counters = policy.counters(f"account:{run}-{account}", address)
+        for limits in (redis_limits, library_limits):
+            try:
+                limits.apply(counters)
+                outcome: tuple[str, int] | None = None
+            except RateLimited as refusal:
+                outcome = (refusal.scope, refusal.index)
+            # A failed sign-in counts against the account afterwards, as the views do.
+            limits.apply([c.counting() for c in counters if c.mode == "test"])
+            outcomes.append(outcome)
+    assert outcomes[0::2] == outcomes[1::2]
+    assert any(outcomes)  # the scenario does reach the limits
+    redis_storage, memory_storage = redis_limits._storage, library_limits._storage
+    for policy, account, address in attempts:
+        for counter in policy.counters(f"account:{run}-{account}", address):
+            key = counter.storage_key()
+            assert redis_storage.get(key) == memory_storage.get(key), key

@@ -7,12 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from psycopg import pq
+from sqlalchemy import select
 
 from config.settings import Settings
 from domain.db.provider import DataProvider
 from tests.integration.web.helpers import assert_refused, written
 from tests.support import refs
+from tests.support.apps import web_app
+from web.db import management_db, tenant_db
 
 SIGNUPS = "/api/v1/tenancy/signups"
 Body = dict[str, Any]
@@ -142,3 +147,28 @@ def test_an_unusable_request_id_is_replaced_not_stored(client: FlaskClient, give
     assert response.status_code == 202
     assert response.headers["X-Request-Id"] != given
     assert len(response.headers["X-Request-Id"]) == 32
+
+
+# --- The signup's one-statement unit of work -------------------------------------------------
+
+def test_the_signups_connection_goes_back_to_the_pool_transactional(settings: Settings) -> None:
+    # The signup commits its one statement as it runs (autocommit); the pooled connection
+    # it used must come back in transaction mode for the next request's unit of work.
+    with web_app(settings.model_copy(update={"db_pool_size": 1})) as app:
+        assert app.test_client().post(SIGNUPS, json=refs.signup_body()).status_code == 202
+        provider: DataProvider = app.extensions["allotment.provider"]
+        with provider.management() as session:
+            pool = session.get_bind().pool  # type: ignore[union-attr]
+            assert (pool.checkedin(), pool.checkedout()) == (1, 0)  # the signup's connection
+            session.execute(select(1))
+            dbapi = session.connection().connection.dbapi_connection
+            assert dbapi is not None and dbapi.info.transaction_status == pq.TransactionStatus.INTRANS
+
+
+def test_an_autocommit_request_writes_nothing_else(app: Flask) -> None:
+    with app.test_request_context():
+        management_db(autocommit=True)
+        with pytest.raises(RuntimeError):
+            management_db()  # a transactional caller would get statements committed one by one
+        with pytest.raises(RuntimeError):
+            tenant_db(uuid.uuid4())
