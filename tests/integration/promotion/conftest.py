@@ -13,14 +13,14 @@ from flask import Flask
 from psycopg.types.json import Jsonb
 from sqlalchemy import select
 
-from config.settings import Settings, database_on, load_settings
+from config.settings import Settings, load_settings
 from domain.bootstrap import build_provider
-from domain.db import migrate
 from domain.db.provider import TRIAL, DataProvider
 from domain.tenancy.copying import connect
 from domain.tenancy.models import Promotion, Tenant
 from tests.support import processes
 from tests.support.apps import web_app
+from tests.support.planes import drop_dedicated
 from tests.support.services import SecondServer, Services, Stack, create_stack, drop_stack
 from tests.support.tenants import TenantWithMembers, create_tenant
 
@@ -106,13 +106,7 @@ def plane(services: Services, second_server: SecondServer, tmp_path: Path) -> It
         with web_app(settings) as app:
             yield Plane(stack, settings, provider, app, env, servers)
     finally:
-        with provider.management() as session:
-            placed = session.execute(select(Tenant.placement_server, Tenant.database_name)
-                                     .where(Tenant.database_name.is_not(None))).all()
-            placed += session.execute(select(Promotion.server, Promotion.database)
-                                      .where(Promotion.database.is_not(None))).all()
-        for server, name in set(placed):
-            migrate.drop_database(database_on(provider.server_url(server), name))
+        drop_dedicated(provider)
         provider.dispose()
         drop_stack(stack)
 
