@@ -18,6 +18,7 @@ from domain.identity.services import PasswordSealer
 from web import auth, cli, db, errors, openapi, ratelimit
 from web.assets import bp as assets_bp
 from web.employment import bp as employment_bp
+from web.i18n import init_app as init_translations
 from web.iam import bp as iam_bp
 from web.identity import bp as identity_bp
 from web.notifications import bp as notifications_bp
@@ -26,7 +27,6 @@ from web.publications import bp as publications_bp
 from web.purchases import bp as purchases_bp
 from web.tenancy import bp as tenancy_bp
 from web.translations import bp as translations_bp
-from web.translations import init_app as init_translations
 from workers.publisher import web_publisher
 
 csrf = CSRFProtect()

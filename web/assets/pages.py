@@ -22,6 +22,7 @@ from web.assets import bp, flows, uploads
 from web.assets.flows import UPLOAD
 from web.auth import page_requires
 from web.db import tenant_db
+from web.i18n import gettext
 from web.storage import storage
 
 FILE_FIELD = "file"
@@ -57,7 +58,7 @@ def upload_page() -> Any:
     except ValidationError as exc:
         raise CSRFError(str(exc)) from None
     if part is None or not part.filename:
-        return _list_page(errors={FILE_FIELD: ["choose a file to upload"]}, status=422)
+        return _list_page(errors={FILE_FIELD: [gettext("choose a file to upload")]}, status=422)
     try:
         asset = services.receive_upload(tenant_db(flows.tenant_id()), storage(), part,
                                         Upload(part.filename, part.content_type), flows.uploader())

@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from web.errors import ApiError
+from web.i18n import gettext
 
 READ_BYTES = 64 * 1024
 # Room for the multipart framing and the small fields around the file.
@@ -46,7 +47,7 @@ class FilePart:
         while not self._done and (size < 0 or len(self._buffer) < size):
             event = self.form.next_event()
             if not isinstance(event, Data):
-                raise BadRequest("the form ended inside its file")
+                raise BadRequest(gettext("the form ended inside its file"))
             self._buffer += event.data
             self._done = not event.more_data
         take = len(self._buffer) if size < 0 else min(size, len(self._buffer))
@@ -60,7 +61,8 @@ class StreamedForm:
 
     def __init__(self) -> None:
         if request.mimetype != "multipart/form-data" or "boundary" not in request.mimetype_params:
-            raise ApiError(415, "unsupported_media_type", "expected multipart/form-data", "Content-Type")
+            raise ApiError(415, "unsupported_media_type", gettext("expected multipart/form-data"),
+                           "Content-Type")
         self._stream = request.stream
         self._ended = False
         # The parser's buffer holds at most a few reads: each read is drained into events.
@@ -73,11 +75,11 @@ class StreamedForm:
             try:
                 event = self._decoder.next_event()
             except ValueError as exc:
-                raise BadRequest(f"the form is malformed: {exc}") from None
+                raise BadRequest(gettext("the form is malformed: %(reason)s", reason=str(exc))) from None
             if not isinstance(event, NeedData):
                 return event
             if self._ended:
-                raise BadRequest("the form ended early")
+                raise BadRequest(gettext("the form ended early"))
             chunk = self._stream.read(READ_BYTES)
             self._ended = not chunk
             self._decoder.receive_data(chunk or None)
@@ -100,11 +102,11 @@ class StreamedForm:
         while True:
             event = self.next_event()
             if not isinstance(event, Data):
-                raise BadRequest("a form field ended early")
+                raise BadRequest(gettext("a form field ended early"))
             value += event.data
             if len(value) > MAX_FIELD_BYTES:
-                raise ApiError(413, "field_too_large", f"a form field holds {MAX_FIELD_BYTES} bytes at most",
-                               "body")
+                reason = gettext("a form field holds %(size)s bytes at most", size=MAX_FIELD_BYTES)
+                raise ApiError(413, "field_too_large", reason, "body")
             if not event.more_data:
                 return value.decode(errors="replace")
 

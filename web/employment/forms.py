@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, EmailField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
@@ -16,7 +15,11 @@ from wtforms.validators import DataRequired, Email, Length, Optional
 from domain.employment.queries import JobTypeView, OrgUnitView
 from domain.employment.services import EmployeeFields
 from domain.employment.values import STATUSES
-from web.forms import NO_CONTROL, strip
+from web.forms import NO_CONTROL, PageForm, strip
+from web.i18n import _l, gettext
+
+# How an employee's status reads on a page (the choice's value is the status itself).
+STATUS_LABELS = {"active": _l("active"), "on_leave": _l("on leave"), "left": _l("left")}
 
 
 def optional_uuid(value: Any) -> uuid.UUID | None:
@@ -26,30 +29,35 @@ def optional_uuid(value: Any) -> uuid.UUID | None:
     return uuid.UUID(str(value))
 
 
+def status_label(status: str) -> Any:
+    """An employee's status as the page's language writes it."""
+    return STATUS_LABELS.get(status, status.replace("_", " "))
+
+
 def unit_choices(units: list[OrgUnitView], blank: str) -> list[SelectChoice]:
     """Org units indented by depth, after a blank choice."""
     return [SelectChoice("", blank)] + [SelectChoice(str(u.id), "\u2003" * u.depth + u.name) for u in units]
 
 
-class EmployeeForm(FlaskForm):
+class EmployeeForm(PageForm):
     """An employee (``set_choices`` fills in the tenant's job types and units)."""
 
-    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=200), NO_CONTROL])
-    work_email = EmailField("Work email", filters=[strip],
+    name = StringField(_l("Name"), filters=[strip], validators=[DataRequired(), Length(max=200), NO_CONTROL])
+    work_email = EmailField(_l("Work email"), filters=[strip],
                             validators=[DataRequired(), Email(), Length(max=320)])
-    job_type_id = SelectField("Job type", coerce=optional_uuid, validate_choice=False)
-    org_unit_id = SelectField("Org unit", coerce=optional_uuid, validate_choice=False)
-    start_date = DateField("Start date", validators=[Optional()])
-    end_date = DateField("End date", validators=[Optional()])
-    status = SelectField("Status", choices=[SelectChoice(s, s.replace("_", " ")) for s in STATUSES])
-    manager_email = EmailField("Reports to (their work email)", filters=[strip],
+    job_type_id = SelectField(_l("Job type"), coerce=optional_uuid, validate_choice=False)
+    org_unit_id = SelectField(_l("Org unit"), coerce=optional_uuid, validate_choice=False)
+    start_date = DateField(_l("Start date"), validators=[Optional()])
+    end_date = DateField(_l("End date"), validators=[Optional()])
+    status = SelectField(_l("Status"), choices=[SelectChoice(s, status_label(s)) for s in STATUSES])
+    manager_email = EmailField(_l("Reports to (their work email)"), filters=[strip],
                                validators=[Optional(), Email(), Length(max=320)])
 
     def set_choices(self, job_types: list[JobTypeView], units: list[OrgUnitView]) -> None:
         """Offer the tenant's job types and org units."""
-        self.job_type_id.choices = [SelectChoice("", "none")] + [SelectChoice(str(j.id), j.name)
+        self.job_type_id.choices = [SelectChoice("", gettext("none"))] + [SelectChoice(str(j.id), j.name)
                                                                  for j in job_types]
-        self.org_unit_id.choices = unit_choices(units, "none")
+        self.org_unit_id.choices = unit_choices(units, gettext("none"))
 
     def fields(self) -> EmployeeFields:
         """What the domain takes (a blank manager: the employee reports to nobody)."""
@@ -59,24 +67,24 @@ class EmployeeForm(FlaskForm):
                               status=self.status.data or "", manager_email=self.manager_email.data or "")
 
 
-class JobTypeForm(FlaskForm):
+class JobTypeForm(PageForm):
     """A job type's name."""
 
-    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=120), NO_CONTROL])
+    name = StringField(_l("Name"), filters=[strip], validators=[DataRequired(), Length(max=120), NO_CONTROL])
 
 
-class OrgUnitForm(FlaskForm):
+class OrgUnitForm(PageForm):
     """An org unit's name and parent (``set_choices`` fills in the tenant's units)."""
 
-    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=200), NO_CONTROL])
-    parent_id = SelectField("Part of", coerce=optional_uuid, validate_choice=False)
+    name = StringField(_l("Name"), filters=[strip], validators=[DataRequired(), Length(max=200), NO_CONTROL])
+    parent_id = SelectField(_l("Part of"), coerce=optional_uuid, validate_choice=False)
 
     def set_choices(self, units: list[OrgUnitView]) -> None:
         """Offer the tenant's units as parents."""
-        self.parent_id.choices = unit_choices(units, "(top level)")
+        self.parent_id.choices = unit_choices(units, gettext("(top level)"))
 
 
-class ImportForm(FlaskForm):
+class ImportForm(PageForm):
     """A CSV file of employees."""
 
-    file = FileField("CSV file", validators=[FileRequired(message="choose a CSV file")])
+    file = FileField(_l("CSV file"), validators=[FileRequired(message=_l("choose a CSV file"))])

@@ -21,8 +21,9 @@ from web.auth import page_requires
 from web.employment import bp
 from web.employment.chart import layout
 from web.employment.common import READ, WRITE, db, graph_db
-from web.employment.forms import EmployeeForm, JobTypeForm, OrgUnitForm
+from web.employment.forms import EmployeeForm, JobTypeForm, OrgUnitForm, status_label
 from web.forms import place_error
+from web.i18n import gettext
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Errors shown beside one row's controls: {id: {field: [reason]}}.
@@ -47,7 +48,7 @@ def employees_page() -> Any:
     search = _CONTROL.sub("", request.args.get("q", ""))[:100].strip()
     found = queries.list_employees(db(), search=search, page=_page_number())
     return render_template("employment/employees.html", found=found, q=search,
-                           may_write=g.caller.may(WRITE))
+                           may_write=g.caller.may(WRITE), status_label=status_label)
 
 
 def _employee_form(form: EmployeeForm, *, employee: EmployeeView | None = None,
@@ -75,7 +76,7 @@ def create_employee_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.name)
         return _employee_form(form, status=exc.status)
-    flash(f"{view.name} added.")
+    flash(gettext("%(name)s added.", name=view.name))
     return _see_other("employment.employees_page", q=view.work_email)
 
 
@@ -104,7 +105,7 @@ def update_employee_page(employee_id: uuid.UUID) -> Any:
             raise
         place_error(form, exc, form.name)
         return _employee_form(form, employee=employee, status=exc.status)
-    flash(f"{view.name} saved.")
+    flash(gettext("%(name)s saved.", name=view.name))
     return _see_other("employment.employee_page", employee_id=employee_id)
 
 
@@ -113,7 +114,7 @@ def update_employee_page(employee_id: uuid.UUID) -> Any:
 def delete_employee_page(employee_id: uuid.UUID) -> Any:
     """Delete an employee; their reporting lines go with them."""
     services.delete_employee(db(), g.tenant_id, employee_id, correlation_id=g.get("request_id"))
-    flash("Employee deleted.")
+    flash(gettext("Employee deleted."))
     return _see_other("employment.employees_page")
 
 
@@ -156,7 +157,7 @@ def create_job_type_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.name)
         return _structure(job_type_form=form, status=exc.status)
-    flash(f"Job type {view.name} added.")
+    flash(gettext("Job type %(name)s added.", name=view.name))
     return _see_other("employment.structure_page")
 
 
@@ -168,7 +169,7 @@ def delete_job_type_page(job_type_id: uuid.UUID) -> Any:
         structure.delete_job_type(db(), job_type_id)
     except DomainError as exc:
         return _structure(errors=_row_error(job_type_id, exc, "job_type_id"), status=exc.status)
-    flash("Job type deleted.")
+    flash(gettext("Job type deleted."))
     return _see_other("employment.structure_page")
 
 
@@ -184,7 +185,7 @@ def create_org_unit_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.name)
         return _structure(unit_form=form, status=exc.status)
-    flash(f"Org unit {view.name} added.")
+    flash(gettext("Org unit %(name)s added.", name=view.name))
     return _see_other("employment.structure_page")
 
 
@@ -216,7 +217,7 @@ def update_org_unit_page(org_unit_id: uuid.UUID) -> Any:
             raise
         place_error(form, exc, form.name)
         return _unit_form(form, unit, exc.status)
-    flash(f"Org unit {view.name} saved.")
+    flash(gettext("Org unit %(name)s saved.", name=view.name))
     return _see_other("employment.structure_page")
 
 
@@ -228,7 +229,7 @@ def delete_org_unit_page(org_unit_id: uuid.UUID) -> Any:
         structure.delete_org_unit(db(), org_unit_id)
     except DomainError as exc:
         return _structure(errors=_row_error(org_unit_id, exc, "org_unit_id"), status=exc.status)
-    flash("Org unit deleted.")
+    flash(gettext("Org unit deleted."))
     return _see_other("employment.structure_page")
 
 

@@ -22,6 +22,7 @@ from domain.identity import services as identity
 from web.auth import Caller, page_requires
 from web.db import management_db
 from web.forms import place_error
+from web.i18n import gettext
 from web.iam import bp, flows
 from web.iam.forms import InviteForm, MemberRolesForm, RoleForm
 
@@ -100,12 +101,12 @@ def member_roles_page(user_id: uuid.UUID) -> Any:
     form = MemberRolesForm()
     if not form.validate_on_submit():
         return _users_page(errors={user_id: {"roles": list(form.roles.errors) or
-                                             ["the form could not be read"]}}, status=422)
+                                             [gettext("the form could not be read")]}}, status=422)
     try:
         row = flows.set_roles(_caller(), user_id, list(form.roles.data or []))
     except DomainError as exc:
         return _users_page(errors=_row_error(user_id, exc, ("roles",), "user_id"), status=exc.status)
-    flash(f"Roles saved: {', '.join(row.roles)}.")
+    flash(gettext("Roles saved: %(roles)s.", roles=", ".join(row.roles)))
     return _see_other("iam.users_page")
 
 
@@ -114,8 +115,8 @@ def _set_active(user_id: uuid.UUID, active: bool) -> Any:
         flows.set_active(_caller(), user_id, active)
     except DomainError as exc:
         return _users_page(errors=_row_error(user_id, exc, (), "user_id"), status=exc.status)
-    flash("Member deactivated; their sessions here are signed out." if not active
-          else "Member reactivated.")
+    flash(gettext("Member deactivated; their sessions here are signed out.") if not active
+          else gettext("Member reactivated."))
     return _see_other("iam.users_page")
 
 
@@ -138,7 +139,7 @@ def reactivate_page(user_id: uuid.UUID) -> Any:
 def cut_off_page(user_id: uuid.UUID) -> Any:
     """End every session the member has in this tenant (they may sign in again)."""
     count = flows.cut_off(_caller(), user_id)
-    flash(f"Signed out {count} session(s) of that member.")
+    flash(gettext("Signed out %(count)s session(s) of that member.", count=count))
     return _see_other("iam.users_page")
 
 
@@ -154,7 +155,7 @@ def invite_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.email)
         return _users_page(invite_form=form, status=exc.status)
-    flash(f"Invitation sent to {view.email}.")
+    flash(gettext("Invitation sent to %(email)s.", email=view.email))
     return _see_other("iam.users_page")
 
 
@@ -207,7 +208,7 @@ def create_role_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.name)
         return _roles_page(form=form, status=exc.status)
-    flash(f"Role {row.name} created.")
+    flash(gettext("Role %(name)s created.", name=row.name))
     return _see_other("iam.roles_page")
 
 
@@ -219,5 +220,5 @@ def delete_role_page(role_id: uuid.UUID) -> Any:
         flows.delete_role(_caller(), role_id)
     except DomainError as exc:
         return _roles_page(errors=_row_error(role_id, exc, (), "role_id"), status=exc.status)
-    flash("Role deleted.")
+    flash(gettext("Role deleted."))
     return _see_other("iam.roles_page")

@@ -37,6 +37,7 @@ from web.auth import (
 )
 from web.db import management_db
 from web.forms import place_error
+from web.i18n import gettext
 from web.identity import bp, flows
 from web.identity.forms import AcceptInvitationForm, PasswordForm, SignInForm
 from web.ratelimit import limit_sign_in
@@ -161,7 +162,7 @@ def refresh_page() -> Any:
         tokens = flows.refresh(refresh_claims(PAGES))
     except (SessionRefused, JWTExtendedException, PyJWTError) as exc:
         reason = exc.reason if isinstance(exc, DomainError) else \
-            "your saved sign-in cannot be used; sign in again"
+            gettext("your saved sign-in cannot be used; sign in again")
         page = _sign_in_page(SignInForm(formdata=None), target, refused=reason)
         return _signed_out(make_response(page, 401))
     return set_token_cookies(_see_other(target or _home()), tokens)
@@ -184,7 +185,7 @@ def sign_out_page() -> Any:
     caller = _caller_from_cookies()
     if caller is not None:
         flows.sign_out(caller)
-    flash("You are signed out.")
+    flash(gettext("You are signed out."))
     return _signed_out(_see_other(url_for("identity.sign_in_page")))
 
 
@@ -209,7 +210,7 @@ def _sessions_page(form: PasswordForm) -> str:
     rows = sessions.live_sessions(db, caller.user_id)
     slugs = tenancy_queries.slugs_of(db, [r.tenant_id for r in rows if r.tenant_id])
     views = [SessionView(r.id, slugs.get(r.tenant_id) if r.tenant_id else None, r.method,
-                         r.user_agent or "unknown device", r.ip or "unknown",
+                         r.user_agent or gettext("unknown device"), r.ip or gettext("unknown"),
                          r.last_used_at.strftime("%Y-%m-%d %H:%M UTC"), r.id == caller.session_id)
              for r in rows]
     user = identity.users_by_id(db, [caller.user_id]).get(caller.user_id)
@@ -230,9 +231,9 @@ def revoke_session_page(session_id: uuid.UUID) -> Any:
     if not flows.sign_out_one(g.caller, session_id):
         raise NotFound("no such session", field="session_id")
     if session_id == g.caller.session_id:
-        flash("You are signed out.")
+        flash(gettext("You are signed out."))
         return _signed_out(_see_other(url_for("identity.sign_in_page")))
-    flash("That session is signed out.")
+    flash(gettext("That session is signed out."))
     return _see_other(_home())
 
 
@@ -241,7 +242,7 @@ def revoke_session_page(session_id: uuid.UUID) -> Any:
 def revoke_all_sessions_page() -> Any:
     """Sign out every session of mine, this one included."""
     count = flows.sign_out_everywhere(g.caller.user_id, "signed out everywhere")
-    flash(f"Signed out of {count} session(s) everywhere.")
+    flash(gettext("Signed out of %(count)s session(s) everywhere.", count=count))
     return _signed_out(_see_other(url_for("identity.sign_in_page")))
 
 
@@ -257,8 +258,9 @@ def password_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.current_password)
         return _sessions_page(form), exc.status
+    # In the caller's language: the translator is built from g.caller, which goes next.
+    flash(gettext("Your password is changed; every other session is signed out."))
     g.pop("caller", None)  # its session is over: web.auth must not renew its access cookie
-    flash("Your password is changed; every other session is signed out.")
     return set_token_cookies(_see_other(_home()), tokens)
 
 
@@ -295,5 +297,5 @@ def invitation_page(token: str) -> Any:
         return _invitation_page(form, token, view, new_account), exc.status
     assert signed_in.tenant_id is not None  # an invitation is always to a tenant
     invalidate_permissions(signed_in.tenant_id)
-    flash(f"Welcome to {tenancy_queries.name_of(db, signed_in.tenant_id)}.")
+    flash(gettext("Welcome to %(tenant)s.", tenant=tenancy_queries.name_of(db, signed_in.tenant_id)))
     return set_token_cookies(_see_other(_home()), flows.start(signed_in, "password"))

@@ -6,15 +6,17 @@ be unticked (the domain refuses it, for the API too).
 """
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField
 
+from web.forms import PageForm
+from web.i18n import _l
 
-class ActionForm(FlaskForm):
+
+class ActionForm(PageForm):
     """A button that changes something (its CSRF token only)."""
 
 
-class PreferencesForm(FlaskForm):
+class PreferencesForm(PageForm):
     """The digest; the categories' checkboxes are read from the posted form by name."""
 
-    digest = BooleanField("Daily summary of unread notices")
+    digest = BooleanField(_l("Daily summary of unread notices"))

@@ -13,10 +13,10 @@ from domain.notifications.categories import CATEGORIES, MANDATORY
 from domain.translations import services as translations
 from web.auth import page_requires
 from web.db import management_db, tenant_db
+from web.i18n import catalogues, gettext
 from web.notifications import bp
 from web.notifications.forms import ActionForm, PreferencesForm
 from web.translations.forms import LocaleForm
-from web.translations.locale import catalogues, gettext
 
 READ = "notifications:read"
 PER_PAGE = 20

@@ -10,7 +10,6 @@ import uuid
 from datetime import UTC
 from typing import Any
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
@@ -29,7 +28,8 @@ from domain.employment.queries import OrgUnitView
 from domain.publications.audience import Audience
 from domain.publications.services import Draft, SectionFields
 from domain.publications.values import MAX_BODY, MAX_TITLE
-from web.forms import NO_CONTROL, strip
+from web.forms import NO_CONTROL, PageForm, strip
+from web.i18n import _l
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 # Where a domain error's field shows on the draft form.
@@ -44,24 +44,29 @@ def optional_uuid(value: Any) -> uuid.UUID | None:
     return uuid.UUID(str(value))
 
 
-class PublicationForm(FlaskForm):
+def as_uuid(value: Any) -> uuid.UUID:
+    """A choice's value as a UUID (the draft's own attachments already are); ValueError else."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+class PublicationForm(PageForm):
     """A draft (``set_choices`` offers the tenant's org units and the author's ready assets)."""
 
-    title = StringField("Title", filters=[strip],
+    title = StringField(_l("Title"), filters=[strip],
                         validators=[DataRequired(), Length(max=MAX_TITLE), NO_CONTROL])
-    body = TextAreaField("Text (Markdown)", validators=[Length(max=MAX_BODY)])
-    audience_kind = RadioField("Audience", default="everyone", choices=[
-        SelectChoice("everyone", "Everyone"), SelectChoice("org_unit", "An org unit"),
-        SelectChoice("people", "These people")])
-    org_unit_id = SelectField("Org unit", coerce=optional_uuid, validate_choice=False)
-    sub_units = BooleanField("and every unit below it")
-    people = TextAreaField("People (work emails, one a line)", validators=[Length(max=400_000)])
-    attachments = SelectMultipleField("Attachments", coerce=uuid.UUID, validate_choice=False,
+    body = TextAreaField(_l("Text (Markdown)"), validators=[Length(max=MAX_BODY)])
+    audience_kind = RadioField(_l("Audience"), default="everyone", choices=[
+        SelectChoice("everyone", _l("Everyone")), SelectChoice("org_unit", _l("An org unit")),
+        SelectChoice("people", _l("These people"))])
+    org_unit_id = SelectField(_l("Org unit"), coerce=optional_uuid, validate_choice=False)
+    sub_units = BooleanField(_l("and every unit below it"))
+    people = TextAreaField(_l("People (work emails, one a line)"), validators=[Length(max=400_000)])
+    attachments = SelectMultipleField(_l("Attachments"), coerce=as_uuid, validate_choice=False,
                                       widget=ListWidget(prefix_label=False), option_widget=CheckboxInput())
 
     def set_choices(self, units: list[OrgUnitView], assets: list[AssetView]) -> None:
         """Offer the tenant's org units and the ready assets the author can see."""
-        self.org_unit_id.choices = [SelectChoice("", "(choose a unit)")] + [
+        self.org_unit_id.choices = [SelectChoice("", _l("(choose a unit)"))] + [
             SelectChoice(str(u.id), "\u2003" * u.depth + u.name) for u in units]
         self.attachments.choices = [SelectChoice(str(a.id), a.filename)
                                     for a in assets if a.status == "ready"]
@@ -77,22 +82,22 @@ class PublicationForm(FlaskForm):
                      tuple(self.attachments.data or ()))
 
 
-class SectionForm(FlaskForm):
+class SectionForm(PageForm):
     """A section: a heading and a Markdown body."""
 
-    heading = StringField("Heading", filters=[strip],
+    heading = StringField(_l("Heading"), filters=[strip],
                           validators=[DataRequired(), Length(max=MAX_TITLE), NO_CONTROL])
-    body = TextAreaField("Text (Markdown)", validators=[Length(max=MAX_BODY)])
+    body = TextAreaField(_l("Text (Markdown)"), validators=[Length(max=MAX_BODY)])
 
     def fields(self) -> SectionFields:
         """What the domain takes."""
         return SectionFields(self.heading.data or "", (self.body.data or "").replace("\r\n", "\n"))
 
 
-class PublishForm(FlaskForm):
+class PublishForm(PageForm):
     """Publish now (no time) or at a time (UTC)."""
 
-    publish_at = DateTimeLocalField("Publish at (UTC; empty: now)", format="%Y-%m-%dT%H:%M",
+    publish_at = DateTimeLocalField(_l("Publish at (UTC; empty: now)"), format="%Y-%m-%dT%H:%M",
                                     validators=[Optional()])
 
     def when(self) -> Any:
@@ -101,10 +106,10 @@ class PublishForm(FlaskForm):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
-class MoveForm(FlaskForm):
+class MoveForm(PageForm):
     """Move a section one place up or down."""
 
-    direction = StringField("Direction", validators=[DataRequired(), AnyOf(["up", "down"])])
+    direction = StringField(_l("Direction"), validators=[DataRequired(), AnyOf(["up", "down"])])
 
     @property
     def offset(self) -> int:

@@ -21,6 +21,7 @@ from domain.publications import audience, queries, reading, services
 from domain.publications.queries import PublicationView
 from web.auth import page_requires
 from web.forms import place_error
+from web.i18n import gettext
 from web.publications import bp
 from web.publications.common import PUBLISH, READ, author, db, management, settings
 from web.publications.forms import DRAFT_FIELDS, MoveForm, PublicationForm, PublishForm, SectionForm
@@ -105,7 +106,7 @@ def create_page() -> Any:
     except DomainError as exc:
         place_error(form, exc, form.title, DRAFT_FIELDS)
         return _new(form, exc.status)
-    flash("Draft saved. Add sections, then publish it.")
+    flash(gettext("Draft saved. Add sections, then publish it."))
     return _see_other("publications.edit_page", publication_id=view.id)
 
 
@@ -156,7 +157,7 @@ def update_page(publication_id: uuid.UUID) -> Any:
             raise
         place_error(form, exc, form.title, DRAFT_FIELDS)
         return _edit(publication_id, form=form, status=exc.status)
-    flash("Draft saved.")
+    flash(gettext("Draft saved."))
     return _see_other("publications.edit_page", publication_id=publication_id)
 
 
@@ -174,7 +175,7 @@ def add_section_page(publication_id: uuid.UUID) -> Any:
             raise
         place_error(form, exc, form.heading)
         return _edit(publication_id, new_section=form, status=exc.status)
-    flash("Section added.")
+    flash(gettext("Section added."))
     return _see_other("publications.edit_page", publication_id=publication_id)
 
 
@@ -199,7 +200,7 @@ def update_section_page(publication_id: uuid.UUID, section_id: uuid.UUID) -> Any
         services.update_section(db(), publication_id, section_id, form.fields())
     except DomainError as exc:
         return _section_refused(publication_id, section_id, exc, form)
-    flash("Section saved.")
+    flash(gettext("Section saved."))
     return _see_other("publications.edit_page", publication_id=publication_id)
 
 
@@ -209,8 +210,8 @@ def move_section_page(publication_id: uuid.UUID, section_id: uuid.UUID) -> Any:
     """Move a section one place up or down."""
     form = MoveForm()
     if not form.validate_on_submit():
-        return _edit(publication_id, section_errors={section_id: {"direction": ["must be up or down"]}},
-                     status=422)
+        errors = {section_id: {"direction": [gettext("must be up or down")]}}
+        return _edit(publication_id, section_errors=errors, status=422)
     try:
         services.move_section(db(), publication_id, section_id, form.offset)
     except DomainError as exc:
@@ -226,7 +227,7 @@ def delete_section_page(publication_id: uuid.UUID, section_id: uuid.UUID) -> Any
         services.delete_section(db(), publication_id, section_id)
     except DomainError as exc:
         return _section_refused(publication_id, section_id, exc)
-    flash("Section removed.")
+    flash(gettext("Section removed."))
     return _see_other("publications.edit_page", publication_id=publication_id)
 
 
@@ -245,7 +246,8 @@ def publish_page(publication_id: uuid.UUID) -> Any:
             raise
         place_error(form, exc, form.publish_at)
         return _edit(publication_id, publish_form=form, status=exc.status)
-    flash("Scheduled." if view.status == "scheduled" else "Publishing: it goes out in a moment.")
+    flash(gettext("Scheduled.") if view.status == "scheduled"
+          else gettext("Publishing: it goes out in a moment."))
     return _see_other("publications.edit_page", publication_id=publication_id)
 
 
@@ -254,7 +256,7 @@ def publish_page(publication_id: uuid.UUID) -> Any:
 def unschedule_page(publication_id: uuid.UUID) -> Any:
     """Take a scheduled publication back to draft."""
     services.unschedule_publication(db(), publication_id)
-    flash("Back to draft.")
+    flash(gettext("Back to draft."))
     return _see_other("publications.edit_page", publication_id=publication_id)
 
 
@@ -263,5 +265,5 @@ def unschedule_page(publication_id: uuid.UUID) -> Any:
 def delete_page(publication_id: uuid.UUID) -> Any:
     """Delete a draft."""
     services.delete_publication(db(), publication_id)
-    flash("Publication deleted.")
+    flash(gettext("Publication deleted."))
     return _see_other("publications.manage_page")

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import secrets
 
-from flask_wtf import FlaskForm
 from wtforms import Field, Form, HiddenField, RadioField, StringField
 from wtforms.validators import DataRequired, Regexp, ValidationError
 
 from domain.purchases.gateway import card_number_problem, normalise_card_number
 from domain.purchases.queries import ProductView
-from web.forms import strip
+from web.forms import PageForm, strip
+from web.i18n import _l
 
 # What the buyer was shown, posted back as the choice: "<code>|<price_minor>|<currency>".
 _SEP = "|"
@@ -33,17 +33,17 @@ def _card_number(form: Form, field: Field) -> None:
 def _offer(form: Form, field: Field) -> None:
     parts = (field.data or "").split(_SEP)
     if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 13:
-        raise ValidationError("choose one of the products")
+        raise ValidationError(_l("choose one of the products"))
 
 
-class CheckoutForm(FlaskForm):
+class CheckoutForm(PageForm):
     """Buy a product: which one (at the price shown), the card, and the form's own key."""
 
-    offer = RadioField("Product", validate_choice=False,
-                       validators=[DataRequired(message="choose one of the products"), _offer])
-    card_number = StringField("Card number", filters=[strip], validators=[DataRequired(), _card_number])
+    offer = RadioField(_l("Product"), validate_choice=False,
+                       validators=[DataRequired(message=_l("choose one of the products")), _offer])
+    card_number = StringField(_l("Card number"), filters=[strip], validators=[DataRequired(), _card_number])
     idempotency_key = HiddenField(validators=[
-        DataRequired(), Regexp(r"^[\x20-\x7e]{1,255}\Z", message="the form is damaged; reload it")])
+        DataRequired(), Regexp(r"^[\x20-\x7e]{1,255}\Z", message=_l("the form is damaged; reload it"))])
 
     def set_offers(self, products: list[ProductView]) -> None:
         """Offer ``products`` at their current prices."""

@@ -18,6 +18,7 @@ from domain.purchases.services import PurchaseRequest
 from web.auth import page_requires
 from web.db import management_db
 from web.forms import place_error
+from web.i18n import gettext
 from web.purchases import bp, flows
 from web.purchases.forms import CheckoutForm, new_idempotency_key
 
@@ -49,7 +50,8 @@ def checkout_page() -> Any:
     except IdempotencyKeyReused:
         # This rendering was already used for another purchase (a stale page): a new key
         # makes the next submission a new purchase, on purpose.
-        form.offer.errors = ["this form was already used for another purchase; check and submit again"]
+        form.offer.errors = [
+            gettext("this form was already used for another purchase; check and submit again")]
         form.idempotency_key.data = new_idempotency_key()
         return _checkout(form, 422)
     except DomainError as exc:

@@ -1,4 +1,5 @@
-// Follow the signup's status URL and tick each step as it completes.
+// Follow the signup's status URL and tick each step as it completes. The outcome's texts
+// come in the page's language from its data-failed ("%(reason)s" filled in) and data-ready.
 (function () {
   const list = document.getElementById("steps");
   const outcome = document.getElementById("outcome");
@@ -10,8 +11,11 @@
       const item = list.querySelector(`[data-step="${step.name}"]`);
       if (item) item.className = step.done ? "done" : "pending";
     }
-    if (status.failure_reason) { outcome.textContent = "Failed: " + status.failure_reason; return; }
-    if (status.complete) { outcome.textContent = "Your organisation is ready."; return; }
+    if (status.failure_reason) {
+      outcome.textContent = outcome.dataset.failed.replace("%(reason)s", () => status.failure_reason);
+      return;
+    }
+    if (status.complete) { outcome.textContent = outcome.dataset.ready; return; }
     setTimeout(poll, 1000);
   }
   poll();

@@ -5,4 +5,3 @@ from flask import Blueprint
 bp = Blueprint("translations", __name__)
 
 from web.translations import api, cli, pages  # noqa: E402,F401 - views and commands register on bp
-from web.translations.locale import init_app  # noqa: E402,F401 - called by create_app

@@ -16,9 +16,9 @@ from web.api import parse_json
 from web.auth import requires
 from web.db import management_db
 from web.errors import ApiError
+from web.i18n import catalogues
 from web.openapi import doc
 from web.translations import bp
-from web.translations.locale import catalogues
 
 ADMIN = "tenant:admin"
 LOCALE = r"^[a-z]{2,3}(_[A-Z]{2})?$"

@@ -1,7 +1,7 @@
 """``flask translations check``: product strings a locale's catalogue does not translate.
 
-The strings are extracted from the code as Babel does (``babel.cfg``: Python calls of ``_``
-and ``N_``, Jinja2 templates of pages and emails) and compared with each locale's compiled
+The strings are extracted from the code as Babel does (``babel.cfg``: Python calls of ``_``,
+``_l`` and ``N_``, Jinja2 templates of pages and emails) and compared with each locale's compiled
 catalogue; any missing string makes the command exit 1. Catalogues are maintained with
 Babel's own tool (README, Notifications).
 """
@@ -18,7 +18,7 @@ from domain.translations import checks
 from web.translations import bp
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None}
+KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "_l": None}
 SOURCES = ("domain", "web")  # babel.cfg's patterns live under these; nothing else is walked
 
 

@@ -5,24 +5,26 @@ the JSON API, so both refuse the same input with the same reason.
 """
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from web.forms import PageForm
+from web.i18n import _l
 
-class OverrideForm(FlaskForm):
+
+class OverrideForm(PageForm):
     """The tenant's own text for one product string in one locale."""
 
-    locale = SelectField("Language", validate_choice=False, validators=[DataRequired()])
-    key = SelectField("Product string", validate_choice=False, validators=[DataRequired()])
-    text = TextAreaField("Your text", validators=[DataRequired(), Length(max=2000)])
+    locale = SelectField(_l("Language"), validate_choice=False, validators=[DataRequired()])
+    key = SelectField(_l("Product string"), validate_choice=False, validators=[DataRequired()])
+    text = TextAreaField(_l("Your text"), validators=[DataRequired(), Length(max=2000)])
 
 
-class LocaleForm(FlaskForm):
+class LocaleForm(PageForm):
     """The language of my pages and emails (empty: follow the browser)."""
 
-    locale = SelectField("Language", validate_choice=False)
+    locale = SelectField(_l("Language"), validate_choice=False)
 
 
-class DeleteForm(FlaskForm):
+class DeleteForm(PageForm):
     """A button that removes one override (its CSRF token only)."""

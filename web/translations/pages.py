@@ -12,9 +12,9 @@ from domain.translations import services as translations
 from web.auth import page_requires
 from web.db import management_db
 from web.forms import place_error
+from web.i18n import catalogues, gettext
 from web.translations import bp
 from web.translations.forms import DeleteForm, LocaleForm, OverrideForm
-from web.translations.locale import catalogues, gettext
 
 ADMIN = "tenant:admin"
 

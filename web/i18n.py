@@ -1,10 +1,12 @@
 """The language of a page (Flask-Babel's selector, done here): the signed-in user's choice,
 else the browser's ``Accept-Language``, else ``DEFAULT_LOCALE``; product strings with the
-tenant's overrides. Templates call ``_("...")`` and ``current_locale()``."""
+tenant's overrides. Templates call ``_("...")`` and ``current_locale()``; views call
+``gettext``; forms label their fields with ``_l`` (translated when rendered)."""
 from __future__ import annotations
 
 from typing import Any
 
+from babel.support import LazyProxy
 from flask import Flask, current_app, g, request
 
 from config.settings import Settings
@@ -34,6 +36,15 @@ def page_translator() -> Translator:
 def gettext(key: str, /, **params: Any) -> str:
     """A product string in the page's language."""
     return page_translator().gettext(key, **params)
+
+
+def lazy_gettext(key: str, /, **params: Any) -> LazyProxy:
+    """A product string translated when it is shown, not when it is defined: form labels
+    and validator messages, which are built once per process. Babel extracts ``_l``."""
+    return LazyProxy(gettext, key, enable_cache=False, **params)
+
+
+_l = lazy_gettext
 
 
 def current_locale() -> str:
