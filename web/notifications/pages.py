@@ -30,9 +30,10 @@ def _page_number() -> int:
 @bp.get("/notifications")
 @page_requires(READ)
 def notices_page() -> Any:
-    """My notices, newest first, twenty a page."""
+    """My notices, newest first, twenty a page, each with what became of its email."""
     number = _page_number()
-    page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, PER_PAGE, (number - 1) * PER_PAGE)
+    page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, PER_PAGE, (number - 1) * PER_PAGE,
+                               management=management_db())
     return render_template("notifications/notices.html", page=page, number=number,
                            last=max(1, -(-page.total // PER_PAGE)), form=ActionForm())
 

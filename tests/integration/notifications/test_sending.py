@@ -8,6 +8,7 @@ server and the package's PostgreSQL; the last two use real workers, woken by bea
 ``email-sender`` job sent through the broker."""
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections import Counter
@@ -27,7 +28,7 @@ from domain.notifications.smtp import SmtpMailer
 from tests.integration.notifications.conftest import Plane, group_gone
 from tests.integration.notifications.events import payment_failed
 from tests.integration.notifications.smtp_server import USERNAME, Certificate, SmtpServer
-from tests.support import processes, refs, tenants
+from tests.support import pages, processes, refs, tenants
 from tests.support.waiting import wait_for
 
 NOTICES = "/api/v1/notifications/notices"
@@ -213,7 +214,7 @@ def test_a_payload_sealed_under_another_key_is_settled_failed(
     assert smtp.handler.received == []
 
 
-def test_the_notices_api_shows_what_became_of_a_queued_email(
+def test_the_notices_api_and_page_show_what_became_of_a_queued_email(
         plane: Plane, smtp: SmtpServer, workers: Callable[..., processes.Process]) -> None:
     org = plane.tenant(("owner", "employee"))
     owner, employee = org.member("owner"), org.member("employee")
@@ -221,26 +222,34 @@ def test_the_notices_api_shows_what_became_of_a_queued_email(
     smtp.handler.holding = True  # the owner's email stays "sending" until released
     smtp.handler.refuse.add(employee.email)
     workers("notices-api", **smtp.env())
+    browsers = {role: pages.signed_in_browser(plane.app, pages.Member(
+        org.member(role).email, org.member(role).user_id, org.id, org.slug))
+        for role in ("owner", "employee")}
 
-    def listed(role: str) -> list[str | None]:
+    def listed(role: str) -> list[str]:
+        """What the API says of the role's emails, as the page (in German) shows it."""
         response = client.get(NOTICES, headers=tenants.sign_in(client, org.member(role), org.slug).bearer)
         assert response.status_code == 200, response.get_data(as_text=True)
-        return [item["email_status"] for item in response.json["items"]]
+        states = [item["email_status"] for item in response.json["items"]]
+        page = browsers[role].get("/notifications", headers={"Accept-Language": "de"}).get_data(as_text=True)
+        shown = re.findall(r'data-email="(\w+)"><small>([^<]+)</small>', page)
+        assert [state for state, _ in shown] == states  # the page says what the API says
+        return [f"{state}: {label}" for state, label in shown]
 
     to_owner = plane.announce(payment_failed(org.id, owner.user_id))
     wait_for(lambda: smtp.handler.to(owner.email), timeout=60, message="the owner's email at the server")
     plane.wait_handled(to_owner)
     assert plane.delivery(to_owner.event_id).state == "sending"
-    assert listed("owner") == ["queued"]  # in the sending stage's hands
+    assert listed("owner") == ["queued: E-Mail ist unterwegs"]  # in the sending stage's hands
     smtp.handler.holding = False
     smtp.handler.release.set()
     plane.wait_settled(to_owner.event_id)
-    assert listed("owner") == ["sent"]
+    assert listed("owner") == ["sent: E-Mail gesendet"]
 
     to_employee = plane.announce(payment_failed(org.id, employee.user_id))
     plane.wait_settled(to_employee.event_id)
     plane.wait_handled(to_employee)
-    assert listed("employee") == ["failed"]
+    assert listed("employee") == ["failed: Die E-Mail konnte nicht gesendet werden"]
     # What is stored is what the notice knew when it was written.
     stored = [n.email_status for a in (owner, employee) for n in plane.notices(org.id, a.user_id)]
     assert stored == ["queued", "queued"]
