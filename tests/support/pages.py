@@ -87,6 +87,17 @@ def field_errors(response: TestResponse, field: str) -> list[str]:
         rf'<p class="field-error" data-field="{field}">([^<]*)</p>', response.get_data(as_text=True))]
 
 
+_FIELD_ERROR = re.compile(r'<p class="field-error" data-field="([^"]+)">([^<]*)</p>')
+
+
+def errors_by_field(response: TestResponse) -> dict[str, list[str]]:
+    """Every error a page shows beside its fields, by field."""
+    found: dict[str, list[str]] = {}
+    for field, text in _FIELD_ERROR.findall(response.get_data(as_text=True)):
+        found.setdefault(field, []).append(unescape(text))
+    return found
+
+
 # --- effects, through the API and the database -------------------------------------------
 
 def api_get(app: Flask, path: str, access_token: str) -> TestResponse:

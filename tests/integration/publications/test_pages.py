@@ -8,7 +8,6 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from html import unescape
 
 import pytest
 from werkzeug.test import TestResponse
@@ -25,19 +24,9 @@ from tests.integration.publications.conftest import (
     wait_published,
 )
 from tests.support import tenants
+from tests.support.pages import errors_by_field
 
 pytestmark = pytest.mark.usefixtures("workers")
-_FIELD_ERROR = re.compile(r'<p class="field-error" data-field="([^"]+)">([^<]*)</p>')
-
-
-def field_errors(response: TestResponse) -> dict[str, list[str]]:
-    """The errors a page shows beside its fields."""
-    found: dict[str, list[str]] = {}
-    for field, text in _FIELD_ERROR.findall(response.get_data(as_text=True)):
-        found.setdefault(field, []).append(unescape(text))
-    return found
-
-
 @pytest.fixture(scope="module")
 def org(make_org: Callable[..., Org]) -> Org:
     """The module's organisation."""
@@ -69,17 +58,17 @@ def test_the_draft_form_refuses_bad_values_beside_their_fields(plane: Plane, org
     assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)
     before = tenants.tenant_fingerprint(plane.provider, org.id)
     blank = call(plane, org, "POST", "/publications", form={"title": "  ", "audience_kind": "everyone"})
-    assert (blank.status_code, field_errors(blank)) == (422, {"title": ["This field is required."]})
+    assert (blank.status_code, errors_by_field(blank)) == (422, {"title": ["This field is required."]})
     unknown = call(plane, org, "POST", "/publications", form={
         "title": "For some", "audience_kind": "people", "people": "nobody@example.com"})
     assert unknown.status_code == 404
-    assert field_errors(unknown) == {"people": ["no employee has the work email nobody@example.com"]}
+    assert errors_by_field(unknown) == {"people": ["no employee has the work email nobody@example.com"]}
     assert 'value="For some"' in unknown.get_data(as_text=True)  # kept, to correct
     no_unit = call(plane, org, "POST", "/publications",
                    form={"title": "For a unit", "audience_kind": "org_unit"})
-    assert (no_unit.status_code, list(field_errors(no_unit))) == (422, ["org_unit_id"])
+    assert (no_unit.status_code, list(errors_by_field(no_unit))) == (422, ["org_unit_id"])
     control = call(plane, org, "POST", "/publications", form={"title": "Bell", "body": "ding\x07"})
-    assert (control.status_code, list(field_errors(control))) == (422, ["body"])
+    assert (control.status_code, list(errors_by_field(control))) == (422, ["body"])
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, org.id)) == []
 
 
@@ -100,7 +89,7 @@ def test_a_draft_is_written_structured_and_scheduled_through_the_pages(plane: Pl
         added = call(plane, org, "POST", f"{base}/sections", form={"heading": heading, "body": "x"})
         assert added.status_code == 303
     refused = call(plane, org, "POST", f"{base}/sections", form={"heading": ""})
-    assert (refused.status_code, list(field_errors(refused))) == (422, ["heading"])
+    assert (refused.status_code, list(errors_by_field(refused))) == (422, ["heading"])
     first, second, third = (s.id for s in view(plane, org, publication_id).sections)
     for section, direction in ((first, "down"), (third, "up")):
         moved = call(plane, org, "POST", f"{base}/sections/{section}/move", form={"direction": direction})
@@ -108,7 +97,7 @@ def test_a_draft_is_written_structured_and_scheduled_through_the_pages(plane: Pl
     refused_edit = call(plane, org, "POST", f"{base}/sections/{second}",
                         form={"heading": "", "body": "typed"})
     assert refused_edit.status_code == 422
-    assert field_errors(refused_edit) == {"heading": ["This field is required."]}
+    assert errors_by_field(refused_edit) == {"heading": ["This field is required."]}
     assert "typed</textarea>" in refused_edit.get_data(as_text=True)  # kept, to correct
     bad_move = call(plane, org, "POST", f"{base}/sections/{third}/move", form={"direction": "sideways"})
     assert bad_move.status_code == 422
@@ -119,7 +108,7 @@ def test_a_draft_is_written_structured_and_scheduled_through_the_pages(plane: Pl
     assert [(s.heading, s.position) for s in sections] == [("Zweite", 0), ("Third", 1)]
 
     bad_time = call(plane, org, "POST", f"{base}/publish", form={"publish_at": "soon"})
-    assert (bad_time.status_code, list(field_errors(bad_time))) == (422, ["publish_at"])
+    assert (bad_time.status_code, list(errors_by_field(bad_time))) == (422, ["publish_at"])
     later = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
     assert call(plane, org, "POST", f"{base}/publish", form={"publish_at": later}).status_code == 303
     assert status_of(plane, org.id, publication_id) == "scheduled"
