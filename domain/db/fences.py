@@ -1,9 +1,10 @@
 """Fences: a tenant whose data has moved out of a database is fenced there.
 
-Promotion writes the fence into the trial database, while it holds the tenant's write
-lock, before it switches routing. Every tenant write session on the trial database takes
-that lock (shared) and then looks for the fence, so a writer that still holds the old
-route can never write rows that the move would leave behind (see ``provider``).
+Promotion writes the fence into the trial database, and offboarding into the tenant's
+database (trial or dedicated), while it holds the tenant's write lock. Every tenant write
+session takes that lock (shared) on its database and then looks for the fence, so a writer
+that still holds the old route can never write rows that the move would leave behind (see
+``provider``).
 """
 from __future__ import annotations
 

@@ -4,11 +4,13 @@
 - ``tenant(tenant_id)`` routes the tenant to the shared trial database or its dedicated
   one and opens a session that filters every TenantScoped query by the tenant and, on
   the trial database, switches to the RLS-bound role with ``app.tenant_id`` set.
-- Writes of a tenant on the trial database pass a gate (``_gate_writes``): the first write
-  of a transaction takes the tenant's write lock shared and checks the tenant is not fenced
-  (moved out). Promotion holds that lock exclusively while it copies, so the tenant's writes
+- Writes of every tenant session, on the trial database or a dedicated one, pass a gate
+  (``_gate_writes``): the first write of a transaction takes the tenant's write lock shared
+  on that database and checks the tenant is not fenced there (moved out). Promotion holds
+  that lock exclusively on the trial database while it copies, and offboarding holds it on
+  the tenant's database (trial or dedicated) while it archives, so the tenant's writes
   wait - reads do not - and a writer holding a stale route gets ``TenantMoved`` and retries
-  on the new route instead of writing rows the move would leave behind.
+  on the new route instead of writing rows the move (or the purge) would leave behind.
 - ``unscoped(db_key)`` is the explicit opt-out for tenancy's copy/migration code and the
   relay; grep for ``unscoped(`` to find every use.
 
@@ -82,7 +84,7 @@ class TenantMoved(Transient):
 
 
 def write_lock_key(tenant_id: uuid.UUID) -> int:
-    """The advisory lock (bigint) guarding a tenant's writes in a shared database."""
+    """The advisory lock (bigint) guarding a tenant's writes in the database it lives in."""
     return int.from_bytes(tenant_id.bytes[:8], "big", signed=True)
 
 
@@ -90,8 +92,9 @@ _FENCED = select(tenant_fences.c.moved_to).where(tenant_fences.c.tenant_id == bi
 
 
 def _gate_writes(session: Session) -> None:
-    """Before the first write of a transaction on the trial database: wait while the tenant
-    is being copied (its write lock is held exclusively), then refuse if it moved out."""
+    """Before the first write of a transaction of a tenant session (trial or dedicated): wait
+    while the tenant is being copied or archived (its write lock is held exclusively on this
+    database), then refuse if it moved out of it (promoted, or offboarded)."""
     if not session.info.get("write_gate") or session.info.get("gate_passed"):
         return
     tenant_id = session.info["tenant_id"]
@@ -99,7 +102,7 @@ def _gate_writes(session: Session) -> None:
     connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
                        {"key": write_lock_key(tenant_id)})
     # A statement of its own: its snapshot is taken after the lock was granted, so it sees
-    # a fence committed by the promotion that held the lock.
+    # a fence committed by the promotion or offboarding that held the lock.
     if connection.execute(_FENCED, {"tenant": tenant_id}).first() is not None:
         session.info["on_moved"](tenant_id)
         raise TenantMoved(tenant_id)
@@ -330,14 +333,14 @@ class DataProvider:
         return self._session(MANAGEMENT)
 
     def tenant(self, tenant_id: uuid.UUID) -> ProviderSession:
-        """A session on the tenant's database, filtered by tenant (and RLS on trial)."""
+        """A session on the tenant's database, filtered by tenant, its writes gated (trial
+        or dedicated: every tenant database has ``tenant_fences``), and RLS on trial."""
         route = self.route(tenant_id)
         session = self._session(route.db_key, tenant_id=tenant_id)
-        if route.db_key == TRIAL:
-            session.info["write_gate"] = True
-            session.info["on_moved"] = self.invalidate
-            if self.settings.tenant_db_role:
-                session.info["rls_role"] = self.settings.tenant_db_role
+        session.info["write_gate"] = True
+        session.info["on_moved"] = self.invalidate
+        if route.db_key == TRIAL and self.settings.tenant_db_role:
+            session.info["rls_role"] = self.settings.tenant_db_role
         return session
 
     def unscoped(self, db_key: str) -> ProviderSession:

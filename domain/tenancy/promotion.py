@@ -50,7 +50,7 @@ from domain.errors import Conflict, NotFound
 from domain.messaging import outbox
 from domain.messaging.contracts.tenancy import PromoteTenantV1, TenantPromotedV1
 from domain.messaging.outbox import Envelope
-from domain.tenancy import copying
+from domain.tenancy import copying, queries
 from domain.tenancy.models import Promotion, Tenant
 from domain.tenancy.placement import choose_server
 from domain.tenancy.tables import tenant_tables
@@ -65,7 +65,7 @@ PERCENT = {"requested": 0, "placed": 2, "created": 5, "migrated": 15, "copied": 
 # A run that keeps failing on something other than the data gives up after this many runs.
 MAX_ATTEMPTS = 5
 CHECKPOINT_CLASS = 0x70726F6D  # "prom": the first key of every checkpoint lock
-ACTIVE = ("pending", "running")
+ACTIVE = queries.UNDER_WAY
 
 
 class PromotionAborted(Exception):
@@ -118,17 +118,20 @@ def request_promotion(session: Session, tenant_id: uuid.UUID, *, reason: str,
     """Record a promotion and its ``PromoteTenant`` command; return its id.
 
     A tenant already promoting gets its running promotion back; a tenant with a database
-    of its own is refused (409).
+    of its own, or being offboarded, is refused (409). (The tenant row is locked: a promotion
+    and an offboarding are requested one after the other, never both.)
     """
     tenant = session.get(Tenant, tenant_id, with_for_update=True)
     if tenant is None or tenant.status == "deleted":
         raise NotFound("no such tenant", field="tenant")
-    active = session.scalar(select(Promotion.id).where(Promotion.tenant_id == tenant_id,
-                                                       Promotion.status.in_(ACTIVE)))
+    active = queries.promotion_under_way(session, tenant_id)
     if active is not None:
         return active
     if tenant.status != "trial":
         raise Conflict(f"the tenant is {tenant.status}, not on trial", field="tenant")
+    if queries.offboarding_under_way(session, tenant_id) is not None:
+        # Its purge would drop the database a promotion moved the tenant to.
+        raise Conflict("the tenant is being offboarded", field="tenant")
     promotion = Promotion(id=uuid.uuid4(), tenant_id=tenant_id, status="pending", step="requested",
                           percent=0, reason=reason, purchase_id=purchase_id,
                           requested_by=requested_by, tables={}, rows_total=0, rows_copied=0,

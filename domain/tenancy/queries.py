@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from domain.db.provider import TRIAL, DataProvider, Placement, dedicated_key
 from domain.errors import NotFound
 from domain.notifications import queries as notifications
-from domain.tenancy.models import Signup, Tenant
+from domain.tenancy.models import Promotion, Signup, Tenant, TenantExport
 
 
 def placement_of(session: Session, tenant_id: uuid.UUID) -> Placement | None:
@@ -148,3 +148,20 @@ def overview(session: Session, tenant_id: uuid.UUID) -> Overview:
         raise NotFound("no such tenant", field="tenant")
     database = f"{tenant.database_name}@{tenant.placement_server}" if tenant.database_name else "trial"
     return Overview(tenant.id, tenant.slug, tenant.name, tenant.status, tenant.plan, database)
+
+
+# A promotion's or an export's states while it is not finished.
+UNDER_WAY = ("pending", "running")
+
+
+def promotion_under_way(session: Session, tenant_id: uuid.UUID) -> uuid.UUID | None:
+    """The tenant's promotion that is pending or running, if any."""
+    return session.scalar(select(Promotion.id).where(Promotion.tenant_id == tenant_id,
+                                                     Promotion.status.in_(UNDER_WAY)))
+
+
+def offboarding_under_way(session: Session, tenant_id: uuid.UUID) -> uuid.UUID | None:
+    """The tenant's offboarding that is pending or running, if any."""
+    return session.scalar(select(TenantExport.id).where(
+        TenantExport.tenant_id == tenant_id, TenantExport.kind == "offboard",
+        TenantExport.status.in_(UNDER_WAY)))

@@ -9,9 +9,9 @@ overlap and a run after a crash finishes the job:
 archived  every row the tenant owns, as JSON Lines (one file per table) in a ``.tar.gz`` with
           a ``manifest.json`` (``export.archive``), spooled to a temporary folder and uploaded
           to the storage as ``tenants/<tenant>/exports/<export>.tar.gz`` (a re-run rebuilds and
-          replaces it). Offboarding a trial tenant holds its writes meanwhile (the data
-          provider's write gate) and fences it before letting go: no write lands after the
-          archive only to be purged.
+          replaces it). Offboarding holds the tenant's writes meanwhile (the data provider's
+          write gate, on its trial or dedicated database) and fences it there before letting
+          go: no write lands after the archive only to be purged or dropped.
 purged    (offboard) its dedicated database dropped, or its rows deleted from every table of
           the trial database, children first, in batches
 deleted   (offboard) the tenant marked deleted; every process told to stop routing to it
@@ -41,7 +41,7 @@ from domain.db import migrate
 from domain.db.base import utcnow
 from domain.db.provider import MANAGEMENT, TRIAL, DataProvider, write_lock_key
 from domain.errors import Conflict, DomainError, NotFound
-from domain.tenancy import copying
+from domain.tenancy import copying, queries
 from domain.tenancy.export.archive import ARCHIVED_PERCENT, Progress, build_archive, db_key_of, json_value
 from domain.tenancy.models import Tenant, TenantExport
 from domain.tenancy.tables import tenant_tables
@@ -53,10 +53,10 @@ STEPS: dict[str, tuple[str, ...]] = {
     "offboard": ("requested", "archived", "purged", "deleted", "completed"),
 }
 PERCENT = {"requested": 0, "archived": ARCHIVED_PERCENT, "purged": 95, "deleted": 98, "completed": 100}
-ACTIVE = ("pending", "running")
+ACTIVE = queries.UNDER_WAY
 FINISHED = ("completed", "failed")
 LINK_SECONDS = 3600
-# Where a fence says an offboarded trial tenant went: nowhere (its writes are refused).
+# Where a fence says an offboarded tenant went: nowhere (its writes are refused).
 OFFBOARDED = "offboarded"
 
 
@@ -82,11 +82,11 @@ def request_offboard(session: Session, tenant_id: uuid.UUID, *, confirm_slug: st
     tenant = _live_tenant(session, tenant_id)
     if confirm_slug != tenant.slug:
         raise WrongSlug()
-    running = session.scalar(select(TenantExport.id).where(
-        TenantExport.tenant_id == tenant.id, TenantExport.kind == "offboard",
-        TenantExport.status.in_(ACTIVE)))
-    if running is not None:
+    if queries.offboarding_under_way(session, tenant.id) is not None:
         raise Conflict("an offboarding of this tenant is under way", field="tenant_id")
+    if queries.promotion_under_way(session, tenant.id) is not None:
+        raise Conflict("the tenant is moving to a database of its own; try again once it is done",
+                       field="tenant_id")
     return _record(session, tenant, "offboard", requested_by)
 
 
@@ -286,14 +286,22 @@ class _Runner:
 
     @contextmanager
     def writes_stopped(self, tenant_id: uuid.UUID) -> Iterator[Callable[[], None]]:
-        """Offboarding a trial tenant: hold its writes (the data provider's write gate) while
-        the archive is made, and fence it before letting go, so no write lands after the
-        archive only to be purged. Yields the fence to put up (a no-op otherwise)."""
-        if self.load().kind != "offboard" or db_key_of(self.provider, tenant_id) != TRIAL:
+        """Offboarding (a trial or a dedicated tenant alike): hold its writes (the data
+        provider's write gate) on the database it lives in while the archive is made, and
+        fence it there before letting go, so no write lands after the archive only to be
+        purged or dropped: a writer either committed before the lock (its rows are in the
+        archive) or waits and is refused with ``TenantMoved``. Yields the fence to put up
+        (a no-op for a plain export, which holds nothing).
+
+        The lock is the connection's (session level): a run that dies here loses it with its
+        connection, and the re-run takes it again and rebuilds the archive; the fence insert
+        is idempotent."""
+        if self.load().kind != "offboard":
             yield lambda: None
             return
         lock_key = write_lock_key(tenant_id)
-        with copying.connect(self.provider.url_of(TRIAL), autocommit=True) as conn:
+        url = self.provider.url_of(db_key_of(self.provider, tenant_id))
+        with copying.connect(url, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
             try:
                 yield lambda: conn.execute(

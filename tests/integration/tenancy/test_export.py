@@ -13,6 +13,7 @@ import io
 import json
 import secrets
 import tarfile
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -26,17 +27,19 @@ import psycopg
 import pytest
 from flask import Flask
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from config.settings import Settings, database_name, database_on, load_settings
 from domain.assets.storage import build_storage
 from domain.bootstrap import build_provider
 from domain.db import migrate
-from domain.db.provider import TRIAL, DataProvider, server_label
-from domain.errors import NotFound
-from domain.tenancy import export
+from domain.db.provider import TRIAL, DataProvider, TenantMoved, server_label
+from domain.errors import Conflict, NotFound
+from domain.messaging.tables import outbox
+from domain.notifications.models import Notice
+from domain.tenancy import export, promotion
 from domain.tenancy.copying import connect
-from domain.tenancy.models import Tenant, TenantExport
+from domain.tenancy.models import Promotion, Tenant, TenantExport
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, tenants
 from tests.support.apps import web_app
@@ -377,6 +380,113 @@ def test_offboarding_a_dedicated_tenant_drops_its_database(plane: Plane) -> None
     assert tenant_status(plane, seeded.id) == "deleted"
     wait_for(lambda: not routed(plane.provider, seeded.id), timeout=10, message="the route to be dropped")
     assert database_name(seeded.url) not in str(plane.provider.tenant_databases())
+
+
+@pytest.mark.parametrize("placement", ["trial", "dedicated"])
+def test_an_offboarding_holds_the_tenants_writes_and_refuses_them_once_archived(
+        plane: Plane, placement: str) -> None:
+    seeded = trial_tenant(plane) if placement == "trial" else dedicated_tenant(plane)
+    # With no offboarding under way a write passes the gate at once (and is archived).
+    assert isinstance(write_notice(plane, seeded.id), uuid.UUID)
+    expected = rows_of(seeded.url, seeded.id)
+    management = plane.provider.url_of("management")
+    outcome: list[uuid.UUID | BaseException] = []
+    backend: list[int] = []
+    writer = threading.Thread(target=lambda: outcome.append(write_notice(plane, seeded.id, backend)),
+                              daemon=True)
+    with connect(management, autocommit=True) as pause:
+        # Paused with the write lock held and the archive built, not yet uploaded; and again
+        # before the purge, so the refused writer is not cut off by the database's drop.
+        for stage in ("upload", "purged"):
+            checkpoint(pause, "lock", stage)
+        export_id = start(plane, seeded, "offboard")
+        wait_for(lambda: waiting_at_checkpoint(management) and plane.job(export_id).step == "requested",
+                 timeout=60, message="the offboarding to reach the upload")
+        writer.start()
+        wait_for(lambda: backend and waiting_for_lock(seeded.url, backend[0]), timeout=30,
+                 message="the writer to wait on the tenant's write lock")
+        assert outcome == [] and writer.is_alive()
+        assert rows_of(seeded.url, seeded.id) == expected  # nothing written meanwhile
+        checkpoint(pause, "unlock", "upload")
+        writer.join(timeout=60)
+        assert not writer.is_alive(), "the writer still waits after the lock was let go"
+        assert len(outcome) == 1 and isinstance(outcome[0], TenantMoved), outcome
+        wait_for(lambda: waiting_at_checkpoint(management) and plane.job(export_id).step == "archived",
+                 timeout=60, message="the offboarding to reach the purge")
+        assert rows_of(seeded.url, seeded.id) == expected  # refused: nothing written after it
+    body = finished(plane, export_id)
+    check_archive(plane, body, seeded, expected)  # every acknowledged write, and nothing else
+    if placement == "trial":
+        assert rows_of(seeded.url, seeded.id) == {table: [] for table in TENANT_TABLES}
+    else:
+        assert not database_exists(plane, seeded.url)
+    # Once its route is gone, a write is refused before it reaches any database.
+    wait_for(lambda: not routed(plane.provider, seeded.id), timeout=10, message="the route to be dropped")
+    with pytest.raises(NotFound):
+        write_notice(plane, seeded.id, reraise=True)
+
+
+def checkpoint(conn: psycopg.Connection, action: str, stage: str) -> None:
+    """Hold (``lock``) or let go (``unlock``) the checkpoint of ``stage``: every run pauses there."""
+    query = ("SELECT pg_advisory_lock(hashtextextended(%s, 0))" if action == "lock"
+             else "SELECT pg_advisory_unlock(hashtextextended(%s, 0))")
+    conn.execute(query, (export.checkpoint_name(stage),))
+
+
+def write_notice(plane: Plane, tenant_id: uuid.UUID, backend: list[int] | None = None, *,
+                 reraise: bool = False) -> uuid.UUID | BaseException:
+    """Write one notice through the data provider and commit: its id once committed, or the
+    error that refused it (``backend`` gets the session's server pid before it writes)."""
+    notice_id = uuid.uuid4()
+    try:
+        with plane.provider.tenant(tenant_id) as session:
+            if backend is not None:
+                backend.append(int(session.scalar(text("SELECT pg_backend_pid()")) or 0))
+            session.add(Notice(id=notice_id, user_id=uuid.uuid4(), event_id=uuid.uuid4(),
+                               category="late", title="written while offboarding"))
+            session.commit()
+    except Exception as exc:
+        if reraise:
+            raise
+        return exc
+    return notice_id
+
+
+def waiting_for_lock(url: str, pid: int) -> bool:
+    """True while backend ``pid`` waits for an advisory lock it has not been granted."""
+    with connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.pid = %s AND l.locktype = 'advisory' AND NOT l.granted "
+            "AND a.wait_event_type = 'Lock'", (pid,)).fetchone() == (1,)
+
+
+def test_an_offboarding_and_a_promotion_of_one_tenant_are_never_both_under_way(plane: Plane) -> None:
+    # An offboarding's purge reads where the tenant lives: a promotion finishing meanwhile
+    # would have its new database dropped. Each refuses while the other is pending.
+    offboarded, promoted = trial_tenant(plane, notices=1), trial_tenant(plane, notices=1)
+    with plane.provider.management() as session:
+        export.request_offboard(session, offboarded.id, confirm_slug=offboarded.tenant.slug)
+        promotion.request_promotion(session, promoted.id, reason="operator")
+        session.commit()
+    try:
+        with plane.provider.management() as session, pytest.raises(Conflict) as refused:
+            promotion.request_promotion(session, offboarded.id, reason="operator")
+        assert refused.value.field == "tenant"
+        with plane.provider.management() as session, pytest.raises(Conflict) as refused:
+            export.request_offboard(session, promoted.id, confirm_slug=promoted.tenant.slug)
+        assert refused.value.field == "tenant_id"
+        with plane.provider.management() as session:
+            assert session.scalar(select(func.count()).select_from(Promotion)
+                                  .where(Promotion.tenant_id == offboarded.id)) == 0
+            assert session.scalar(select(func.count()).select_from(TenantExport)
+                                  .where(TenantExport.tenant_id == promoted.id)) == 0
+    finally:  # neither job was sent; no later test's workers or beat may find them pending
+        with plane.provider.management() as session:
+            session.execute(delete(outbox).where(outbox.c.tenant_id == promoted.id))
+            session.execute(delete(Promotion).where(Promotion.tenant_id == promoted.id))
+            session.execute(delete(TenantExport).where(TenantExport.tenant_id == offboarded.id))
+            session.commit()
 
 
 def tenant_status(plane: Plane, tenant_id: uuid.UUID) -> str:
