@@ -131,5 +131,6 @@ class TenantExport(ManagementBase):
     sha256: Mapped[str | None] = mapped_column(String(64))
     requested_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # runs started
     created_at: Mapped[datetime] = created_at_column()
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -54,6 +54,10 @@ STEPS: dict[str, tuple[str, ...]] = {
 }
 PERCENT = {"requested": 0, "archived": ARCHIVED_PERCENT, "purged": 95, "deleted": 98, "completed": 100}
 ACTIVE = queries.UNDER_WAY
+# Runs of a job before it is given up as failed, while giving up loses nothing: an export at
+# any step, an offboarding before it archived. An offboarding that archived is deleting the
+# tenant and goes on until it is done (its last error stays on the row for operators).
+MAX_ATTEMPTS = 5
 FINISHED = ("completed", "failed")
 LINK_SECONDS = 3600
 # Where a fence says an offboarded tenant went: nowhere (its writes are refused).
@@ -257,7 +261,12 @@ class _Runner:
         job = self.load()
         if job.status in FINISHED:
             return
-        self.record(status="running")
+        if job.attempts >= MAX_ATTEMPTS and (job.kind == "export" or job.step == "requested"):
+            log.error("export %s gave up after %s runs: %s", self.id, job.attempts, job.error)
+            self.record(status="failed", finished_at=utcnow(),
+                        error=f"gave up after {job.attempts} runs: {job.error}"[:2000])
+            return
+        self.record(status="running", attempts=job.attempts + 1)
         try:
             for step in STEPS[job.kind][STEPS[job.kind].index(job.step) + 1:]:
                 self.checkpoint(step)

@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import delete, func, select, text, update
 
 from config.settings import Settings, database_name, database_on, load_settings
-from domain.assets.storage import build_storage
+from domain.assets.storage import LocalStorage, build_storage
 from domain.bootstrap import build_provider
 from domain.db import migrate
 from domain.db.provider import TRIAL, DataProvider, TenantMoved, server_label
@@ -547,6 +547,37 @@ def test_an_export_killed_midway_is_finished_after_a_restart(plane: Plane) -> No
         "tasks.tenancy.resume_exports", args=[0], queue="tenancy")
     body = finished(plane, export_id)
     check_archive(plane, body, seeded, expected)
+
+
+def test_a_job_that_keeps_failing_is_given_up_unless_it_already_deletes(plane: Plane, tmp_path: Path) -> None:
+    # A storage that cannot be written (its folder is under a file): every run fails.
+    (tmp_path / "a-file").write_text("not a folder")
+    broken = LocalStorage(tmp_path / "a-file" / "storage", "secret", "http://127.0.0.1")
+    seeded = trial_tenant(plane, notices=3)
+    with plane.provider.management() as session:
+        export_id = export.request_export(session, seeded.id)  # recorded, not sent: run here
+        session.commit()
+    for attempt in range(1, export.MAX_ATTEMPTS + 1):
+        with pytest.raises(OSError):
+            export.run(plane.provider, broken, export_id)
+        job = plane.job(export_id)
+        assert (job.status, job.attempts) == ("running", attempt)
+        assert job.error is not None and "NotADirectoryError" in job.error
+    given_up = export.run(plane.provider, broken, export_id)
+    assert given_up.status == "failed" and given_up.finished
+    assert (given_up.error or "").startswith(f"gave up after {export.MAX_ATTEMPTS} runs: NotADirectoryError")
+    assert export_id not in [job_id for job_id, _ in export.resumable(plane.provider, older_than=0)]
+
+    # An offboarding that archived is deleting the tenant: it goes on however many runs it took.
+    doomed = trial_tenant(plane, notices=3)
+    with plane.provider.management() as session:
+        offboard_id = export.request_offboard(session, doomed.id, confirm_slug=doomed.tenant.slug)
+        session.execute(update(TenantExport).where(TenantExport.id == offboard_id)
+                        .values(step="archived", attempts=export.MAX_ATTEMPTS + 2))
+        session.commit()
+    finishing = export.run(plane.provider, broken, offboard_id)
+    assert (finishing.status, finishing.step) == ("completed", "completed")
+    assert rows_of(doomed.url, doomed.id) == {table: [] for table in TENANT_TABLES}
 
 
 def waiting_at_checkpoint(url: str) -> bool:
