@@ -10,7 +10,7 @@ from domain.identity.errors import EmailTaken
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import ProvisionTenantV1, TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
-from domain.tenancy import promotion
+from domain.tenancy import promotion, queries
 from domain.tenancy.models import PlanChange, Signup, Tenant
 
 TRIAL_PLAN = "trial"
@@ -57,7 +57,10 @@ def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
                                product_code=msg.product_code, plan_before=tenant.plan,
                                plan_after=msg.plan))
         tenant.plan = msg.plan
-        if msg.plan != TRIAL_PLAN and msg.amount_minor > 0 and tenant.status == "trial":
+        # A tenant being offboarded keeps its plan change but is not moved: its data is
+        # about to be deleted (and the offboarding would drop the database it moved to).
+        if (msg.plan != TRIAL_PLAN and msg.amount_minor > 0 and tenant.status == "trial"
+                and queries.offboarding_under_way(session, tenant.id) is None):
             promotion.request_promotion(session, tenant.id, reason="purchase",
                                         purchase_id=msg.purchase_id, requested_by=msg.buyer_user_id,
                                         correlation_id=ctx.envelope.correlation_id)

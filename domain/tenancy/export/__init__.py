@@ -55,8 +55,8 @@ STEPS: dict[str, tuple[str, ...]] = {
 PERCENT = {"requested": 0, "archived": ARCHIVED_PERCENT, "purged": 95, "deleted": 98, "completed": 100}
 ACTIVE = queries.UNDER_WAY
 # Runs of a job before it is given up as failed, while giving up loses nothing: an export at
-# any step, an offboarding before it archived. An offboarding that archived is deleting the
-# tenant and goes on until it is done (its last error stays on the row for operators).
+# any step, an offboarding before it fenced its tenant. Past that it is deleting the tenant
+# and goes on until it is done (its last error stays on the row for operators).
 MAX_ATTEMPTS = 5
 FINISHED = ("completed", "failed")
 LINK_SECONDS = 3600
@@ -261,7 +261,7 @@ class _Runner:
         job = self.load()
         if job.status in FINISHED:
             return
-        if job.attempts >= MAX_ATTEMPTS and (job.kind == "export" or job.step == "requested"):
+        if job.attempts >= MAX_ATTEMPTS and self.may_give_up(job):
             log.error("export %s gave up after %s runs: %s", self.id, job.attempts, job.error)
             self.record(status="failed", finished_at=utcnow(),
                         error=f"gave up after {job.attempts} runs: {job.error}"[:2000])
@@ -278,6 +278,19 @@ class _Runner:
             # Left unfinished: the next run (beat re-sends it) resumes after the last step done.
             self.record(error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
+
+    def may_give_up(self, job: TenantExport) -> bool:
+        """True while giving the job up loses nothing: an export, or an offboarding that has
+        not fenced its tenant yet (a run that died between the fence and recording the
+        archive leaves the tenant refusing writes: only finishing lets it go)."""
+        if job.kind == "export":
+            return True
+        if job.step != "requested":
+            return False
+        url = self.provider.url_of(db_key_of(self.provider, job.tenant_id))
+        with copying.connect(url, autocommit=True) as conn:
+            return conn.execute("SELECT 1 FROM tenant_fences WHERE tenant_id = %s AND moved_to = %s",
+                                (job.tenant_id, OFFBOARDED)).fetchone() is None
 
     # the steps
     def archived(self, tenant_id: uuid.UUID) -> None:
