@@ -23,25 +23,10 @@ from web.employment.common import WRITE, db, parse_query
 from web.employment.forms import ImportForm
 from web.errors import ApiError
 from web.forms import place_error
-from web.i18n import _l
 from web.openapi import doc
 
 UPLOADS = frozenset({"employment.upload_import", "employment.upload_import_page"})
 _ENVELOPE = 64 * 1024  # multipart headers and the CSRF field around the file
-# How an import's status and phase read on a page (the API gives the values themselves).
-_STATUS_LABELS = {"pending": _l("pending"), "running": _l("running"), "completed": _l("completed"),
-                  "failed": _l("failed")}
-_PHASE_LABELS = {"employees": _l("employees"), "managers": _l("managers"), "done": _l("done")}
-
-
-def import_status_label(status: str) -> Any:
-    """An import's status as the page's language writes it."""
-    return _STATUS_LABELS.get(status, status)
-
-
-def import_phase_label(phase: str) -> Any:
-    """An import's phase as the page's language writes it."""
-    return _PHASE_LABELS.get(phase, phase)
 
 
 @bp.url_value_preprocessor
@@ -165,8 +150,7 @@ def import_status(import_id: uuid.UUID) -> Any:
 
 def _imports_page(form: ImportForm, status: int = 200) -> tuple[str, int]:
     page = render_template("employment/imports.html", form=form, imports=queries.imports(db()),
-                           columns=rows.COLUMNS, max_mb=rows.MAX_BYTES // (1024 * 1024),
-                           status_label=import_status_label)
+                           columns=rows.COLUMNS, max_mb=rows.MAX_BYTES // (1024 * 1024))
     return page, status
 
 
@@ -198,5 +182,4 @@ def import_page(import_id: uuid.UUID) -> Any:
     """An import's progress (the page reloads itself until it is done) and its problems."""
     page = request.args.get("page", "1")
     number = int(page) if page.isdigit() and 0 < int(page) <= 1_000_000 else 1
-    return render_template("employment/import.html", job=queries.import_job(db(), import_id, page=number),
-                           status_label=import_status_label, phase_label=import_phase_label)
+    return render_template("employment/import.html", job=queries.import_job(db(), import_id, page=number))
