@@ -33,6 +33,8 @@ from domain.db.base import ManagementBase, TenantBase, TenantScoped, created_at_
 # What became of a notice's email (None: no email was wanted). ``queued``: handed to the
 # sending stage when the notice was written; its delivery row says what became of it since.
 EMAIL_STATES = ("queued", "sent", "failed", "throttled", "suppressed", "unconfirmed")
+# Delivery rows that count against a recipient's hourly rate: sent, or on their way.
+COUNTED = ("queued", "sending", "retry", "sent", "unconfirmed")
 
 
 class Notice(TenantScoped, TenantBase):
@@ -74,7 +76,10 @@ class EmailDelivery(ManagementBase):
     __tablename__ = "email_deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "recipient"),
-        Index("ix_email_deliveries_recipient_created", "recipient", "created_at"),
+        # The hourly rate counts a recipient's rows in these states only: the index holds just
+        # them, so the count stays as small as the rate however many were throttled.
+        Index("ix_email_deliveries_counted", "recipient", "created_at",
+              postgresql_where=text(f"state IN {COUNTED!r}")),
         Index("ix_email_deliveries_provider_id", "provider_id",
               postgresql_where=text("provider_id IS NOT NULL")),
         Index("ix_email_deliveries_user_category", "user_id", "category", "created_at"),
