@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from config.settings import Settings, database_on
 from domain.db.base import TenantScoped
-from domain.db.fences import tenant_fences
 from domain.db.routing import RoutingChannel
+from domain.db.sql import Sql, pipelined
 from domain.errors import NotFound, Transient
 
 MANAGEMENT = "management"
@@ -88,7 +88,9 @@ def write_lock_key(tenant_id: uuid.UUID) -> int:
     return int.from_bytes(tenant_id.bytes[:8], "big", signed=True)
 
 
-_FENCED = select(tenant_fences.c.moved_to).where(tenant_fences.c.tenant_id == bindparam("tenant"))
+_WRITE_LOCK = Sql("SELECT pg_advisory_xact_lock_shared(:key)")
+_FENCED = Sql("SELECT moved_to FROM tenant_fences WHERE tenant_id = :tenant")
+_RLS = Sql("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)")
 
 
 def _gate_writes(session: Session) -> None:
@@ -98,12 +100,12 @@ def _gate_writes(session: Session) -> None:
     if not session.info.get("write_gate") or session.info.get("gate_passed"):
         return
     tenant_id = session.info["tenant_id"]
-    connection = session.connection()
-    connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
-                       {"key": write_lock_key(tenant_id)})
-    # A statement of its own: its snapshot is taken after the lock was granted, so it sees
-    # a fence committed by the promotion or offboarding that held the lock.
-    if connection.execute(_FENCED, {"tenant": tenant_id}).first() is not None:
+    # One round trip, two statements: the check runs after the lock was granted, with a
+    # snapshot of its own, so it sees a fence committed by the promotion or offboarding
+    # that held the lock.
+    _, fenced = pipelined(session.connection(), (_WRITE_LOCK, {"key": write_lock_key(tenant_id)}),
+                          (_FENCED, {"tenant": tenant_id}))
+    if fenced:
         session.info["on_moved"](tenant_id)
         raise TenantMoved(tenant_id)
     session.info["gate_passed"] = True
@@ -173,11 +175,10 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
 def _enter_rls(session: Session, transaction: Any, connection: Any) -> None:
     role = session.info.get("rls_role")
     if role:
-        # One round trip: the role that RLS binds and the tenant its policies read, as bound
-        # parameters (set_config(..., true) is SET LOCAL), so no value is ever spliced into SQL.
-        connection.execute(
-            text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)"),
-            {"role": role, "tenant": str(session.info["tenant_id"])})
+        # The role that RLS binds and the tenant its policies read, as bound parameters
+        # (set_config(..., true) is SET LOCAL), so no value is ever spliced into SQL; in the
+        # round trip of the transaction's BEGIN.
+        pipelined(connection, (_RLS, {"role": role, "tenant": str(session.info["tenant_id"])}))
 
 
 class DataProvider:

@@ -1,12 +1,19 @@
-"""SQL helpers the contexts share: single-row INSERTs built once and bound per call, and
-which unique constraint an ``IntegrityError`` names."""
+"""SQL helpers the contexts share: single-row INSERTs built once and bound per call,
+statements sent together in one round trip, and which unique constraint an
+``IntegrityError`` names."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import CTE, Table, bindparam, insert
-from sqlalchemy.exc import IntegrityError
+import psycopg
+from sqlalchemy import CTE, Connection, Table, bindparam, insert, text
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+_DIALECT = psycopg_dialect.dialect()
 
 
 def bound_insert(table: Table, name: str, columns: Iterable[str]) -> CTE:
@@ -25,3 +32,48 @@ def violated_constraint(exc: IntegrityError) -> str | None:
     """The name of the constraint the failed statement broke, if PostgreSQL named one."""
     diag = getattr(exc.orig, "diag", None)
     return getattr(diag, "constraint_name", None)
+
+
+@dataclass(frozen=True)
+class Sql:
+    """A statement for ``pipelined``, written as for ``sqlalchemy.text`` (``:name`` parameters)."""
+
+    source: str
+
+    @cached_property
+    def compiled(self) -> str:
+        """The statement in psycopg's parameter style (compiled once)."""
+        return str(text(self.source).compile(dialect=_DIALECT))
+
+
+def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -> list[Sequence[Any]]:
+    """Run ``statements`` in order, sent together in one round trip; the rows (tuples) of each.
+
+    psycopg's pipeline mode: PostgreSQL still runs them one after the other, each with a
+    snapshot of its own (so a check placed after a lock sees what the lock waited for),
+    and a BEGIN still owed goes in the same round trip. For a run of statements on a hot
+    path whose later ones do not depend on the client reading the earlier ones' rows.
+    An error comes out as SQLAlchemy's (``OperationalError``, ``IntegrityError``, ...),
+    and a lost connection is invalidated, as ``Connection.execute`` would do.
+
+    The statements go straight to the driver: a session's hooks (the data provider's
+    tenant filter and write gate) never see them. So: the management database, or the
+    provider's own statements - never a tenant session's reads or writes.
+    """
+    if not connection.in_transaction():
+        connection.begin()  # as execute() would: the caller's commit or rollback ends it
+    raw = connection.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection), "pipelined() needs a psycopg connection"
+    cursors: list[psycopg.Cursor[Any]] = []
+    try:
+        with raw.pipeline():
+            for statement, params in statements:
+                cursors.append(raw.execute(statement.compiled, params))
+        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+    except psycopg.Error as exc:
+        lost = connection.dialect.is_disconnect(exc, raw, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance("; ".join(statement.source for statement, _ in statements),
+                                  [dict(params) for _, params in statements], exc, psycopg.Error,
+                                  connection_invalidated=lost, dialect=connection.dialect) from exc

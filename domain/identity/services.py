@@ -191,8 +191,9 @@ def users_by_id(session: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, 
     """Name and email of each user in ``user_ids``."""
     if not user_ids:
         return {}
-    rows = session.scalars(select(User).where(User.id.in_(user_ids)))
-    return {u.id: UserRow(u.id, u.email, u.name, u.active, u.is_operator) for u in rows}
+    rows = session.execute(select(User.id, User.email, User.name, User.active, User.is_operator)
+                           .where(User.id.in_(user_ids)))
+    return {row.id: UserRow(*row) for row in rows}
 
 
 def user_by_email(session: Session, email: str) -> UserRow | None:

@@ -18,15 +18,14 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from domain.db.sql import Sql, pipelined
 from domain.notifications.mail import Email, message_id
-from domain.notifications.models import EmailDelivery, UndeliverableAddress
+from domain.notifications.models import COUNTED, EmailDelivery, UndeliverableAddress
 
-# Rows that count against the hourly rate: sent, or on their way.
-COUNTED = ("queued", "sending", "retry", "sent", "unconfirmed")
 # States in the sending stage's hands: to the notice, its email is "queued".
 IN_PROGRESS = frozenset({"queued", "sending", "retry"})
 
@@ -75,11 +74,11 @@ def unseal_email(sealer: Sealer, payload: str) -> Email | None:
     return Email(**json.loads(found)) if found is not None else None
 
 
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(r, 5)) "
-             "FROM (SELECT DISTINCT r FROM unnest(CAST(:recipients AS text[])) AS r ORDER BY r) AS s")
+_LOCK = Sql("SELECT pg_advisory_xact_lock(hashtextextended(r, 5)) "
+            "FROM (SELECT DISTINCT r FROM unnest(CAST(:recipients AS text[])) AS r ORDER BY r) AS s")
 
 # One statement for every email of an event: undeliverable, throttled or queued.
-_RECORD = text(f"""
+_RECORD = Sql(f"""
 WITH input AS (
     SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:events AS uuid[]), CAST(:recipients AS text[]),
                          CAST(:users AS uuid[]), CAST(:tenants AS uuid[]), CAST(:categories AS text[]),
@@ -121,9 +120,11 @@ def record(session: Session, sealer: Sealer, sender: str,
     if not emails:
         return []
     recipients = [request.recipient.lower() for request, _ in emails]
-    if any(request.throttle_per_hour is not None for request, _ in emails):
-        session.execute(_LOCK, {"recipients": recipients})  # the counts must see every earlier row
-    rows = session.execute(_RECORD, {
+    # The lock first when a rate applies (the counts must see every earlier row), sent in
+    # the record's round trip: the record runs once the lock is granted, on a fresh snapshot.
+    locks = [(_LOCK, {"recipients": recipients})] if any(
+        request.throttle_per_hour is not None for request, _ in emails) else []
+    *_, rows = pipelined(session.connection(), *locks, (_RECORD, {
         "ids": [uuid.uuid4() for _ in emails],
         "events": [request.event_id for request, _ in emails],
         "recipients": recipients,
@@ -134,8 +135,8 @@ def record(session: Session, sealer: Sealer, sender: str,
         "mids": [message_id(email.key, sender) for _, email in emails],
         "payloads": [seal_email(sealer, email) for _, email in emails],
         "hourly": [request.throttle_per_hour for request, _ in emails],
-    }).all()
-    found = {(row.event_id, row.recipient): Outcome(row.state, row.error) for row in rows}
+    }))
+    found = {(event_id, recipient): Outcome(state, error) for event_id, recipient, state, error in rows}
     keys = [(request.event_id, recipient) for (request, _), recipient in zip(emails, recipients, strict=True)]
     missing = [key for key in keys if key not in found]
     if missing:  # a redelivery: what became of them

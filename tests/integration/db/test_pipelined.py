@@ -1,0 +1,95 @@
+"""``domain.db.sql.pipelined``: statements sent together keep the meaning they have one by one."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+from domain.db.sql import Sql, pipelined
+from tests.integration.db.conftest import MakeDatabase
+from tests.support.waiting import wait_for
+
+LOCK_KEY = 4242
+INSERT = Sql("INSERT INTO probe (id, note) VALUES (:id, :note)")
+COUNT = Sql("SELECT count(*) FROM probe")
+NOTES = Sql("SELECT id, note FROM probe WHERE id >= :from_id ORDER BY id")
+
+
+@pytest.fixture
+def engine(make_database: MakeDatabase) -> Iterator[Engine]:
+    """An engine on a fresh database with one table, ``probe``."""
+    built = create_engine(make_database().replace("postgresql://", "postgresql+psycopg://", 1))
+    with built.begin() as conn:
+        conn.execute(text("CREATE TABLE probe (id int PRIMARY KEY, note text)"))
+    yield built
+    built.dispose()
+
+
+def test_each_statement_gives_its_rows_in_order(engine: Engine) -> None:
+    with engine.connect() as conn:
+        rows = pipelined(conn, (INSERT, {"id": 1, "note": "a"}), (INSERT, {"id": 2, "note": "b"}),
+                         (NOTES, {"from_id": 2}), (COUNT, {}))
+        assert rows == [[], [], [(2, "b")], [(2,)]]
+        conn.commit()
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM probe")) == 2
+
+
+def test_the_statements_belong_to_the_callers_transaction(engine: Engine) -> None:
+    with engine.connect() as conn:
+        pipelined(conn, (INSERT, {"id": 1, "note": "rolled back"}))
+        assert conn.scalar(text("SELECT count(*) FROM probe")) == 1  # same transaction, not committed
+        conn.rollback()
+        pipelined(conn, (Sql("SELECT set_config('app.probe', :value, true)"), {"value": "kept"}))
+        # SET LOCAL lasts until the transaction ends: the pipeline opened the transaction.
+        assert conn.scalar(text("SELECT current_setting('app.probe')")) == "kept"
+        conn.commit()
+        assert conn.scalar(text("SELECT current_setting('app.probe', true)")) in ("", None)
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM probe")) == 0
+
+
+def test_a_check_after_a_lock_sees_what_the_lock_holder_committed(engine: Engine) -> None:
+    """The write gate's promise: the check's snapshot is taken once the lock is granted."""
+    holder = engine.connect()
+    holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    holder.execute(text("INSERT INTO probe (id, note) VALUES (1, 'fence')"))
+    seen: list[object] = []
+
+    def check() -> None:
+        with engine.connect() as conn:
+            _, count = pipelined(conn, (Sql("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": LOCK_KEY}),
+                                 (COUNT, {}))
+            seen.append(count[0][0])
+            conn.rollback()
+
+    checker = threading.Thread(target=check)
+    checker.start()
+    try:
+        with engine.connect() as observer:
+            wait_for(lambda: observer.scalar(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")) == 1,
+                timeout=10, message="the check to wait for the lock")
+        assert seen == []
+        holder.commit()  # the row and the release of the lock, together
+    finally:
+        holder.close()
+        checker.join(timeout=10)
+    assert seen == [1]
+
+
+def test_an_error_is_sqlalchemys_and_leaves_nothing_written(engine: Engine) -> None:
+    with engine.connect() as conn:
+        pipelined(conn, (INSERT, {"id": 1, "note": "first"}))
+        conn.commit()
+        with pytest.raises(IntegrityError) as raised:
+            pipelined(conn, (INSERT, {"id": 2, "note": "second"}), (INSERT, {"id": 1, "note": "again"}))
+        assert "probe_pkey" in str(raised.value)
+        conn.rollback()
+        with pytest.raises(ProgrammingError):
+            pipelined(conn, (Sql("SELECT nothing FROM nowhere"), {}))
+        conn.rollback()
+        assert pipelined(conn, (NOTES, {"from_id": 0})) == [[(1, "first")]]  # usable again
