@@ -51,7 +51,7 @@ from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.outbox import Envelope
 from domain.messaging.tables import outbox as outbox_table
 from domain.notifications.models import Notice
-from workers.publisher import publish, web_publisher
+from workers.publisher import publish, web_publisher, without_result_override
 
 LEDGER_QUEUE, RAW_QUEUE = "notifications", "default"
 WELCOME = "notifications.record_welcome_notice"
@@ -225,6 +225,7 @@ def send_noops(publisher: Celery, count: int) -> Callable[[], None]:
             for _ in range(count):
                 # Celery's task message straight to the queue, as workers.publisher.publish does.
                 message = publisher.amqp.as_task_v2(str(uuid.uuid4()), "bench.noop", args=[], kwargs={})
+                without_result_override(message.headers)  # the noop's own ignore_result holds
                 producer.publish(message.body, exchange="", routing_key=RAW_QUEUE, headers=message.headers,
                                  serializer="json", **message.properties)
 

@@ -79,7 +79,20 @@ def _task_message(app: Celery, envelope: Envelope) -> tuple[str, Any]:
         # What Flower and logs show; also spares Celery a repr of the payload.
         argsrepr=f"{envelope.type} tenant={envelope.tenant_id}", kwargsrepr="{}")
     message.headers[SENT_AT_HEADER] = envelope.sent_at  # a fresh dict per message
+    without_result_override(message.headers)
     return queue_for_task(name), message
+
+
+def without_result_override(headers: dict[str, Any]) -> None:
+    """Leave the task's own ``ignore_result`` to decide whether it keeps a result.
+
+    ``as_task_v2`` writes ``ignore_result: False`` into every message, and a worker takes a
+    message's value over the task's: each domain task (declared ``ignore_result=True``, the
+    inbox and outbox being its record) would write its STARTED state and its result to the
+    result backend, two writes and a day-long key per message. Without the header the
+    task's declaration holds; a promotion or an import still keeps its progress and result.
+    """
+    headers.pop("ignore_result", None)
 
 
 # Transport options that change what or where kombu's Redis transport writes; with any of

@@ -42,7 +42,8 @@ class SenderWaker:
     def another(self) -> None:
         """Wake one more sender, flag or not."""
         try:
-            self._app.send_task(SEND_TASK)
+            # No result wanted: otherwise send_task subscribes to it on a Redis result backend.
+            self._app.send_task(SEND_TASK, ignore_result=True)
         except Exception as exc:  # noqa: BLE001 - each transport raises its own; beat's sweep follows up
             log.warning("could not wake the email sender (beat's sweep will): %s", exc)
 

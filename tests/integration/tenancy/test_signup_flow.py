@@ -1,8 +1,15 @@
 """Signup through the API, provisioned by a real tenancy worker, welcomed by a real notifications worker."""
 from __future__ import annotations
 
-from flask.testing import FlaskClient
+import uuid
 
+import redis
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from config.settings import Settings
+from domain.db.provider import DataProvider
+from domain.messaging.tables import outbox
 from tests.support import refs
 from tests.support.processes import Process
 from tests.support.waiting import wait_for
@@ -26,3 +33,27 @@ def test_signup_is_provisioned_and_welcomed(client: FlaskClient, all_queues_work
                          headers={"Authorization": f"Bearer {token}"}).json["items"]
     assert [n["category"] for n in notices] == ["welcome"]
     assert body["admin_name"] in notices[0]["title"]
+
+
+def test_the_signups_messages_leave_no_result_in_the_result_backend(
+        client: FlaskClient, all_queues_worker: Process, provider: DataProvider, settings: Settings) -> None:
+    """Domain tasks are declared ``ignore_result``: the outbox and inbox are their record.
+
+    A message that told the worker otherwise (Celery's ``ignore_result: False`` header) made
+    every delivery write its STARTED state and result to Redis."""
+    response = client.post("/api/v1/tenancy/signups", json=refs.signup_body())
+    status_url = response.json["status_url"]
+    status = wait_for(lambda: (s := client.get(status_url).json)["complete"] and s,
+                      timeout=60, message="signup to complete")
+    tenant_id = uuid.UUID(status["tenant_id"])
+    with provider.management() as session:
+        deliveries = {handler: str(delivery) for delivery, handler in session.execute(
+            select(outbox.c.id, outbox.c.handler).where(outbox.c.tenant_id == tenant_id))}
+    assert {"tenancy.provision_tenant", "notifications.record_welcome_notice"} <= deliveries.keys()
+    backend = redis.Redis.from_url(settings.result_backend)
+    try:
+        kept = {handler for handler, delivery in deliveries.items()
+                if backend.exists(f"celery-task-meta-{delivery}")}
+    finally:
+        backend.close()
+    assert kept == set()
