@@ -25,7 +25,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,18 +97,30 @@ def _gate_writes(session: Session) -> None:
     """Before the first write of a transaction of a tenant session (trial or dedicated): wait
     while the tenant is being copied or archived (its write lock is held exclusively on this
     database), then refuse if it moved out of it (promoted, or offboarded)."""
-    if not session.info.get("write_gate") or session.info.get("gate_passed"):
-        return
+    gated_writes(session)
+
+
+def gated_writes(session: Session, *writes: tuple[Sql, Mapping[str, Any]]) -> list[Sequence[Any]]:
+    """Run ``writes`` (``pipelined``) behind the session's write gate; the rows of each.
+
+    When the gate is still to pass, its lock and fence check go first in the same round
+    trip: the writes run once the lock is granted, and when the tenant turns out to have
+    moved they are undone with the transaction (``TenantMoved`` says roll back). Statements
+    the caller writes itself, so the tenant filter does not see them: the inbox's claim.
+    """
+    gate = bool(session.info.get("write_gate")) and not session.info.get("gate_passed")
+    if not gate:
+        return pipelined(session.connection(), *writes) if writes else []
     tenant_id = session.info["tenant_id"]
-    # One round trip, two statements: the check runs after the lock was granted, with a
-    # snapshot of its own, so it sees a fence committed by the promotion or offboarding
-    # that held the lock.
-    _, fenced = pipelined(session.connection(), (_WRITE_LOCK, {"key": write_lock_key(tenant_id)}),
-                          (_FENCED, {"tenant": tenant_id}))
+    # The check runs after the lock was granted, with a snapshot of its own, so it sees a
+    # fence committed by the promotion or offboarding that held the lock.
+    _, fenced, *rows = pipelined(session.connection(), (_WRITE_LOCK, {"key": write_lock_key(tenant_id)}),
+                                 (_FENCED, {"tenant": tenant_id}), *writes)
     if fenced:
         session.info["on_moved"](tenant_id)
         raise TenantMoved(tenant_id)
     session.info["gate_passed"] = True
+    return rows
 
 
 @event.listens_for(ProviderSession, "after_transaction_end")

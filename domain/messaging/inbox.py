@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.messaging.tables import inbox
+from domain.db.provider import gated_writes
+from domain.db.sql import Sql
+
+_CLAIM = Sql("INSERT INTO inbox (message_id, handler, tenant_id) VALUES (:id, :handler, :tenant) "
+             "ON CONFLICT (message_id) DO NOTHING RETURNING message_id")
 
 
 def claim(session: Session, delivery_id: uuid.UUID, handler: str,
@@ -14,11 +17,11 @@ def claim(session: Session, delivery_id: uuid.UUID, handler: str,
     """Record the delivery; False if it was already handled (a redelivery to skip).
 
     A concurrent duplicate blocks on the primary key until the first transaction ends,
-    then sees the conflict: the effects happen once.
+    then sees the conflict: the effects happen once. On a tenant session the claim is the
+    transaction's first write: it goes in the round trip of the write gate.
     """
-    result = session.execute(
-        insert(inbox).values(message_id=delivery_id, handler=handler, tenant_id=tenant_id)
-        .on_conflict_do_nothing(index_elements=[inbox.c.message_id])
-        .returning(inbox.c.message_id)
-    )
-    return result.first() is not None
+    scoped = session.info.get("tenant_id")
+    if scoped is not None and tenant_id != scoped:
+        raise PermissionError("another tenant's delivery claimed through a tenant session")
+    (claimed,) = gated_writes(session, (_CLAIM, {"id": delivery_id, "handler": handler, "tenant": tenant_id}))
+    return bool(claimed)
