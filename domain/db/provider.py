@@ -90,7 +90,7 @@ def write_lock_key(tenant_id: uuid.UUID) -> int:
 
 _WRITE_LOCK = Sql("SELECT pg_advisory_xact_lock_shared(:key)")
 _FENCED = Sql("SELECT moved_to FROM tenant_fences WHERE tenant_id = :tenant")
-_RLS = Sql("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)")
+_RLS = text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)")
 
 
 def _gate_writes(session: Session) -> None:
@@ -104,9 +104,10 @@ def gated_writes(session: Session, *writes: tuple[Sql, Mapping[str, Any]]) -> li
     """Run ``writes`` (``pipelined``) behind the session's write gate; the rows of each.
 
     When the gate is still to pass, its lock and fence check go first in the same round
-    trip: the writes run once the lock is granted, and when the tenant turns out to have
-    moved they are undone with the transaction (``TenantMoved`` says roll back). Statements
-    the caller writes itself, so the tenant filter does not see them: the inbox's claim.
+    trip: the writes run once the lock is granted. When the tenant turns out to have moved
+    they have run all the same, so on ``TenantMoved`` the caller must roll back, never
+    commit (``domain.messaging.handling`` closes the session). Statements the caller writes
+    itself, which the tenant filter does not see: the inbox's claim.
     """
     gate = bool(session.info.get("write_gate")) and not session.info.get("gate_passed")
     if not gate:
@@ -187,10 +188,9 @@ def _stamp_tenant(session: Session, flush_context: Any, instances: Any) -> None:
 def _enter_rls(session: Session, transaction: Any, connection: Any) -> None:
     role = session.info.get("rls_role")
     if role:
-        # The role that RLS binds and the tenant its policies read, as bound parameters
-        # (set_config(..., true) is SET LOCAL), so no value is ever spliced into SQL; in the
-        # round trip of the transaction's BEGIN.
-        pipelined(connection, (_RLS, {"role": role, "tenant": str(session.info["tenant_id"])}))
+        # One round trip: the role that RLS binds and the tenant its policies read, as bound
+        # parameters (set_config(..., true) is SET LOCAL), so no value is ever spliced into SQL.
+        connection.execute(_RLS, {"role": role, "tenant": str(session.info["tenant_id"])})
 
 
 class DataProvider:

@@ -49,21 +49,29 @@ class Sql:
 def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -> list[Sequence[Any]]:
     """Run ``statements`` in order, sent together in one round trip; the rows (tuples) of each.
 
-    psycopg's pipeline mode: PostgreSQL still runs them one after the other, each with a
-    snapshot of its own (so a check placed after a lock sees what the lock waited for),
-    and a BEGIN still owed goes in the same round trip. For a run of statements on a hot
-    path whose later ones do not depend on the client reading the earlier ones' rows.
-    An error comes out as SQLAlchemy's (``OperationalError``, ``IntegrityError``, ...),
-    and a lost connection is invalidated, as ``Connection.execute`` would do.
+    psycopg's pipeline mode, inside the caller's transaction: PostgreSQL still runs them one
+    after the other, and at READ COMMITTED each takes a snapshot of its own once the one
+    before it is done (so a check placed after a lock sees what the lock waited for). For a
+    run of statements on a hot path whose later ones need no answer from the earlier ones.
+    A transaction not yet begun costs its BEGIN round trip first (psycopg sends it, and
+    waits for it, before the pipeline). Refused on an autocommit connection, where
+    PostgreSQL would run the whole pipeline as one implicit transaction instead.
+
+    An error comes out as SQLAlchemy's (``OperationalError``, ``IntegrityError``, ...), and
+    a lost connection is invalidated, as ``Connection.execute`` would do; the statements
+    after the failing one do not run, and the caller rolls back.
 
     The statements go straight to the driver: a session's hooks (the data provider's
-    tenant filter and write gate) never see them. So: the management database, or the
-    provider's own statements - never a tenant session's reads or writes.
+    tenant filter and write gate, SQLAlchemy's cursor events) never see them. So: the
+    management database, or the data provider's own statements (``gated_writes``).
     """
     if not connection.in_transaction():
         connection.begin()  # as execute() would: the caller's commit or rollback ends it
     raw = connection.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection), "pipelined() needs a psycopg connection"
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"pipelined() needs a psycopg connection, not {type(raw).__name__}")
+    if raw.autocommit:
+        raise ValueError("pipelined() runs inside a transaction; this connection autocommits")
     cursors: list[psycopg.Cursor[Any]] = []
     try:
         with raw.pipeline():

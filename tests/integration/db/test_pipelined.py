@@ -70,8 +70,12 @@ def test_a_check_after_a_lock_sees_what_the_lock_holder_committed(engine: Engine
     checker.start()
     try:
         with engine.connect() as observer:
+            # This database and this key only: other suites share the server. A bigint key
+            # is kept as classid 0, objid = the key, objsubid 1.
             wait_for(lambda: observer.scalar(text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")) == 1,
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": LOCK_KEY}) == 1,
                 timeout=10, message="the check to wait for the lock")
         assert seen == []
         holder.commit()  # the row and the release of the lock, together
@@ -93,3 +97,12 @@ def test_an_error_is_sqlalchemys_and_leaves_nothing_written(engine: Engine) -> N
             pipelined(conn, (Sql("SELECT nothing FROM nowhere"), {}))
         conn.rollback()
         assert pipelined(conn, (NOTES, {"from_id": 0})) == [[(1, "first")]]  # usable again
+
+
+def test_an_autocommit_connection_is_refused(engine: Engine) -> None:
+    """There PostgreSQL would run the pipeline as one implicit transaction, not one by one."""
+    with (engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+          pytest.raises(ValueError, match="autocommits")):
+        pipelined(conn, (INSERT, {"id": 1, "note": "never"}))
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM probe")) == 0

@@ -5,10 +5,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, insert, select, text
 
-from domain.db.provider import DataProvider
-from domain.messaging import handling, relay
+from domain.db.fences import tenant_fences
+from domain.db.provider import DataProvider, TenantMoved
+from domain.messaging import handling, inbox, relay
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
@@ -152,3 +153,30 @@ def test_a_delivery_handled_on_another_database_is_confirmed_by_the_relay_not_re
     assert row is not None and row["completed_at"] is not None and row["attempts"] == 0
     assert envelope.id not in {e.id for e in sent}
     assert notices_of(provider, tenant_id, user_id) == 1
+
+
+def test_a_delivery_to_a_tenant_fenced_away_claims_nothing(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    """The claim goes in the round trip of the write gate, so it has run when the gate finds
+    the tenant moved: it must be undone with the transaction."""
+    envelope, tenant_id, user_id = delivery
+    with provider.unscoped("trial") as session:
+        session.execute(insert(tenant_fences).values(tenant_id=tenant_id, moved_to="dedicated:elsewhere"))
+        session.commit()
+    try:
+        with pytest.raises(TenantMoved):
+            handling.handle(provider, envelope, TenantProvisionedV1, "tenant", add_notice)
+        assert not inbox_has(provider, "trial", envelope.id)
+        assert notices_of(provider, tenant_id, user_id) == 0
+    finally:
+        with provider.unscoped("trial") as session:
+            session.execute(delete(tenant_fences).where(tenant_fences.c.tenant_id == tenant_id))
+            session.commit()
+
+
+def test_a_tenant_session_claims_no_other_tenants_delivery(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    envelope, tenant_id, _ = delivery
+    with provider.tenant(tenant_id) as session, pytest.raises(PermissionError):
+        inbox.claim(session, uuid.UUID(envelope.id), envelope.handler, uuid.uuid4())
+    assert not inbox_has(provider, "trial", envelope.id)
