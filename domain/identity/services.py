@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -187,12 +187,16 @@ class UserRow:
     operator: bool
 
 
+# Built once: every notification reads its recipients' accounts with it.
+_USERS_BY_ID = select(User.id, User.email, User.name, User.active, User.is_operator).where(
+    User.id.in_(bindparam("ids", expanding=True)))
+
+
 def users_by_id(session: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, UserRow]:
     """Name and email of each user in ``user_ids``."""
     if not user_ids:
         return {}
-    rows = session.execute(select(User.id, User.email, User.name, User.active, User.is_operator)
-                           .where(User.id.in_(user_ids)))
+    rows = session.execute(_USERS_BY_ID, {"ids": user_ids})
     return {row.id: UserRow(*row) for row in rows}
 
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -47,15 +47,19 @@ class Preferences:
     digest: bool
 
 
+# Built once: every notification reads its recipients' choices with it.
+_CHOICES = (select(NotificationPreference.user_id, NotificationPreference.email,
+                   NotificationPreference.in_app)
+            .where(NotificationPreference.user_id.in_(bindparam("ids", expanding=True)),
+                   NotificationPreference.category == bindparam("category")))
+
+
 def choices_for(session: Session, user_ids: Iterable[uuid.UUID], category: str) -> dict[uuid.UUID, Choice]:
     """What each of ``user_ids`` chose for ``category`` (mandatory ones are always on)."""
     ids = list(user_ids)
     if category in MANDATORY or not ids:
         return {user_id: Choice() for user_id in ids}
-    rows = session.execute(select(NotificationPreference.user_id, NotificationPreference.email,
-                                  NotificationPreference.in_app)
-                           .where(NotificationPreference.user_id.in_(ids),
-                                  NotificationPreference.category == category))
+    rows = session.execute(_CHOICES, {"ids": ids, "category": category})
     chosen = {user_id: Choice(email, in_app) for user_id, email, in_app in rows}
     return {user_id: chosen.get(user_id, Choice()) for user_id in ids}
 
