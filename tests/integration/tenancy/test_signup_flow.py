@@ -50,10 +50,15 @@ def test_the_signups_messages_leave_no_result_in_the_result_backend(
         deliveries = {handler: str(delivery) for delivery, handler in session.execute(
             select(outbox.c.id, outbox.c.handler).where(outbox.c.tenant_id == tenant_id))}
     assert {"tenancy.provision_tenant", "notifications.record_welcome_notice"} <= deliveries.keys()
+    # The control: a result Celery keeps is found where the test looks.
+    probe = str(uuid.uuid4())
+    client.application.extensions["allotment.celery"].backend.store_result(probe, None, "SUCCESS")
     backend = redis.Redis.from_url(settings.result_backend)
     try:
+        assert backend.exists(f"celery-task-meta-{probe}")
         kept = {handler for handler, delivery in deliveries.items()
                 if backend.exists(f"celery-task-meta-{delivery}")}
     finally:
+        backend.delete(f"celery-task-meta-{probe}")
         backend.close()
     assert kept == set()
