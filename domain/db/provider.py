@@ -29,11 +29,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, bindparam, create_engine, event, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from config.settings import Settings, database_on
 from domain.db.base import TenantScoped
+from domain.db.fences import tenant_fences
 from domain.db.routing import RoutingChannel
 from domain.db.sql import Sql, pipelined
 from domain.errors import NotFound, Transient
@@ -89,7 +90,7 @@ def write_lock_key(tenant_id: uuid.UUID) -> int:
 
 
 _WRITE_LOCK = Sql("SELECT pg_advisory_xact_lock_shared(:key)")
-_FENCED = Sql("SELECT moved_to FROM tenant_fences WHERE tenant_id = :tenant")
+_FENCED = Sql(select(tenant_fences.c.moved_to).where(tenant_fences.c.tenant_id == bindparam("tenant")))
 _RLS = text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)")
 
 

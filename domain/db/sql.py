@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
-from sqlalchemy import CTE, Connection, Table, bindparam, insert, text
+from sqlalchemy import CTE, ClauseElement, Connection, Table, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -34,16 +34,19 @@ def violated_constraint(exc: IntegrityError) -> str | None:
     return getattr(diag, "constraint_name", None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Sql:
-    """A statement for ``pipelined``, written as for ``sqlalchemy.text`` (``:name`` parameters)."""
+    """A statement for ``pipelined``: SQL written as for ``sqlalchemy.text`` (``:name``
+    parameters), or a Core statement whose parameters are named ``bindparam``s (so the
+    schema stays the tables' to say)."""
 
-    source: str
+    source: str | ClauseElement
 
     @cached_property
     def compiled(self) -> str:
         """The statement in psycopg's parameter style (compiled once)."""
-        return str(text(self.source).compile(dialect=_DIALECT))
+        statement = text(self.source) if isinstance(self.source, str) else self.source
+        return str(statement.compile(dialect=_DIALECT))
 
 
 def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -> list[Sequence[Any]]:
@@ -82,6 +85,6 @@ def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]
         lost = connection.dialect.is_disconnect(exc, raw, None)
         if lost:
             connection.invalidate(exc)
-        raise DBAPIError.instance("; ".join(statement.source for statement, _ in statements),
+        raise DBAPIError.instance("; ".join(statement.compiled for statement, _ in statements),
                                   [dict(params) for _, params in statements], exc, psycopg.Error,
                                   connection_invalidated=lost, dialect=connection.dialect) from exc

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import bindparam
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from domain.db.provider import gated_writes
 from domain.db.sql import Sql
+from domain.messaging.tables import inbox
 
-_CLAIM = Sql("INSERT INTO inbox (message_id, handler, tenant_id) VALUES (:id, :handler, :tenant) "
-             "ON CONFLICT (message_id) DO NOTHING RETURNING message_id")
+_CLAIM = Sql(insert(inbox).values(message_id=bindparam("id"), handler=bindparam("handler"),
+                                  tenant_id=bindparam("tenant"))
+             .on_conflict_do_nothing(index_elements=[inbox.c.message_id]).returning(inbox.c.message_id))
 
 
 def claim(session: Session, delivery_id: uuid.UUID, handler: str,
