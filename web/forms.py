@@ -2,6 +2,7 @@
 control characters, and showing a domain error next to the field it names."""
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +23,21 @@ def _wtforms_messages(locale: str) -> Any:
     return get_translations([locale])
 
 
+class _PageMessages:
+    """WTForms' own messages in the page's language, chosen when a message is made: WTForms
+    asks for its translations as it builds a form, and the page's language may need the
+    database (the user's choice), which a form that never shows a message should not read."""
+
+    def gettext(self, string: str) -> str:
+        return str(_wtforms_messages(current_locale()).gettext(string))
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return str(_wtforms_messages(current_locale()).ngettext(singular, plural, n))
+
+
+_PAGE_MESSAGES = _PageMessages()
+
+
 class PageForm(FlaskForm):
     """The base of every page's form. Labels are ``_l`` strings (translated when rendered);
     WTForms' own messages ("This field is required.") come in the page's language from the
@@ -29,7 +45,18 @@ class PageForm(FlaskForm):
 
     class Meta:
         def get_translations(self, form: Form) -> Any:
-            return _wtforms_messages(current_locale())
+            return _PAGE_MESSAGES
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """A choice's value as a UUID (a form filled from the database already holds one);
+    ValueError (a field error) for anything else."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def optional_uuid(value: Any) -> uuid.UUID | None:
+    """A select's value as a UUID, None for "" (no choice); ValueError for anything else."""
+    return None if value is None or value == "" else as_uuid(value)
 
 
 def strip(value: Any) -> Any:

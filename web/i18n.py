@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from babel.numbers import format_decimal
 from babel.support import LazyProxy
 from flask import Flask, current_app, g, request
 
@@ -52,7 +53,12 @@ def current_locale() -> str:
     return page_translator().locale
 
 
+def number(value: int) -> str:
+    """A whole number as the page's language writes it (1,500 in English, 1.500 in German)."""
+    return str(format_decimal(value, locale=current_locale()))
+
+
 def init_app(app: Flask, settings: Settings) -> None:
-    """Load the catalogues once and give every template ``_`` and ``current_locale``."""
+    """Load the catalogues once and give every template ``_``, ``current_locale`` and ``number``."""
     app.extensions["allotment.catalogues"] = build_catalogues(settings)
-    app.jinja_env.globals.update(_=gettext, gettext=gettext, current_locale=current_locale)
+    app.jinja_env.globals.update(_=gettext, gettext=gettext, current_locale=current_locale, number=number)

@@ -83,8 +83,7 @@ def goes_to_sign_in(response: TestResponse) -> bool:
 
 def field_errors(response: TestResponse, field: str) -> list[str]:
     """Every error shown for ``field``."""
-    return [unescape(e) for e in re.findall(
-        rf'<p class="field-error" data-field="{field}">([^<]*)</p>', response.get_data(as_text=True))]
+    return errors_by_field(response).get(field, [])
 
 
 _FIELD_ERROR = re.compile(r'<p class="field-error" data-field="([^"]+)">([^<]*)</p>')

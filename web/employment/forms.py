@@ -5,7 +5,6 @@ and import files, so every way in refuses the same input with the same reason.
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from flask_wtf.file import FileField, FileRequired
@@ -15,18 +14,11 @@ from wtforms.validators import DataRequired, Email, Length, Optional
 from domain.employment.queries import JobTypeView, OrgUnitView
 from domain.employment.services import EmployeeFields
 from domain.employment.values import STATUSES
-from web.forms import NO_CONTROL, PageForm, strip
+from web.forms import NO_CONTROL, PageForm, optional_uuid, strip
 from web.i18n import _l, gettext
 
 # How an employee's status reads on a page (the choice's value is the status itself).
 STATUS_LABELS = {"active": _l("active"), "on_leave": _l("on leave"), "left": _l("left")}
-
-
-def optional_uuid(value: Any) -> uuid.UUID | None:
-    """A select's value as a UUID ("" for none); ValueError (a field error) for anything else."""
-    if value is None or value == "" or isinstance(value, uuid.UUID):
-        return value or None
-    return uuid.UUID(str(value))
 
 
 def status_label(status: str) -> Any:

@@ -6,7 +6,6 @@ the JSON API, so both ways in refuse the same input with the same reason.
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC
 from typing import Any
 
@@ -28,25 +27,13 @@ from domain.employment.queries import OrgUnitView
 from domain.publications.audience import Audience
 from domain.publications.services import Draft, SectionFields
 from domain.publications.values import MAX_BODY, MAX_TITLE
-from web.forms import NO_CONTROL, PageForm, strip
+from web.forms import NO_CONTROL, PageForm, as_uuid, optional_uuid, strip
 from web.i18n import _l
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 # Where a domain error's field shows on the draft form.
 DRAFT_FIELDS = {"audience.kind": "audience_kind", "audience.org_unit_id": "org_unit_id",
                 "audience.employee_ids": "people"}
-
-
-def optional_uuid(value: Any) -> uuid.UUID | None:
-    """A select's value as a UUID ("" for none); ValueError (a field error) for anything else."""
-    if value is None or value == "" or isinstance(value, uuid.UUID):
-        return value or None
-    return uuid.UUID(str(value))
-
-
-def as_uuid(value: Any) -> uuid.UUID:
-    """A choice's value as a UUID (the draft's own attachments already are); ValueError else."""
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 class PublicationForm(PageForm):

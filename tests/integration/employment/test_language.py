@@ -76,12 +76,6 @@ def _text(response: TestResponse) -> str:
     return unescape(response.get_data(as_text=True))
 
 
-def _errors(response: TestResponse) -> dict[str, str]:
-    found = re.findall(r'<p class="field-error" data-field="([^"]+)">([^<]*)</p>',
-                       response.get_data(as_text=True))
-    return {name: unescape(text) for name, text in found}
-
-
 @pytest.fixture(scope="module")
 def import_url(browser: FlaskClient) -> str:
     """An import uploaded through the page (by a German browser)."""
@@ -177,21 +171,23 @@ def test_form_errors_and_notices_are_german_for_a_german_browser(browser: FlaskC
              "start_date": "", "end_date": "", "manager_email": ""}
     refused = _post(browser, "/employment/employees", blank, GERMAN, "/employment/employees/new")
     assert refused.status_code == 422 and '<html lang="de">' in refused.get_data(as_text=True)
-    assert _errors(refused) == {"name": "Dieses Feld wird benötigt.",
-                                "work_email": "Ungültige E-Mail-Adresse."}
+    assert pages.errors_by_field(refused) == {"name": ["Dieses Feld wird benötigt."],
+                                        "work_email": ["Ungültige E-Mail-Adresse."]}
     in_english = _post(browser, "/employment/employees", blank, NO_LANGUAGE, "/employment/employees/new")
     assert in_english.status_code == 422
-    assert _errors(in_english) == {"name": "This field is required.", "work_email": "Invalid email address."}
+    assert pages.errors_by_field(in_english) == {"name": ["This field is required."],
+                                           "work_email": ["Invalid email address."]}
 
     no_file = _post(browser, "/employment/imports", {}, GERMAN, "/employment/imports")
-    assert no_file.status_code == 422 and _errors(no_file) == {"file": "Wählen Sie eine CSV-Datei"}
+    assert no_file.status_code == 422
+    assert pages.errors_by_field(no_file) == {"file": ["Wählen Sie eine CSV-Datei"]}
     unit = _post(browser, "/employment/org-units", {"name": "", "parent_id": ""}, GERMAN,
                  "/employment/structure")
-    assert unit.status_code == 422 and _errors(unit) == {"name": "Dieses Feld wird benötigt."}
+    assert unit.status_code == 422 and pages.errors_by_field(unit) == {"name": ["Dieses Feld wird benötigt."]}
     control = _post(browser, "/employment/org-units", {"name": "Lager\x07", "parent_id": ""}, GERMAN,
                     "/employment/structure")
     assert control.status_code == 422
-    assert _errors(control) == {"name": "darf keine Steuerzeichen enthalten"}
+    assert pages.errors_by_field(control) == {"name": ["darf keine Steuerzeichen enthalten"]}
 
     job = f"Lektor {uuid.uuid4().hex[:6]}"
     added = _post(browser, "/employment/job-types", {"name": job}, GERMAN, "/employment/structure")

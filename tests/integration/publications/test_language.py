@@ -162,7 +162,7 @@ def test_the_assets_pages_follow_the_browser(plane: Plane, org: Org) -> None:
     assert re.search(rf'data-asset="{busy}">.*?<td>processing \(', listing_en, re.S)
 
     page = text_of(call(plane, token, "GET", f"/assets/{ready}", language="de"))
-    assert "Bereit." in page and "<th>Größe</th><td>1,500 Bytes</td>" in page
+    assert "Bereit." in page and "<th>Größe</th><td>1.500 Bytes</td>" in page
     assert "<h2>Herunterladen</h2>" in page and '<button type="submit">Löschen</button>' in page
     assert ">Alle Dateien</a>" in page
     busy_page = text_of(call(plane, token, "GET", f"/assets/{busy}", language="de"))
