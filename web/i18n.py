@@ -1,9 +1,10 @@
 """The language of a page (Flask-Babel's selector, done here): the signed-in user's choice,
 else the browser's ``Accept-Language``, else ``DEFAULT_LOCALE``; product strings with the
-tenant's overrides. Templates call ``_("...")`` and ``current_locale()``; views call
-``gettext``; forms label their fields with ``_l`` (translated when rendered)."""
+tenant's overrides. Templates call ``_("...")``, ``current_locale()`` and ``status_label(kind,
+code)``; views call ``gettext``; forms label their fields with ``_l`` (translated when rendered)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from babel.numbers import format_decimal
@@ -11,7 +12,13 @@ from babel.support import LazyProxy
 from flask import Flask, current_app, g, request
 
 from config.settings import Settings
+from domain.assets import queries as assets
 from domain.bootstrap import build_catalogues
+from domain.employment import queries as employment
+from domain.notifications import queries as notifications
+from domain.publications import queries as publications
+from domain.purchases import queries as purchases
+from domain.tenancy import queries as tenancy
 from domain.translations import services as translations
 from domain.translations.catalogues import Catalogues
 from domain.translations.translator import Translator
@@ -58,7 +65,29 @@ def number(value: int) -> str:
     return str(format_decimal(value, locale=current_locale()))
 
 
+# The kinds of status pages name, each with the labels its context keeps beside its codes.
+STATUS_LABELS: dict[str, Mapping[str, str]] = {
+    "asset": assets.STATUS_LABELS,
+    "email": notifications.EMAIL_STATE_LABELS,
+    "employee": employment.STATUS_LABELS,
+    "import": employment.IMPORT_STATUS_LABELS,
+    "import_phase": employment.IMPORT_PHASE_LABELS,
+    "publication": publications.STATUS_LABELS,
+    "purchase": purchases.STATUS_LABELS,
+    "tenant": tenancy.STATUS_LABELS,
+}
+
+
+def status_label(kind: str, code: str) -> str:
+    """``code``, a status of ``kind`` (a key of ``STATUS_LABELS``), as the page's language names
+    it; a code without a label reads as itself, spaced (``on_hold``: "on hold")."""
+    label = STATUS_LABELS[kind].get(code)
+    return gettext(label) if label else code.replace("_", " ")
+
+
 def init_app(app: Flask, settings: Settings) -> None:
-    """Load the catalogues once and give every template ``_``, ``current_locale`` and ``number``."""
+    """Load the catalogues once and give every template ``_``, ``current_locale``, ``number`` and
+    ``status_label``."""
     app.extensions["allotment.catalogues"] = build_catalogues(settings)
-    app.jinja_env.globals.update(_=gettext, gettext=gettext, current_locale=current_locale, number=number)
+    app.jinja_env.globals.update(_=gettext, gettext=gettext, current_locale=current_locale, number=number,
+                                 status_label=status_label)

@@ -24,10 +24,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, TenantBase, TenantScoped, created_at_column
+from domain.translations.translator import N_
 
 # awaiting_upload: an upload link was handed out, no confirm yet (never processed).
 # uploaded -> processing -> ready | rejected; deleted by its owner, an admin or clean-up.
 STATUSES = ("awaiting_upload", "uploaded", "processing", "ready", "rejected", "deleted")
+# How pages name each status (translated when shown; a unit test holds it to STATUSES).
+STATUS_LABELS: dict[str, str] = {
+    "awaiting_upload": N_("awaiting upload"), "uploaded": N_("uploaded"), "processing": N_("processing"),
+    "ready": N_("ready"), "rejected": N_("rejected"), "deleted": N_("deleted"),
+}
 # The assets whose bytes count against the quota: what is stored or about to be.
 LIVE = ("awaiting_upload", "uploaded", "processing", "ready")
 FINAL = ("ready", "rejected", "deleted")

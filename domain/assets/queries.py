@@ -14,7 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from domain.assets.errors import AssetNotFound
-from domain.assets.models import FINAL, LIVE, Asset
+from domain.assets.models import (
+    FINAL,
+    LIVE,
+    STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
+    Asset,
+)
 
 
 @dataclass(frozen=True)

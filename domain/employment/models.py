@@ -20,8 +20,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import TenantBase, TenantScoped, created_at_column
+from domain.translations.translator import N_
 
 STATUSES = ("active", "on_leave", "left")
+# How pages name each code (translated when shown; a unit test holds each mapping to its codes).
+STATUS_LABELS: dict[str, str] = {"active": N_("active"), "on_leave": N_("on leave"), "left": N_("left")}
+# An import runs pending -> running -> completed | failed, through its phases in this order.
+IMPORT_STATUSES = ("pending", "running", "completed", "failed")
+IMPORT_STATUS_LABELS: dict[str, str] = {
+    "pending": N_("pending"), "running": N_("running"), "completed": N_("completed"), "failed": N_("failed"),
+}
+IMPORT_PHASES = ("employees", "managers", "done")
+IMPORT_PHASE_LABELS: dict[str, str] = {
+    "employees": N_("employees"), "managers": N_("managers"), "done": N_("done"),
+}
 
 
 def _updated_at_column() -> Mapped[datetime]:

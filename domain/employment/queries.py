@@ -19,7 +19,16 @@ from sqlalchemy import Uuid, any_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from domain.employment.models import Employee, ImportJob, ImportProblem, JobType, OrgUnit
+from domain.employment.models import (
+    IMPORT_PHASE_LABELS,  # noqa: F401 - public for pages: the models are private
+    IMPORT_STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
+    STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
+    Employee,
+    ImportJob,
+    ImportProblem,
+    JobType,
+    OrgUnit,
+)
 from domain.errors import NotFound
 
 T = TypeVar("T")

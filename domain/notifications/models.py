@@ -29,10 +29,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, TenantBase, TenantScoped, created_at_column
+from domain.translations.translator import N_
 
 # What became of a notice's email (None: no email was wanted). ``queued``: handed to the
 # sending stage when the notice was written; its delivery row says what became of it since.
 EMAIL_STATES = ("queued", "sent", "failed", "throttled", "suppressed", "unconfirmed")
+# How the notices page names each state (translated when shown; a unit test holds it to EMAIL_STATES).
+EMAIL_STATE_LABELS: dict[str, str] = {
+    "queued": N_("Email on its way"),
+    "sent": N_("Email sent"),
+    "failed": N_("The email could not be sent"),
+    "throttled": N_("Email held for your daily summary"),
+    "suppressed": N_("Email not sent: the address does not accept mail"),
+    "unconfirmed": N_("The email may not have arrived"),
+}
 # Delivery rows that count against a recipient's hourly rate: sent, or on their way.
 COUNTED = ("queued", "sending", "retry", "sent", "unconfirmed")
 

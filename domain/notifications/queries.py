@@ -9,7 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from domain.notifications import deliveries
-from domain.notifications.models import Notice
+from domain.notifications.models import (
+    EMAIL_STATE_LABELS,  # noqa: F401 - public for pages: the models are private
+    Notice,
+)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,16 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import TenantBase, TenantScoped, created_at_column
+from domain.translations.translator import N_
 
 # draft -> scheduled (publish_at in the future) -> publishing -> published | failed;
 # draft -> publishing at once. A scheduled one can go back to draft.
 STATUSES = ("draft", "scheduled", "publishing", "published", "failed")
+# How pages name each status (translated when shown; a unit test holds it to STATUSES).
+STATUS_LABELS: dict[str, str] = {
+    "draft": N_("draft"), "scheduled": N_("scheduled"), "publishing": N_("publishing"),
+    "published": N_("published"), "failed": N_("failed"),
+}
 EDITABLE = ("draft", "scheduled", "failed")  # failed: nothing went out; fix it and publish again
 AUDIENCES = ("everyone", "org_unit", "people")
 

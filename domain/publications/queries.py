@@ -15,7 +15,13 @@ from domain.assets import queries as asset_queries
 from domain.assets.errors import AssetNotFound
 from domain.publications.audience import Audience
 from domain.publications.errors import PublicationNotFound
-from domain.publications.models import EDITABLE, Delivery, Publication, Section
+from domain.publications.models import (
+    EDITABLE,
+    STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
+    Delivery,
+    Publication,
+    Section,
+)
 
 T = TypeVar("T")
 MAX_PER_PAGE = 100

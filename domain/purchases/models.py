@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, created_at_column
+from domain.translations.translator import N_
 
 
 class Product(ManagementBase):
@@ -40,6 +41,15 @@ class Product(ManagementBase):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# pending -> completed | failed; completed -> refund_requested -> refunded.
+STATUSES = ("pending", "completed", "failed", "refund_requested", "refunded")
+# How pages name each status (translated when shown; a unit test holds it to STATUSES).
+STATUS_LABELS: dict[str, str] = {
+    "pending": N_("pending"), "completed": N_("completed"), "failed": N_("failed"),
+    "refund_requested": N_("refund requested"), "refunded": N_("refunded"),
+}
 
 
 class Purchase(ManagementBase):

@@ -9,7 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.purchases.errors import ProductNotFound, PurchaseNotFound
-from domain.purchases.models import Product, Purchase
+from domain.purchases.models import (
+    STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
+    Product,
+    Purchase,
+)
 from domain.purchases.money import format_amount
 
 # States a purchase does not leave by itself (refund_requested goes on to refunded).

@@ -9,6 +9,16 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db.base import ManagementBase, created_at_column
+from domain.translations.translator import N_
+
+# trial (in the shared trial database) -> promoting -> dedicated (in a database of its own);
+# suspended (DESIGN section 3; nothing suspends a tenant yet); deleted (offboarded).
+STATUSES = ("trial", "promoting", "dedicated", "suspended", "deleted")
+# How pages name each status (translated when shown; a unit test holds it to STATUSES).
+STATUS_LABELS: dict[str, str] = {
+    "trial": N_("trial"), "promoting": N_("moving to its own database"),
+    "dedicated": N_("with its own database"), "suspended": N_("suspended"), "deleted": N_("deleted"),
+}
 
 
 class Tenant(ManagementBase):

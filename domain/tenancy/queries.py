@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 from domain.db.provider import TRIAL, DataProvider, Placement, dedicated_key
 from domain.errors import NotFound
 from domain.notifications import queries as notifications
-from domain.tenancy.models import Promotion, Signup, Tenant, TenantExport
+from domain.tenancy.models import (
+    STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
+    Promotion,
+    Signup,
+    Tenant,
+    TenantExport,
+)
 
 
 def placement_of(session: Session, tenant_id: uuid.UUID) -> Placement | None:

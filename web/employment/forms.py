@@ -5,25 +5,15 @@ and import files, so every way in refuses the same input with the same reason.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, EmailField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 
-from domain.employment.queries import JobTypeView, OrgUnitView
+from domain.employment.queries import STATUS_LABELS, JobTypeView, OrgUnitView
 from domain.employment.services import EmployeeFields
 from domain.employment.values import STATUSES
 from web.forms import NO_CONTROL, PageForm, optional_uuid, strip
 from web.i18n import _l, gettext
-
-# How an employee's status reads on a page (the choice's value is the status itself).
-STATUS_LABELS = {"active": _l("active"), "on_leave": _l("on leave"), "left": _l("left")}
-
-
-def status_label(status: str) -> Any:
-    """An employee's status as the page's language writes it."""
-    return STATUS_LABELS.get(status, status.replace("_", " "))
 
 
 def unit_choices(units: list[OrgUnitView], blank: str) -> list[SelectChoice]:
@@ -41,7 +31,7 @@ class EmployeeForm(PageForm):
     org_unit_id = SelectField(_l("Org unit"), coerce=optional_uuid, validate_choice=False)
     start_date = DateField(_l("Start date"), validators=[Optional()])
     end_date = DateField(_l("End date"), validators=[Optional()])
-    status = SelectField(_l("Status"), choices=[SelectChoice(s, status_label(s)) for s in STATUSES])
+    status = SelectField(_l("Status"), choices=[SelectChoice(s, _l(STATUS_LABELS[s])) for s in STATUSES])
     manager_email = EmailField(_l("Reports to (their work email)"), filters=[strip],
                                validators=[Optional(), Email(), Length(max=320)])
 

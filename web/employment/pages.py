@@ -21,7 +21,7 @@ from web.auth import page_requires
 from web.employment import bp
 from web.employment.chart import layout
 from web.employment.common import READ, WRITE, db, graph_db
-from web.employment.forms import EmployeeForm, JobTypeForm, OrgUnitForm, status_label
+from web.employment.forms import EmployeeForm, JobTypeForm, OrgUnitForm
 from web.forms import place_error
 from web.i18n import gettext
 
@@ -48,7 +48,7 @@ def employees_page() -> Any:
     search = _CONTROL.sub("", request.args.get("q", ""))[:100].strip()
     found = queries.list_employees(db(), search=search, page=_page_number())
     return render_template("employment/employees.html", found=found, q=search,
-                           may_write=g.caller.may(WRITE), status_label=status_label)
+                           may_write=g.caller.may(WRITE))
 
 
 def _employee_form(form: EmployeeForm, *, employee: EmployeeView | None = None,
