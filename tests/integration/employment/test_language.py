@@ -166,6 +166,16 @@ def test_the_import_page_names_its_status_in_german(browser: FlaskClient, import
                         r"abgeschlossen", unescape(status.group(1))), status.group(1)
 
 
+def test_the_import_page_names_its_status_in_english(browser: FlaskClient, import_url: str) -> None:
+    page = _text(browser.get(import_url, headers=NO_LANGUAGE))
+    status = re.search(r'<dd id="status">([^<]*)</dd>', page)
+    assert status is not None
+    assert re.fullmatch(r"pending \(employees; this page refreshes itself\)|"
+                        r"running \((employees|managers); this page refreshes itself\)|"
+                        r"completed", status.group(1)), status.group(1)
+    assert "Awaiting_upload" not in page and "awaiting_upload" not in page
+
+
 def test_form_errors_and_notices_are_german_for_a_german_browser(browser: FlaskClient) -> None:
     blank = {"name": "", "work_email": "nope", "status": "active", "job_type_id": "", "org_unit_id": "",
              "start_date": "", "end_date": "", "manager_email": ""}

@@ -165,10 +165,11 @@ def test_the_signed_in_pages_follow_the_browser(app: Flask, provider: DataProvid
 
     page = german(browser, ADMIN)
     assert "<dt>Tarif</dt>" in page and '<dd id="database">gemeinsame Testdatenbank</dd>' in page
+    assert '<dd id="status">Testphase</dd>' in page
     assert "<h2>Umzug in eine eigene Datenbank</h2>" in page
     assert "Fehlgeschlagen: disk full. Ihre Daten bleiben in der gemeinsamen Testdatenbank." in page
     page = english(browser, ADMIN)
-    assert '<dd id="database">shared trial database</dd>' in page
+    assert '<dd id="database">shared trial database</dd>' in page and '<dd id="status">trial</dd>' in page
     assert "Failed: disk full. Your data stays in the shared trial database." in page
 
     page = german(browser, CHECKOUT)
@@ -188,6 +189,8 @@ def test_the_signed_in_pages_follow_the_browser(app: Flask, provider: DataProvid
     page = german(browser, status_page)
     assert f"<title>Kauf von {product.name}</title>" in page and "<dt>Betrag</dt>" in page
     assert "endet auf 4242" in page and ">Zurück zur Kasse</a>" in page
+    # Whether a purchases worker took it up yet depends on the suite's other modules; each is German.
+    assert re.search(r'<dd id="status">(wartend|abgeschlossen)</dd>', page), page
     page = english(browser, status_page)
     assert f"<title>Purchase of {product.name}</title>" in page and "ending in 4242" in page
 

@@ -150,6 +150,7 @@ def test_the_assets_pages_follow_the_browser(plane: Plane, org: Org) -> None:
     token = org.tokens["owner"]  # a tenant admin: sees the usage too
     ready = asset(plane, org.id, org.user("owner"), filename="plan.txt", content=b"y" * 1500)
     busy = asset(plane, org.id, org.user("owner"), status="processing", filename="video.txt")
+    waiting = asset(plane, org.id, org.user("owner"), status="awaiting_upload", filename="later.txt")
 
     listing = text_of(call(plane, token, "GET", "/assets", language="de"))
     assert '<html lang="de">' in listing and "<title>Dateien</title>" in listing
@@ -160,6 +161,7 @@ def test_the_assets_pages_follow_the_browser(plane: Plane, org: Org) -> None:
     listing_en = text_of(call(plane, token, "GET", "/assets"))
     assert "<h1>Assets of the organisation</h1>" in listing_en and "Storage used: " in listing_en
     assert re.search(rf'data-asset="{busy}">.*?<td>processing \(', listing_en, re.S)
+    assert re.search(rf'data-asset="{waiting}">.*?<td>awaiting upload \(', listing_en, re.S)
 
     page = text_of(call(plane, token, "GET", f"/assets/{ready}", language="de"))
     assert "Bereit." in page and "<th>Größe</th><td>1.500 Bytes</td>" in page
@@ -170,6 +172,11 @@ def test_the_assets_pages_follow_the_browser(plane: Plane, org: Org) -> None:
     page_en = text_of(call(plane, token, "GET", f"/assets/{ready}"))
     assert "Ready." in page_en and "<th>Size</th><td>1,500 bytes</td>" in page_en
     assert "Processing: <progress" in text_of(call(plane, token, "GET", f"/assets/{busy}"))
+    # A code with an underscore reads as its label, not as the code capitalised ("Awaiting_upload").
+    waiting_en = text_of(call(plane, token, "GET", f"/assets/{waiting}"))
+    assert "Awaiting upload: <progress" in waiting_en and "Awaiting_upload" not in waiting_en
+    waiting_de = text_of(call(plane, token, "GET", f"/assets/{waiting}", language="de"))
+    assert "Noch nicht hochgeladen: <progress" in waiting_de
 
     # The streamed upload form's own refusal: a form without a file.
     client = plane.client()
