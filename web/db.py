@@ -6,9 +6,10 @@ whose tenant moved meanwhile gets ``TenantMoved``. ``App`` then rolls the whole 
 work back and runs the view again on the new route, so the caller sees a slower answer,
 never an error, and nothing is written twice (nothing was committed before the retry).
 
-A view whose whole write is one statement may take its management session in autocommit
-mode (the sign-up, the web tier's hot path): one round trip instead of three, and its
-outbox messages are published after the view like everyone's.
+A view whose whole write is one statement may take ``management_writer()`` instead of a
+session (the sign-up, the web tier's hot path): the statement commits as it runs, one
+round trip instead of three and none of a session's machinery, and its outbox messages
+are published after the view like everyone's.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 from flask import Flask, current_app, g
 from werkzeug.exceptions import ServiceUnavailable
 
-from domain.db.provider import DataProvider, ProviderSession, TenantMoved
+from domain.db.provider import DataProvider, ProviderSession, StatementWriter, TenantMoved
 from domain.identity.services import PasswordSealer
 from domain.messaging import outbox
 from workers.publisher import publish
@@ -35,43 +36,41 @@ def sealer() -> PasswordSealer:
     return current_app.extensions["allotment.sealer"]  # type: ignore[no-any-return]
 
 
-# Marks (in ``Session.info``) a session whose statements commit as they run.
-AUTOCOMMIT = "autocommit"
-
-
-def management_db(*, autocommit: bool = False) -> ProviderSession:
-    """The request's management-database session.
-
-    ``autocommit`` is for a view whose whole write is one statement (atomic on its own, as
-    every PostgreSQL statement is): the statement commits as it runs, which spares the
-    BEGIN and COMMIT round trips and the unit of work's commit; what it recorded in the
-    outbox is published after the view all the same. Such a request writes nothing else
-    (``tenant_db`` refuses), and the first call of a request decides the mode.
-    """
+def management_db() -> ProviderSession:
+    """The request's management-database session (committed after the view)."""
+    _refuse_beside_writer()
     if "db" not in g:
         g.db = provider().management()
-        if autocommit:
-            g.db.info[AUTOCOMMIT] = True
-            g.db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    elif _autocommits(g.db) and not autocommit:
-        raise RuntimeError("this request's management session commits each statement; "
-                           "open the transactional one first")
     return g.db  # type: ignore[no-any-return]
+
+
+def management_writer() -> StatementWriter:
+    """For a view whose whole write is one statement on the management database (atomic on
+    its own, as every PostgreSQL statement is): the statement commits as it runs, which
+    spares the BEGIN and COMMIT round trips and the session; what it recorded in the outbox
+    is published after the view all the same. Such a request writes nothing else:
+    ``management_db`` and ``tenant_db`` refuse after it, and it refuses after them.
+    """
+    if "db" in g or "tenant_dbs" in g:
+        raise RuntimeError("this request has a transactional unit of work; a one-statement "
+                           "writer would commit outside it")
+    if "writer" not in g:
+        g.writer = provider().management_writer()
+    return g.writer  # type: ignore[no-any-return]
 
 
 def tenant_db(tenant_id: uuid.UUID) -> ProviderSession:
     """The request's session on a tenant's database (tenant-filtered)."""
-    if "db" in g and _autocommits(g.db):
-        raise RuntimeError("a request whose management write commits on its own writes nothing else")
+    _refuse_beside_writer()
     sessions = g.setdefault("tenant_dbs", {})
     if tenant_id not in sessions:
         sessions[tenant_id] = provider().tenant(tenant_id)
     return sessions[tenant_id]  # type: ignore[no-any-return]
 
 
-def _autocommits(session: ProviderSession) -> bool:
-    """Whether ``session`` commits each statement as it runs (``management_db(autocommit=True)``)."""
-    return bool(session.info.get(AUTOCOMMIT))
+def _refuse_beside_writer() -> None:
+    if "writer" in g:
+        raise RuntimeError("a request whose management write commits on its own writes nothing else")
 
 
 # How long a view keeps going again while its tenant is found moved but not yet routed
@@ -121,11 +120,10 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _commit(response: Any) -> Any:
         failed = response.status_code >= 400
-        pending = []
+        # A one-statement writer's statement committed as it ran, whatever the answer.
+        pending = outbox.take_pending(g.writer) if "writer" in g else []
         for session in _open_sessions():
-            if _autocommits(session):  # committed as it ran, whatever the answer
-                pending += outbox.take_pending(session)
-            elif failed:
+            if failed:
                 outbox.discard_pending(session)
                 session.rollback()
             else:

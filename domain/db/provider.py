@@ -13,6 +13,8 @@
   on the new route instead of writing rows the move (or the purge) would leave behind.
 - ``unscoped(db_key)`` is the explicit opt-out for tenancy's copy/migration code and the
   relay; grep for ``unscoped(`` to find every use.
+- ``management_writer()`` is for a request whose whole write is one statement on the
+  management database (the sign-up): each statement commits as it runs, with no session.
 
 Routing is cached per process for ``routing_cache_ttl`` seconds and dropped at once by
 ``invalidate``; engines are kept in a bounded LRU so thousands of tenants do not mean
@@ -27,7 +29,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, bindparam, create_engine, event, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
@@ -36,7 +38,7 @@ from config.settings import Settings, database_on
 from domain.db.base import TenantScoped
 from domain.db.fences import tenant_fences
 from domain.db.routing import RoutingChannel
-from domain.db.sql import Sql, pipelined
+from domain.db.sql import Sql, autocommit, pipelined
 from domain.errors import NotFound, Transient
 
 MANAGEMENT = "management"
@@ -71,6 +73,41 @@ DedicatedLister = Callable[[Session], list[tuple[uuid.UUID, str, str]]]
 
 class ProviderSession(Session):
     """A Session that knows its database key and, when scoped, its tenant."""
+
+    def execute_sql(self, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
+        """One statement straight to the driver, in this session's transaction; its rows.
+
+        As ``pipelined``: the tenant filter and the write gate do not see it, so for the
+        management database (``Writes``)."""
+        if self.info.get("tenant_id") is not None:
+            raise PermissionError("execute_sql bypasses the tenant filter: not on a tenant session")
+        (rows,) = pipelined(self.connection(), (statement, params))
+        return rows
+
+
+class StatementWriter:
+    """The unit of work of a request whose whole write is one statement on the management
+    database: each ``execute_sql`` commits as it runs (``domain.db.sql.autocommit``), with
+    no session, BEGIN or COMMIT. ``info`` is what a session's would be: the outbox keeps
+    the envelopes to publish after the request there."""
+
+    def __init__(self, engine: Engine, info: dict[str, Any]) -> None:
+        self._engine = engine
+        self.info = info
+
+    def execute_sql(self, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
+        """Run ``statement`` on its own, committed as it runs; its rows."""
+        return autocommit(self._engine, statement, params)
+
+
+class Writes(Protocol):
+    """Where a use case of the management database sends its statements: a session (the
+    caller's transaction) or a ``StatementWriter`` (each statement committed as it runs)."""
+
+    @property
+    def info(self) -> dict[Any, Any]: ...
+
+    def execute_sql(self, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]: ...
 
 
 class TenantMoved(Transient):
@@ -361,15 +398,22 @@ class DataProvider:
         """A session with no tenant filter: only for tenancy's copy/migration code and the relay."""
         return self._session(db_key)
 
+    def management_writer(self) -> StatementWriter:
+        """Statements on the management database, each committed as it runs (no session)."""
+        return StatementWriter(self.engine(self.url_of(MANAGEMENT)), self._info(MANAGEMENT))
+
     def _session(self, db_key: str, tenant_id: uuid.UUID | None = None) -> ProviderSession:
+        return ProviderSession(bind=self.engine(self.url_of(db_key)), info=self._info(db_key, tenant_id),
+                               expire_on_commit=False)
+
+    def _info(self, db_key: str, tenant_id: uuid.UUID | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"db_key": db_key,
                                 "lease_seconds": self.settings.message_lease_seconds,
                                 # Per-tenant in-flight limits by queue (domain.messaging.fairness).
                                 "admission": self.settings.fairness_limits}
         if tenant_id is not None:
             info["tenant_id"] = _as_uuid(tenant_id)
-        return ProviderSession(bind=self.engine(self.url_of(db_key)), info=info,
-                               expire_on_commit=False)
+        return info
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:

@@ -1,16 +1,17 @@
 """SQL helpers the contexts share: single-row INSERTs built once and bound per call,
-statements sent together in one round trip, and which unique constraint an
-``IntegrityError`` names."""
+statements sent straight to the driver (together in one round trip, or one committing as
+it runs), and which unique constraint an ``IntegrityError`` names."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import psycopg
-from sqlalchemy import CTE, ClauseElement, Connection, Table, bindparam, insert, text
+from sqlalchemy import CTE, ClauseElement, Connection, Engine, Table, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 _DIALECT = psycopg_dialect.dialect()
@@ -36,17 +37,60 @@ def violated_constraint(exc: IntegrityError) -> str | None:
 
 @dataclass(frozen=True, eq=False)
 class Sql:
-    """A statement for ``pipelined``: SQL written as for ``sqlalchemy.text`` (``:name``
-    parameters), or a Core statement whose parameters are named ``bindparam``s (so the
-    schema stays the tables' to say)."""
+    """A statement sent straight to the driver (``pipelined``, ``execute``, ``autocommit``):
+    SQL written as for ``sqlalchemy.text`` (``:name`` parameters), or a Core statement whose
+    parameters are named ``bindparam``s (so the schema stays the tables' to say).
+
+    A Core statement's parameters are converted as SQLAlchemy would convert them (a JSONB
+    column's dict is sent as JSONB): the conversions are looked up once, with the SQL."""
 
     source: str | ClauseElement
 
     @cached_property
+    def _prepared(self) -> tuple[str, dict[str, Callable[[Any], Any]]]:
+        statement = text(self.source) if isinstance(self.source, str) else self.source
+        compiled = statement.compile(dialect=_DIALECT)
+        converters = {}
+        for name, parameter in compiled.binds.items():
+            if parameter.value is not None or parameter.callable is not None:
+                raise ValueError(f"Sql takes named parameters only; {name} carries a value of its own "
+                                 "(write literal_column, not literal)")
+            convert = parameter.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
+            if convert is not None:
+                converters[name] = convert
+        return str(compiled), converters
+
+    @property
     def compiled(self) -> str:
         """The statement in psycopg's parameter style (compiled once)."""
-        statement = text(self.source) if isinstance(self.source, str) else self.source
-        return str(statement.compile(dialect=_DIALECT))
+        return self._prepared[0]
+
+    def bind(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``params`` as the driver takes them."""
+        converters = self._prepared[1]
+        if not converters:
+            return params
+        return {name: converters[name](value) if name in converters else value
+                for name, value in params.items()}
+
+
+def _driver(connection: Connection) -> psycopg.Connection[Any]:
+    raw = connection.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"this needs a psycopg connection, not {type(raw).__name__}")
+    return raw
+
+
+def _as_sqlalchemy_error(exc: psycopg.Error, dialect: Dialect, raw: psycopg.Connection[Any],
+                         statements: Sequence[tuple[Sql, Mapping[str, Any]]],
+                         invalidate: Callable[[BaseException], None]) -> DBAPIError:
+    """The error SQLAlchemy would raise for ``exc``; a lost connection is invalidated."""
+    lost = dialect.is_disconnect(exc, raw, None)
+    if lost:
+        invalidate(exc)
+    return DBAPIError.instance("; ".join(statement.compiled for statement, _ in statements),
+                               [dict(params) for _, params in statements], exc, psycopg.Error,
+                               connection_invalidated=lost, dialect=dialect)
 
 
 def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -> list[Sequence[Any]]:
@@ -70,21 +114,44 @@ def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]
     """
     if not connection.in_transaction():
         connection.begin()  # as execute() would: the caller's commit or rollback ends it
-    raw = connection.connection.driver_connection
-    if not isinstance(raw, psycopg.Connection):
-        raise TypeError(f"pipelined() needs a psycopg connection, not {type(raw).__name__}")
+    raw = _driver(connection)
     if raw.autocommit:
         raise ValueError("pipelined() runs inside a transaction; this connection autocommits")
     cursors: list[psycopg.Cursor[Any]] = []
     try:
         with raw.pipeline():
             for statement, params in statements:
-                cursors.append(raw.execute(statement.compiled, params))
+                cursors.append(raw.execute(statement.compiled, statement.bind(params)))
         return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
     except psycopg.Error as exc:
-        lost = connection.dialect.is_disconnect(exc, raw, None)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance("; ".join(statement.compiled for statement, _ in statements),
-                                  [dict(params) for _, params in statements], exc, psycopg.Error,
-                                  connection_invalidated=lost, dialect=connection.dialect) from exc
+        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
+
+
+def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
+    """Run one statement on its own, committed as it runs; its rows (tuples).
+
+    For a unit of work whose whole write is one statement (atomic on its own, as every
+    PostgreSQL statement is): a pooled connection, switched to autocommit for the
+    statement and back before it returns to the pool. No BEGIN and COMMIT round trips, and
+    none of a session's machinery, which cost a one-statement request more CPU than the
+    statement (the sign-up, the web tier's hot path). Straight to the driver, as
+    ``pipelined``: no session hooks (tenant filter, write gate) see it, so the management
+    database only. Errors come out as SQLAlchemy's, a lost connection is invalidated.
+    """
+    pooled = engine.raw_connection()
+    try:
+        raw = pooled.driver_connection
+        if not isinstance(raw, psycopg.Connection):
+            raise TypeError(f"autocommit() needs a psycopg connection, not {type(raw).__name__}")
+        raw.autocommit = True
+        try:
+            cursor = raw.execute(statement.compiled, statement.bind(params))
+            return cursor.fetchall() if cursor.description is not None else []
+        except psycopg.Error as exc:
+            raise _as_sqlalchemy_error(exc, engine.dialect, raw, [(statement, params)],
+                                       pooled.invalidate) from exc
+        finally:
+            if not raw.closed:
+                raw.autocommit = False  # the pool hands out connections in transaction mode
+    finally:
+        pooled.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import literal, select
+from sqlalchemy import literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain.db.sql import bound_insert, bound_params, violated_constraint
+from domain.db.provider import Writes
+from domain.db.sql import Sql, bound_insert, bound_params, violated_constraint
 from domain.errors import NotFound
 from domain.iam import services as iam
 from domain.identity import services as identity
@@ -35,26 +36,28 @@ class SignupRequest:
 
 _TENANT_COLUMNS = ("id", "slug", "name", "status", "plan")
 _SIGNUP_COLUMNS = ("id", "tenant_id", "admin_name", "admin_email", "sealed_password", "status")
-# Built once: the signup is the hot path of the web tier, and building and compiling a
-# statement per request cost more than running it.
-_SIGNUP_STATEMENT = select(literal(1)).add_cte(
+# Built and compiled once, and sent straight to the driver: the signup is the hot path of
+# the web tier, and building, compiling and binding a statement through SQLAlchemy per
+# request cost more than running it.
+_SIGNUP = Sql(select(literal_column("1")).add_cte(
     bound_insert(Tenant.__table__, "tenant", _TENANT_COLUMNS),
     bound_insert(Signup.__table__, "signup", _SIGNUP_COLUMNS),
-    outbox.insert_template("message"))
+    outbox.insert_template("message")))
 
 
-def sign_up_tenant(session: Session, request: SignupRequest, *, correlation_id: str | None,
+def sign_up_tenant(db: Writes, request: SignupRequest, *, correlation_id: str | None,
                    sealer: identity.PasswordSealer) -> uuid.UUID:
     """Record a trial tenant, its signup and the provisioning command; return the signup id.
 
     The three rows go in as one statement (data-modifying CTEs): one round trip, and the
     slug and live-email uniqueness are enforced by the database, not by a racy pre-check.
-    The password is sealed here and hashed by the tenancy worker (argon2 is too costly
-    for the request).
+    ``db`` is a management session (the caller's transaction) or a ``StatementWriter``
+    (the statement commits as it runs). The password is sealed here and hashed by the
+    tenancy worker (argon2 is too costly for the request).
     """
     tenant_id, signup_id = uuid.uuid4(), uuid.uuid4()
     (row,), envelopes = outbox.prepare(
-        session, ProvisionTenantV1(signup_id=signup_id, tenant_id=tenant_id),
+        db, ProvisionTenantV1(signup_id=signup_id, tenant_id=tenant_id),
         tenant_id=tenant_id, correlation_id=correlation_id)
     params = {
         **bound_params("tenant", {"id": tenant_id, "slug": request.slug,
@@ -68,13 +71,13 @@ def sign_up_tenant(session: Session, request: SignupRequest, *, correlation_id: 
         **outbox.template_params("message", row),
     }
     try:
-        session.execute(_SIGNUP_STATEMENT, params)
+        db.execute_sql(_SIGNUP, params)
     except IntegrityError as exc:
         conflict = _CONFLICTS.get(violated_constraint(exc) or "")
         if conflict is None:
             raise
         raise conflict() from None
-    outbox.remember(session, envelopes)
+    outbox.remember(db, envelopes)
     return signup_id
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.tenancy import queries, services
 from web.api import SLUG, PlainText, accepted, parse_json
-from web.db import management_db, provider, sealer
+from web.db import management_writer, provider, sealer
 from web.openapi import doc
 from web.ratelimit import limit_sign_up
 from web.tenancy import bp
@@ -71,7 +71,7 @@ def create_signup() -> Any:
     """Record a trial tenant and queue its provisioning; answer 202 with the status URL."""
     body = parse_json(SignupBody)
     # The signup is one statement (atomic on its own): no BEGIN and COMMIT round trips.
-    signup_id = services.sign_up_tenant(management_db(autocommit=True),
+    signup_id = services.sign_up_tenant(management_writer(),
                                         services.SignupRequest(**body.model_dump()),
                                         correlation_id=g.request_id, sealer=sealer())
     return accepted(url_for("tenancy.signup_status", signup_id=signup_id), id=str(signup_id))

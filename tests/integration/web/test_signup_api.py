@@ -17,7 +17,7 @@ from domain.db.provider import DataProvider
 from tests.integration.web.helpers import assert_refused, written
 from tests.support import refs
 from tests.support.apps import web_app
-from web.db import management_db, tenant_db
+from web.db import management_db, management_writer, tenant_db
 
 SIGNUPS = "/api/v1/tenancy/signups"
 Body = dict[str, Any]
@@ -167,8 +167,22 @@ def test_the_signups_connection_goes_back_to_the_pool_transactional(settings: Se
 
 def test_an_autocommit_request_writes_nothing_else(app: Flask) -> None:
     with app.test_request_context():
-        management_db(autocommit=True)
+        management_writer()
         with pytest.raises(RuntimeError):
             management_db()  # a transactional caller would get statements committed one by one
         with pytest.raises(RuntimeError):
             tenant_db(uuid.uuid4())
+
+
+def test_a_transactional_request_gets_no_one_statement_writer(app: Flask) -> None:
+    # Its statement would commit at once, outside the unit of work the request may roll back.
+    with app.test_request_context():
+        management_db()
+        with pytest.raises(RuntimeError):
+            management_writer()
+    signup = app.test_client().post(SIGNUPS, json=refs.signup_body()).get_json()
+    tenant_id = app.test_client().get(f"{SIGNUPS}/{signup['id']}").get_json()["tenant_id"]
+    with app.test_request_context():
+        tenant_db(uuid.UUID(tenant_id))
+        with pytest.raises(RuntimeError):
+            management_writer()

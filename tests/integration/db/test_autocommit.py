@@ -1,0 +1,132 @@
+"""``domain.db.sql.autocommit`` and the statements sent straight to the driver: one statement
+committed as it runs, parameters converted as SQLAlchemy converts them, errors as SQLAlchemy's,
+and the pooled connection handed back as the pool hands connections out."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    create_engine,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from domain.db.provider import ProviderSession, StatementWriter
+from domain.db.sql import Sql, autocommit, pipelined
+from tests.integration.db.conftest import MakeDatabase
+
+probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSONB))
+INSERT = Sql(insert(probe).values(id=bindparam("id"), doc=bindparam("doc", type_=JSONB)))
+INSERT_RETURNING = Sql("INSERT INTO probe (id) VALUES (:id) RETURNING id")
+
+
+@pytest.fixture
+def engine(make_database: MakeDatabase) -> Iterator[Engine]:
+    """An engine with a pool of one connection on a fresh database with the table ``probe``."""
+    built = create_engine(make_database().replace("postgresql://", "postgresql+psycopg://", 1),
+                          pool_size=1, max_overflow=0)
+    with built.begin() as conn:
+        conn.execute(text("CREATE TABLE probe (id int PRIMARY KEY, doc jsonb)"))
+    yield built
+    built.dispose()
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(text("SELECT count(*) FROM probe")))
+
+
+def pooled_in_transaction_mode(engine: Engine) -> bool:
+    """The pool's one connection is handed out in transaction mode, as every caller expects."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+        return conn.in_transaction() and not conn.connection.driver_connection.autocommit  # type: ignore[union-attr]
+
+
+def test_the_statement_commits_as_it_runs_and_gives_its_rows(engine: Engine) -> None:
+    assert autocommit(engine, INSERT_RETURNING, {"id": 7}) == [(7,)]
+    assert autocommit(engine, INSERT, {"id": 8, "doc": {"a": 1}}) == []
+    # A connection of its own sees both: nothing waits for a COMMIT.
+    other = create_engine(engine.url, poolclass=None)
+    try:
+        with other.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM probe")) == 2
+    finally:
+        other.dispose()
+    assert pooled_in_transaction_mode(engine)
+
+
+def test_a_core_statements_parameters_are_converted_as_sqlalchemy_converts_them(engine: Engine) -> None:
+    # A dict for a JSONB column is sent as JSONB, by autocommit and by pipelined alike.
+    autocommit(engine, INSERT, {"id": 1, "doc": {"name": "Ada", "tags": ["x"]}})
+    with engine.connect() as conn:
+        pipelined(conn, (INSERT, {"id": 2, "doc": {"name": "Grace"}}))
+        conn.commit()
+        rows = conn.execute(text("SELECT id, jsonb_typeof(doc), doc->>'name' FROM probe ORDER BY id")).all()
+    assert rows == [(1, "object", "Ada"), (2, "object", "Grace")]
+
+
+def test_a_statement_carrying_a_value_of_its_own_is_refused() -> None:
+    # Such a value would be left out of the parameters sent: refused when compiled, not at run.
+    with pytest.raises(ValueError, match="literal_column"):
+        _ = Sql(select(literal(1))).compiled
+
+
+def test_an_error_is_sqlalchemys_writes_nothing_and_returns_the_connection(engine: Engine) -> None:
+    autocommit(engine, INSERT, {"id": 1, "doc": None})
+    with pytest.raises(IntegrityError) as raised:
+        autocommit(engine, INSERT, {"id": 1, "doc": {"again": True}})
+    assert raised.value.orig.diag.constraint_name == "probe_pkey"  # type: ignore[union-attr]
+    assert count(engine) == 1
+    assert pooled_in_transaction_mode(engine)
+
+
+def test_a_lost_connection_is_invalidated_and_the_next_statement_gets_a_new_one(engine: Engine) -> None:
+    with engine.connect() as conn:
+        pid = conn.scalar(text("SELECT pg_backend_pid()"))
+        conn.rollback()
+    other = create_engine(engine.url, poolclass=None)
+    try:
+        with other.begin() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        other.dispose()
+    with pytest.raises(OperationalError) as raised:
+        autocommit(engine, INSERT_RETURNING, {"id": 1})
+    assert raised.value.connection_invalidated
+    assert autocommit(engine, INSERT_RETURNING, {"id": 2}) == [(2,)]
+    assert pooled_in_transaction_mode(engine)
+
+
+def test_a_writer_commits_each_statement_and_keeps_a_sessions_info(engine: Engine) -> None:
+    writer = StatementWriter(engine, {"db_key": "management"})
+    writer.info["outbox_pending"] = ["kept"]
+    assert writer.execute_sql(INSERT_RETURNING, {"id": 3}) == [(3,)]
+    assert count(engine) == 1
+    assert writer.info == {"db_key": "management", "outbox_pending": ["kept"]}
+
+
+def test_a_sessions_statement_belongs_to_its_transaction(engine: Engine) -> None:
+    with ProviderSession(bind=engine, info={"db_key": "management"}) as session:
+        assert session.execute_sql(INSERT_RETURNING, {"id": 4}) == [(4,)]
+        session.rollback()
+    assert count(engine) == 0
+
+
+def test_a_tenant_session_refuses_statements_its_filter_would_not_see(engine: Engine) -> None:
+    with (ProviderSession(bind=engine, info={"db_key": "trial", "tenant_id": uuid.uuid4()}) as session,
+          pytest.raises(PermissionError)):
+        session.execute_sql(INSERT_RETURNING, {"id": 5})
+    assert count(engine) == 0
