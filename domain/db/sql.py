@@ -127,6 +127,36 @@ def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]
         raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
 
 
+def autocommits(connection: Connection) -> bool:
+    """Whether ``connection``'s statements commit as they run (the driver is in autocommit)."""
+    return bool(_driver(connection).autocommit)
+
+
+def atomic(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -> list[Sequence[Any]]:
+    """Run ``statements`` as one transaction of their own, sent together in one round trip;
+    the rows (tuples) of each.
+
+    On an autocommit connection, psycopg's pipeline sends no BEGIN and one Sync at the end:
+    PostgreSQL runs the statements as one implicit transaction, committed once the last one
+    ran, or rolled back whole when one fails (the ones after it do not run). They still
+    run one after the other, each on a snapshot of its own at READ COMMITTED, and a
+    transaction-level lock taken by one is held until that commit: a lock, then a write
+    that counts what the lock guards, cost one round trip instead of four (BEGIN, the two,
+    COMMIT). Straight to the driver, as ``pipelined``: the management database only.
+    """
+    raw = _driver(connection)
+    if not raw.autocommit or raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("atomic() runs its own transaction; take an autocommit connection")
+    cursors: list[psycopg.Cursor[Any]] = []
+    try:
+        with raw.pipeline():
+            for statement, params in statements:
+                cursors.append(raw.execute(statement.compiled, statement.bind(params)))
+        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
+
+
 def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
     """Run one statement on its own, committed as it runs; its rows (tuples).
 

@@ -1,7 +1,8 @@
 """Recording emails at most once per (event, recipient), for the sending stage to send.
 
 ``record`` writes one row per email in the management database, in the caller's
-transaction, with one ``INSERT ... SELECT`` for all of an event's recipients: state
+transaction (or, on a session in autocommit, in one of its own, committed when it
+returns), with one ``INSERT ... SELECT`` for all of an event's recipients: state
 ``queued`` with the email sealed in ``payload`` (an invitation's body carries its token),
 or ``throttled`` past the recipient's hourly rate (left to the digest), or ``suppressed``
 for an undeliverable address. Rows that count against the rate are counted under a
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.db.sql import Sql, pipelined
+from domain.db.sql import Sql, atomic, autocommits, pipelined
 from domain.notifications.mail import Email, message_id
 from domain.notifications.models import COUNTED, EmailDelivery, UndeliverableAddress
 
@@ -115,7 +116,9 @@ def record(session: Session, sealer: Sealer, sender: str,
            emails: list[tuple[Request, Email]]) -> list[Outcome]:
     """Record each email for the sending stage, unless its (event, recipient) was recorded.
 
-    One outcome per email, in order. The caller commits (the locks are held until then).
+    One outcome per email, in order. In a transaction, the caller commits (the locks are
+    held until then); on a session in autocommit, the locks and the rows are one
+    transaction of their own, committed in the same round trip (``atomic``).
     """
     if not emails:
         return []
@@ -124,7 +127,9 @@ def record(session: Session, sealer: Sealer, sender: str,
     # the record's round trip: the record runs once the lock is granted, on a fresh snapshot.
     locks = [(_LOCK, {"recipients": recipients})] if any(
         request.throttle_per_hour is not None for request, _ in emails) else []
-    *_, rows = pipelined(session.connection(), *locks, (_RECORD, {
+    connection = session.connection()
+    run_together = atomic if autocommits(connection) else pipelined
+    *_, rows = run_together(connection, *locks, (_RECORD, {
         "ids": [uuid.uuid4() for _ in emails],
         "events": [request.event_id for request, _ in emails],
         "recipients": recipients,

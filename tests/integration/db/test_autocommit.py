@@ -1,8 +1,10 @@
-"""``domain.db.sql.autocommit`` and the statements sent straight to the driver: one statement
-committed as it runs, parameters converted as SQLAlchemy converts them, errors as SQLAlchemy's,
-and the pooled connection handed back as the pool hands connections out."""
+"""``domain.db.sql.autocommit`` and ``atomic``, statements sent straight to the driver outside
+a caller's transaction: one statement committed as it runs, or several as one transaction of
+their own; parameters converted as SQLAlchemy converts them, errors as SQLAlchemy's, and the
+pooled connection handed back as the pool hands connections out."""
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -24,8 +26,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from domain.db.provider import ProviderSession, StatementWriter
-from domain.db.sql import Sql, autocommit, pipelined
+from domain.db.sql import Sql, atomic, autocommit, pipelined
 from tests.integration.db.conftest import MakeDatabase
+from tests.support.waiting import wait_for
 
 probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSONB))
 INSERT = Sql(insert(probe).values(id=bindparam("id"), doc=bindparam("doc", type_=JSONB)))
@@ -129,4 +132,63 @@ def test_a_tenant_session_refuses_statements_its_filter_would_not_see(engine: En
     with (ProviderSession(bind=engine, info={"db_key": "trial", "tenant_id": uuid.uuid4()}) as session,
           pytest.raises(PermissionError)):
         session.execute_sql(INSERT_RETURNING, {"id": 5})
+    assert count(engine) == 0
+
+
+# --- atomic: several statements, one transaction of their own, one round trip -------------------
+
+LOCK_KEY = 4343
+LOCK = Sql("SELECT pg_advisory_xact_lock(:key)")
+COUNT = Sql("SELECT count(*) FROM probe")
+
+
+def test_atomic_statements_commit_together_or_not_at_all(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with pytest.raises(IntegrityError):
+            atomic(conn, (INSERT_RETURNING, {"id": 1}), (INSERT_RETURNING, {"id": 1}))
+        assert conn.scalar(text("SELECT count(*) FROM probe")) == 0  # the first went with the second
+        assert atomic(conn, (INSERT_RETURNING, {"id": 1}), (INSERT_RETURNING, {"id": 2}), (COUNT, {})) == [
+            [(1,)], [(2,)], [(2,)]]
+    other = create_engine(engine.url, poolclass=None)
+    try:
+        with other.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM probe")) == 2  # committed when it returned
+    finally:
+        other.dispose()
+
+
+def test_atomic_holds_a_lock_to_the_end_and_counts_what_the_holder_committed(engine: Engine) -> None:
+    """The rate's promise: the count after the lock sees every row committed before it was granted."""
+    holder = create_engine(engine.url, poolclass=None)
+    seen: list[object] = []
+
+    def count_under_lock() -> None:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            seen.append(atomic(conn, (LOCK, {"key": LOCK_KEY}), (COUNT, {}))[1][0][0])
+
+    try:
+        with holder.connect() as held:
+            held.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            held.execute(text("INSERT INTO probe (id) VALUES (1)"))
+            counter = threading.Thread(target=count_under_lock)
+            counter.start()
+            with holder.connect() as observer:
+                wait_for(lambda: observer.scalar(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                    "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": LOCK_KEY}) == 1,
+                    timeout=10, message="the atomic statements to wait for the lock")
+            assert seen == []
+            held.commit()
+        counter.join(timeout=10)
+        assert seen == [1]
+        with holder.connect() as conn:  # the implicit transaction ended: its lock is free again
+            assert conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    finally:
+        holder.dispose()
+
+
+def test_atomic_is_refused_inside_a_transaction(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(ValueError, match="autocommit"):
+        atomic(conn, (INSERT_RETURNING, {"id": 1}))
     assert count(engine) == 0
