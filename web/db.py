@@ -4,7 +4,9 @@ returns, and the outbox published once the commit is done (EXAMPLES §5).
 A tenant being promoted makes its writes wait (the data provider's write gate); a view
 whose tenant moved meanwhile gets ``TenantMoved``. ``App`` then rolls the whole unit of
 work back and runs the view again on the new route, so the caller sees a slower answer,
-never an error, and nothing is written twice (nothing was committed before the retry).
+never an error, and nothing is written twice (nothing was committed before the retry:
+a request with a one-statement writer, whose statement commits as it runs, is never run
+again; it cannot open a tenant session anyway).
 
 A view whose whole write is one statement may take ``management_writer()`` instead of a
 session (the sign-up, the web tier's hot path): the statement commits as it runs, one
@@ -91,6 +93,9 @@ class App(Flask):
                     session.flush()
                 return answer
             except TenantMoved:
+                if "writer" in g:  # its statement may have committed: running it again would repeat it
+                    raise ServiceUnavailable("the tenant moved during the request; retry",
+                                             retry_after=1) from None
                 _abandon_unit_of_work()
                 if time.monotonic() > deadline:
                     raise ServiceUnavailable("the tenant is moving to its own database; retry shortly",

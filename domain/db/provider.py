@@ -77,10 +77,10 @@ class ProviderSession(Session):
     def execute_sql(self, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
         """One statement straight to the driver, in this session's transaction; its rows.
 
-        As ``pipelined``: the tenant filter and the write gate do not see it, so for the
-        management database (``Writes``)."""
-        if self.info.get("tenant_id") is not None:
-            raise PermissionError("execute_sql bypasses the tenant filter: not on a tenant session")
+        As ``pipelined``: the tenant filter and the write gate do not see it, so on the
+        management database only (``Writes``)."""
+        if self.info.get("db_key") != MANAGEMENT:
+            raise PermissionError("execute_sql bypasses the tenant filter: management sessions only")
         (rows,) = pipelined(self.connection(), (statement, params))
         return rows
 

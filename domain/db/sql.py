@@ -1,6 +1,7 @@
 """SQL helpers the contexts share: single-row INSERTs built once and bound per call,
-statements sent straight to the driver (together in one round trip, or one committing as
-it runs), and which unique constraint an ``IntegrityError`` names."""
+statements sent straight to the driver (``pipelined`` in the caller's transaction,
+``atomic`` as one transaction of their own, ``autocommit`` one committing as it runs), and
+which unique constraint an ``IntegrityError`` names."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +16,7 @@ from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 _DIALECT = psycopg_dialect.dialect()
+IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 def bound_insert(table: Table, name: str, columns: Iterable[str]) -> CTE:
@@ -37,24 +39,34 @@ def violated_constraint(exc: IntegrityError) -> str | None:
 
 @dataclass(frozen=True, eq=False)
 class Sql:
-    """A statement sent straight to the driver (``pipelined``, ``execute``, ``autocommit``):
+    """A statement sent straight to the driver (``pipelined``, ``atomic``, ``autocommit``):
     SQL written as for ``sqlalchemy.text`` (``:name`` parameters), or a Core statement whose
     parameters are named ``bindparam``s (so the schema stays the tables' to say).
 
     A Core statement's parameters are converted as SQLAlchemy would convert them (a JSONB
-    column's dict is sent as JSONB): the conversions are looked up once, with the SQL."""
+    column's dict is sent as JSONB): the conversions are looked up once, with the SQL, when
+    the statement is made. So is what the driver could not be sent as written: a parameter
+    with a value of its own, a name SQLAlchemy would rename, a list expanded at run time."""
 
     source: str | ClauseElement
+
+    def __post_init__(self) -> None:
+        _ = self._prepared  # compiled and checked now, at import, not on a first request
 
     @cached_property
     def _prepared(self) -> tuple[str, dict[str, Callable[[Any], Any]]]:
         statement = text(self.source) if isinstance(self.source, str) else self.source
         compiled = statement.compile(dialect=_DIALECT)
+        if compiled.post_compile_params or compiled.literal_execute_params:
+            raise ValueError("Sql cannot send a parameter rendered at run time (expanding IN, "
+                             "literal_execute): write = ANY(:name) with a list")
+        if compiled.escaped_bind_names:
+            raise ValueError(f"Sql parameters must be plain names: {sorted(compiled.escaped_bind_names)}")
         converters = {}
         for name, parameter in compiled.binds.items():
-            if parameter.value is not None or parameter.callable is not None:
-                raise ValueError(f"Sql takes named parameters only; {name} carries a value of its own "
-                                 "(write literal_column, not literal)")
+            if not parameter.required:  # a value of its own (None included) would never be sent
+                raise ValueError(f"Sql takes named parameters only; {compiled.bind_names[parameter]!r} "
+                                 "carries a value of its own (write literal_column, not literal)")
             convert = parameter.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
             if convert is not None:
                 converters[name] = convert
@@ -127,7 +139,7 @@ def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]
         raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
 
 
-def autocommits(connection: Connection) -> bool:
+def in_autocommit(connection: Connection) -> bool:
     """Whether ``connection``'s statements commit as they run (the driver is in autocommit)."""
     return bool(_driver(connection).autocommit)
 
@@ -145,16 +157,26 @@ def atomic(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -
     COMMIT). Straight to the driver, as ``pipelined``: the management database only.
     """
     raw = _driver(connection)
-    if not raw.autocommit or raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+    if not raw.autocommit or raw.info.transaction_status != IDLE:
         raise ValueError("atomic() runs its own transaction; take an autocommit connection")
+    bound = [(statement.compiled, statement.bind(params)) for statement, params in statements]
     cursors: list[psycopg.Cursor[Any]] = []
     try:
         with raw.pipeline():
-            for statement, params in statements:
-                cursors.append(raw.execute(statement.compiled, statement.bind(params)))
+            try:
+                for sql, params in bound:
+                    cursors.append(raw.execute(sql, params))
+            except BaseException as exc:
+                if not (isinstance(exc, psycopg.Error) and exc.sqlstate):
+                    # Failed in this process (a value psycopg cannot send, an interruption):
+                    # the pipeline's closing Sync would commit the statements already sent.
+                    # Closing the connection first makes PostgreSQL roll them back.
+                    connection.invalidate(exc)
+                raise
         return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
     except psycopg.Error as exc:
-        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
+        invalidate = connection.invalidate if not connection.invalidated else (lambda _: None)
+        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, invalidate) from exc
 
 
 def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
@@ -181,7 +203,11 @@ def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Seq
             raise _as_sqlalchemy_error(exc, engine.dialect, raw, [(statement, params)],
                                        pooled.invalidate) from exc
         finally:
-            if not raw.closed:
+            if raw.closed:
+                pass  # lost, and invalidated above
+            elif raw.info.transaction_status == IDLE:
                 raw.autocommit = False  # the pool hands out connections in transaction mode
+            else:  # interrupted while the statement ran: the connection's state is unknown
+                pooled.invalidate()
     finally:
         pooled.close()

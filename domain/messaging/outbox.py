@@ -18,7 +18,7 @@ from sqlalchemy import CTE, insert, update
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
-from domain.db.provider import StatementWriter
+from domain.db.provider import Writes
 from domain.db.sql import bound_insert, bound_params
 from domain.messaging import bus, fairness
 from domain.messaging.contracts import Contract
@@ -72,7 +72,7 @@ def record(session: Session, message: Contract, *, tenant_id: uuid.UUID | None,
     return envelopes
 
 
-def prepare(session: Session | StatementWriter, message: Contract, *, tenant_id: uuid.UUID | None,
+def prepare(session: Session | Writes, message: Contract, *, tenant_id: uuid.UUID | None,
             correlation_id: str | None) -> tuple[list[dict[str, Any]], list[Envelope]]:
     """The outbox rows of ``message`` and their envelopes, for a caller that inserts the
     rows itself (e.g. in the same statement as its business row); call ``remember`` after."""
@@ -117,7 +117,7 @@ def template_params(name: str, row: dict[str, Any]) -> dict[str, Any]:
     return bound_params(name, {c: row[c] for c in _COLUMNS})
 
 
-def remember(session: Session | StatementWriter, envelopes: list[Envelope]) -> None:
+def remember(session: Session | Writes, envelopes: list[Envelope]) -> None:
     """Keep envelopes whose rows are in this transaction, to publish after commit."""
     session.info.setdefault(PENDING_KEY, []).extend(envelopes)
 
@@ -137,13 +137,13 @@ def release_parked(session: Session, queue: str, tenants: list[uuid.UUID] | None
     return envelopes
 
 
-def take_pending(session: Session | StatementWriter) -> list[Envelope]:
+def take_pending(session: Session | Writes) -> list[Envelope]:
     """Envelopes recorded on this session since the last call (publish them after commit)."""
     pending: list[Envelope] = session.info.pop(PENDING_KEY, [])
     return pending
 
 
-def discard_pending(session: Session | StatementWriter) -> None:
+def discard_pending(session: Session | Writes) -> None:
     """Forget recorded envelopes after a rollback: their rows never existed."""
     session.info.pop(PENDING_KEY, None)
 

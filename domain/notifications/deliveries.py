@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from domain.db.sql import Sql, atomic, autocommits, pipelined
+from domain.db.sql import Sql, atomic, in_autocommit, pipelined
 from domain.notifications.mail import Email, message_id
 from domain.notifications.models import COUNTED, EmailDelivery, UndeliverableAddress
 
@@ -128,7 +128,7 @@ def record(session: Session, sealer: Sealer, sender: str,
     locks = [(_LOCK, {"recipients": recipients})] if any(
         request.throttle_per_hour is not None for request, _ in emails) else []
     connection = session.connection()
-    run_together = atomic if autocommits(connection) else pipelined
+    run_together = atomic if in_autocommit(connection) else pipelined
     *_, rows = run_together(connection, *locks, (_RECORD, {
         "ids": [uuid.uuid4() for _ in emails],
         "events": [request.event_id for request, _ in emails],

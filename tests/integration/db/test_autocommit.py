@@ -7,13 +7,16 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from psycopg import pq
 from sqlalchemy import (
     Column,
     Engine,
     Integer,
     MetaData,
+    Select,
     Table,
     bindparam,
     create_engine,
@@ -23,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from domain.db.provider import ProviderSession, StatementWriter
 from domain.db.sql import Sql, atomic, autocommit, pipelined
@@ -52,10 +55,13 @@ def count(engine: Engine) -> int:
 
 
 def pooled_in_transaction_mode(engine: Engine) -> bool:
-    """The pool's one connection is handed out in transaction mode, as every caller expects."""
+    """The pool's one connection is handed out in transaction mode, as every caller expects:
+    a statement opens a transaction on the server."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-        return conn.in_transaction() and not conn.connection.driver_connection.autocommit  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        return bool(driver.info.transaction_status == pq.TransactionStatus.INTRANS)
 
 
 def test_the_statement_commits_as_it_runs_and_gives_its_rows(engine: Engine) -> None:
@@ -81,10 +87,25 @@ def test_a_core_statements_parameters_are_converted_as_sqlalchemy_converts_them(
     assert rows == [(1, "object", "Ada"), (2, "object", "Grace")]
 
 
-def test_a_statement_carrying_a_value_of_its_own_is_refused() -> None:
-    # Such a value would be left out of the parameters sent: refused when compiled, not at run.
+@pytest.mark.parametrize("statement", [
+    pytest.param(select(literal(1)), id="a literal"),
+    pytest.param(select(bindparam("x", None, type_=Integer)), id="a parameter whose value is None"),
+])
+def test_a_statement_carrying_a_value_of_its_own_is_refused_when_made(statement: Select[Any]) -> None:
+    # Such a value would be left out of the parameters sent: refused when the Sql is made
+    # (at import, for a module's statements), not on its first run.
     with pytest.raises(ValueError, match="literal_column"):
-        _ = Sql(select(literal(1))).compiled
+        Sql(statement)
+
+
+@pytest.mark.parametrize("statement", [
+    pytest.param(select(probe.c.id).where(probe.c.id.in_(bindparam("ids", expanding=True))),
+                 id="expanding IN"),
+    pytest.param(select(bindparam("a.b", type_=Integer)), id="a name SQLAlchemy renames"),
+])
+def test_a_statement_the_driver_cannot_take_as_written_is_refused_when_made(statement: Select[Any]) -> None:
+    with pytest.raises(ValueError, match="Sql"):
+        Sql(statement)
 
 
 def test_an_error_is_sqlalchemys_writes_nothing_and_returns_the_connection(engine: Engine) -> None:
@@ -103,7 +124,8 @@ def test_a_lost_connection_is_invalidated_and_the_next_statement_gets_a_new_one(
     other = create_engine(engine.url, poolclass=None)
     try:
         with other.begin() as conn:
-            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            # Waits (up to 5 s) until the backend is gone.
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
     finally:
         other.dispose()
     with pytest.raises(OperationalError) as raised:
@@ -128,9 +150,13 @@ def test_a_sessions_statement_belongs_to_its_transaction(engine: Engine) -> None
     assert count(engine) == 0
 
 
-def test_a_tenant_session_refuses_statements_its_filter_would_not_see(engine: Engine) -> None:
-    with (ProviderSession(bind=engine, info={"db_key": "trial", "tenant_id": uuid.uuid4()}) as session,
-          pytest.raises(PermissionError)):
+@pytest.mark.parametrize("info", [
+    pytest.param({"db_key": "trial", "tenant_id": uuid.uuid4()}, id="a tenant session"),
+    pytest.param({"db_key": "trial"}, id="an unscoped tenant database session"),
+])
+def test_only_a_management_session_takes_statements_the_tenant_filter_would_not_see(
+        engine: Engine, info: dict[str, Any]) -> None:
+    with ProviderSession(bind=engine, info=info) as session, pytest.raises(PermissionError):
         session.execute_sql(INSERT_RETURNING, {"id": 5})
     assert count(engine) == 0
 
@@ -188,7 +214,24 @@ def test_atomic_holds_a_lock_to_the_end_and_counts_what_the_holder_committed(eng
         holder.dispose()
 
 
+def test_atomic_statements_failing_before_they_are_sent_commit_nothing(engine: Engine) -> None:
+    # The pipeline's closing Sync would commit what was already sent: a value psycopg cannot
+    # send in the second statement must take the first one back too.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, pytest.raises(DBAPIError):
+        atomic(conn, (INSERT_RETURNING, {"id": 1}), (INSERT_RETURNING, {"id": object()}))
+    assert count(engine) == 0
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, pytest.raises(TypeError):
+        atomic(conn, (INSERT_RETURNING, {"id": 1}), (INSERT, {"id": 2, "doc": {"not JSON": object()}}))
+    assert count(engine) == 0
+    assert pooled_in_transaction_mode(engine)
+
+
 def test_atomic_is_refused_inside_a_transaction(engine: Engine) -> None:
     with engine.connect() as conn, pytest.raises(ValueError, match="autocommit"):
         atomic(conn, (INSERT_RETURNING, {"id": 1}))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("BEGIN")  # a transaction opened by hand on an autocommit connection
+        with pytest.raises(ValueError, match="autocommit"):
+            atomic(conn, (INSERT_RETURNING, {"id": 1}))
+        conn.exec_driver_sql("ROLLBACK")
     assert count(engine) == 0

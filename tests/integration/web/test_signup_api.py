@@ -13,7 +13,7 @@ from psycopg import pq
 from sqlalchemy import select
 
 from config.settings import Settings
-from domain.db.provider import DataProvider
+from domain.db.provider import DataProvider, TenantMoved
 from tests.integration.web.helpers import assert_refused, written
 from tests.support import refs
 from tests.support.apps import web_app
@@ -172,6 +172,21 @@ def test_an_autocommit_request_writes_nothing_else(app: Flask) -> None:
             management_db()  # a transactional caller would get statements committed one by one
         with pytest.raises(RuntimeError):
             tenant_db(uuid.uuid4())
+
+
+def test_a_request_whose_writer_may_have_committed_is_not_run_again_when_a_tenant_moved(app: Flask) -> None:
+    # TenantMoved makes the unit of work run the view again; a writer's statement commits as
+    # it runs, so a second run would write it twice. Answered 503 instead, the view run once.
+    runs: list[int] = []
+
+    def view() -> Any:
+        management_writer()
+        runs.append(1)
+        raise TenantMoved(uuid.uuid4())
+
+    app.add_url_rule("/api/v1/test/writer-then-moved", "writer_then_moved", view, methods=["POST"])
+    answer = app.test_client().post("/api/v1/test/writer-then-moved", json={})
+    assert (answer.status_code, runs) == (503, [1])
 
 
 def test_a_transactional_request_gets_no_one_statement_writer(app: Flask) -> None:
