@@ -174,7 +174,8 @@ def test_an_autocommit_request_writes_nothing_else(app: Flask) -> None:
             tenant_db(uuid.uuid4())
 
 
-def test_a_request_whose_writer_may_have_committed_is_not_run_again_when_a_tenant_moved(app: Flask) -> None:
+def test_a_request_whose_writer_may_have_committed_is_not_run_again_when_a_tenant_moved(
+        settings: Settings) -> None:
     # TenantMoved makes the unit of work run the view again; a writer's statement commits as
     # it runs, so a second run would write it twice. Answered 503 instead, the view run once.
     runs: list[int] = []
@@ -184,8 +185,9 @@ def test_a_request_whose_writer_may_have_committed_is_not_run_again_when_a_tenan
         runs.append(1)
         raise TenantMoved(uuid.uuid4())
 
-    app.add_url_rule("/api/v1/test/writer-then-moved", "writer_then_moved", view, methods=["POST"])
-    answer = app.test_client().post("/api/v1/test/writer-then-moved", json={})
+    with web_app(settings) as app:  # an app of its own: routes are added before its first request
+        app.add_url_rule("/api/v1/test/writer-then-moved", "writer_then_moved", view, methods=["POST"])
+        answer = app.test_client().post("/api/v1/test/writer-then-moved", json={})
     assert (answer.status_code, runs) == (503, [1])
 
 
