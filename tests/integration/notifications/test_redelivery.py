@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+from psycopg import pq
 from sqlalchemy import update
 
 from domain.notifications import deliveries, sending
@@ -96,6 +97,25 @@ def test_a_recorded_email_is_recorded_and_sent_once_however_often_its_event_come
     assert len(smtp.handler.to(address)) == 1
     row = plane.delivery(event)
     assert (row.state, row.attempts) == ("sent", 1)
+
+
+def test_a_record_in_autocommit_is_its_own_transaction_and_leaves_the_connection_as_it_was(
+        plane: Plane) -> None:
+    # As notify() records: a management session in autocommit, the rate's locks and the rows
+    # one transaction committed in one round trip, with generic plans for that transaction only.
+    address = refs.email("alone")
+    throttled = Request(uuid.uuid4(), address, "assets", "Alone", throttle_per_hour=5)
+    email = Email(key=f"{throttled.event_id}:{address}", to=address, subject="Alone", text="t",
+                  html="<p>t</p>")
+    with plane.provider.management() as session:
+        connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        first = deliveries.record(session, plane.sealer(), plane.settings.mail_from, [(throttled, email)])
+        again = deliveries.record(session, plane.sealer(), plane.settings.mail_from, [(throttled, email)])
+        assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+        driver = connection.connection.driver_connection
+        assert driver is not None and driver.info.transaction_status == pq.TransactionStatus.IDLE
+    assert [o.state for o in first] == [o.state for o in again] == ["queued"]
+    assert plane.delivery(throttled.event_id).state == "queued"  # committed without a commit
 
 
 def test_an_idempotent_transport_sends_a_dead_attempt_again_and_still_holds_one_message(
