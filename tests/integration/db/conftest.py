@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import Engine, create_engine, text, update
 
 from config.settings import Settings, database_name, database_on, load_settings
 from domain.bootstrap import build_provider
@@ -21,6 +22,7 @@ from domain.tenancy.models import Tenant
 from tests.support import refs
 from tests.support.apps import web_app
 from tests.support.services import REDIS_DB_DB_ISOLATION, Services, Stack, create_stack, drop_stack
+from tests.support.waiting import wait_for
 
 MakeDatabase = Callable[..., str]
 
@@ -41,6 +43,41 @@ def make_database(services: Services) -> Iterator[MakeDatabase]:
     yield make
     for url in created:
         migrate.drop_database(url)
+
+
+def wait_until_someone_waits_for(engine: Engine, lock_key: int, what: str) -> None:
+    """Until a session of ``engine``'s database waits for the advisory lock ``lock_key`` (a bigint).
+
+    This database and this key only: other suites share the server. A bigint key is kept as
+    classid 0, objid = the key, objsubid 1."""
+    with engine.connect() as observer:
+        wait_for(lambda: observer.scalar(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": lock_key}) == 1,
+            timeout=10, message=f"{what} to wait for the lock")
+
+
+MakeProbeEngine = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_probe_engine(make_database: MakeDatabase) -> Iterator[MakeProbeEngine]:
+    """Engines on fresh databases holding one table, ``probe (<columns>)``; disposed afterwards
+    (for the tests of the statements sent straight to the driver)."""
+    built: list[Engine] = []
+
+    def make(columns: str, **engine_options: Any) -> Engine:
+        engine = create_engine(make_database().replace("postgresql://", "postgresql+psycopg://", 1),
+                               **engine_options)
+        built.append(engine)
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE probe ({columns})"))
+        return engine
+
+    yield make
+    for engine in built:
+        engine.dispose()
 
 
 @dataclass

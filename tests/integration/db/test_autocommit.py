@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,8 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from domain.db.provider import ProviderSession, StatementWriter
 from domain.db.sql import Sql, atomic, autocommit, pipelined
-from tests.integration.db.conftest import MakeDatabase
-from tests.support.waiting import wait_for
+from tests.integration.db.conftest import MakeProbeEngine, wait_until_someone_waits_for
 
 probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSONB))
 INSERT = Sql(insert(probe).values(id=bindparam("id"), doc=bindparam("doc", type_=JSONB)))
@@ -39,14 +37,9 @@ INSERT_RETURNING = Sql("INSERT INTO probe (id) VALUES (:id) RETURNING id")
 
 
 @pytest.fixture
-def engine(make_database: MakeDatabase) -> Iterator[Engine]:
+def engine(make_probe_engine: MakeProbeEngine) -> Engine:
     """An engine with a pool of one connection on a fresh database with the table ``probe``."""
-    built = create_engine(make_database().replace("postgresql://", "postgresql+psycopg://", 1),
-                          pool_size=1, max_overflow=0)
-    with built.begin() as conn:
-        conn.execute(text("CREATE TABLE probe (id int PRIMARY KEY, doc jsonb)"))
-    yield built
-    built.dispose()
+    return make_probe_engine("id int PRIMARY KEY, doc jsonb", pool_size=1, max_overflow=0)
 
 
 def count(engine: Engine) -> int:
@@ -198,12 +191,7 @@ def test_atomic_holds_a_lock_to_the_end_and_counts_what_the_holder_committed(eng
             held.execute(text("INSERT INTO probe (id) VALUES (1)"))
             counter = threading.Thread(target=count_under_lock)
             counter.start()
-            with holder.connect() as observer:
-                wait_for(lambda: observer.scalar(text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": LOCK_KEY}) == 1,
-                    timeout=10, message="the atomic statements to wait for the lock")
+            wait_until_someone_waits_for(holder, LOCK_KEY, "the atomic statements")
             assert seen == []
             held.commit()
         counter.join(timeout=10)

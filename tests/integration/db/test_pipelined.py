@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from domain.db.sql import Sql, pipelined
-from tests.integration.db.conftest import MakeDatabase
-from tests.support.waiting import wait_for
+from tests.integration.db.conftest import MakeProbeEngine, wait_until_someone_waits_for
 
 LOCK_KEY = 4242
 INSERT = Sql("INSERT INTO probe (id, note) VALUES (:id, :note)")
@@ -19,13 +17,9 @@ NOTES = Sql("SELECT id, note FROM probe WHERE id >= :from_id ORDER BY id")
 
 
 @pytest.fixture
-def engine(make_database: MakeDatabase) -> Iterator[Engine]:
+def engine(make_probe_engine: MakeProbeEngine) -> Engine:
     """An engine on a fresh database with one table, ``probe``."""
-    built = create_engine(make_database().replace("postgresql://", "postgresql+psycopg://", 1))
-    with built.begin() as conn:
-        conn.execute(text("CREATE TABLE probe (id int PRIMARY KEY, note text)"))
-    yield built
-    built.dispose()
+    return make_probe_engine("id int PRIMARY KEY, note text")
 
 
 def test_each_statement_gives_its_rows_in_order(engine: Engine) -> None:
@@ -69,14 +63,7 @@ def test_a_check_after_a_lock_sees_what_the_lock_holder_committed(engine: Engine
     checker = threading.Thread(target=check)
     checker.start()
     try:
-        with engine.connect() as observer:
-            # This database and this key only: other suites share the server. A bigint key
-            # is kept as classid 0, objid = the key, objsubid 1.
-            wait_for(lambda: observer.scalar(text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": LOCK_KEY}) == 1,
-                timeout=10, message="the check to wait for the lock")
+        wait_until_someone_waits_for(engine, LOCK_KEY, "the check")
         assert seen == []
         holder.commit()  # the row and the release of the lock, together
     finally:
