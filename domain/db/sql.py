@@ -86,11 +86,35 @@ class Sql:
                 for name, value in params.items()}
 
 
-def _driver(connection: Connection) -> psycopg.Connection[Any]:
-    raw = connection.connection.driver_connection
+def _psycopg(raw: Any) -> psycopg.Connection[Any]:
     if not isinstance(raw, psycopg.Connection):
         raise TypeError(f"this needs a psycopg connection, not {type(raw).__name__}")
     return raw
+
+
+def _driver(connection: Connection) -> psycopg.Connection[Any]:
+    return _psycopg(connection.connection.driver_connection)
+
+
+def _send_together(raw: psycopg.Connection[Any], bound: Sequence[tuple[str, Mapping[str, Any]]],
+                   on_failure: Callable[[BaseException], None] | None = None) -> list[Sequence[Any]]:
+    """``bound`` statements in one round trip (psycopg's pipeline); the rows of each.
+    ``on_failure`` sees a failure raised while they were being sent, before the Sync."""
+    cursors: list[psycopg.Cursor[Any]] = []
+    with raw.pipeline():
+        try:
+            for sql, params in bound:
+                cursors.append(raw.execute(sql, params))
+        except BaseException as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            raise
+    return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+
+
+def _bound(statements: Sequence[tuple[Sql, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every statement's SQL and converted parameters, before anything is sent."""
+    return [(statement.compiled, statement.bind(params)) for statement, params in statements]
 
 
 def _as_sqlalchemy_error(exc: psycopg.Error, dialect: Dialect, raw: psycopg.Connection[Any],
@@ -129,12 +153,9 @@ def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]
     raw = _driver(connection)
     if raw.autocommit:
         raise ValueError("pipelined() runs inside a transaction; this connection autocommits")
-    cursors: list[psycopg.Cursor[Any]] = []
+    bound = _bound(statements)
     try:
-        with raw.pipeline():
-            for statement, params in statements:
-                cursors.append(raw.execute(statement.compiled, statement.bind(params)))
-        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+        return _send_together(raw, bound)
     except psycopg.Error as exc:
         raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
 
@@ -159,21 +180,17 @@ def atomic(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -
     raw = _driver(connection)
     if not raw.autocommit or raw.info.transaction_status != IDLE:
         raise ValueError("atomic() runs its own transaction; take an autocommit connection")
-    bound = [(statement.compiled, statement.bind(params)) for statement, params in statements]
-    cursors: list[psycopg.Cursor[Any]] = []
+    bound = _bound(statements)
+
+    def roll_back_what_was_sent(exc: BaseException) -> None:
+        if not (isinstance(exc, psycopg.Error) and exc.sqlstate):
+            # Failed in this process (a value psycopg cannot send, an interruption): the
+            # pipeline's closing Sync would commit the statements already sent. Closing the
+            # connection first makes PostgreSQL roll them back.
+            connection.invalidate(exc)
+
     try:
-        with raw.pipeline():
-            try:
-                for sql, params in bound:
-                    cursors.append(raw.execute(sql, params))
-            except BaseException as exc:
-                if not (isinstance(exc, psycopg.Error) and exc.sqlstate):
-                    # Failed in this process (a value psycopg cannot send, an interruption):
-                    # the pipeline's closing Sync would commit the statements already sent.
-                    # Closing the connection first makes PostgreSQL roll them back.
-                    connection.invalidate(exc)
-                raise
-        return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+        return _send_together(raw, bound, roll_back_what_was_sent)
     except psycopg.Error as exc:
         invalidate = connection.invalidate if not connection.invalidated else (lambda _: None)
         raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, invalidate) from exc
@@ -192,9 +209,7 @@ def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Seq
     """
     pooled = engine.raw_connection()
     try:
-        raw = pooled.driver_connection
-        if not isinstance(raw, psycopg.Connection):
-            raise TypeError(f"autocommit() needs a psycopg connection, not {type(raw).__name__}")
+        raw = _psycopg(pooled.driver_connection)
         raw.autocommit = True
         try:
             cursor = raw.execute(statement.compiled, statement.bind(params))
