@@ -13,6 +13,7 @@ import pytest
 
 from domain.employment import imports, queries, services, structure
 from domain.employment.services import EmployeeFields
+from domain.messaging import handling, outbox
 from tests.integration.employment.conftest import API, Org, Plane
 from tests.support import tenants
 
@@ -33,7 +34,11 @@ class B:
 
 @pytest.fixture(scope="module")
 def b(plane: Plane, make_org: Callable[[], Org]) -> B:
-    """B with a job type, a unit, an employee reporting to a manager, and a pending import."""
+    """B with a job type, a unit, an employee reporting to a manager, and a finished import.
+
+    The import is run here, as the employment worker runs it, and its message confirmed: left
+    pending, the relay would re-send it and a worker left running by another module could
+    change B's import in the middle of a test."""
     org = make_org()
     with plane.provider.tenant(org.id) as db, plane.provider.management() as graph_db:
         job = structure.create_job_type(db, org.id, "B's job")
@@ -43,8 +48,12 @@ def b(plane: Plane, make_org: Callable[[], Org]) -> B:
         worker = services.create_employee(db, graph_db, org.id, EmployeeFields(
             "B Worker", "b-worker@example.com", job.id, unit.id, manager_email="b-boss@example.com"))
         pending = imports.record_import(db, org.id, "b.csv", TEXT, created_by=None, correlation_id=None)
+        queued = outbox.take_pending(db)
         graph_db.commit()
         db.commit()
+    assert imports.run(plane.provider, org.id, pending.id).finished
+    for envelope in queued:
+        handling.confirm_delivery(plane.provider, envelope)
     return B(org, worker.id, boss.id, job.id, unit.id, pending.id)
 
 
