@@ -43,7 +43,8 @@ BEAT_JOBS: dict[str, tuple[str, str | float]] = {
     # Senders claim emails with FOR UPDATE SKIP LOCKED and start each one from "queued" only.
     "email-sender": ("tasks.notifications.sweep_emails", 15.0),
     "trial-reminders": ("tasks.tenancy.remind_trials", 3600.0),
-    "scheduled-publications": ("tasks.publications.publish_due", 30.0),  # claims each due one once
+    # Claims each due publication once.
+    "scheduled-publications": ("tasks.publications.publish_due", "publication_schedule_seconds"),
 }
 
 

@@ -142,6 +142,15 @@ class Settings(BaseModel):
     # How long a trial lasts, and how many days before its end its admins are reminded.
     trial_days: int = Field(default=30, ge=1, le=3650)
     trial_reminder_days: int = Field(default=7, ge=1, le=365)
+    # The argon2id parameters of new password hashes, by the name of an argon2-cffi profile:
+    # RFC 9106's low-memory one (64 MiB, 3 passes) by default, its high-memory one (2 GiB),
+    # or "cheapest" (argon2-cffi's profile for test suites; refused in production). A hash
+    # carries its parameters, so changing the profile never breaks a stored password.
+    password_hash_profile: Literal["rfc9106-low-memory", "rfc9106-high-memory", "cheapest"] = (
+        "rfc9106-low-memory")  # noqa: S105 - a profile's name, not a password
+    # How often beat looks for scheduled publications that are due (the most a publication
+    # goes out after its time).
+    publication_schedule_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url", "trial_database_url")
     @classmethod
@@ -352,6 +361,9 @@ def _check_production(settings: Settings) -> None:
             raise SettingsError(f"invalid configuration: {name.upper()}: required in production")
     if settings.oidc_issuer.startswith("http://"):
         raise SettingsError("invalid configuration: OIDC_ISSUER: must be https in production")
+    if settings.password_hash_profile == "cheapest":  # noqa: S105 - a profile's name
+        raise SettingsError("invalid configuration: PASSWORD_HASH_PROFILE: cheapest is for test suites, "
+                            "not production")
 
 
 def _complete(settings: Settings) -> Settings:

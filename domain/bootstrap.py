@@ -15,7 +15,7 @@ from domain.db.provider import DataProvider
 from domain.db.routing import RedisRoutingChannel
 from domain.identity import sessions
 from domain.identity.revocation import RevocationStore, RevocationUnavailable
-from domain.identity.services import PasswordSealer
+from domain.identity.services import PasswordSealer, use_password_profile
 from domain.notifications.mail import MaildirMailer, Mailer
 from domain.notifications.pipeline import TenantTexts
 from domain.notifications.ses import SesMailer
@@ -27,7 +27,11 @@ from domain.translations.catalogues import Catalogues
 
 
 def build_provider(settings: Settings) -> DataProvider:
-    """The data provider for one process; routing changes travel over the broker's Redis."""
+    """The data provider for one process; routing changes travel over the broker's Redis.
+
+    Every process that reaches the data (web, workers, the CLI) builds one at its start, so
+    this is also where the process's password hashing takes its configured profile."""
+    use_password_profile(settings.password_hash_profile)
     return DataProvider(settings, tenancy_queries.placement_of, tenancy_queries.dedicated_databases,
                         RedisRoutingChannel(settings.redis_url))
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import bindparam, select
@@ -28,9 +29,29 @@ from domain.identity.models import ExternalIdentity, User
 from domain.identity.oidc import ExternalClaims
 from domain.tenancy import queries as tenancy_queries
 
-_hasher = PasswordHasher()
-# Verified against when the account does not exist, so timing does not reveal it.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+# PASSWORD_HASH_PROFILE's names of argon2-cffi's parameter profiles.
+PASSWORD_PROFILES = {
+    "rfc9106-low-memory": profiles.RFC_9106_LOW_MEMORY,
+    "rfc9106-high-memory": profiles.RFC_9106_HIGH_MEMORY,
+    "cheapest": profiles.CHEAPEST,
+}
+_hasher = PasswordHasher.from_parameters(PASSWORD_PROFILES["rfc9106-low-memory"])
+
+
+def use_password_profile(name: str) -> None:
+    """Hash new passwords with the named profile from now on (the process's configuration;
+    stored hashes verify with the parameters they carry)."""
+    global _hasher  # noqa: PLW0603 - one hasher per process, set at its start
+    _hasher = PasswordHasher.from_parameters(PASSWORD_PROFILES[name])
+    _dummy_hash.cache_clear()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the account does not exist, so timing does not reveal it.
+    Made on first use: an argon2 hash costs every importing process (web, each worker
+    pool, beat) a fifth of a second otherwise."""
+    return _hasher.hash("not-a-real-password")
 
 
 def hash_password(password: str) -> str:
@@ -42,7 +63,7 @@ def _password_matches(password_hash: str | None, password: str) -> bool:
     """True if ``password`` matches ``password_hash``. An account without a password (one
     made through an external provider) matches nothing, after the same argon2 work."""
     try:
-        _hasher.verify(password_hash or _DUMMY_HASH, password)
+        _hasher.verify(password_hash or _dummy_hash(), password)
     except (VerifyMismatchError, InvalidHashError):
         return False
     return bool(password_hash)

@@ -181,14 +181,16 @@ def asset(plane: Plane, tenant_id: uuid.UUID, owner_id: uuid.UUID, *, status: st
 
 @pytest.fixture(scope="session")
 def start_worker(plane: Plane) -> Iterator[Callable[..., processes.Process]]:
-    """Start real processes on the plane (workers; beat with ``beat=...`` naming its folder);
-    each stops at the end of the session, or earlier when a test stops it."""
+    """Start real processes on the plane (workers; beat with ``beat=...`` naming its folder),
+    with ``env`` added to the plane's; each stops at the end of the session, or earlier when
+    a test stops it."""
     started: list[processes.Process] = []
 
     def start(name: str = "publications", queues: str = "publications", concurrency: int = 1,
-              beat: Path | None = None) -> processes.Process:
-        process = (processes.celery_beat(plane.env, beat) if beat is not None
-                   else processes.celery_worker(name, queues, plane.env, plane.log_dir, concurrency))
+              beat: Path | None = None, **env: str) -> processes.Process:
+        process = (processes.celery_beat({**plane.env, **env}, beat) if beat is not None
+                   else processes.celery_worker(name, queues, {**plane.env, **env}, plane.log_dir,
+                                                concurrency))
         started.append(process)
         return process
 

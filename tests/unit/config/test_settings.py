@@ -111,6 +111,15 @@ def test_production_with_everything_given_loads() -> None:
     assert settings.secret_key == KEY["SECRET_KEY"]
 
 
+def test_the_password_hash_profile_defaults_to_rfc_9106_and_cheapest_stays_out_of_production() -> None:
+    assert load_settings(KEY).password_hash_profile == "rfc9106-low-memory"
+    assert load_settings({**KEY, "PASSWORD_HASH_PROFILE": "cheapest"}).password_hash_profile == "cheapest"
+    with pytest.raises(SettingsError, match=r"\bPASSWORD_HASH_PROFILE: cheapest is for test suites"):
+        load_settings({**EXTERNAL, "ENV": "production", "PASSWORD_HASH_PROFILE": "cheapest"})
+    with pytest.raises(SettingsError, match=r"\bPASSWORD_HASH_PROFILE:"):
+        load_settings({**KEY, "PASSWORD_HASH_PROFILE": "md5"})
+
+
 def test_every_field_is_read_from_its_upper_case_variable() -> None:
     # The error names the variable, so the variable must be the field's name upper-cased.
     numeric = [name for name, field in Settings.model_fields.items() if field.annotation in (int, float)]
