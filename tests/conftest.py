@@ -120,5 +120,4 @@ def start_worker(stack: Stack, settings: Settings,
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    processes.stop_all(started)

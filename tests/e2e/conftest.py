@@ -89,8 +89,7 @@ def chaos_workers(chaos_stack: Stack, tmp_path: Path) -> Iterator[dict[str, proc
         started["beat"] = processes.celery_beat(env, logs)
         yield started
     finally:
-        for process in started.values():
-            process.stop()
+        processes.stop_all(started.values())
         # Shown when the test fails; pytest's temporary folders do not outlive many sessions.
         for process in started.values():
             print(f"--- {process.log_path}: warnings, errors and last lines ---\n{_log_digest(process)}")

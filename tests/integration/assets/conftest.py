@@ -131,8 +131,7 @@ def world(stack: Stack, var_dir: Path, log_dir: Path, name: str, **extra: str) -
             built.workers.append(processes.celery_worker(f"{name}-notices", "notifications", env, log_dir))
             yield built
         finally:
-            for worker in built.workers:
-                worker.stop()
+            processes.stop_all(built.workers)
             provider.dispose()
 
 

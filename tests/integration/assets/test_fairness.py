@@ -50,8 +50,7 @@ def fairness_world(own_services: Services, tmp_path_factory: pytest.TempPathFact
             try:
                 yield built
             finally:
-                beat.stop()
-                relay.stop()
+                processes.stop_all([beat, relay])
     finally:
         drop_stack(stack)
 

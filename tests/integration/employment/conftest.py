@@ -148,8 +148,7 @@ def start_worker(plane: Plane) -> Iterator[Callable[..., processes.Process]]:
         return process
 
     yield start
-    for process in started:
-        process.stop()
+    processes.stop_all(started)
 
 
 @pytest.fixture(scope="session")

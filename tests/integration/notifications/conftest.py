@@ -240,8 +240,7 @@ def workers(plane: Plane) -> Iterator[Callable[..., processes.Process]]:
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    processes.stop_all(started)
 
 
 @pytest.fixture

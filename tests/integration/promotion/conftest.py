@@ -122,8 +122,7 @@ def tenancy_worker(plane: Plane, log_dir: Path) -> Iterator[Callable[..., proces
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    processes.stop_all(started)
 
 
 @pytest.fixture

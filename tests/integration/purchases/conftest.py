@@ -50,5 +50,4 @@ def payments(services: Services, private_redis: str,
                 workers[name] = private.worker(name, queues)
             yield Payments(private, workers)
         finally:
-            for worker in workers.values():
-                worker.stop()
+            processes.stop_all(workers.values())

@@ -117,8 +117,7 @@ def drill(services: Services, private_redis: str, tmp_path: Path) -> Iterator[Dr
             yield Drill(private.stack, private.app, started, token,
                         {"product_code": product.code, "amount_minor": 2900, "currency": "EUR"})
         finally:
-            for process in started.values():
-                process.stop()
+            processes.stop_all(started.values())
             for process in started.values():  # shown when the drill fails
                 problems = [line for line in process.log().splitlines()
                             if "Traceback" in line or "ERROR" in line]
