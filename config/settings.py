@@ -46,6 +46,11 @@ class Settings(BaseModel):
     tenant_db_role: str = "allotment_tenant"
     message_lease_seconds: float = Field(default=60.0, gt=0)
     message_max_attempts: int = Field(default=8, ge=1)
+    # A handler's transient failure (a database hiccup, a gateway down) is retried four times
+    # by its worker, after this many seconds, then twice, four and eight times as long (15 s in
+    # all by default: inside the lease, so the relay does not re-send a message waiting for
+    # its retry). After the last, a payment fails and other messages are left to the relay.
+    task_retry_seconds: float = Field(default=1.0, gt=0, le=60)
     relay_interval_seconds: float = Field(default=10.0, gt=0)
     relay_batch_size: int = Field(default=500, ge=1)
     message_retention_days: float = Field(default=7.0, gt=0)

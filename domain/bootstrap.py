@@ -18,7 +18,6 @@ from domain.identity.revocation import RevocationStore, RevocationUnavailable
 from domain.identity.services import PasswordSealer, use_password_profile
 from domain.notifications.mail import MaildirMailer, Mailer
 from domain.notifications.pipeline import TenantTexts
-from domain.notifications.ses import SesMailer
 from domain.notifications.smtp import SmtpMailer
 from domain.purchases.gateway import PaymentGateway
 from domain.purchases.sandbox import SandboxGateway
@@ -80,6 +79,9 @@ def build_mailer(settings: Settings) -> Mailer:
                           starttls=settings.smtp_starttls, use_ssl=settings.smtp_ssl,
                           ca_file=settings.smtp_ca_file, timeout=settings.smtp_timeout)
     if settings.mail_transport == "ses":
+        # Imported here: only this transport needs boto3, which costs every process a fifth of
+        # a second to import.
+        from domain.notifications.ses import SesMailer  # noqa: PLC0415
         return SesMailer(settings.ses_region, sender=settings.mail_from,
                          endpoint_url=settings.ses_endpoint_url,
                          configuration_set=settings.ses_configuration_set, timeout=settings.smtp_timeout)

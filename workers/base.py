@@ -34,6 +34,14 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+def retry_delay(retries: int, first: float, jitter: float | None = None) -> float:
+    """Seconds before retry number ``retries + 1``: ``first``, then twice as long each time (at
+    most a minute), plus up to ``first`` of random jitter (``jitter`` in [0, 1), drawn if None)."""
+    if jitter is None:
+        jitter = random.random()  # noqa: S311 - jitter, not a secret
+    return min(first * 2 ** retries, 60.0) + first * jitter
+
+
 def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], Task]:
     """Turn ``fn(ctx, msg)`` into the Celery task ``tasks.<ctx>.<fn>`` for ``contract``."""
 
@@ -43,8 +51,8 @@ def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], 
 
         # No result: the outbox, inbox and the domain's own rows are the record, and storing
         # STARTED/SUCCESS states would cost two Redis writes per message.
-        # Four retries (1+2+4+8 s) stay well inside a lease, so the relay does not re-send a
-        # message that is only waiting for its retry.
+        # Four retries (1+2+4+8 times TASK_RETRY_SECONDS) stay well inside a lease, so the
+        # relay does not re-send a message that is only waiting for its retry.
         @shared_task(name=name, bind=True, max_retries=4, ignore_result=True)
         def run(self: Task, envelope: dict[str, Any]) -> str:
             message = Envelope.from_dict(envelope)
@@ -56,7 +64,7 @@ def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], 
                     last_attempt=self.request.retries >= self.max_retries)
             except Exception as exc:
                 if _is_transient(exc) and self.request.retries < self.max_retries:
-                    delay = min(2 ** self.request.retries, 60) + random.random()  # noqa: S311 - jitter
+                    delay = retry_delay(self.request.retries, self.app.provider.settings.task_retry_seconds)
                     raise self.retry(exc=exc, countdown=delay) from exc
                 # Out of retries or not transient: the relay re-sends it until it is dead,
                 # and operators see why.

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
@@ -26,8 +27,10 @@ from domain.identity.errors import (
     WrongPassword,
 )
 from domain.identity.models import ExternalIdentity, User
-from domain.identity.oidc import ExternalClaims
 from domain.tenancy import queries as tenancy_queries
+
+if TYPE_CHECKING:  # the OIDC client (requests, joserfc) is the web tier's; workers never load it
+    from domain.identity.oidc import ExternalClaims
 
 # PASSWORD_HASH_PROFILE's names of argon2-cffi's parameter profiles.
 PASSWORD_PROFILES = {

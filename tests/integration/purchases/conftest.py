@@ -42,7 +42,9 @@ def payments(services: Services, private_redis: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     """The payment flow's own stack and workers (shared by the package's flow tests)."""
     root = tmp_path_factory.mktemp("payments")
-    with private_stack(services, private_redis, PAYMENTS_REDIS_DB, root) as private:
+    # A gateway that stays down fails a purchase after four retries: 0.25 + 0.5 + 1 + 2 s here.
+    with private_stack(services, private_redis, PAYMENTS_REDIS_DB, root,
+                       TASK_RETRY_SECONDS="0.25") as private:
         workers: dict[str, processes.Process] = {}
         try:
             for name, queues in (("pay-purchases", "purchases"), ("pay-default", ",".join(POOLS["default"])),

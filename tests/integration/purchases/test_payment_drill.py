@@ -42,7 +42,8 @@ from tests.support.waiting import wait_for
 PURCHASE_COUNT = 500
 KILLS = 6
 WINDOW = 120  # purchases submitted and not yet final, at most
-DRILL_SETTINGS = {"MESSAGE_LEASE_SECONDS": "5", "RELAY_INTERVAL_SECONDS": "1"}
+# Retries 0.25, 0.5, 1 and 2 s apart: inside the lease, as the defaults (15 s in a 60 s lease).
+DRILL_SETTINGS = {"MESSAGE_LEASE_SECONDS": "5", "RELAY_INTERVAL_SECONDS": "1", "TASK_RETRY_SECONDS": "0.25"}
 # Card -> (weight, the final state and reason it must end in).
 CARDS: dict[str, tuple[int, str, str | None]] = {
     APPROVE: (40, "completed", None),
