@@ -226,7 +226,8 @@ def call_as(client: FlaskClient, app: Flask, method: str, path: str, token: str 
 _TENANT_TABLES = text("SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
                       "WHERE a.attname = 'tenant_id' AND NOT a.attisdropped "
                       "AND c.relkind IN ('r', 'p', 'v', 'f') "
-                      "AND c.relnamespace = current_schema()::regnamespace ORDER BY c.relname")
+                      "AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
+                      "ORDER BY c.relname")
 
 
 # What a row is, for the checksum: the whole row, except in the outbox, whose delivery

@@ -51,7 +51,7 @@ def b(plane: Plane, make_org: Callable[[], Org]) -> B:
         queued = outbox.take_pending(db)
         graph_db.commit()
         db.commit()
-    assert imports.run(plane.provider, org.id, pending.id).finished
+    assert imports.run(plane.provider, org.id, pending.id).status == "completed"
     for envelope in queued:
         handling.confirm_delivery(plane.provider, envelope)
     return B(org, worker.id, boss.id, job.id, unit.id, pending.id)

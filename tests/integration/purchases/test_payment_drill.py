@@ -42,8 +42,10 @@ from tests.support.waiting import wait_for
 PURCHASE_COUNT = 500
 KILLS = 6
 WINDOW = 120  # purchases submitted and not yet final, at most
-# Retries 0.25, 0.5, 1 and 2 s apart: inside the lease, as the defaults (15 s in a 60 s lease).
-DRILL_SETTINGS = {"MESSAGE_LEASE_SECONDS": "5", "RELAY_INTERVAL_SECONDS": "1", "TASK_RETRY_SECONDS": "0.25"}
+# Retries 0.5, 1, 2 and 4 s apart (plus jitter): a purchase whose gateway stays down is still
+# waiting for its last retries when its 5 s lease ends, so the relay re-sends it meanwhile and
+# two copies meet the idempotency key, as with the default 1 s (15 s in all) in this lease.
+DRILL_SETTINGS = {"MESSAGE_LEASE_SECONDS": "5", "RELAY_INTERVAL_SECONDS": "1", "TASK_RETRY_SECONDS": "0.5"}
 # Card -> (weight, the final state and reason it must end in).
 CARDS: dict[str, tuple[int, str, str | None]] = {
     APPROVE: (40, "completed", None),

@@ -41,7 +41,8 @@ from tests.support.tenants import bearer
 from tests.support.waiting import wait_for
 from workers.publisher import publish
 
-# The task base retries a transient error 4 times: 5 attempts, 1+2+4+8 s apart (plus jitter).
+# The task base retries a transient error 4 times: 5 attempts, 1+2+4+8 times TASK_RETRY_SECONDS
+# apart (plus jitter): 0.25 s in this suite (tests/integration/purchases/conftest.py).
 ATTEMPTS = 5
 CARDS = {"approve": APPROVE, "decline": DECLINE, "insufficient": INSUFFICIENT, "transient": TRANSIENT,
          "unavailable": UNAVAILABLE}
