@@ -4,11 +4,14 @@ from __future__ import annotations
 import uuid
 
 import redis
+from argon2 import extract_parameters
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from config.settings import Settings
 from domain.db.provider import DataProvider
+from domain.identity import services as identity
+from domain.identity.models import User
 from domain.messaging.tables import outbox
 from tests.support import refs
 from tests.support.processes import Process
@@ -62,3 +65,21 @@ def test_the_signups_messages_leave_no_result_in_the_result_backend(
         backend.delete(f"celery-task-meta-{probe}")
         backend.close()
     assert kept == set()
+
+
+def test_the_worker_and_this_process_hash_with_the_configured_profile(
+        client: FlaskClient, all_queues_worker: Process, provider: DataProvider, settings: Settings) -> None:
+    # PASSWORD_HASH_PROFILE reaches every process that builds a provider: the tenancy worker
+    # that hashes the admin's password, and this one (the web app's).
+    expected = identity.PASSWORD_PROFILES[settings.password_hash_profile]
+    assert expected != identity.PASSWORD_PROFILES["rfc9106-low-memory"]  # the suite's own profile
+    body = refs.signup_body()
+    status_url = client.post("/api/v1/tenancy/signups", json=body).json["status_url"]
+    wait_for(lambda: client.get(status_url).json["complete"], timeout=60, message="signup to complete")
+    with provider.management() as session:
+        stored = session.scalar(select(User.password_hash).where(User.email == body["email"].lower()))
+    assert stored is not None
+    for made in (stored, identity.hash_password("another password")):
+        parameters = extract_parameters(made)
+        assert (parameters.time_cost, parameters.memory_cost, parameters.parallelism) == (
+            expected.time_cost, expected.memory_cost, expected.parallelism)

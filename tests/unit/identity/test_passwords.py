@@ -3,10 +3,12 @@ parameters it carries, whatever the profile is now."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import get_args
 
 import pytest
 from argon2 import extract_parameters, profiles
 
+from config.settings import Settings
 from domain.identity import services
 
 
@@ -29,6 +31,11 @@ def test_a_profile_hashes_with_its_parameters_and_verifies(name: str) -> None:
         expected.type, expected.time_cost, expected.memory_cost, expected.parallelism)
     assert services._password_matches(stored, "correct horse")
     assert not services._password_matches(stored, "wrong horse")
+
+
+def test_the_setting_offers_exactly_the_profiles_the_hasher_knows() -> None:
+    offered = get_args(Settings.model_fields["password_hash_profile"].annotation)
+    assert set(offered) == set(services.PASSWORD_PROFILES)
 
 
 def test_the_default_is_rfc_9106_low_memory() -> None:
