@@ -23,7 +23,9 @@ class JinjaEmailRenderer:
         self._env = Environment(loader=FileSystemLoader(str(folder)), undefined=StrictUndefined,
                                 autoescape=select_autoescape(enabled_extensions=("html",),
                                                              default_for_string=False),
-                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                                # The templates ship with the code: no stat() of both files per email.
+                                auto_reload=False)
 
     def render(self, template: str, context: Mapping[str, Any], gettext: Callable[..., str]) -> Rendered:
         """Both parts of ``template`` for ``context``; ``_`` translates product strings."""

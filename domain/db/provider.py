@@ -128,7 +128,7 @@ def write_lock_key(tenant_id: uuid.UUID) -> int:
 
 _WRITE_LOCK = Sql("SELECT pg_advisory_xact_lock_shared(:key)")
 _FENCED = Sql(select(tenant_fences.c.moved_to).where(tenant_fences.c.tenant_id == bindparam("tenant")))
-_RLS = text("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)")
+_RLS = Sql("SELECT set_config('role', :role, true), set_config('app.tenant_id', :tenant, true)")
 
 
 def _gate_writes(session: Session) -> None:
@@ -228,7 +228,8 @@ def _enter_rls(session: Session, transaction: Any, connection: Any) -> None:
     if role:
         # One round trip: the role that RLS binds and the tenant its policies read, as bound
         # parameters (set_config(..., true) is SET LOCAL), so no value is ever spliced into SQL.
-        connection.execute(_RLS, {"role": role, "tenant": str(session.info["tenant_id"])})
+        # Straight to the driver: it starts every transaction of every tenant session.
+        pipelined(connection, (_RLS, {"role": role, "tenant": str(session.info["tenant_id"])}))
 
 
 class DataProvider:

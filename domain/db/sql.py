@@ -1,22 +1,25 @@
 """SQL helpers the contexts share: single-row INSERTs built once and bound per call,
 statements sent straight to the driver (``pipelined`` in the caller's transaction,
-``atomic`` as one transaction of their own, ``autocommit`` one committing as it runs), and
-which unique constraint an ``IntegrityError`` names."""
+``atomic`` as one transaction of their own, ``autocommit`` one committing as it runs, and
+``read_together``: reads the contexts hand out, several in one round trip), and which
+unique constraint an ``IntegrityError`` names."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from sqlalchemy import CTE, ClauseElement, Connection, Engine, Table, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 _DIALECT = psycopg_dialect.dialect()
 IDLE = psycopg.pq.TransactionStatus.IDLE
+T = TypeVar("T")
 
 
 def bound_insert(table: Table, name: str, columns: Iterable[str]) -> CTE:
@@ -226,3 +229,36 @@ def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Seq
                 pooled.invalidate()
     finally:
         pooled.close()
+
+
+@dataclass(frozen=True, eq=False)
+class Read(Generic[T]):
+    """A read sent straight to the driver, and what its rows (tuples) become. A context hands
+    out its reads this way so that a caller needing several, from several contexts, makes
+    them in one round trip (``read_together``) without writing their SQL itself."""
+
+    sql: Sql
+    params: Mapping[str, Any]
+    parse: Callable[[Sequence[Any]], T]
+
+
+def read_together(session: Session, *reads: Read[Any]) -> list[Any]:
+    """``reads`` on ``session``'s connection in one round trip; what each one's rows
+    become, in order.
+
+    In the session's transaction (``pipelined``), or, on a connection in autocommit, as one
+    implicit transaction of their own (``atomic``: no BEGIN, no COMMIT). Objects added to
+    the session are flushed first, as a query through it would. Straight to the driver, as
+    both: the management database only (no tenant filter sees them).
+    """
+    session.flush()
+    connection = session.connection()
+    run = atomic if in_autocommit(connection) else pipelined
+    results = run(connection, *((read.sql, read.params) for read in reads))
+    return [read.parse(rows) for read, rows in zip(reads, results, strict=True)]
+
+
+def read_one(session: Session, read: Read[T]) -> T:
+    """One read (``read_together``): what its rows become."""
+    value: T = read_together(session, read)[0]
+    return value

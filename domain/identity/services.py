@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import bindparam, select
+from sqlalchemy import any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from domain.db.sql import violated_constraint
+from domain.db.sql import Read, Sql, read_one, violated_constraint
 from domain.errors import NotFound
 from domain.iam import services as iam
 from domain.identity.errors import (
@@ -212,16 +213,20 @@ class UserRow:
 
 
 # Built once: every notification reads its recipients' accounts with it.
-_USERS_BY_ID = select(User.id, User.email, User.name, User.active, User.is_operator).where(
-    User.id.in_(bindparam("ids", expanding=True)))
+_USERS_BY_ID = Sql(select(User.id, User.email, User.name, User.active, User.is_operator).where(
+    User.id == any_(bindparam("ids", type_=ARRAY(User.id.type)))))
+
+
+def users_read(user_ids: list[uuid.UUID]) -> Read[dict[uuid.UUID, UserRow]]:
+    """``users_by_id`` as a read to make with others in one round trip (``read_together``)."""
+    return Read(_USERS_BY_ID, {"ids": list(user_ids)}, lambda rows: {row[0]: UserRow(*row) for row in rows})
 
 
 def users_by_id(session: Session, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, UserRow]:
     """Name and email of each user in ``user_ids``."""
     if not user_ids:
         return {}
-    rows = session.execute(_USERS_BY_ID, {"ids": user_ids})
-    return {row.id: UserRow(*row) for row in rows}
+    return read_one(session, users_read(user_ids))
 
 
 def user_by_email(session: Session, email: str) -> UserRow | None:

@@ -6,14 +6,16 @@ cannot be switched off: asking to is refused naming the field, and nothing is ch
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
+from domain.db.sql import Read, Sql, read_one
 from domain.notifications.categories import CATEGORIES, MANDATORY
 from domain.notifications.errors import InvalidPreference
 from domain.notifications.models import NotificationPreference, NotificationSettings
@@ -48,10 +50,24 @@ class Preferences:
 
 
 # Built once: every notification reads its recipients' choices with it.
-_CHOICES = (select(NotificationPreference.user_id, NotificationPreference.email,
-                   NotificationPreference.in_app)
-            .where(NotificationPreference.user_id.in_(bindparam("ids", expanding=True)),
-                   NotificationPreference.category == bindparam("category")))
+_CHOICES = Sql(select(NotificationPreference.user_id, NotificationPreference.email,
+                      NotificationPreference.in_app)
+               .where(NotificationPreference.user_id == any_(
+                          bindparam("ids", type_=ARRAY(NotificationPreference.user_id.type))),
+                      NotificationPreference.category == bindparam("category")))
+
+
+def choices_read(user_ids: Iterable[uuid.UUID], category: str) -> Read[dict[uuid.UUID, Choice]]:
+    """``choices_for`` as a read to make with others in one round trip (``read_together``)."""
+    ids = list(user_ids)
+
+    def parse(rows: Sequence[Any]) -> dict[uuid.UUID, Choice]:
+        if category in MANDATORY:
+            return {user_id: Choice() for user_id in ids}
+        chosen = {user_id: Choice(email, in_app) for user_id, email, in_app in rows}
+        return {user_id: chosen.get(user_id, Choice()) for user_id in ids}
+
+    return Read(_CHOICES, {"ids": ids, "category": category}, parse)
 
 
 def choices_for(session: Session, user_ids: Iterable[uuid.UUID], category: str) -> dict[uuid.UUID, Choice]:
@@ -59,9 +75,7 @@ def choices_for(session: Session, user_ids: Iterable[uuid.UUID], category: str) 
     ids = list(user_ids)
     if category in MANDATORY or not ids:
         return {user_id: Choice() for user_id in ids}
-    rows = session.execute(_CHOICES, {"ids": ids, "category": category})
-    chosen = {user_id: Choice(email, in_app) for user_id, email, in_app in rows}
-    return {user_id: chosen.get(user_id, Choice()) for user_id in ids}
+    return read_one(session, choices_read(ids, category))
 
 
 def preferences_of(session: Session, user_id: uuid.UUID) -> Preferences:

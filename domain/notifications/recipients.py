@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from domain.db.sql import read_together
 from domain.iam import services as iam
 from domain.identity import services as identity
-from domain.notifications.preferences import Choice, choices_for
+from domain.notifications.preferences import Choice, choices_read
 from domain.translations import services as translations
 from domain.translations.catalogues import Catalogues
 
@@ -46,14 +47,19 @@ class Recipient:
 def resolve(session: Session, catalogues: Catalogues, people: list[Person], category: str) -> list[Recipient]:
     """The recipients of ``people`` for an event of ``category`` (each person once)."""
     user_ids = [p.user_id for p in people if p.user_id is not None]
-    users = identity.users_by_id(session, user_ids)
+    users: dict[uuid.UUID, identity.UserRow] = {}
+    locales: dict[uuid.UUID, str] = {}
+    choices: dict[uuid.UUID, Choice] = {}
+    if user_ids:  # accounts, languages and choices in one round trip
+        users, locales, choices = read_together(session, identity.users_read(user_ids),
+                                                translations.locales_read(user_ids),
+                                                choices_read(user_ids, category))
     unknown = [p.email for p in people if p.user_id is None and p.email]
     for email in unknown:  # an invitee who already has an account reads in their language
         found = identity.user_by_email(session, email)
         if found is not None:
             users[found.id] = found
-    locales = translations.user_locales(session, users)
-    choices = choices_for(session, user_ids, category)
+            locales.update(translations.user_locales(session, [found.id]))
     by_email = {u.email: u for u in users.values()}
     found_people: list[Recipient] = []
     seen: set[object] = set()
