@@ -48,6 +48,7 @@ from config.settings import load_settings
 from domain.bootstrap import build_provider
 from domain.db.base import utcnow
 from domain.db.provider import TRIAL, DataProvider
+from domain.identity import services as identity
 from domain.messaging import outbox
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.outbox import Envelope
@@ -58,6 +59,7 @@ from workers.publisher import publish, web_publisher, without_result_override
 LEDGER_QUEUE, RAW_QUEUE = "notifications", "default"
 POLL_SECONDS = 0.002  # how often the latency run looks for the effect
 WELCOME = "notifications.record_welcome_notice"
+ADMIN_EMAIL = "ada@example.com"  # every welcome's recipient (so past the hourly rate, throttled)
 
 
 @dataclass(frozen=True)
@@ -140,12 +142,14 @@ def worker_argv(app: str, queue: str, name: str, concurrency: int) -> list[str]:
             "-P", "prefork", "-c", str(concurrency), "-l", "WARNING"]
 
 
-def create_tenant(provider: DataProvider) -> uuid.UUID:
-    """A trial tenant for the events (routing reads it from the management database)."""
+def create_tenant(provider: DataProvider) -> tuple[uuid.UUID, uuid.UUID]:
+    """A trial tenant for the events and its admin's account, as provisioning leaves them
+    (routing reads the tenant, the welcome its recipient, from the management database)."""
     with provider.management() as session:
         tenant_id, _ = add_trial_tenant(session, "Bench Org")
+        admin = identity.create_user(session, email=ADMIN_EMAIL, name="Ada Admin", password_hash=None)
         session.commit()
-    return tenant_id
+    return tenant_id, admin.id
 
 
 @dataclass(frozen=True)
@@ -155,13 +159,14 @@ class Ledger:
     provider: DataProvider
     publisher: Celery
     tenant_id: uuid.UUID
+    admin_id: uuid.UUID
     consumer: Consumer
 
     def submit(self) -> Envelope:
         """Record one TenantProvisionedV1 in its own transaction, as the provisioning handler does."""
         event = TenantProvisionedV1(tenant_id=self.tenant_id, tenant_name="Bench Org",
-                                    admin_user_id=uuid.uuid4(), admin_name="Ada Admin",
-                                    admin_email="ada@example.com")
+                                    admin_user_id=self.admin_id, admin_name="Ada Admin",
+                                    admin_email=ADMIN_EMAIL)
         with self.provider.management() as session:
             (envelope,) = outbox.record(session, event, tenant_id=self.tenant_id, correlation_id=None)
             outbox.take_pending(session)  # published by the caller, when it chooses
@@ -270,13 +275,13 @@ def measure(args: argparse.Namespace, stack: Stack) -> tuple[Drain, Latencies, D
     stack.on_close(provider.dispose)
     publisher = web_publisher(server.url(0), server.url(1))  # what the web tier sends with
     stack.on_close(publisher.close)
-    tenant_id = create_tenant(provider)
+    tenant_id, admin_id = create_tenant(provider)
 
     broker = redis.Redis.from_url(server.url(0))
     stack.on_close(broker.close)
     ours = start_consumer(stack, "workers.app", LEDGER_QUEUE, "ledger", env=env, args=args,
                           control=publisher, broker=broker)
-    plane = Ledger(provider, publisher, tenant_id, ours)
+    plane = Ledger(provider, publisher, tenant_id, admin_id, ours)
     ours.warm(args.warmup, plane.send(args.warmup), plane.effects)
     ledger = ours.drain(args.messages, plane.send(args.messages), plane.effects)
     print(f"  ledger: {ledger.per_second:.1f} messages/s", file=sys.stderr, flush=True)
