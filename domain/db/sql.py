@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 _DIALECT = psycopg_dialect.dialect()
 IDLE = psycopg.pq.TransactionStatus.IDLE
+TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 T = TypeVar("T")
 
 
@@ -99,6 +100,13 @@ def _driver(connection: Connection) -> psycopg.Connection[Any]:
     return _psycopg(connection.connection.driver_connection)
 
 
+def _rows(cursor: psycopg.Cursor[Any]) -> list[Any]:
+    """The statement's rows; none for one that returns none. (Read from the result's status:
+    ``cursor.description`` would build a Column for every field of the result first.)"""
+    result = cursor.pgresult
+    return cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
+
+
 def _send_together(raw: psycopg.Connection[Any], bound: Sequence[tuple[str, Mapping[str, Any]]],
                    on_failure: Callable[[BaseException], None] | None = None) -> list[Sequence[Any]]:
     """``bound`` statements in one round trip (psycopg's pipeline); the rows of each.
@@ -112,7 +120,7 @@ def _send_together(raw: psycopg.Connection[Any], bound: Sequence[tuple[str, Mapp
             if on_failure is not None:
                 on_failure(exc)
             raise
-    return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+    return [_rows(cursor) for cursor in cursors]
 
 
 def _bound(statements: Sequence[tuple[Sql, Mapping[str, Any]]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -216,7 +224,7 @@ def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Seq
         raw.autocommit = True
         try:
             cursor = raw.execute(statement.compiled, statement.bind(params))
-            return cursor.fetchall() if cursor.description is not None else []
+            return _rows(cursor)
         except psycopg.Error as exc:
             raise _as_sqlalchemy_error(exc, engine.dialect, raw, [(statement, params)],
                                        pooled.invalidate) from exc
