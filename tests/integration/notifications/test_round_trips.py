@@ -4,8 +4,8 @@ choices are read in one round trip, the email recorded in one, and the notice wr
 handler's transaction (BEGIN, the RLS settings, the write gate with the inbox claim, the
 notices, COMMIT).
 
-Each count follows a welcome to a reader of the same language, as in a running worker: the
-tenant's route, branding and texts are then in the process's caches (read again only when
+Each count follows a welcome to the same person, as in a running worker: the tenant's
+route, branding and texts are then in the process's caches (read again only when
 they expire, which does not happen during the test, or when routing changes)."""
 from __future__ import annotations
 
@@ -69,19 +69,25 @@ def notice_of(plane: Plane, org: TenantWithMembers, user_id: uuid.UUID, envelope
     return notice
 
 
+def counted_welcome(plane: Plane, ports: dict[str, Any], org: TenantWithMembers,
+                    role: str) -> tuple[Envelope, dict[str, int]]:
+    """Welcome ``org``'s member of ``role`` twice; the second welcome and its round trips per database."""
+    handle(plane, ports, welcome(plane, org, role))  # the caches are warm after this one, as in a worker
+    envelope = welcome(plane, org, role)
+    engines = {db: plane.provider.engine(plane.provider.url_of(db)) for db in (MANAGEMENT, TRIAL)}
+    with roundtrips.counting(engines) as trips:
+        handle(plane, ports, envelope)
+    return envelope, trips.count()
+
+
 def test_a_welcome_costs_two_round_trips_on_management_and_five_in_its_transaction(
         plane: Plane, ports: dict[str, Any], org: TenantWithMembers) -> None:
     owner = org.member("owner")
     with plane.provider.management() as session:
-        for reader in (owner, org.member("employee")):
-            translations.set_user_locale(session, plane.catalogues(), reader.user_id, "de")
+        translations.set_user_locale(session, plane.catalogues(), owner.user_id, "de")
         session.commit()
-    handle(plane, ports, welcome(plane, org, "employee"))
-    envelope = welcome(plane, org, "owner")
-    engines = {db: plane.provider.engine(plane.provider.url_of(db)) for db in (MANAGEMENT, TRIAL)}
-    with roundtrips.counting(engines) as trips:
-        handle(plane, ports, envelope)
-    assert trips.count() == {MANAGEMENT: 2, TRIAL: 5}
+    envelope, round_trips = counted_welcome(plane, ports, org, "owner")
+    assert round_trips == {MANAGEMENT: 2, TRIAL: 5}
 
     # What the reads said was used: the owner reads German; the email is recorded, the notice written.
     (delivery,) = plane.deliveries(envelope.event_id)
@@ -96,12 +102,8 @@ def test_the_recipients_choices_come_with_the_same_read(
     with plane.provider.management() as session:
         preferences.set_preferences(session, admin.user_id, {"welcome": {"email": False, "in_app": True}})
         session.commit()
-    handle(plane, ports, welcome(plane, org, "admin"))
-    envelope = welcome(plane, org, "admin")
-    engines = {db: plane.provider.engine(plane.provider.url_of(db)) for db in (MANAGEMENT, TRIAL)}
-    with roundtrips.counting(engines) as trips:
-        handle(plane, ports, envelope)
-    assert trips.count() == {MANAGEMENT: 1, TRIAL: 5}  # no email to record
+    envelope, round_trips = counted_welcome(plane, ports, org, "admin")
+    assert round_trips == {MANAGEMENT: 1, TRIAL: 5}  # no email to record
     assert plane.deliveries(envelope.event_id) == []
     notice = notice_of(plane, org, admin.user_id, envelope)
     assert (notice.title, notice.email_status) == ("Welcome to Allotment, Ada admin", None)
