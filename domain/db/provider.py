@@ -145,7 +145,8 @@ def gated_writes(session: Session, *writes: tuple[Sql, Mapping[str, Any]]) -> li
     trip: the writes run once the lock is granted. When the tenant turns out to have moved
     they have run all the same, so on ``TenantMoved`` the caller must roll back, never
     commit (``domain.messaging.handling`` closes the session). Statements the caller writes
-    itself, which the tenant filter does not see: the inbox's claim.
+    itself, which the tenant filter does not see, so each checks its tenant against the
+    session's before it is sent: the inbox's claim, a notification's notices.
     """
     gate = bool(session.info.get("write_gate")) and not session.info.get("gate_passed")
     if not gate:

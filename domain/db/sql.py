@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 
 _DIALECT = psycopg_dialect.dialect()
 IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -128,10 +129,26 @@ def _bound(statements: Sequence[tuple[Sql, Mapping[str, Any]]]) -> list[tuple[st
     return [(statement.compiled, statement.bind(params)) for statement, params in statements]
 
 
+def _lost(pool: Pool, pooled: PoolProxiedConnection,
+          invalidate: Callable[[BaseException], None]) -> Callable[[BaseException], None]:
+    """What SQLAlchemy does when a statement finds its connection lost, for one sent straight to
+    the driver: every connection the pool opened before this one is replaced at its next
+    checkout (the server probably restarted: they are lost too), and this one is invalidated
+    (``invalidate``: the Connection's, or the pooled connection's own)."""
+
+    def lost(exc: BaseException) -> None:
+        if pooled.is_valid:
+            pool._invalidate(pooled, exc, _checkin=False)  # private: what Connection does on a disconnect
+            invalidate(exc)
+
+    return lost
+
+
 def _as_sqlalchemy_error(exc: psycopg.Error, dialect: Dialect, raw: psycopg.Connection[Any],
                          statements: Sequence[tuple[Sql, Mapping[str, Any]]],
                          invalidate: Callable[[BaseException], None]) -> DBAPIError:
-    """The error SQLAlchemy would raise for ``exc``; a lost connection is invalidated."""
+    """The error SQLAlchemy would raise for ``exc``; a lost connection is invalidated (with
+    ``_lost``, its pool's older connections too)."""
     lost = dialect.is_disconnect(exc, raw, None)
     if lost:
         invalidate(exc)
@@ -161,14 +178,16 @@ def pipelined(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]
     """
     if not connection.in_transaction():
         connection.begin()  # as execute() would: the caller's commit or rollback ends it
-    raw = _driver(connection)
+    pooled = connection.connection
+    raw = _psycopg(pooled.driver_connection)
     if raw.autocommit:
         raise ValueError("pipelined() runs inside a transaction; this connection autocommits")
     bound = _bound(statements)
     try:
         return _send_together(raw, bound)
     except psycopg.Error as exc:
-        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, connection.invalidate) from exc
+        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements,
+                                   _lost(connection.engine.pool, pooled, connection.invalidate)) from exc
 
 
 def in_autocommit(connection: Connection) -> bool:
@@ -188,7 +207,8 @@ def atomic(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -
     that counts what the lock guards, cost one round trip instead of four (BEGIN, the two,
     COMMIT). Straight to the driver, as ``pipelined``: the management database only.
     """
-    raw = _driver(connection)
+    pooled = connection.connection
+    raw = _psycopg(pooled.driver_connection)
     if not raw.autocommit or raw.info.transaction_status != IDLE:
         raise ValueError("atomic() runs its own transaction; take an autocommit connection")
     bound = _bound(statements)
@@ -203,8 +223,8 @@ def atomic(connection: Connection, *statements: tuple[Sql, Mapping[str, Any]]) -
     try:
         return _send_together(raw, bound, roll_back_what_was_sent)
     except psycopg.Error as exc:
-        invalidate = connection.invalidate if not connection.invalidated else (lambda _: None)
-        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements, invalidate) from exc
+        raise _as_sqlalchemy_error(exc, connection.dialect, raw, statements,
+                                   _lost(connection.engine.pool, pooled, connection.invalidate)) from exc
 
 
 def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Sequence[Any]:
@@ -227,7 +247,7 @@ def autocommit(engine: Engine, statement: Sql, params: Mapping[str, Any]) -> Seq
             return _rows(cursor)
         except psycopg.Error as exc:
             raise _as_sqlalchemy_error(exc, engine.dialect, raw, [(statement, params)],
-                                       pooled.invalidate) from exc
+                                       _lost(engine.pool, pooled, pooled.invalidate)) from exc
         finally:
             if raw.closed:
                 pass  # lost, and invalidated above
@@ -256,10 +276,14 @@ def read_together(session: Session, *reads: Read[Any]) -> list[Any]:
 
     In the session's transaction (``pipelined``), or, on a connection in autocommit, as one
     implicit transaction of their own (``atomic``: no BEGIN, no COMMIT). Objects added to
-    the session are flushed first, as a query through it would. Straight to the driver, as
-    both: the management database only (no tenant filter sees them).
+    the session are flushed first, as a query through it would (unless it does not
+    autoflush). Straight to the driver, as both: no tenant filter sees them, so a session
+    scoped to a tenant is refused.
     """
-    session.flush()
+    if session.info.get("tenant_id") is not None:
+        raise PermissionError("read_together bypasses the tenant filter: not on a tenant's session")
+    if session.autoflush:
+        session.flush()
     connection = session.connection()
     run = atomic if in_autocommit(connection) else pipelined
     results = run(connection, *((read.sql, read.params) for read in reads))

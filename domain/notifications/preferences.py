@@ -58,12 +58,13 @@ _CHOICES = Sql(select(NotificationPreference.user_id, NotificationPreference.ema
 
 
 def choices_read(user_ids: Iterable[uuid.UUID], category: str) -> Read[dict[uuid.UUID, Choice]]:
-    """``choices_for`` as a read to make with others in one round trip (``read_together``)."""
+    """``choices_for`` a category that is not mandatory, as a read to make with others in one
+    round trip (``read_together``)."""
+    if category in MANDATORY:
+        raise ValueError(f"{category} is mandatory: nobody's choice to read")
     ids = list(user_ids)
 
     def parse(rows: Sequence[Any]) -> dict[uuid.UUID, Choice]:
-        if category in MANDATORY:
-            return {user_id: Choice() for user_id in ids}
         chosen = {user_id: Choice(email, in_app) for user_id, email, in_app in rows}
         return {user_id: chosen.get(user_id, Choice()) for user_id in ids}
 

@@ -3,6 +3,9 @@ connection an engine hands out while counting.
 
 Each round trip ends with the server's ReadyForQuery (after a simple query, or after the
 Sync that closes a pipeline), so the count of those messages is the count of round trips.
+For code running in the test's thread: every traced connection writes into its engine's one
+file, so a count taken while another thread's statement is being traced could read half a
+line.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ class RoundTrips:
         """Round trips so far, per name."""
         if self._final is not None:
             return dict(self._final)
-        for dbapi_connection, trace in self._traced.values():  # libpq buffers its trace: flush it
+        # libpq writes the trace through a stdio stream of its own, flushed when untraced.
+        for dbapi_connection, trace in list(self._traced.values()):
             if not dbapi_connection.closed:
                 dbapi_connection.pgconn.untrace()
                 self._trace(dbapi_connection, trace)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from domain.db.sql import Sql, pipelined
 from tests.integration.db.conftest import MakeProbeEngine, wait_until_someone_waits_for
+from tests.support.waiting import wait_for
 
 LOCK_KEY = 4242
 INSERT = Sql("INSERT INTO probe (id, note) VALUES (:id, :note)")
@@ -93,3 +95,29 @@ def test_an_autocommit_connection_is_refused(engine: Engine) -> None:
         pipelined(conn, (INSERT, {"id": 1, "note": "never"}))
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM probe")) == 0
+
+
+def test_a_lost_connection_has_the_pool_replace_every_connection_opened_before_it(
+        make_probe_engine: MakeProbeEngine) -> None:
+    """As SQLAlchemy does for its own statements: after the server dropped every connection
+    (a restart, a failover), one unit of work fails, not one per pooled connection."""
+    engine = make_probe_engine("id int PRIMARY KEY, note text", pool_size=3, max_overflow=0)
+    held = [engine.connect() for _ in range(3)]
+    pids = [conn.scalar(text("SELECT pg_backend_pid()")) for conn in held]
+    for conn in held:
+        conn.close()  # back to the pool, where the server drops them
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        wait_for(lambda: admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                       (pids,)).fetchone() == (0,),
+                 timeout=10, message="the pooled connections' backends to be gone")
+    failed = 0
+    for _ in range(3):
+        with engine.connect() as conn:
+            try:
+                assert pipelined(conn, (COUNT, {})) == [[(0,)]]
+            except OperationalError as exc:
+                assert exc.connection_invalidated
+                failed += 1
+    assert failed == 1
