@@ -57,11 +57,11 @@ _CHOICES = Sql(select(NotificationPreference.user_id, NotificationPreference.ema
                       NotificationPreference.category == bindparam("category")))
 
 
-def choices_read(user_ids: Iterable[uuid.UUID], category: str) -> Read[dict[uuid.UUID, Choice]]:
-    """``choices_for`` a category that is not mandatory, as a read to make with others in one
-    round trip (``read_together``)."""
+def choices_read(user_ids: Iterable[uuid.UUID], category: str) -> Read[dict[uuid.UUID, Choice]] | None:
+    """``choices_for`` as a read to make with others in one round trip (``read_together``);
+    None when there is nothing to read: a mandatory category is on for everyone."""
     if category in MANDATORY:
-        raise ValueError(f"{category} is mandatory: nobody's choice to read")
+        return None
     ids = list(user_ids)
 
     def parse(rows: Sequence[Any]) -> dict[uuid.UUID, Choice]:
@@ -74,9 +74,8 @@ def choices_read(user_ids: Iterable[uuid.UUID], category: str) -> Read[dict[uuid
 def choices_for(session: Session, user_ids: Iterable[uuid.UUID], category: str) -> dict[uuid.UUID, Choice]:
     """What each of ``user_ids`` chose for ``category`` (mandatory ones are always on)."""
     ids = list(user_ids)
-    if category in MANDATORY or not ids:
-        return {user_id: Choice() for user_id in ids}
-    return read_one(session, choices_read(ids, category))
+    read = choices_read(ids, category) if ids else None
+    return read_one(session, read) if read is not None else {user_id: Choice() for user_id in ids}
 
 
 def preferences_of(session: Session, user_id: uuid.UUID) -> Preferences:

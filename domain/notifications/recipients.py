@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
-from domain.db.sql import Read, read_together
+from domain.db.sql import read_together
 from domain.iam import services as iam
 from domain.identity import services as identity
-from domain.notifications.categories import MANDATORY
 from domain.notifications.preferences import Choice, choices_read
 from domain.translations import services as translations
 from domain.translations.catalogues import Catalogues
@@ -53,10 +51,10 @@ def resolve(session: Session, catalogues: Catalogues, people: list[Person], cate
     locales: dict[uuid.UUID, str] = {}
     choices: dict[uuid.UUID, Choice] = {}
     if user_ids:  # accounts, languages and choices in one round trip
-        reads: list[Read[Any]] = [identity.users_read(user_ids), translations.locales_read(user_ids)]
-        if category not in MANDATORY:  # else every channel is on, whatever they chose
-            reads.append(choices_read(user_ids, category))
-        users, locales, *chosen = read_together(session, *reads)
+        chosen_read = choices_read(user_ids, category)  # None: every channel on, whatever they chose
+        users, locales, *chosen = read_together(
+            session, identity.users_read(user_ids), translations.locales_read(user_ids),
+            *([chosen_read] if chosen_read is not None else []))
         choices = chosen[0] if chosen else {}
     unknown = [p.email for p in people if p.user_id is None and p.email]
     for email in unknown:  # an invitee who already has an account reads in their language
