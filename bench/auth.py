@@ -119,7 +119,7 @@ def probe(port: int, token: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.auth", description=__doc__.split("\n")[0])
-    add_load_options(parser, duration=5.0, workers_help="gunicorn workers (2)")
+    add_load_options(parser, duration=5.0)
     parser.add_argument("--rounds", type=int, default=3,
                         help="measured runs of each endpoint per connection count, interleaved (3)")
     return parser.parse_args(argv)

@@ -348,7 +348,7 @@ class Run:
         return (self.unexpected + self.socket_errors) > MAX_ERROR_FRACTION * max(self.requests, 1)
 
 
-def add_load_options(parser: argparse.ArgumentParser, *, duration: float, workers_help: str) -> None:
+def add_load_options(parser: argparse.ArgumentParser, *, duration: float) -> None:
     """The options of a wrk benchmark: run lengths, connections, threads, server, database."""
     parser.add_argument("--duration", type=float, default=duration,
                         help=f"seconds per measured run ({duration:g})")
@@ -356,7 +356,8 @@ def add_load_options(parser: argparse.ArgumentParser, *, duration: float, worker
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 64],
                         help="connection counts; the first is the headline (8 64)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
-    parser.add_argument("--web-workers", type=int, default=2, help=workers_help)
+    parser.add_argument("--web-workers", type=int, default=None,
+                        help="gunicorn workers per server (as the web process: WEB_CONCURRENCY or CPUs + 1)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
                         help="PostgreSQL server URL; fresh databases are created on it and dropped")
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of our app (WARNING)")
@@ -378,11 +379,14 @@ def ensure_wrk() -> str:
     return found
 
 
-def start_server(stack: Stack, endpoint: Endpoint, env: dict[str, str], workers: int) -> tuple[Child, int]:
-    """Serve ``endpoint`` with gunicorn exactly as the web process is served (config/gunicorn.py)."""
+def start_server(stack: Stack, endpoint: Endpoint, env: dict[str, str],
+                 workers: int | None) -> tuple[Child, int]:
+    """Serve ``endpoint`` with gunicorn exactly as the web process is served (config/gunicorn.py);
+    ``workers`` None: the web process's default (WEB_CONCURRENCY unset: one more than the CPUs)."""
     port = embedded.free_port()
-    server_env = {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port),
-                  "WEB_CONCURRENCY": str(workers), "WEB_THREADS": "1"}
+    server_env = {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_THREADS": "1"}
+    if workers is not None:
+        server_env["WEB_CONCURRENCY"] = str(workers)
     argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", endpoint.app]
     return stack.spawn(f"gunicorn-{endpoint.name}", argv, server_env), port
 

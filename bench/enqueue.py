@@ -84,7 +84,7 @@ def probe(endpoint: Endpoint, port: int) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m bench.enqueue", description=__doc__.split("\n")[0])
-    add_load_options(parser, duration=10.0, workers_help="gunicorn workers per endpoint (2)")
+    add_load_options(parser, duration=10.0)
     parser.add_argument("--only", nargs="+", choices=[e.name for e in ENDPOINTS],
                         help="measure only these endpoints (no final line unless all three)")
     return parser.parse_args(argv)

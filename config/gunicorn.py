@@ -1,10 +1,25 @@
-"""gunicorn settings for the web process (``gunicorn -c config/gunicorn.py``)."""
+"""gunicorn settings for the web process (``gunicorn -c config/gunicorn.py``).
+
+Host, port, workers and threads come from the validated settings (WEB_HOST, WEB_PORT,
+WEB_CONCURRENCY, WEB_THREADS): a bad value stops gunicorn with a message naming the
+variable. (gunicorn itself reads WEB_CONCURRENCY as an integer before this file: a value
+that is no integer at all fails there, in a traceback that shows the variable.)
+"""
 import gc
 import os
+import sys
 
-bind = f"{os.environ.get('WEB_HOST', '127.0.0.1')}:{os.environ.get('WEB_PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+from config.settings import SettingsError, load_settings
+
+try:
+    _settings = load_settings(os.environ)
+except SettingsError as exc:
+    sys.exit(str(exc))
+
+_host = f"[{_settings.web_host}]" if ":" in _settings.web_host else _settings.web_host
+bind = f"{_host}:{_settings.web_port}"
+workers = _settings.web_concurrency
+threads = _settings.web_threads
 worker_class = "sync" if threads == 1 else "gthread"
 accesslog = None
 timeout = 30

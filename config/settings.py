@@ -7,6 +7,8 @@ VAR_DIR are used (DESIGN §3).
 """
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -21,6 +23,11 @@ EMBEDDED_REDIS_PORT = 16379
 # The gettext catalogues (Babel): translations/<locale>/LC_MESSAGES/messages.{po,mo}.
 TRANSLATIONS_DIR = Path(__file__).resolve().parents[1] / "translations"
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's cpuset narrows it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class SettingsError(Exception):
@@ -112,7 +119,14 @@ class Settings(BaseModel):
     # Where users reach the web app: links in emails point here.
     public_url: str = "http://127.0.0.1:8000"
     mail_from: str = "Allotment <no-reply@allotment.localhost>"
+    # The web process (gunicorn, config/gunicorn.py) and Flower (workers/flower.py). Sync
+    # workers wait on PostgreSQL and Redis in every request, so one more than the CPUs keeps
+    # the CPUs busy (bench/README.md, "Web workers"); WEB_THREADS > 1 makes them gthread.
+    web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default_factory=lambda: _cpus() + 1, ge=1)
+    web_threads: int = Field(default=1, ge=1)
+    flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Bearer token a metrics scraper presents at /metrics; unset, the endpoint does not exist.
@@ -163,6 +177,16 @@ class Settings(BaseModel):
         if value and not value.startswith(POSTGRES_SCHEMES):
             raise ValueError("must be a PostgreSQL URL (postgresql://...)")
         return _psycopg_url(value) if value else value
+
+    @field_validator("web_host", "flower_address")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", value):
+                raise ValueError("must be an IP address or a host name to listen on (no port)") from None
+        return value
 
     @field_validator("broker_url", "result_backend")
     @classmethod

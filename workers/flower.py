@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import sys
 
+from config.settings import SettingsError, load_settings
+
 
 def main() -> int:
     """Exec ``celery flower`` once authentication is configured."""
@@ -15,11 +17,14 @@ def main() -> int:
     if os.environ.get("FLOWER_UNAUTHENTICATED_API", "").lower() in ("1", "true", "yes"):
         print("FLOWER_UNAUTHENTICATED_API: must not be set", file=sys.stderr)
         return 2
-    port = os.environ.get("FLOWER_PORT", "5555")
-    address = os.environ.get("FLOWER_ADDRESS", "127.0.0.1")
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     # Flower reads FLOWER_BASIC_AUTH from the environment, keeping it off the command line.
     os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
-                               f"--port={port}", f"--address={address}"])
+                               f"--port={settings.flower_port}", f"--address={settings.flower_address}"])
     return 0
 
 

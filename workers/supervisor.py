@@ -47,6 +47,13 @@ def _environment(started: list[Server]) -> dict[str, str]:
     return env
 
 
+def _url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a server listening on ``host``."""
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - listening on every address: this machine's own will do
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
 def main() -> int:
     """Run the system until interrupted; return the exit status."""
     try:
@@ -72,8 +79,8 @@ def main() -> int:
             print(f"{name} database at revision {result.after}", flush=True)
         user, password = env["FLOWER_BASIC_AUTH"].split(":", 1)
         shown = "from FLOWER_BASIC_AUTH" if "FLOWER_BASIC_AUTH" in os.environ else password
-        print(f"web:    http://127.0.0.1:{env.get('WEB_PORT', '8000')}/", flush=True)
-        print(f"flower: http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/ "
+        print(f"web:    {_url(settings.web_host, settings.web_port)}", flush=True)
+        print(f"flower: {_url(settings.flower_address, settings.flower_port)} "
               f"(user {user}, password {shown})", flush=True)
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"),
                                    "-d", str(ROOT)], env=env)

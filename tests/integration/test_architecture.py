@@ -23,8 +23,7 @@ from tests.support.services import ROOT
 CORE_ENV = {"ENV", "SECRET_KEY", "DATABASE_URL", "TRIAL_DATABASE_URL", "PLACEMENT_SERVERS",
             "BROKER_URL", "RESULT_BACKEND", "LOG_LEVEL", "VAR_DIR"}
 # Variables read by processes rather than by Settings (gunicorn, Flower).
-PROCESS_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "WEB_HOST", "WEB_CONCURRENCY", "WEB_THREADS",
-               "FLOWER_BASIC_AUTH", "FLOWER_PORT", "FLOWER_ADDRESS"}
+PROCESS_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH"}
 FRAMEWORKS = {"flask", "flask_wtf", "flask_jwt_extended", "werkzeug", "jinja2", "wtforms", "celery", "kombu"}
 
 

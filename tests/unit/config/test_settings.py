@@ -1,6 +1,7 @@
 """Settings: defaults, embedded URLs, derived values, and a SettingsError naming each bad variable."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,18 @@ def test_values_are_typed_from_strings() -> None:
                                           "postgresql+psycopg://b:5433/postgres")
 
 
+def test_the_web_process_runs_one_sync_worker_more_than_its_cpus_on_localhost() -> None:
+    settings = load_settings(KEY)
+    assert settings.web_concurrency == len(os.sched_getaffinity(0)) + 1
+    assert (settings.web_threads, settings.web_host, settings.flower_address) == (1, "127.0.0.1", "127.0.0.1")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "::1", "10.1.2.3", "localhost", "web.internal"])  # noqa: S104
+def test_the_processes_listen_on_an_address_or_a_host_name(host: str) -> None:
+    settings = load_settings({**KEY, "WEB_HOST": host, "FLOWER_ADDRESS": host, "WEB_CONCURRENCY": "9"})
+    assert (settings.web_host, settings.flower_address, settings.web_concurrency) == (host, host, 9)
+
+
 def test_unrelated_environment_variables_are_ignored() -> None:
     assert load_settings({**KEY, "PATH": "/bin", "HOME": "/root"}).env == "development"
 
@@ -85,6 +98,13 @@ def test_settings_are_frozen() -> None:
     ({"ENGINE_CACHE_SIZE": "1"}, "ENGINE_CACHE_SIZE"),
     ({"MAX_CONTENT_LENGTH": "10"}, "MAX_CONTENT_LENGTH"),
     ({"WEB_PORT": "70000"}, "WEB_PORT"),
+    ({"WEB_HOST": "127.0.0.1:8000"}, "WEB_HOST"),
+    ({"WEB_HOST": "http://example.com"}, "WEB_HOST"),
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ({"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY"),
+    ({"WEB_THREADS": "0"}, "WEB_THREADS"),
+    ({"FLOWER_ADDRESS": "-flower"}, "FLOWER_ADDRESS"),
+    ({"FLOWER_PORT": "0"}, "FLOWER_PORT"),
     ({"COOKIE_SECURE": "sometimes"}, "COOKIE_SECURE"),
     ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
     ({"ENV": "staging"}, "ENV"),
