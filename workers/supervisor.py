@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -34,7 +35,7 @@ def _environment(started: list[Server]) -> dict[str, str]:
         env["DATABASE_URL"] = postgres.url("allotment")
         print(f"embedded PostgreSQL: {var_dir / 'pg'}", flush=True)
     if not env.get("BROKER_URL"):
-        port = int(env.get("EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT))
+        port = _embedded_redis_port(env)
         redis = embedded.start_redis(var_dir / "redis", port)
         started.append(redis)
         env["BROKER_URL"], env["RESULT_BACKEND"] = redis.url(0), redis.url(1)
@@ -45,6 +46,14 @@ def _environment(started: list[Server]) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def _embedded_redis_port(environ: Mapping[str, str]) -> int:
+    """EMBEDDED_REDIS_PORT: where the embedded Redis listens (the run command's own setting)."""
+    raw = environ.get("EMBEDDED_REDIS_PORT", str(EMBEDDED_REDIS_PORT))
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"invalid configuration: EMBEDDED_REDIS_PORT: must be a port (1-65535): {raw!r}")
+    return int(raw)
 
 
 def _url(host: str, port: int) -> str:
@@ -58,6 +67,7 @@ def main() -> int:
     """Run the system until interrupted; return the exit status."""
     try:
         load_settings(os.environ)
+        _embedded_redis_port(os.environ)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
