@@ -8,6 +8,7 @@ VAR_DIR are used (DESIGN §3).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import secrets
@@ -25,9 +26,34 @@ TRANSLATIONS_DIR = Path(__file__).resolve().parents[1] / "translations"
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
-def _cpus() -> int:
-    """The CPUs this process may run on (its affinity: a container's cpuset narrows it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CGROUP = Path("/sys/fs/cgroup")
+# A host name: dot-separated labels of letters, digits and inner dashes, the last not all
+# digits (``0`` or ``999.1.1.1`` would be read as an IPv4 number), an optional final dot.
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"(?:{_LABEL}\.)*(?=[^.]*[A-Za-z-])(?:{_LABEL})\.?")
+
+
+def cpus(cgroup: Path = CGROUP) -> int:
+    """The CPUs this process may use: its affinity (a cpuset narrows it), and no more than a
+    CPU quota rounded up (cgroup v2 ``cpu.max`` or v1's CFS quota: ``docker run --cpus``)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    return max(1, min(count, math.ceil(quota))) if quota else count
+
+
+def _cpu_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of time the cgroup may use per period; None when unlimited or unknown."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 class SettingsError(Exception):
@@ -124,7 +150,7 @@ class Settings(BaseModel):
     # the CPUs busy (bench/README.md, "Web workers"); WEB_THREADS > 1 makes them gthread.
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
-    web_concurrency: int = Field(default_factory=lambda: _cpus() + 1, ge=1)
+    web_concurrency: int = Field(default_factory=lambda: cpus() + 1, ge=1)
     web_threads: int = Field(default=1, ge=1)
     flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
@@ -184,8 +210,9 @@ class Settings(BaseModel):
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", value):
-                raise ValueError("must be an IP address or a host name to listen on (no port)") from None
+            if not _HOST_NAME.fullmatch(value):
+                raise ValueError("must be an IP address or a host name to listen on "
+                                 "(no port, no brackets)") from None
         return value
 
     @field_validator("broker_url", "result_backend")

@@ -51,15 +51,16 @@ def _environment(started: list[Server]) -> dict[str, str]:
 def _embedded_redis_port(environ: Mapping[str, str]) -> int:
     """EMBEDDED_REDIS_PORT: where the embedded Redis listens (the run command's own setting)."""
     raw = environ.get("EMBEDDED_REDIS_PORT", str(EMBEDDED_REDIS_PORT))
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 65535:
         raise SettingsError(f"invalid configuration: EMBEDDED_REDIS_PORT: must be a port (1-65535): {raw!r}")
     return int(raw)
 
 
 def _url(host: str, port: int) -> str:
     """Where a browser on this machine reaches a server listening on ``host``."""
-    if host in ("0.0.0.0", "::"):  # noqa: S104 - listening on every address: this machine's own will do
-        host = "127.0.0.1"
+    # Listening on every address: this machine's own will do, in the same family (Flower's
+    # tornado binds "::" for IPv6 only).
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 

@@ -35,6 +35,7 @@ def start(argv: list[str], tmp_path: Path, **environ: str) -> subprocess.Complet
     (RUN_COMMAND, "WEB_CONCURRENCY", "-1"),
     (RUN_COMMAND, "FLOWER_ADDRESS", "-x"),
     (RUN_COMMAND, "EMBEDDED_REDIS_PORT", "redis"),
+    (RUN_COMMAND, "EMBEDDED_REDIS_PORT", "\u00b2"),  # a digit to str.isdigit, not to int()
 ], ids=lambda value: NAMES.get(tuple(value)) if isinstance(value, list) else None)
 def test_a_bad_value_stops_the_process_with_a_message_naming_it(argv: list[str], variable: str, value: str,
                                                                 tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings, SettingsError, embedded_urls, load_settings
+from config.settings import Settings, SettingsError, cpus, embedded_urls, load_settings
 
 KEY = {"SECRET_KEY": "unit-test-secret"}  # given, so the dev key is never written to disk
 EXTERNAL = {**KEY, "DATABASE_URL": "postgresql://app:pw@db.example:5433/allot",
@@ -65,7 +65,8 @@ def test_values_are_typed_from_strings() -> None:
 
 def test_the_web_process_runs_one_sync_worker_more_than_its_cpus_on_localhost() -> None:
     settings = load_settings(KEY)
-    assert settings.web_concurrency == len(os.sched_getaffinity(0)) + 1
+    assert settings.web_concurrency == cpus() + 1
+    assert cpus() <= len(os.sched_getaffinity(0))
     assert (settings.web_threads, settings.web_host, settings.flower_address) == (1, "127.0.0.1", "127.0.0.1")
 
 
@@ -73,6 +74,35 @@ def test_the_web_process_runs_one_sync_worker_more_than_its_cpus_on_localhost() 
 def test_the_processes_listen_on_an_address_or_a_host_name(host: str) -> None:
     settings = load_settings({**KEY, "WEB_HOST": host, "FLOWER_ADDRESS": host, "WEB_CONCURRENCY": "9"})
     assert (settings.web_host, settings.flower_address, settings.web_concurrency) == (host, host, 9)
+
+
+@pytest.mark.parametrize("host", ["0", "8000", "1.2.3", "999.999.1.1", "a..b", "-web", "web_1", "[::1]",
+                                  "web:8000", "x" * 64])
+def test_a_listen_address_that_is_neither_an_address_nor_a_host_name_is_refused(host: str) -> None:
+    with pytest.raises(SettingsError, match=r"\bWEB_HOST: .*IP address or a host name"):
+        load_settings({**KEY, "WEB_HOST": host})
+
+
+def _cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize(("files", "limit"), [
+    ({}, None),                                                      # no cgroup files: affinity only
+    ({"cpu.max": "max 100000\n"}, None),                             # v2, unlimited
+    ({"cpu.max": "150000 100000\n"}, 2),                             # v2, 1.5 CPUs: rounded up
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, unlimited
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+])
+def test_the_cpus_counted_are_no_more_than_the_cgroup_quota(tmp_path: Path, files: dict[str, str],
+                                                             limit: int | None) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    expected = affinity if limit is None else min(affinity, limit)
+    assert cpus(_cgroup(tmp_path, files)) == expected
 
 
 def test_unrelated_environment_variables_are_ignored() -> None:
