@@ -12,18 +12,27 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from limits import parse_many
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 EMBEDDED_REDIS_PORT = 16379
 # The gettext catalogues (Babel): translations/<locale>/LC_MESSAGES/messages.{po,mo}.
 TRANSLATIONS_DIR = Path(__file__).resolve().parents[1] / "translations"
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -149,11 +158,11 @@ class Settings(BaseModel):
     # workers wait on PostgreSQL and Redis in every request, so one more than the CPUs keeps
     # the CPUs busy (bench/README.md, "Web workers"); WEB_THREADS > 1 makes them gthread.
     web_host: str = "127.0.0.1"
-    web_port: int = Field(default=8000, ge=1, le=65535)
+    web_port: Port = 8000
     web_concurrency: int = Field(default_factory=lambda: cpus() + 1, ge=1)
     web_threads: int = Field(default=1, ge=1)
     flower_address: str = "127.0.0.1"
-    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_port: Port = 5555
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Bearer token a metrics scraper presents at /metrics; unset, the endpoint does not exist.
     metrics_token: str = ""
@@ -163,7 +172,7 @@ class Settings(BaseModel):
     # Amazon SES (credentials: boto3's AWS_* variables).
     mail_transport: Literal["maildir", "smtp", "ses"] = "maildir"
     smtp_host: str = Field(default="", validate_default=True)
-    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_port: Port = 587
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = True
@@ -404,11 +413,23 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     try:
         settings = Settings(**raw)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
-        )
-        raise SettingsError(f"invalid configuration: {problems}") from None
+        raise _named(exc, lambda err: str(err["loc"][0]).upper()) from None
     return _complete(settings)
+
+
+def embedded_redis_port(environ: Mapping[str, str]) -> int:
+    """EMBEDDED_REDIS_PORT: where the run command's embedded Redis listens (its own setting,
+    not one of Settings: no other process reads it)."""
+    try:
+        return TypeAdapter(Port).validate_python(environ.get("EMBEDDED_REDIS_PORT", EMBEDDED_REDIS_PORT))
+    except ValidationError as exc:
+        raise _named(exc, lambda err: "EMBEDDED_REDIS_PORT") from None
+
+
+def _named(exc: ValidationError, variable: Callable[[Any], str]) -> SettingsError:
+    """A SettingsError naming each variable ``exc`` found wrong, and why."""
+    problems = "; ".join(f"{variable(err)}: {err['msg']}" for err in exc.errors())
+    return SettingsError(f"invalid configuration: {problems}")
 
 
 def _check_production(settings: Settings) -> None:

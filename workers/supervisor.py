@@ -12,11 +12,10 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
-from config.settings import EMBEDDED_REDIS_PORT, SettingsError, load_settings
+from config.settings import SettingsError, embedded_redis_port, load_settings
 from domain.db import migrate
 from workers import embedded
 
@@ -35,7 +34,7 @@ def _environment(started: list[Server]) -> dict[str, str]:
         env["DATABASE_URL"] = postgres.url("allotment")
         print(f"embedded PostgreSQL: {var_dir / 'pg'}", flush=True)
     if not env.get("BROKER_URL"):
-        port = _embedded_redis_port(env)
+        port = embedded_redis_port(env)
         redis = embedded.start_redis(var_dir / "redis", port)
         started.append(redis)
         env["BROKER_URL"], env["RESULT_BACKEND"] = redis.url(0), redis.url(1)
@@ -47,13 +46,6 @@ def _environment(started: list[Server]) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
-
-def _embedded_redis_port(environ: Mapping[str, str]) -> int:
-    """EMBEDDED_REDIS_PORT: where the embedded Redis listens (the run command's own setting)."""
-    raw = environ.get("EMBEDDED_REDIS_PORT", str(EMBEDDED_REDIS_PORT))
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 65535:
-        raise SettingsError(f"invalid configuration: EMBEDDED_REDIS_PORT: must be a port (1-65535): {raw!r}")
-    return int(raw)
 
 
 def _url(host: str, port: int) -> str:
@@ -68,7 +60,7 @@ def main() -> int:
     """Run the system until interrupted; return the exit status."""
     try:
         load_settings(os.environ)
-        _embedded_redis_port(os.environ)
+        embedded_redis_port(os.environ)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

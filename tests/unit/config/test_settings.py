@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings, SettingsError, cpus, embedded_urls, load_settings
+from config.settings import (
+    EMBEDDED_REDIS_PORT,
+    Settings,
+    SettingsError,
+    cpus,
+    embedded_redis_port,
+    embedded_urls,
+    load_settings,
+)
 
 KEY = {"SECRET_KEY": "unit-test-secret"}  # given, so the dev key is never written to disk
 EXTERNAL = {**KEY, "DATABASE_URL": "postgresql://app:pw@db.example:5433/allot",
@@ -103,6 +111,14 @@ def test_the_cpus_counted_are_no_more_than_the_cgroup_quota(tmp_path: Path, file
     affinity = len(os.sched_getaffinity(0))
     expected = affinity if limit is None else min(affinity, limit)
     assert cpus(_cgroup(tmp_path, files)) == expected
+
+
+def test_the_run_command_reads_its_embedded_redis_port_as_a_port() -> None:
+    assert embedded_redis_port({}) == EMBEDDED_REDIS_PORT
+    assert embedded_redis_port({"EMBEDDED_REDIS_PORT": "6380"}) == 6380
+    for bad in ("0", "65536", "redis", "\u00b2"):
+        with pytest.raises(SettingsError, match=r"^invalid configuration: EMBEDDED_REDIS_PORT: "):
+            embedded_redis_port({"EMBEDDED_REDIS_PORT": bad})
 
 
 def test_unrelated_environment_variables_are_ignored() -> None:
