@@ -9,15 +9,14 @@ import gc
 import os
 import sys
 
-from config.settings import SettingsError, load_settings
+from config.settings import SettingsError, host_port, load_settings
 
 try:
     _settings = load_settings(os.environ)
 except SettingsError as exc:
     sys.exit(str(exc))
 
-_host = f"[{_settings.web_host}]" if ":" in _settings.web_host else _settings.web_host
-bind = f"{_host}:{_settings.web_port}"
+bind = host_port(_settings.web_host, _settings.web_port)
 workers = _settings.web_concurrency
 threads = _settings.web_threads
 worker_class = "sync" if threads == 1 else "gthread"

@@ -417,6 +417,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     return _complete(settings)
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:8000``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def embedded_redis_port(environ: Mapping[str, str]) -> int:
     """EMBEDDED_REDIS_PORT: where the run command's embedded Redis listens (its own setting,
     not one of Settings: no other process reads it)."""

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from config.settings import SettingsError, embedded_redis_port, load_settings
+from config.settings import SettingsError, embedded_redis_port, host_port, load_settings
 from domain.db import migrate
 from workers import embedded
 
@@ -53,7 +53,7 @@ def _url(host: str, port: int) -> str:
     # Listening on every address: this machine's own will do, in the same family (Flower's
     # tornado binds "::" for IPv6 only).
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
-    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    return f"http://{host_port(host, port)}/"
 
 
 def main() -> int:
