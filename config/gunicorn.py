@@ -7,14 +7,10 @@ that is no integer at all fails there, in a traceback that shows the variable.)
 """
 import gc
 import os
-import sys
 
-from config.settings import SettingsError, host_port, load_settings
+from config.settings import host_port, settings_or_exit
 
-try:
-    _settings = load_settings(os.environ)
-except SettingsError as exc:
-    sys.exit(str(exc))
+_settings = settings_or_exit(os.environ)
 
 bind = host_port(_settings.web_host, _settings.web_port)
 workers = _settings.web_concurrency

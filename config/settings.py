@@ -417,6 +417,15 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     return _complete(settings)
 
 
+def settings_or_exit(environ: Mapping[str, str]) -> Settings:
+    """``load_settings`` where a process starts (web, workers, beat, Flower, the ``flask`` CLI):
+    a bad value ends the process with the message naming the variable, not a traceback."""
+    try:
+        return load_settings(environ)
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def host_port(host: str, port: int) -> str:
     """``host:port``, an IPv6 address in brackets (``[::1]:8000``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import logging as log_context
-from config.settings import Settings, load_settings
+from config.settings import Settings, settings_or_exit
 from domain.bootstrap import build_provider
 from domain.identity.services import PasswordSealer
 from web import auth, cli, db, errors, openapi, ratelimit
@@ -47,7 +47,7 @@ class PageSessions(SecureCookieSessionInterface):
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for ``settings`` (read from the environment when not given)."""
-    settings = settings or load_settings(os.environ)
+    settings = settings or settings_or_exit(os.environ)
     if settings.env != "test":
         log_context.configure_logging(settings.log_level)
     app = db.App(__name__)

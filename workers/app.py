@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 
 from config.celery import celery_config
-from config.settings import Settings, load_settings
+from config.settings import Settings, settings_or_exit
 from domain.bootstrap import build_ports, build_provider
 from domain.db.provider import DataProvider
 from workers import signals  # noqa: F401 - connects process and task signals
@@ -39,4 +39,4 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     return app
 
 
-app = create_celery(load_settings(os.environ))
+app = create_celery(settings_or_exit(os.environ))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from config.settings import SettingsError, load_settings
+from config.settings import settings_or_exit
 
 
 def main() -> int:
@@ -17,11 +17,7 @@ def main() -> int:
     if os.environ.get("FLOWER_UNAUTHENTICATED_API", "").lower() in ("1", "true", "yes"):
         print("FLOWER_UNAUTHENTICATED_API: must not be set", file=sys.stderr)
         return 2
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = settings_or_exit(os.environ)
     # Flower reads FLOWER_BASIC_AUTH from the environment, keeping it off the command line.
     os.execvp(sys.executable, [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
                                f"--port={settings.flower_port}", f"--address={settings.flower_address}"])

@@ -1,5 +1,6 @@
-"""The web process, Flower and the run command refuse a bad setting of theirs at start, with
-a message naming the variable (issue 2: every setting typed and validated at start)."""
+"""Every process refuses a bad setting at start with a message naming the variable and no
+traceback (issue 2: every setting typed and validated at start): the web process, a worker
+pool, beat, Flower, the ``flask`` CLI and the run command."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,11 @@ from tests.support.services import ROOT
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py"]
 FLOWER = [sys.executable, "-m", "workers.flower"]
 RUN_COMMAND = [sys.executable, "-m", "workers.supervisor"]
-NAMES = {tuple(GUNICORN): "web", tuple(FLOWER): "flower", tuple(RUN_COMMAND): "run-command"}
+WORKER = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "default"]
+BEAT = [sys.executable, "-m", "celery", "-A", "workers.app", "beat"]
+FLASK_CLI = [sys.executable, "-m", "flask", "--app", "web", "tenants", "list"]
+NAMES = {tuple(GUNICORN): "web", tuple(FLOWER): "flower", tuple(RUN_COMMAND): "run-command",
+         tuple(WORKER): "worker", tuple(BEAT): "beat", tuple(FLASK_CLI): "flask-cli"}
 
 
 def start(argv: list[str], tmp_path: Path, **environ: str) -> subprocess.CompletedProcess[str]:
@@ -36,6 +41,10 @@ def start(argv: list[str], tmp_path: Path, **environ: str) -> subprocess.Complet
     (RUN_COMMAND, "FLOWER_ADDRESS", "-x"),
     (RUN_COMMAND, "EMBEDDED_REDIS_PORT", "redis"),
     (RUN_COMMAND, "EMBEDDED_REDIS_PORT", "\u00b2"),  # a digit to str.isdigit, not to int()
+    (WORKER, "DB_POOL_SIZE", "many"),
+    (WORKER, "TASK_TIME_LIMIT", "-5"),
+    (BEAT, "RELAY_INTERVAL_SECONDS", "soon"),
+    (FLASK_CLI, "DB_POOL_SIZE", "0.5"),
 ], ids=lambda value: NAMES.get(tuple(value)) if isinstance(value, list) else None)
 def test_a_bad_value_stops_the_process_with_a_message_naming_it(argv: list[str], variable: str, value: str,
                                                                 tmp_path: Path) -> None:

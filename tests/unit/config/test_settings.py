@@ -14,6 +14,7 @@ from config.settings import (
     embedded_redis_port,
     embedded_urls,
     load_settings,
+    settings_or_exit,
 )
 
 KEY = {"SECRET_KEY": "unit-test-secret"}  # given, so the dev key is never written to disk
@@ -161,6 +162,14 @@ def test_settings_are_frozen() -> None:
 def test_a_bad_value_names_its_variable(environ: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=rf"\b{variable}:"):
         load_settings({**KEY, **environ})
+
+
+def test_a_process_start_ends_with_the_message_instead_of_a_traceback() -> None:
+    assert settings_or_exit(KEY).db_pool_size == 5
+    with pytest.raises(SystemExit) as exited:
+        settings_or_exit({**KEY, "DB_POOL_SIZE": "many"})
+    assert str(exited.value.code).startswith("invalid configuration: DB_POOL_SIZE: ")
+    assert exited.value.__cause__ is None and exited.value.__suppress_context__
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "BROKER_URL"])
