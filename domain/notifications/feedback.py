@@ -22,6 +22,8 @@ from domain.notifications.deliveries import mark_undeliverable
 from domain.notifications.errors import InvalidFeedback
 
 _SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+DETAIL_LENGTH = 200  # SES's bounce and complaint types are short words: more is not SES's
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ class Feedback:
 
 def parse(body: Any) -> Feedback:
     """Read an SNS post (already parsed JSON); InvalidFeedback naming the field if it is not one."""
-    if not isinstance(body, dict) or not isinstance(body.get("Type"), str):
+    if not isinstance(body, dict):
+        raise InvalidFeedback("expected a JSON object", field="body")
+    if not isinstance(body.get("Type"), str):
         raise InvalidFeedback("not an SNS message", field="Type")
     if body["Type"] == "SubscriptionConfirmation":
         url = body.get("SubscribeURL")
@@ -62,23 +66,46 @@ def _ses(message: dict[str, Any]) -> Feedback:
     if kind not in reports:  # else: which report the message carries
         kind = next((k for k in reports if isinstance(message.get(k), dict)), kind)
     if kind == "bounce":
-        bounce = message.get("bounce") or {}
+        bounce = _object(message, "bounce")
         if bounce.get("bounceType") != "Permanent":
             return Feedback("other", [])
-        failed = [r for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict)
-                  and r.get("action", "failed") == "failed"]
-        detail = f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}"
+        failed = [r for r in _list(bounce, "bounce", "bouncedRecipients")
+                  if isinstance(r, dict) and r.get("action", "failed") == "failed"]
+        detail = _text(f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}")
         return Feedback("bounce", _addresses(failed), detail)
     if kind == "complaint":
-        complaint = message.get("complaint") or {}
-        people = [r for r in complaint.get("complainedRecipients") or [] if isinstance(r, dict)]
-        return Feedback("complaint", _addresses(people), str(complaint.get("complaintFeedbackType") or ""))
+        complaint = _object(message, "complaint")
+        people = [r for r in _list(complaint, "complaint", "complainedRecipients") if isinstance(r, dict)]
+        return Feedback("complaint", _addresses(people), _text(complaint.get("complaintFeedbackType") or ""))
     return Feedback("other", [])
 
 
+def _object(message: dict[str, Any], name: str) -> dict[str, Any]:
+    """SES's report ``name`` (an object; missing: empty); InvalidFeedback naming it if not one."""
+    report = message.get(name) or {}
+    if not isinstance(report, dict):
+        raise InvalidFeedback("must be an object", field=f"Message.{name}")
+    return report
+
+
+def _list(report: dict[str, Any], name: str, key: str) -> list[Any]:
+    """The report's list ``key`` (missing: empty); InvalidFeedback naming it if not a list."""
+    rows = report.get(key) or []
+    if not isinstance(rows, list):
+        raise InvalidFeedback("must be a list", field=f"Message.{name}.{key}")
+    return rows
+
+
+def _text(value: object) -> str:
+    """A word of SES's, kept as a detail: control characters dropped, at most DETAIL_LENGTH."""
+    return _CONTROL.sub("", str(value))[:DETAIL_LENGTH]
+
+
 def _addresses(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows' email addresses, lower-cased; what cannot be one of ours is left out (we never
+    send to an address without ``@``, longer than 320 characters or with a control character)."""
     found = [str(r.get("emailAddress") or "").strip().lower() for r in rows]
-    return sorted({a for a in found if "@" in a and len(a) <= 320})
+    return sorted({a for a in found if "@" in a and len(a) <= 320 and not _CONTROL.search(a)})
 
 
 def record(session: Session, feedback: Feedback) -> int:

@@ -35,7 +35,7 @@ from domain.identity import services as identity
 from domain.identity.errors import ChooseTenant
 from domain.identity.oidc import MAX_TOKEN_LENGTH, ExternalClaims, IdTokenVerifier
 from domain.identity.services import SignIn
-from web.api import SLUG, parse_json
+from web.api import SLUG, PlainText, parse_json
 from web.auth import set_token_cookies
 from web.db import management_db
 from web.errors import ApiError
@@ -83,8 +83,8 @@ class OidcTokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id_token: str = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
-    nonce: str | None = Field(default=None, max_length=512,
-                              description="required: a token without a matching nonce is refused")
+    nonce: PlainText | None = Field(default=None, max_length=512,
+                                    description="required: a token without a matching nonce is refused")
     tenant: str | None = Field(default=None, pattern=SLUG, description="the tenant's slug")
 
 

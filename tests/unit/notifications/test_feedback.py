@@ -47,14 +47,23 @@ def test_other_reports_name_nobody(message: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("body", "field"), [
-    (None, "Type"), ([], "Type"), ({"Type": 3}, "Type"),
+    (None, "body"), ([], "body"), ("x", "body"), ({"Type": 3}, "Type"),
     ({"Type": "Notification", "Message": "{not json"}, "Message"),
     ({"Type": "Notification", "Message": "[1]"}, "Message"),
     ({"Type": "SubscriptionConfirmation"}, "SubscribeURL"),
     ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"https://{SNS}.evil.example/"}, "SubscribeURL"),
     ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"http://{SNS}/"}, "SubscribeURL"),
-], ids=["null", "list", "type-not-text", "message-not-json", "message-not-object", "no-url", "lookalike-host",
-        "plain-http"])
+    (_notification({"notificationType": "Bounce", "bounce": ["Permanent"]}), "Message.bounce"),
+    (_notification({"notificationType": "Complaint", "complaint": "spam"}), "Message.complaint"),
+    (_notification({"notificationType": "Bounce", "bounce": {
+        "bounceType": "Permanent", "bouncedRecipients": "a@example.com"}}),
+     "Message.bounce.bouncedRecipients"),
+    (_notification({"notificationType": "Complaint", "complaint": {
+        "complainedRecipients": {"emailAddress": "b@example.com"}}}),
+     "Message.complaint.complainedRecipients"),
+], ids=["null", "list", "text", "type-not-text", "message-not-json", "message-not-object", "no-url",
+        "lookalike-host", "plain-http", "bounce-not-object", "complaint-not-object", "recipients-not-list",
+        "complainers-not-list"])
 def test_what_is_not_an_sns_message_is_refused_naming_the_field(body: Any, field: str) -> None:
     with pytest.raises(InvalidFeedback) as refused:
         parse(body)
@@ -65,3 +74,15 @@ def test_a_subscription_at_sns_is_accepted() -> None:
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc"
     found = parse({"Type": "SubscriptionConfirmation", "SubscribeURL": url})
     assert (found.kind, found.subscribe_url) == ("subscription", url)
+
+
+def test_what_cannot_be_stored_is_left_out_of_a_bounce() -> None:
+    found = parse(_notification({"notificationType": "Bounce", "bounce": {
+        "bounceType": "Permanent", "bounceSubType": "No\x00Email" + "x" * 1000,
+        "bouncedRecipients": [{"emailAddress": "nul\x00@example.com"}, {"emailAddress": "ok@example.com"}]}}))
+    assert found.addresses == ["ok@example.com"]  # never one of ours: we send to none with a NUL
+    assert found.detail.startswith("Permanent/NoEmailxxx")
+    assert len(found.detail) == 200 and "\x00" not in found.detail
+    complaint = parse(_notification({"notificationType": "Complaint", "complaint": {
+        "complaintFeedbackType": "abuse\x00", "complainedRecipients": [{"emailAddress": "b@example.com"}]}}))
+    assert (complaint.addresses, complaint.detail) == (["b@example.com"], "abuse")
