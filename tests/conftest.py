@@ -16,6 +16,7 @@ from domain.bootstrap import build_provider
 from domain.db.provider import DataProvider
 from tests.support import processes
 from tests.support.apps import web_app
+from tests.support.oidc_provider import OidcProvider
 from tests.support.services import (
     REDIS_DB_SESSION,
     SecondServer,
@@ -52,6 +53,14 @@ def second_server() -> Iterator[SecondServer]:
     yield server
     server.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[OidcProvider]:
+    """An OpenID Connect provider serving on 127.0.0.1 for the module that asks for it."""
+    started = OidcProvider().start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="session")

@@ -43,14 +43,6 @@ NONCE = "n-" + secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[OidcProvider]:
-    """The provider, serving on 127.0.0.1 for this module."""
-    started = OidcProvider().start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
 def oidc_settings(stack: Stack, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The session's stack, with the provider configured."""
     return load_settings(stack.env(
