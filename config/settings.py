@@ -12,6 +12,7 @@ import math
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -417,13 +418,21 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     return _complete(settings)
 
 
+# The exit status of a process refusing its settings: gunicorn's "app failed to load", so a
+# gunicorn master whose worker refuses (started without config/gunicorn.py) stops instead of
+# starting the worker again and again.
+SETTINGS_EXIT_STATUS = 4
+
+
 def settings_or_exit(environ: Mapping[str, str]) -> Settings:
     """``load_settings`` where a process starts (web, workers, beat, Flower, the ``flask`` CLI):
-    a bad value ends the process with the message naming the variable, not a traceback."""
+    a bad value ends the process with the message naming the variable on stderr, not a
+    traceback, and exit status SETTINGS_EXIT_STATUS."""
     try:
         return load_settings(environ)
     except SettingsError as exc:
-        raise SystemExit(str(exc)) from None
+        print(exc, file=sys.stderr)
+        raise SystemExit(SETTINGS_EXIT_STATUS) from None
 
 
 def host_port(host: str, port: int) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from config.settings import (
     EMBEDDED_REDIS_PORT,
+    SETTINGS_EXIT_STATUS,
     Settings,
     SettingsError,
     cpus,
@@ -164,11 +165,13 @@ def test_a_bad_value_names_its_variable(environ: dict[str, str], variable: str) 
         load_settings({**KEY, **environ})
 
 
-def test_a_process_start_ends_with_the_message_instead_of_a_traceback() -> None:
+def test_a_process_start_ends_with_the_message_instead_of_a_traceback(
+        capsys: pytest.CaptureFixture[str]) -> None:
     assert settings_or_exit(KEY).db_pool_size == 5
     with pytest.raises(SystemExit) as exited:
         settings_or_exit({**KEY, "DB_POOL_SIZE": "many"})
-    assert str(exited.value.code).startswith("invalid configuration: DB_POOL_SIZE: ")
+    assert exited.value.code == SETTINGS_EXIT_STATUS == 4  # gunicorn's "app failed to load": it stops
+    assert capsys.readouterr().err.startswith("invalid configuration: DB_POOL_SIZE: ")
     assert exited.value.__cause__ is None and exited.value.__suppress_context__
 
 
