@@ -44,8 +44,7 @@ def parse(body: Any) -> Feedback:
         raise InvalidFeedback("not an SNS message", field="Type")
     if body["Type"] == "SubscriptionConfirmation":
         url = body.get("SubscribeURL")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme != "https" or not _SNS_HOST.fullmatch(parts.hostname or ""):
+        if not (isinstance(url, str) and _at_sns(url)):
             raise InvalidFeedback("must be an https URL of Amazon SNS", field="SubscribeURL")
         return Feedback("subscription", [], subscribe_url=url)
     if body["Type"] != "Notification":
@@ -53,11 +52,21 @@ def parse(body: Any) -> Feedback:
     message = body.get("Message")
     try:  # SNS sends SES's notification as a JSON string (an object is taken as it is)
         message = json.loads(message) if isinstance(message, str) else message
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any notification
         raise InvalidFeedback("must be SES's JSON notification", field="Message") from None
     if not isinstance(message, dict):
         raise InvalidFeedback("must be SES's JSON notification", field="Message")
     return _ses(message)
+
+
+def _at_sns(url: str) -> bool:
+    """An https URL of SNS itself, on the https port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unclosed [, a port that is no number
+        return False
+    return parts.scheme == "https" and port in (None, 443) and bool(_SNS_HOST.fullmatch(parts.hostname or ""))
 
 
 def _ses(message: dict[str, Any]) -> Feedback:
@@ -81,16 +90,20 @@ def _ses(message: dict[str, Any]) -> Feedback:
 
 
 def _object(message: dict[str, Any], name: str) -> dict[str, Any]:
-    """SES's report ``name`` (an object; missing: empty); InvalidFeedback naming it if not one."""
-    report = message.get(name) or {}
+    """SES's report ``name`` (an object; missing or null: empty); InvalidFeedback naming it if not one."""
+    report = message.get(name)
+    if report is None:
+        return {}
     if not isinstance(report, dict):
         raise InvalidFeedback("must be an object", field=f"Message.{name}")
     return report
 
 
 def _list(report: dict[str, Any], name: str, key: str) -> list[Any]:
-    """The report's list ``key`` (missing: empty); InvalidFeedback naming it if not a list."""
-    rows = report.get(key) or []
+    """The report's list ``key`` (missing or null: empty); InvalidFeedback naming it if not a list."""
+    rows = report.get(key)
+    if rows is None:
+        return []
     if not isinstance(rows, list):
         raise InvalidFeedback("must be a list", field=f"Message.{name}.{key}")
     return rows
@@ -104,7 +117,7 @@ def _text(value: object) -> str:
 def _addresses(rows: list[dict[str, Any]]) -> list[str]:
     """The rows' email addresses, lower-cased; what cannot be one of ours is left out (we never
     send to an address without ``@``, longer than 320 characters or with a control character)."""
-    found = [str(r.get("emailAddress") or "").strip().lower() for r in rows]
+    found = [r["emailAddress"].strip().lower() for r in rows if isinstance(r.get("emailAddress"), str)]
     return sorted({a for a in found if "@" in a and len(a) <= 320 and not _CONTROL.search(a)})
 
 

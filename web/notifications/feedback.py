@@ -44,7 +44,7 @@ def ses_feedback() -> Any:
         return response
     try:  # SNS posts JSON as text/plain
         body = json.loads(request.get_data(as_text=True) or "null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep, malformed for us too
         raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
     received = feedback.receive(management_db(), body)
     return jsonify(FeedbackOut(kind=received.kind, addresses=len(received.addresses)).model_dump())

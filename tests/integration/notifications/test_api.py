@@ -197,7 +197,7 @@ def test_ses_feedback_marks_permanent_bounces_and_complaints_only(plane: Plane, 
             "gone@example.com", "later@example.com", "soft@example.com", "angry@example.com")}
     assert marked == {"gone@example.com": True, "later@example.com": False, "soft@example.com": False,
                       "angry@example.com": True}
-    for bad, status, field in (("{", 400, "body"), ("[]", 422, "Type"),
+    for bad, status, field in (("{", 400, "body"), ("[]", 422, "body"),
                                (json.dumps({"Type": "Notification", "Message": "{"}), 422, "Message"),
                                (json.dumps({"Type": "SubscriptionConfirmation",
                                             "SubscribeURL": "https://evil.example/confirm"}), 422,

@@ -53,8 +53,13 @@ def test_other_reports_name_nobody(message: dict[str, Any]) -> None:
     ({"Type": "SubscriptionConfirmation"}, "SubscribeURL"),
     ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"https://{SNS}.evil.example/"}, "SubscribeURL"),
     ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"http://{SNS}/"}, "SubscribeURL"),
+    ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"https://[{SNS}/"}, "SubscribeURL"),
+    ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"https://{SNS}:x/"}, "SubscribeURL"),
+    ({"Type": "SubscriptionConfirmation", "SubscribeURL": f"https://{SNS}:8443/"}, "SubscribeURL"),
+    ({"Type": "Notification", "Message": "[" * 100_000}, "Message"),
     (_notification({"notificationType": "Bounce", "bounce": ["Permanent"]}), "Message.bounce"),
     (_notification({"notificationType": "Complaint", "complaint": "spam"}), "Message.complaint"),
+    (_notification({"notificationType": "Bounce", "bounce": []}), "Message.bounce"),
     (_notification({"notificationType": "Bounce", "bounce": {
         "bounceType": "Permanent", "bouncedRecipients": "a@example.com"}}),
      "Message.bounce.bouncedRecipients"),
@@ -62,8 +67,9 @@ def test_other_reports_name_nobody(message: dict[str, Any]) -> None:
         "complainedRecipients": {"emailAddress": "b@example.com"}}}),
      "Message.complaint.complainedRecipients"),
 ], ids=["null", "list", "text", "type-not-text", "message-not-json", "message-not-object", "no-url",
-        "lookalike-host", "plain-http", "bounce-not-object", "complaint-not-object", "recipients-not-list",
-        "complainers-not-list"])
+        "lookalike-host", "plain-http", "unclosed-bracket", "port-not-a-number", "other-port",
+        "nested-too-deep", "bounce-not-object", "complaint-not-object", "bounce-empty-list",
+        "recipients-not-list", "complainers-not-list"])
 def test_what_is_not_an_sns_message_is_refused_naming_the_field(body: Any, field: str) -> None:
     with pytest.raises(InvalidFeedback) as refused:
         parse(body)
@@ -86,3 +92,16 @@ def test_what_cannot_be_stored_is_left_out_of_a_bounce() -> None:
     complaint = parse(_notification({"notificationType": "Complaint", "complaint": {
         "complaintFeedbackType": "abuse\x00", "complainedRecipients": [{"emailAddress": "b@example.com"}]}}))
     assert (complaint.addresses, complaint.detail) == (["b@example.com"], "abuse")
+
+
+def test_a_report_or_a_list_that_is_null_names_nobody() -> None:
+    assert parse(_notification({"notificationType": "Bounce", "bounce": None})).addresses == []
+    found = parse(_notification({"notificationType": "Bounce", "bounce": {
+        "bounceType": "Permanent", "bouncedRecipients": None}}))
+    assert (found.kind, found.addresses) == ("bounce", [])
+
+
+def test_an_address_that_is_no_text_is_left_out() -> None:
+    found = parse(_notification({"notificationType": "Complaint", "complaint": {
+        "complainedRecipients": [{"emailAddress": {"x": "a@b.example"}}, {"emailAddress": "c@d.example"}]}}))
+    assert found.addresses == ["c@d.example"]
