@@ -13,6 +13,11 @@ bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
 
 
+def openapi_path(rule: str) -> str:
+    """A werkzeug rule as an OpenAPI path: ``<uuid:signup_id>`` -> ``{signup_id}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
 def doc(summary: str, *, body: type[BaseModel] | None = None,
         responses: dict[int, str | type[BaseModel]] | None = None,
         auth: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -45,7 +50,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         meta = getattr(app.view_functions[rule.endpoint], "openapi", None)
         if meta is None:
             continue
-        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        path = openapi_path(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op: dict[str, Any] = {"summary": meta["summary"], "operationId": rule.endpoint,
                                   "tags": [rule.endpoint.split(".")[0]], "responses": {}}

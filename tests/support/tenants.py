@@ -223,11 +223,12 @@ def call_as(client: FlaskClient, app: Flask, method: str, path: str, token: str 
 
 # The tables with a tenant_id column (what information_schema.columns lists, read from the
 # catalogue: information_schema's view costs tens of milliseconds a call).
-_TENANT_TABLES = text("SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                      "WHERE a.attname = 'tenant_id' AND NOT a.attisdropped "
-                      "AND c.relkind IN ('r', 'p', 'v', 'f') "
-                      "AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
-                      "ORDER BY c.relname")
+TENANT_TABLES_SQL = ("SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                     "WHERE a.attname = 'tenant_id' AND NOT a.attisdropped "
+                     "AND c.relkind IN ('r', 'p', 'v', 'f') "
+                     "AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) "
+                     "ORDER BY c.relname")
+_TENANT_TABLES = text(TENANT_TABLES_SQL)
 
 
 # What a row is, for the checksum: the whole row, except in the outbox, whose delivery
@@ -236,27 +237,35 @@ _TENANT_TABLES = text("SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c
 _ROW = {"outbox": "(t.id, t.event_id, t.type, t.handler, t.payload, t.tenant_id, t.correlation_id)"}
 
 
+def digest_sql(table: str, where: str) -> str:
+    """A scalar subquery: row count and checksum of ``table``'s rows (as ``t``) where ``where``."""
+    row_text = f"{_ROW.get(table, 't')}::text"
+    return (f"(SELECT count(*) || ':' || md5(coalesce(string_agg({row_text}, ',' ORDER BY {row_text}), ''))"
+            f' FROM "{table}" t WHERE {where})')
+
+
 def _digests(session: Session, checks: Mapping[str, tuple[str, str]], **params: Any) -> dict[str, str]:
     """Row count and checksum of the rows each check names, ``name -> (table, where)``, in one
     statement (one round trip however many tables)."""
     if not checks:
         return {}
-    columns = []
-    for index, (table, where) in enumerate(checks.values()):
-        row_text = f"{_ROW.get(table, 't')}::text"
-        columns.append(f"(SELECT count(*) || ':' || md5(coalesce(string_agg({row_text}, ',' ORDER BY "
-                       f'{row_text}), \'\')) FROM "{table}" t WHERE {where}) AS c{index}')
+    columns = [f"{digest_sql(table, where)} AS c{index}"
+               for index, (table, where) in enumerate(checks.values())]
     row = session.execute(text("SELECT " + ", ".join(columns)), params).one()
     return dict(zip(checks, row, strict=True))
 
 
 # Written only by a worker handling a message (whose outbox row is compared): a worker left
 # running by another module may record a delivery of this tenant's earlier message any time.
-_WORKER_ONLY = frozenset({"inbox"})
+WORKER_ONLY = frozenset({"inbox"})
+
+# The management tables holding a person's rows, and the column naming the person.
+BY_USER = {"users": "id", "auth_sessions": "user_id", "memberships": "user_id", "tenant_users": "user_id",
+           "external_identities": "user_id", "reseller_admins": "user_id"}
 
 
 def _tenant_tables(session: Session, db_key: str) -> dict[str, tuple[str, str]]:
-    tables = [t for t in session.scalars(_TENANT_TABLES) if t not in _WORKER_ONLY]
+    tables = [t for t in session.scalars(_TENANT_TABLES) if t not in WORKER_ONLY]
     return {f"{db_key}.{table}": (table, "t.tenant_id = :tenant") for table in tables}
 
 
@@ -278,11 +287,8 @@ def tenant_fingerprint(provider: DataProvider, tenant_id: uuid.UUID, *,
     with provider.unscoped(MANAGEMENT) as session:
         checks = _tenant_tables(session, MANAGEMENT)
         checks["management.tenants[id]"] = ("tenants", "t.id = :tenant")
-        by_user = {"users": "t.id", "auth_sessions": "t.user_id", "memberships": "t.user_id",
-                   "tenant_users": "t.user_id", "external_identities": "t.user_id",
-                   "reseller_admins": "t.user_id"}
-        for table, column in by_user.items():
-            checks[f"management.{table}[user]"] = (table, f"{column} = ANY(:users)")
+        for table, column in BY_USER.items():
+            checks[f"management.{table}[user]"] = (table, f"t.{column} = ANY(:users)")
         checks["management.invitations[email]"] = (
             "invitations", "t.email IN (SELECT email FROM users WHERE id = ANY(:users))")
         checks["management.resellers[id]"] = ("resellers", "t.id = ANY(:ids)")

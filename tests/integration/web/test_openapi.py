@@ -9,6 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from web.openapi import openapi_path
+
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -18,11 +20,6 @@ def spec(app: Flask) -> dict[str, Any]:
     response = app.test_client().get("/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
     return response.json  # type: ignore[no-any-return]
-
-
-def openapi_path(rule: str) -> str:
-    """A werkzeug rule as an OpenAPI path: ``<uuid:signup_id>`` -> ``{signup_id}``."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
 def refs_in(node: Any) -> Iterator[str]:
