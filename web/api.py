@@ -1,11 +1,12 @@
-"""Helpers every JSON view uses: parse a pydantic body, answer 202 with a status URL."""
+"""Helpers every JSON view uses: parse a pydantic body or query string, answer 202 with a
+status URL."""
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Self, TypeVar
 
 from flask import jsonify, request
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import BadRequest
 
 from web.errors import ApiError
@@ -42,10 +43,35 @@ def parse_json(model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in err["loc"]) or "body",
-                    "reason": err["msg"]} for err in exc.errors()]
-        first = details[0]
-        raise ApiError(422, "validation_failed", first["reason"], first["field"], details) from None
+        raise _refusal(exc, "body") from None
+
+
+def parse_query(model: type[M]) -> M:
+    """The query string as ``model`` (declare it with ``doc(query=...)``); 422 naming the
+    parameter and the reason. A parameter given twice counts once, as its first value."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise _refusal(exc, "query") from None
+
+
+def _refusal(exc: ValidationError, whole: str) -> ApiError:
+    details = [{"field": ".".join(str(p) for p in err["loc"]) or whole, "reason": err["msg"]}
+               for err in exc.errors()]
+    return ApiError(422, "validation_failed", details[0]["reason"], details[0]["field"], details)
+
+
+class Query(BaseModel):
+    """A query string's parameters: one not declared is refused, naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Paging(Query):
+    """A slice of a list, newest first: at most ``limit`` items after the first ``offset``."""
+
+    limit: int = Field(default=50, ge=0, le=200)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
 def accepted(status_url: str, **body: Any) -> Any:

@@ -18,13 +18,14 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
-def doc(summary: str, *, body: type[BaseModel] | None = None,
+def doc(summary: str, *, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
         responses: dict[int, str | type[BaseModel]] | None = None,
         auth: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Describe a JSON view for the OpenAPI document."""
+    """Describe a JSON view for the OpenAPI document: its body, and the query string model
+    it reads with ``web.api.parse_query``."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-        view.openapi = {"summary": summary, "body": body,  # type: ignore[attr-defined]
+        view.openapi = {"summary": summary, "body": body, "query": query,  # type: ignore[attr-defined]
                         "responses": responses or {200: "OK"}, "auth": auth}
         return view
 
@@ -36,6 +37,19 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
     components.update(schema.pop("$defs", {}))
     components[model.__name__] = schema
     return {"$ref": REF.format(model=model.__name__)}
+
+
+def _query_parameters(model: type[BaseModel], components: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF)
+    components.update(schema.pop("$defs", {}))
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop["description"]
+        out.append(param)
+    return out
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
@@ -56,6 +70,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
                                   "tags": [rule.endpoint.split(".")[0]], "responses": {}}
             params = [{"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
                       for arg in sorted(rule.arguments)]
+            if meta["query"] is not None:
+                params += _query_parameters(meta["query"], components)
             if params:
                 op["parameters"] = params
             if meta["body"] is not None:
@@ -69,6 +85,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
                     op["responses"][str(status)] = {"description": answer}
             for status in ("400", "415", "422") if meta["body"] is not None else ():
                 op["responses"].setdefault(status, {"description": "bad input", "content": error})
+            if meta["query"] is not None:
+                op["responses"].setdefault("422", {"description": "bad query parameter", "content": error})
             if meta["auth"]:
                 op["security"] = [{"bearer": []}]
                 op["responses"].setdefault("401", {"description": "unauthorized", "content": error})

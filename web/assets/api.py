@@ -8,7 +8,6 @@ see their own assets; tenant admins see every asset, the usage and the policy.
 """
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -20,12 +19,11 @@ from domain.assets import policies, queries, services
 from domain.assets.kinds import KINDS
 from domain.assets.queries import AssetView
 from domain.assets.services import Upload
-from web.api import accepted, parse_json
+from web.api import Paging, Query, accepted, parse_json, parse_query
 from web.assets import bp, flows, uploads
 from web.assets.flows import ADMIN, UPLOAD
 from web.auth import operator_required, requires
 from web.db import management_db, tenant_db
-from web.errors import ApiError
 from web.openapi import doc
 from web.storage import storage
 
@@ -106,6 +104,12 @@ class LinkOut(BaseModel):
     filename: str
 
 
+class RenditionQuery(Query):
+    """Which file of the asset: its original or one of its renditions, by name."""
+
+    rendition: str = Field(default="original", pattern=r"^[a-z0-9]{1,20}$")
+
+
 class UsageOut(BaseModel):
     """What the tenant stores against its quota."""
 
@@ -136,13 +140,6 @@ def asset_json(asset: AssetView) -> dict[str, Any]:
     fields = {name: getattr(asset, name) for name in AssetOut.model_fields if name != "renditions"}
     renditions = [RenditionOut(**r.__dict__) for r in asset.renditions]
     return AssetOut(**fields, renditions=renditions).model_dump(mode="json")
-
-
-def _page_arg(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 0 <= int(raw) <= maximum:
-        raise ApiError(422, "validation_failed", f"must be an integer from 0 to {maximum}", name)
-    return int(raw)
 
 
 @bp.post("/api/v1/assets")
@@ -189,11 +186,13 @@ def confirm_upload(asset_id: uuid.UUID) -> Any:
 
 @bp.get("/api/v1/assets")
 @requires(UPLOAD)
-@doc("List my assets (a tenant admin: every asset of the tenant)", responses={200: AssetList}, auth=True)
+@doc("List my assets (a tenant admin: every asset of the tenant)", query=Paging, responses={200: AssetList},
+     auth=True)
 def list_assets() -> Any:
     """The assets the caller may see, newest first."""
-    limit, offset = _page_arg("limit", 50, 200), _page_arg("offset", 0, 1_000_000)
-    rows = queries.assets_of(tenant_db(flows.tenant_id()), flows.viewer(), limit=limit, offset=offset)
+    paging = parse_query(Paging)
+    rows = queries.assets_of(tenant_db(flows.tenant_id()), flows.viewer(), limit=paging.limit,
+                             offset=paging.offset)
     return jsonify({"items": [asset_json(a) for a in rows]})
 
 
@@ -208,13 +207,11 @@ def asset_status(asset_id: uuid.UUID) -> Any:
 
 @bp.get("/api/v1/assets/<uuid:asset_id>/download")
 @requires(UPLOAD)
-@doc("A signed, expiring download link (?rendition=original|<name>)",
+@doc("A signed, expiring download link to the original or a rendition", query=RenditionQuery,
      responses={200: LinkOut, 404: "no such asset or rendition", 409: "not ready"}, auth=True)
 def download_link(asset_id: uuid.UUID) -> Any:
     """A signed link to the original or a rendition of a ready asset."""
-    rendition = request.args.get("rendition", "original")
-    if not re.fullmatch(r"[a-z0-9]{1,20}", rendition):
-        raise ApiError(422, "validation_failed", "must be 'original' or a rendition's name", "rendition")
+    rendition = parse_query(RenditionQuery).rendition
     link = services.download_link(tenant_db(flows.tenant_id()), storage(), asset_id, flows.viewer(),
                                   rendition=rendition, link_seconds=flows.settings().asset_link_seconds)
     out = LinkOut(url=link.url, expires_at=link.expires_at, filename=link.filename)

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from domain.employment import queries, services, structure
 from domain.employment.services import EmployeeFields
-from web.api import PlainText, parse_json
+from web.api import PlainText, Query, parse_json, parse_query
 from web.auth import requires
 from web.employment import bp
-from web.employment.common import READ, WRITE, EmployeeOut, OrgUnitOut, db, graph_db, parse_query
+from web.employment.common import READ, WRITE, EmployeeOut, OrgUnitOut, db, graph_db
 from web.openapi import doc
 
 Name = Annotated[PlainText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -45,10 +45,8 @@ class EmployeeBody(BaseModel):
                               manager_email=self.manager_email)
 
 
-class EmployeeQuery(BaseModel):
+class EmployeeQuery(Query):
     """Search and paging of the employee list."""
-
-    model_config = ConfigDict(extra="forbid")
 
     q: PlainText = Field(default="", max_length=100, description="part of a name or work email")
     page: int = Field(default=1, ge=1, le=1_000_000)
@@ -115,7 +113,8 @@ def _employee_json(view: queries.EmployeeView, status: int = 200) -> Any:
 
 @bp.get("/api/v1/employment/employees")
 @requires(READ)
-@doc("List employees (search by name or work email, paged)", responses={200: EmployeePage}, auth=True)
+@doc("List employees (search by name or work email, paged)", query=EmployeeQuery,
+     responses={200: EmployeePage}, auth=True)
 def list_employees() -> Any:
     """One page of the tenant's employees by name."""
     query = parse_query(EmployeeQuery)

@@ -1,21 +1,18 @@
-"""What the employment views share: the request's two sessions, query-string parsing, and
-the JSON shapes of employees, units and people."""
+"""What the employment views share: the request's two sessions and the JSON shapes of
+employees, units and people."""
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import TypeVar
 
-from flask import g, request
+from flask import g
 from pydantic import BaseModel
 
 from domain.db.provider import ProviderSession
 from domain.employment.queries import OrgUnitView
-from web.api import FromView, ValidationError
+from web.api import FromView
 from web.db import management_db, tenant_db
-from web.errors import ApiError
 
-M = TypeVar("M", bound=BaseModel)
 READ = "employment:read"
 WRITE = "employment:write"
 
@@ -28,16 +25,6 @@ def db() -> ProviderSession:
 def graph_db() -> ProviderSession:
     """The request's session on the relation graph (the management database)."""
     return management_db()
-
-
-def parse_query(model: type[M]) -> M:
-    """The query string as ``model``; 422 naming the parameter and the reason."""
-    try:
-        return model.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in err["loc"]) or "query", "reason": err["msg"]}
-                   for err in exc.errors()]
-        raise ApiError(422, "validation_failed", details[0]["reason"], details[0]["field"], details) from None
 
 
 class EmployeeOut(FromView):

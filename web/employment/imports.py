@@ -10,20 +10,21 @@ import uuid
 from typing import Any
 
 from flask import g, jsonify, redirect, render_template, request, url_for
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from werkzeug.datastructures import FileStorage
 
 from domain.employment import imports, queries, rows
 from domain.employment.queries import ImportView
 from domain.errors import DomainError
-from web.api import accepted
+from web.api import Query, accepted, parse_query
 from web.auth import page_requires, requires
 from web.employment import bp
-from web.employment.common import WRITE, db, parse_query
+from web.employment.common import WRITE, db
 from web.employment.forms import ImportForm
 from web.errors import ApiError
 from web.forms import place_error
 from web.openapi import doc
+from web.pages import page_number
 
 UPLOADS = frozenset({"employment.upload_import", "employment.upload_import_page"})
 _ENVELOPE = 64 * 1024  # multipart headers and the CSRF field around the file
@@ -89,10 +90,8 @@ class ImportList(BaseModel):
     items: list[ImportOut]
 
 
-class ProblemsQuery(BaseModel):
+class ProblemsQuery(Query):
     """Which page of an import's problems."""
-
-    model_config = ConfigDict(extra="forbid")
 
     page: int = Field(default=1, ge=1, le=1_000_000)
 
@@ -139,7 +138,8 @@ def list_imports() -> Any:
 
 @bp.get("/api/v1/employment/imports/<uuid:import_id>")
 @requires(WRITE)
-@doc("Where an import stands, with a page of its problems", responses={200: ImportOut}, auth=True)
+@doc("Where an import stands, with a page of its problems", query=ProblemsQuery, responses={200: ImportOut},
+     auth=True)
 def import_status(import_id: uuid.UUID) -> Any:
     """Progress, counts and problems (100 a page, by line)."""
     query = parse_query(ProblemsQuery)
@@ -180,6 +180,5 @@ def upload_import_page() -> Any:
 @page_requires(WRITE)
 def import_page(import_id: uuid.UUID) -> Any:
     """An import's progress (the page reloads itself until it is done) and its problems."""
-    page = request.args.get("page", "1")
-    number = int(page) if page.isdigit() and 0 < int(page) <= 1_000_000 else 1
-    return render_template("employment/import.html", job=queries.import_job(db(), import_id, page=number))
+    job = queries.import_job(db(), import_id, page=page_number())
+    return render_template("employment/import.html", job=job)

@@ -24,6 +24,7 @@ from web.employment.common import READ, WRITE, db, graph_db
 from web.employment.forms import EmployeeForm, JobTypeForm, OrgUnitForm
 from web.forms import place_error
 from web.i18n import gettext
+from web.pages import page_number
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Errors shown beside one row's controls: {id: {field: [reason]}}.
@@ -34,11 +35,6 @@ def _see_other(endpoint: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values), code=303)
 
 
-def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= 1_000_000 else 1
-
-
 # --- employees ----------------------------------------------------------------------------
 
 @bp.get("/employment/employees")
@@ -46,7 +42,7 @@ def _page_number() -> int:
 def employees_page() -> Any:
     """The tenant's employees by name: search by name or work email, 25 a page."""
     search = _CONTROL.sub("", request.args.get("q", ""))[:100].strip()
-    found = queries.list_employees(db(), search=search, page=_page_number())
+    found = queries.list_employees(db(), search=search, page=page_number())
     return render_template("employment/employees.html", found=found, q=search,
                            may_write=g.caller.may(WRITE))
 

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict
 
 from domain.employment import relations, reporting
 from domain.employment.reporting import ReportLine
-from web.api import parse_json
+from web.api import Query, parse_json, parse_query
 from web.auth import requires
 from web.employment import bp
-from web.employment.common import READ, WRITE, OrgUnitOut, PersonOut, db, graph_db, parse_query
+from web.employment.common import READ, WRITE, OrgUnitOut, PersonOut, db, graph_db
 from web.openapi import doc
 
 Relation = Literal["reports_to", "deputy_of", "mentor_of"]
@@ -65,10 +65,8 @@ class LineList(BaseModel):
     items: list[LineOut]
 
 
-class ChartQuery(BaseModel):
+class ChartQuery(Query):
     """Whether the people of the unit's sub-units are on its chart."""
-
-    model_config = ConfigDict(extra="forbid")
 
     sub_units: bool = True
 
@@ -148,7 +146,7 @@ def subordinates(employee_id: uuid.UUID) -> Any:
 
 @bp.get("/api/v1/employment/org-units/<uuid:org_unit_id>/chart")
 @requires(READ)
-@doc("The reporting tree of an org unit (with its sub-units unless sub_units=false)",
+@doc("The reporting tree of an org unit (with its sub-units unless sub_units=false)", query=ChartQuery,
      responses={200: ChartOut}, auth=True)
 def org_chart(org_unit_id: uuid.UUID) -> Any:
     """The unit's people as a reporting tree."""

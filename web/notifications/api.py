@@ -2,20 +2,18 @@
 read; my preferences; the tenant's email branding."""
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.notifications import branding, preferences, queries, services
 from domain.notifications.preferences import Preferences
-from web.api import parse_json
+from web.api import Paging, parse_json, parse_query
 from web.auth import requires
 from web.db import management_db, tenant_db
-from web.errors import ApiError
 from web.notifications import bp
 from web.openapi import doc
 
@@ -109,13 +107,6 @@ class BrandingOut(BaseModel):
     logo_url: str | None
 
 
-def _page_arg(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 0 <= int(raw) <= maximum:
-        raise ApiError(422, "validation_failed", f"must be an integer from 0 to {maximum}", name)
-    return int(raw)
-
-
 def _preferences(found: Preferences) -> Any:
     out = PreferencesOut(categories=[CategoryOut(**c.__dict__) for c in found.categories],
                          digest=found.digest)
@@ -124,14 +115,15 @@ def _preferences(found: Preferences) -> Any:
 
 @bp.get("/api/v1/notifications/notices")
 @requires(READ)
-@doc("List my notices", responses={200: NoticeList}, auth=True)
+@doc("List my notices", query=Paging, responses={200: NoticeList}, auth=True)
 def list_notices() -> Any:
     """The caller's notices in the token's tenant, newest first (``limit``, ``offset``)."""
-    limit, offset = _page_arg("limit", 50, 200), _page_arg("offset", 0, 1_000_000)
-    page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, limit, offset, management=management_db())
+    paging = parse_query(Paging)
+    page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, paging.limit, paging.offset,
+                               management=management_db())
     items = [NoticeOut(**n.__dict__) for n in page.items]
-    return jsonify(NoticeList(items=items, total=page.total, unread=page.unread, limit=limit,
-                              offset=offset).model_dump(mode="json"))
+    return jsonify(NoticeList(items=items, total=page.total, unread=page.unread, limit=paging.limit,
+                              offset=paging.offset).model_dump(mode="json"))
 
 
 @bp.get("/api/v1/notifications/notices/unread-count")

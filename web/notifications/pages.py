@@ -16,22 +16,18 @@ from web.db import management_db, tenant_db
 from web.i18n import catalogues, gettext
 from web.notifications import bp
 from web.notifications.forms import ActionForm, PreferencesForm
+from web.pages import page_number
 from web.translations.forms import LocaleForm
 
 READ = "notifications:read"
 PER_PAGE = 20
 
 
-def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 100_000 else 1
-
-
 @bp.get("/notifications")
 @page_requires(READ)
 def notices_page() -> Any:
     """My notices, newest first, twenty a page, each with what became of its email."""
-    number = _page_number()
+    number = page_number()
     page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, PER_PAGE, (number - 1) * PER_PAGE,
                                management=management_db())
     return render_template("notifications/notices.html", page=page, number=number,
@@ -50,7 +46,7 @@ def unread_count_page() -> Any:
 def mark_read_page(notice_id: uuid.UUID) -> Any:
     """Mark one of my notices read; back to the list."""
     services.mark_read(tenant_db(g.tenant_id), g.user_id, notice_id)
-    return redirect(url_for("notifications.notices_page", page=_page_number()), code=303)
+    return redirect(url_for("notifications.notices_page", page=page_number()), code=303)
 
 
 @bp.post("/notifications/read-all")

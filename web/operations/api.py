@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from flask import current_app, g, jsonify, request, send_file, url_for
+from flask import current_app, g, jsonify, send_file, url_for
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from domain.assets.storage import LocalStorage
@@ -14,7 +14,7 @@ from domain.identity import services as identity
 from domain.messaging import relay
 from domain.tenancy import export, migrations
 from domain.tenancy import services as tenancy
-from web.api import PlainText, accepted, parse_json
+from web.api import PlainText, Query, accepted, parse_json, parse_query
 from web.auth import operator_required
 from web.db import management_db, provider
 from web.errors import ApiError, error_response
@@ -38,6 +38,12 @@ class MessageOut(BaseModel):
     next_attempt_at: datetime
     dead_at: datetime | None
     last_error: str | None
+
+
+class MessagesQuery(Query):
+    """Which messages: dead (out of attempts) or overdue (past their lease)."""
+
+    state: Literal["dead", "overdue"] = "dead"
 
 
 class MessageList(BaseModel):
@@ -68,12 +74,10 @@ def readyz() -> Any:
 
 @bp.get("/api/v1/operations/messages")
 @operator_required
-@doc("List dead or overdue messages", responses={200: MessageList}, auth=True)
+@doc("List dead or overdue messages", query=MessagesQuery, responses={200: MessageList}, auth=True)
 def list_messages() -> Any:
     """Dead (out of attempts) or overdue (past their lease) deliveries, across every database."""
-    state = request.args.get("state", "dead")
-    if state not in ("dead", "overdue"):
-        raise ApiError(422, "validation_failed", "must be 'dead' or 'overdue'", "state")
+    state = parse_query(MessagesQuery).state
     listing = relay.list_all(provider(), state)
     body = MessageList(state=state, items=[MessageOut(**r.__dict__) for r in listing.rows],  # type: ignore[arg-type]
                        unreachable=listing.unreachable)

@@ -11,7 +11,7 @@ from domain.publications import queries, reading, services
 from domain.publications.audience import MAX_PEOPLE, Audience
 from domain.publications.services import MAX_ATTACHMENTS, MAX_SECTIONS, Draft, SectionFields
 from domain.publications.values import MAX_BODY, MAX_TITLE
-from web.api import PlainText, accepted, parse_json
+from web.api import PlainText, Query, accepted, parse_json, parse_query
 from web.auth import requires
 from web.openapi import doc
 from web.publications import bp
@@ -26,7 +26,6 @@ from web.publications.common import (
     author,
     db,
     management,
-    parse_query,
     settings,
 )
 from web.storage import storage
@@ -100,10 +99,8 @@ class PublishBody(BaseModel):
     publish_at: AwareDatetime | None = None
 
 
-class ListQuery(BaseModel):
+class ListQuery(Query):
     """Paging of a list."""
-
-    model_config = ConfigDict(extra="forbid")
 
     page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=25, ge=1, le=queries.MAX_PER_PAGE)
@@ -155,7 +152,8 @@ def _publication_json(view: queries.PublicationView, status: int = 200) -> Any:
 
 @bp.get("/api/v1/publications")
 @requires(PUBLISH)
-@doc("List the tenant's publications with their read counts (paged)", responses={200: PublicationPage},
+@doc("List the tenant's publications with their read counts (paged)", query=ListQuery,
+     responses={200: PublicationPage},
      auth=True)
 def list_publications() -> Any:
     """One page of the tenant's publications, newest first."""
@@ -274,7 +272,8 @@ def unschedule_publication(publication_id: uuid.UUID) -> Any:
 
 @bp.get("/api/v1/publications/received")
 @requires(READ)
-@doc("The publications addressed to me, newest first (paged)", responses={200: ReceivedPage}, auth=True)
+@doc("The publications addressed to me, newest first (paged)", query=ListQuery, responses={200: ReceivedPage},
+     auth=True)
 def list_received() -> Any:
     """One page of the publications addressed to the caller."""
     query = parse_query(ListQuery)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import current_app, g, request
+from flask import current_app, g
 from pydantic import BaseModel
 
 from config.settings import Settings
@@ -14,11 +14,9 @@ from domain.db.provider import ProviderSession
 from domain.publications.queries import PublicationView
 from domain.publications.reading import ReaderView
 from domain.publications.services import Author
-from web.api import FromView, ValidationError
+from web.api import FromView
 from web.db import management_db, tenant_db
-from web.errors import ApiError
 
-M = TypeVar("M", bound=BaseModel)
 READ = "publications:read"
 PUBLISH = "publications:publish"
 ADMIN = "tenant:admin"  # sees (and so may attach) every asset of the tenant
@@ -37,16 +35,6 @@ def management() -> ProviderSession:
 def settings() -> Settings:
     """This app's settings."""
     return current_app.extensions["allotment.settings"]  # type: ignore[no-any-return]
-
-
-def parse_query(model: type[M]) -> M:
-    """The query string as ``model``; 422 naming the parameter and the reason."""
-    try:
-        return model.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in err["loc"]) or "query", "reason": err["msg"]}
-                   for err in exc.errors()]
-        raise ApiError(422, "validation_failed", details[0]["reason"], details[0]["field"], details) from None
 
 
 def author() -> Author:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from domain.assets import queries as asset_queries
@@ -22,6 +22,7 @@ from domain.publications.queries import PublicationView
 from web.auth import page_requires
 from web.forms import place_error
 from web.i18n import gettext
+from web.pages import page_number
 from web.publications import bp
 from web.publications.common import PUBLISH, READ, author, db, management, settings
 from web.publications.forms import DRAFT_FIELDS, MoveForm, PublicationForm, PublishForm, SectionForm
@@ -35,18 +36,13 @@ def _see_other(endpoint: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values), code=303)
 
 
-def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= 1_000_000 else 1
-
-
 # --- readers ------------------------------------------------------------------------------
 
 @bp.get("/publications")
 @page_requires(READ)
 def received_page() -> Any:
     """The publications addressed to me, newest first."""
-    found = reading.received(db(), management(), g.caller.user_id, page=_page_number())
+    found = reading.received(db(), management(), g.caller.user_id, page=page_number())
     return render_template("publications/received.html", found=found, may_publish=g.caller.may(PUBLISH))
 
 
@@ -74,7 +70,7 @@ def attachment_page(publication_id: uuid.UUID, asset_id: uuid.UUID) -> Any:
 @page_requires(PUBLISH)
 def manage_page() -> Any:
     """The tenant's publications, newest first, with where each stands and its read count."""
-    return render_template("publications/manage.html", found=queries.publications(db(), page=_page_number()))
+    return render_template("publications/manage.html", found=queries.publications(db(), page=page_number()))
 
 
 def _draft_form(form: PublicationForm) -> PublicationForm:

@@ -1,6 +1,7 @@
 """HTML forms of the purchases context: the checkout."""
 from __future__ import annotations
 
+import re
 import secrets
 
 from wtforms import Field, Form, HiddenField, RadioField, StringField
@@ -32,7 +33,7 @@ def _card_number(form: Form, field: Field) -> None:
 
 def _offer(form: Form, field: Field) -> None:
     parts = (field.data or "").split(_SEP)
-    if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 13:
+    if len(parts) != 3 or not re.fullmatch(r"[0-9]{1,13}", parts[1]):  # not isdigit(): '²' is one
         raise ValidationError(_l("choose one of the products"))
 
 

@@ -2,7 +2,6 @@
 product strings they can override, and the caller's own language."""
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.translations import services as translations
 from domain.translations.services import OverrideView
-from web.api import parse_json
+from web.api import Query, parse_json, parse_query
 from web.auth import requires
 from web.db import management_db
-from web.errors import ApiError
 from web.i18n import catalogues
 from web.openapi import doc
 from web.translations import bp
@@ -75,6 +73,12 @@ class LocaleBody(BaseModel):
     locale: str | None = Field(pattern=LOCALE)
 
 
+class LocaleQuery(Query):
+    """Which locale (by default: every locale for overrides, the default one for strings)."""
+
+    locale: str | None = Field(default=None, pattern=LOCALE)
+
+
 class LocaleOut(BaseModel):
     """My language, the one in use, and those available."""
 
@@ -87,19 +91,13 @@ def _out(view: OverrideView) -> OverrideOut:
     return OverrideOut(**view.__dict__)
 
 
-def _locale_arg() -> str | None:
-    value = request.args.get("locale")
-    if value is not None and not re.fullmatch(LOCALE, value):
-        raise ApiError(422, "validation_failed", "must be a locale name such as en or de", "locale")
-    return value
-
-
 @bp.get("/api/v1/translations/strings")
 @requires(ADMIN)
-@doc("Product strings in a locale, with the tenant's overrides", responses={200: StringList}, auth=True)
+@doc("Product strings in a locale, with the tenant's overrides", query=LocaleQuery,
+     responses={200: StringList}, auth=True)
 def list_strings() -> Any:
     """Every product string in ``?locale=`` (default: the default locale)."""
-    locale = _locale_arg() or catalogues().default_locale
+    locale = parse_query(LocaleQuery).locale or catalogues().default_locale
     rows = translations.strings(management_db(), catalogues(), g.tenant_id, locale)
     items = [StringOut(key=r.key, default_text=r.default_text, text=r.override.text if r.override else r.text,
                        override=_out(r.override) if r.override else None) for r in rows]
@@ -108,10 +106,10 @@ def list_strings() -> Any:
 
 @bp.get("/api/v1/translations/overrides")
 @requires(ADMIN)
-@doc("The tenant's overrides", responses={200: OverrideList}, auth=True)
+@doc("The tenant's overrides", query=LocaleQuery, responses={200: OverrideList}, auth=True)
 def list_overrides() -> Any:
     """The tenant's overrides (of ``?locale=``, if given)."""
-    rows = translations.list_overrides(management_db(), g.tenant_id, _locale_arg())
+    rows = translations.list_overrides(management_db(), g.tenant_id, parse_query(LocaleQuery).locale)
     return jsonify(OverrideList(items=[_out(r) for r in rows]).model_dump(mode="json"))
 
 

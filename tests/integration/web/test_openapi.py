@@ -81,6 +81,19 @@ def test_bodies_and_guards_are_described(spec: dict[str, Any]) -> None:
     assert messages["security"] == [{"bearer": []}] and "401" in messages["responses"]
 
 
+def test_query_parameters_are_described(spec: dict[str, Any]) -> None:
+    notices = spec["paths"]["/api/v1/notifications/notices"]["get"]
+    described = {p["name"]: p for p in notices["parameters"] if p["in"] == "query"}
+    assert described["limit"]["schema"] == {"default": 50, "maximum": 200, "minimum": 0, "title": "Limit",
+                                            "type": "integer"}
+    assert described["offset"]["required"] is False and "422" in notices["responses"]
+    messages = spec["paths"]["/api/v1/operations/messages"]["get"]
+    (state,) = messages["parameters"]
+    assert state["in"] == "query" and state["schema"]["enum"] == ["dead", "overdue"]
+    employees = spec["paths"]["/api/v1/employment/employees"]["get"]
+    assert {p["name"] for p in employees["parameters"]} == {"q", "page", "per_page", "org_unit_id"}
+
+
 def test_the_docs_page_loads_with_its_assets(client: FlaskClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
