@@ -300,11 +300,15 @@ class DataProvider:
                 engine.dispose(close=False)
 
     def dispose(self) -> None:
-        """Close every pool."""
+        """Close every pool, and stop hearing routing changes (using the provider again
+        starts both afresh)."""
+        if self._channel is not None:
+            self._channel.close()
         with self._lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+            self._routes.clear()
 
     # -- routing -------------------------------------------------------------------
     def url_of(self, db_key: str) -> str:

@@ -30,6 +30,9 @@ class RoutingChannel(Protocol):
     def listening(self, on_change: Callable[[uuid.UUID | None], None]) -> bool:
         """Make sure this process listens; True while changes are being received."""
 
+    def close(self) -> None:
+        """Stop listening (a later ``listening`` starts again)."""
+
 
 class RedisRoutingChannel:
     """Routing changes over Redis pub/sub, one listener thread per process."""
@@ -38,6 +41,7 @@ class RedisRoutingChannel:
         self._url, self._channel = redis_url, channel
         self._pid: int | None = None
         self._subscribed = threading.Event()
+        self._stop = threading.Event()
         self._lock = threading.Lock()
 
     def announce(self, tenant_id: uuid.UUID | None) -> None:
@@ -54,14 +58,22 @@ class RedisRoutingChannel:
             with self._lock:
                 if self._pid != os.getpid():
                     self._pid = os.getpid()
-                    self._subscribed = threading.Event()
-                    threading.Thread(target=self._listen, args=(on_change, self._subscribed),
+                    self._subscribed, self._stop = threading.Event(), threading.Event()
+                    threading.Thread(target=self._listen, args=(on_change, self._subscribed, self._stop),
                                      name="routing-listener", daemon=True).start()
         return self._subscribed.is_set()
 
-    def _listen(self, on_change: Callable[[uuid.UUID | None], None], subscribed: threading.Event) -> None:
+    def close(self) -> None:
+        """Stop this process's listener within a second (a later ``listening`` starts another)."""
+        with self._lock:
+            self._stop.set()
+            self._subscribed.clear()
+            self._pid = None
+
+    def _listen(self, on_change: Callable[[uuid.UUID | None], None], subscribed: threading.Event,
+                stop: threading.Event) -> None:
         delay = 0.5
-        while True:
+        while not stop.is_set():
             client = redis.Redis.from_url(self._url, health_check_interval=10)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -70,15 +82,18 @@ class RedisRoutingChannel:
                 on_change(None)  # whatever changed while we were not listening
                 subscribed.set()
                 delay = 0.5
-                for message in pubsub.listen():
-                    data = message["data"].decode()
-                    on_change(None if data == ALL else uuid.UUID(data))
+                while not stop.is_set():  # a message wakes it at once; the timeout only checks stop
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        data = message["data"].decode()
+                        on_change(None if data == ALL else uuid.UUID(data))
             except (redis.RedisError, OSError, ValueError) as exc:
-                log.warning("routing listener lost Redis (%s); routes are not cached until it is back",
-                            exc)
+                if not stop.is_set():
+                    log.warning("routing listener lost Redis (%s); routes are not cached until it is back",
+                                exc)
             finally:
                 subscribed.clear()
                 pubsub.close()
                 client.close()
-            threading.Event().wait(delay)
+            stop.wait(delay)
             delay = min(delay * 2, 10.0)

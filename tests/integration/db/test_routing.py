@@ -1,6 +1,7 @@
 """Routing: tenant -> trial or dedicated database, cached until invalidated (DESIGN §3)."""
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -118,3 +119,25 @@ def test_a_process_that_cannot_hear_changes_does_not_cache(settings: Settings, t
         assert not deaf.hears_routing_changes()
     finally:
         deaf.dispose()
+
+
+def test_disposing_a_provider_stops_its_listener_and_using_it_again_restarts_it(settings: Settings) -> None:
+    # A process that builds and disposes providers (the test suite, a CLI command) must not
+    # keep a listener thread and its Redis connection per provider it ever built.
+    def listeners() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "routing-listener"}
+
+    before = listeners()
+    built = build_provider(settings)
+    wait_for(built.hears_routing_changes, timeout=30, message="the routing listener")
+    (started,) = listeners() - before
+    built.dispose()
+    started.join(timeout=30)
+    assert not started.is_alive()
+    assert listeners() - before == set()
+    # Asking whether it hears changes starts the listener again.
+    wait_for(built.hears_routing_changes, timeout=30, message="the routing listener, again")
+    (again,) = listeners() - before
+    built.dispose()
+    again.join(timeout=30)
+    assert not again.is_alive()
