@@ -28,9 +28,19 @@ def _wants_json() -> bool:
         request.accept_mimetypes.best == "application/json"
 
 
+def _bounded(field: str | None) -> str | None:
+    """``field`` with each dotted part cut to 64 characters: a part can be a map's key the
+    caller made up (``categories.<key>``), which an answer need not echo whole."""
+    if field is None:
+        return None
+    return ".".join(part if len(part) <= 64 else part[:61] + "..." for part in field.split("."))
+
+
 def error_response(status: int, error: str, reason: str, field: str | None = None,
                    details: list[dict[str, Any]] | None = None) -> Any:
     """The JSON error body and status (or an HTML page for browsers)."""
+    field = _bounded(field)
+    details = [{**d, "field": _bounded(d.get("field"))} for d in details or ()]
     if _wants_json():
         body: dict[str, Any] = {"error": error, "field": field, "reason": reason}
         if details:

@@ -38,6 +38,16 @@ def test_odd_paging_values_are_refused(client: FlaskClient, member_token: str, q
     assert_refused(response, 422, query.split("=", maxsplit=1)[0])
 
 
+def test_a_refusal_echoes_at_most_64_characters_of_a_key_the_caller_made_up(
+        client: FlaskClient, member_token: str) -> None:
+    key = "k" * 100_000
+    response = client.put("/api/v1/notifications/preferences",
+                          headers={"Authorization": f"Bearer {member_token}"},
+                          json={"categories": {key: {"email": True, "in_app": True}}, "digest": False})
+    assert_refused(response, 422, f"categories.{'k' * 61}...")
+    assert len(response.get_data()) < 2000
+
+
 def test_plain_paging_values_are_accepted(client: FlaskClient, member_token: str) -> None:
     response = client.get(f"{NOTICES}?limit=10&offset=0", headers={"Authorization": f"Bearer {member_token}"})
     assert response.status_code == 200

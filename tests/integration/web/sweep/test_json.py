@@ -9,8 +9,10 @@ malformed JSON, JSON nested too deep, JSON that is no object, a JSON body sent a
 ``text/plain``, ``{}`` (when it has required properties), and for each property of its
 schema (nested: ``audience.kind``, ``sections.0.heading``) the wrong type, a string with a
 NUL character and a string of 100,001 characters (over the largest ``maxLength`` of the
-API); an integer also gets 2**64. The rest of the body is valid (``VALID``, else made from
-the schema). A path argument is filled with a real thing made for the test
+API); an integer also gets 2**64. A map (``categories``) gets keys with a NUL, of 100,001
+characters and unknown, more entries than it takes, and its entry under ``MAP_KEYS``
+spoiled like an object's properties. The rest of the body is valid (``VALID``, else made
+from the schema). A path argument is filled with a real thing made for the test
 (``tests/support/sweep.py``: ``REAL``) and, as a test of its own, with one nothing has.
 
 The caller is whoever the view admits: the tenant's owner for a permission, a platform
@@ -188,6 +190,30 @@ def property_cases(schema: dict[str, Any], components: dict[str, Any],
         items = value_schema(prop.get("items", {}), components) if as_list else {}
         if items.get("type") == "object" and items.get("properties"):
             yield from property_cases(items, components, (*path, "0"))
+        entries = prop.get("additionalProperties")
+        if prop.get("type") == "object" and isinstance(entries, dict):
+            yield from map_cases(label, path, value_schema(entries, components), prop, components)
+
+
+# A key for each map-valued field (``categories: {"assets": {...}}``), whose entry the sweep
+# spoils like an object's properties; the rest of the valid body must hold that key.
+MAP_KEYS = {"categories": "assets"}
+
+
+def map_cases(label: str, path: tuple[str, ...], entries: dict[str, Any], prop: dict[str, Any],
+              components: dict[str, Any]) -> Iterator[JsonCase]:
+    """A map's keys as NUL, as 100,001 characters and as one it does not know, more entries
+    than its maximum, and its entry under ``MAP_KEYS`` spoiled property by property."""
+    key = MAP_KEYS.get(label)
+    assert key is not None, f"{label} is a map: give the sweep one of its keys in MAP_KEYS"
+    entry = example(entries, components)
+    named = frozenset({label})
+    for case, bad_key in (("NUL", NUL), ("oversized", OVERSIZED), ("unknown", "no-such-key")):
+        yield JsonCase(f"{label}=a key {case}", named, path=(*path, bad_key), value=entry)
+    if "maxProperties" in prop:
+        crowd = {f"key{n}": entry for n in range(prop["maxProperties"] + 1)}
+        yield JsonCase(f"{label}=more entries than its maximum", named, path=path, value=crowd)
+    yield from property_cases(entries, components, (*path, key))
 
 
 def json_cases(operation: Operation, components: dict[str, Any]) -> list[JsonCase]:
