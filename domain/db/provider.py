@@ -304,11 +304,11 @@ class DataProvider:
         starts both afresh)."""
         if self._channel is not None:
             self._channel.close()
+        self.invalidate()  # not heard from now on; a lookup in flight must not cache either
         with self._lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
-            self._routes.clear()
 
     # -- routing -------------------------------------------------------------------
     def url_of(self, db_key: str) -> str:

@@ -53,7 +53,7 @@ class RedisRoutingChannel:
             client.close()
 
     def listening(self, on_change: Callable[[uuid.UUID | None], None]) -> bool:
-        """Start this process's listener once (after a fork, again); report if subscribed."""
+        """Start this process's listener once (after a fork or ``close``, again); report if subscribed."""
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
@@ -64,7 +64,8 @@ class RedisRoutingChannel:
         return self._subscribed.is_set()
 
     def close(self) -> None:
-        """Stop this process's listener within a second (a later ``listening`` starts another)."""
+        """Stop this process's listener: within a second while it listens, within the 5 s a
+        connection attempt may take otherwise (a later ``listening`` starts another)."""
         with self._lock:
             self._stop.set()
             self._subscribed.clear()
@@ -74,7 +75,7 @@ class RedisRoutingChannel:
                 stop: threading.Event) -> None:
         delay = 0.5
         while not stop.is_set():
-            client = redis.Redis.from_url(self._url, health_check_interval=10)
+            client = redis.Redis.from_url(self._url, health_check_interval=10, socket_connect_timeout=5)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self._channel)

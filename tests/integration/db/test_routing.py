@@ -89,9 +89,15 @@ def test_dedicated_tenant_session_writes_only_its_database(provider: DataProvide
         assert session.scalar(count) == 0
 
 
+@pytest.mark.parametrize("disposed_first", [False, True],
+                         ids=["listening", "listening again after a dispose"])
 def test_a_routing_change_reaches_every_process(long_cache: DataProvider, settings: Settings,
-                                                tenants: Tenants, make_database: MakeDatabase) -> None:
+                                                tenants: Tenants, make_database: MakeDatabase,
+                                                disposed_first: bool) -> None:
     """Another process's change drops this process's cached route at once, not after the TTL."""
+    if disposed_first:  # a provider used again after dispose() listens again
+        long_cache.dispose()
+        wait_for(long_cache.hears_routing_changes, timeout=30, message="the routing listener, again")
     other = build_provider(settings)  # its own Redis connection and listener, as in another process
     try:
         tenant_id, url = tenants.trial(), make_database("tenant")
@@ -121,23 +127,32 @@ def test_a_process_that_cannot_hear_changes_does_not_cache(settings: Settings, t
         deaf.dispose()
 
 
-def test_disposing_a_provider_stops_its_listener_and_using_it_again_restarts_it(settings: Settings) -> None:
+def test_disposing_a_provider_stops_its_listener_forgets_its_routes_and_using_it_again_restarts_it(
+        settings: Settings, tenants: Tenants, make_database: MakeDatabase) -> None:
     # A process that builds and disposes providers (the test suite, a CLI command) must not
-    # keep a listener thread and its Redis connection per provider it ever built.
+    # keep a listener thread and its Redis connection per provider it ever built; and a
+    # provider that stops hearing changes must not keep the routes it cached while it heard.
     def listeners() -> set[threading.Thread]:
-        return {t for t in threading.enumerate() if t.name == "routing-listener"}
+        return {t for t in threading.enumerate() if t.name == "routing-listener" and t.is_alive()}
 
     before = listeners()
-    built = build_provider(settings)
-    wait_for(built.hears_routing_changes, timeout=30, message="the routing listener")
-    (started,) = listeners() - before
-    built.dispose()
-    started.join(timeout=30)
-    assert not started.is_alive()
-    assert listeners() - before == set()
-    # Asking whether it hears changes starts the listener again.
-    wait_for(built.hears_routing_changes, timeout=30, message="the routing listener, again")
-    (again,) = listeners() - before
-    built.dispose()
+    built = build_provider(settings.model_copy(update={"routing_cache_ttl": 3600.0}))
+    try:
+        wait_for(built.hears_routing_changes, timeout=30, message="the routing listener")
+        (started,) = listeners() - before
+        tenant_id, url = tenants.trial(), make_database("tenant")
+        assert built.route(tenant_id).db_key == TRIAL
+        move_to(built, tenant_id, url)  # nobody is told: only the cache still says trial
+        assert built.route(tenant_id).db_key == TRIAL
+        built.dispose()
+        started.join(timeout=30)
+        assert not started.is_alive()
+        assert listeners() - before == set()
+        assert built.route(tenant_id).db_key == tenants.key(url)  # read anew, not from the cache
+        # Using it again started the listener again.
+        wait_for(built.hears_routing_changes, timeout=30, message="the routing listener, again")
+        (again,) = listeners() - before
+    finally:
+        built.dispose()
     again.join(timeout=30)
     assert not again.is_alive()
