@@ -6,10 +6,10 @@ import re
 from typing import Annotated, Any, Self, TypeVar
 
 from flask import jsonify, request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import BadRequest
 
-from web.errors import ApiError
+from web.errors import ApiError, cut
 
 M = TypeVar("M", bound=BaseModel)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -56,9 +56,22 @@ def parse_query(model: type[M]) -> M:
 
 
 def _refusal(exc: ValidationError, whole: str) -> ApiError:
-    details = [{"field": ".".join(str(p) for p in err["loc"]) or whole, "reason": err["msg"]}
+    # Each part cut before the join: a key made of dots must not make a field of a thousand parts.
+    details = [{"field": ".".join(cut(str(p)) for p in err["loc"]) or whole, "reason": err["msg"]}
                for err in exc.errors()]
     return ApiError(422, "validation_failed", details[0]["reason"], details[0]["field"], details)
+
+
+def _digits_only(value: object) -> object:
+    # int() and pydantic's lax mode also take " 5", "+5", "5.0", "1_0" and "²"; a query's
+    # number is written with the digits 0-9, as the pages read theirs (web.pages).
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,9}", value):
+        raise ValueError("must be a whole number written with the digits 0-9")
+    return value
+
+
+# A whole number in a query string.
+Number = Annotated[int, BeforeValidator(_digits_only)]
 
 
 class Query(BaseModel):
@@ -70,8 +83,8 @@ class Query(BaseModel):
 class Paging(Query):
     """A slice of a list, newest first: at most ``limit`` items after the first ``offset``."""
 
-    limit: int = Field(default=50, ge=0, le=200)
-    offset: int = Field(default=0, ge=0, le=1_000_000)
+    limit: Number = Field(default=50, ge=0, le=200)
+    offset: Number = Field(default=0, ge=0, le=1_000_000)
 
 
 def accepted(status_url: str, **body: Any) -> Any:

@@ -28,12 +28,18 @@ def _wants_json() -> bool:
         request.accept_mimetypes.best == "application/json"
 
 
+def cut(text: str, limit: int = 64) -> str:
+    """``text``, or its first ``limit - 3`` characters and "...": a field's name can hold text
+    the caller made up (a map's key, a query parameter's name), which an answer need not
+    echo whole."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _bounded(field: str | None) -> str | None:
-    """``field`` with each dotted part cut to 64 characters: a part can be a map's key the
-    caller made up (``categories.<key>``), which an answer need not echo whole."""
+    """A field's name, each dotted part cut to 64 characters and the whole to 256."""
     if field is None:
         return None
-    return ".".join(part if len(part) <= 64 else part[:61] + "..." for part in field.split("."))
+    return cut(".".join(cut(part) for part in field.split(".")), 256)
 
 
 def error_response(status: int, error: str, reason: str, field: str | None = None,

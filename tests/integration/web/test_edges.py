@@ -32,19 +32,30 @@ def client_module(app: Flask) -> FlaskClient:
 
 
 @pytest.mark.parametrize("query", ["limit=%C2%B2", "limit=" + "9" * 5000, "limit=-1", "offset=abc",
+                                   "limit=%205", "limit=%2B5", "limit=5.0", "limit=1_0",
                                    "limit=%D9%A3", "limit=201"])
 def test_odd_paging_values_are_refused(client: FlaskClient, member_token: str, query: str) -> None:
     response = client.get(f"{NOTICES}?{query}", headers={"Authorization": f"Bearer {member_token}"})
     assert_refused(response, 422, query.split("=", maxsplit=1)[0])
 
 
+@pytest.mark.parametrize(("key", "named"), [
+    ("k" * 100_000, f"categories.{'k' * 61}..."),
+    ("k." * 50_000, ("categories." + "k." * 50_000)[:253] + "..."),  # the whole name is cut to 256
+], ids=["a long key", "a key of dots"])
 def test_a_refusal_echoes_at_most_64_characters_of_a_key_the_caller_made_up(
-        client: FlaskClient, member_token: str) -> None:
-    key = "k" * 100_000
+        client: FlaskClient, member_token: str, key: str, named: str) -> None:
     response = client.put("/api/v1/notifications/preferences",
                           headers={"Authorization": f"Bearer {member_token}"},
                           json={"categories": {key: {"email": True, "in_app": True}}, "digest": False})
-    assert_refused(response, 422, f"categories.{'k' * 61}...")
+    assert_refused(response, 422, named)
+    assert len(response.get_data()) < 2000
+
+
+def test_a_refusal_echoes_at_most_64_characters_of_a_query_parameter_the_caller_made_up(
+        client: FlaskClient, member_token: str) -> None:
+    response = client.get(f"{NOTICES}?{'x.' * 50_000}=1", headers={"Authorization": f"Bearer {member_token}"})
+    assert_refused(response, 422, f"{'x.' * 30}x...")
     assert len(response.get_data()) < 2000
 
 
