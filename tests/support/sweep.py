@@ -404,3 +404,18 @@ def sent_to_sign_in(response: TestResponse) -> bool:
     if not pages.goes_to_sign_in(response):
         return False
     return "next" in parse_qs(urlsplit(response.location).query)
+
+
+def pages_to_read(app: Flask, excluded: tuple[str, ...] = NOT_PAGES) -> list[str]:
+    """Every GET route outside ``excluded`` whose path arguments the sweep can make real."""
+    return sorted({r.rule for r in app.url_map.iter_rules()
+                   if "GET" in (r.methods or set()) and not r.rule.startswith(excluded)
+                   and all(name in REAL for _, name in arguments(r.rule))})
+
+
+def assert_no_5xx(response: TestResponse) -> None:
+    """A browser's answer to bad input: never a 5xx, a 403, a 429 or a trip to the sign-in page."""
+    page = response.get_data(as_text=True)[:400]
+    assert response.status_code < 500, f"{response.status_code}: {page}"
+    assert response.status_code not in (403, 429), f"{response.status_code}: {page}"
+    assert not sent_to_sign_in(response), f"sent to sign in: {response.location}"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from domain.employment import queries, services, structure
 from domain.employment.services import EmployeeFields
-from web.api import PlainText, Query, parse_json, parse_query
+from web.api import Number, PlainText, Query, parse_json, parse_query
 from web.auth import requires
 from web.employment import bp
 from web.employment.common import READ, WRITE, EmployeeOut, OrgUnitOut, db, graph_db
@@ -49,8 +49,8 @@ class EmployeeQuery(Query):
     """Search and paging of the employee list."""
 
     q: PlainText = Field(default="", max_length=100, description="part of a name or work email")
-    page: int = Field(default=1, ge=1, le=1_000_000)
-    per_page: int = Field(default=25, ge=1, le=queries.MAX_PER_PAGE)
+    page: Number = Field(default=1, ge=1, le=1_000_000)
+    per_page: Number = Field(default=25, ge=1, le=queries.MAX_PER_PAGE)
     org_unit_id: uuid.UUID | None = None
 
 

@@ -16,7 +16,7 @@ from werkzeug.datastructures import FileStorage
 from domain.employment import imports, queries, rows
 from domain.employment.queries import ImportView
 from domain.errors import DomainError
-from web.api import Query, accepted, parse_query
+from web.api import Number, Query, accepted, parse_query
 from web.auth import page_requires, requires
 from web.employment import bp
 from web.employment.common import WRITE, db
@@ -93,7 +93,7 @@ class ImportList(BaseModel):
 class ProblemsQuery(Query):
     """Which page of an import's problems."""
 
-    page: int = Field(default=1, ge=1, le=1_000_000)
+    page: Number = Field(default=1, ge=1, le=1_000_000)
 
 
 def _file(upload: FileStorage | None) -> tuple[str, bytes]:

@@ -27,7 +27,7 @@ PER_PAGE = 20
 @page_requires(READ)
 def notices_page() -> Any:
     """My notices, newest first, twenty a page, each with what became of its email."""
-    number = page_number()
+    number = page_number(maximum=100_000)
     page = queries.notice_page(tenant_db(g.tenant_id), g.user_id, PER_PAGE, (number - 1) * PER_PAGE,
                                management=management_db())
     return render_template("notifications/notices.html", page=page, number=number,
@@ -46,7 +46,7 @@ def unread_count_page() -> Any:
 def mark_read_page(notice_id: uuid.UUID) -> Any:
     """Mark one of my notices read; back to the list."""
     services.mark_read(tenant_db(g.tenant_id), g.user_id, notice_id)
-    return redirect(url_for("notifications.notices_page", page=page_number()), code=303)
+    return redirect(url_for("notifications.notices_page", page=page_number(maximum=100_000)), code=303)
 
 
 @bp.post("/notifications/read-all")

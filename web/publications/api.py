@@ -11,7 +11,7 @@ from domain.publications import queries, reading, services
 from domain.publications.audience import MAX_PEOPLE, Audience
 from domain.publications.services import MAX_ATTACHMENTS, MAX_SECTIONS, Draft, SectionFields
 from domain.publications.values import MAX_BODY, MAX_TITLE
-from web.api import PlainText, Query, accepted, parse_json, parse_query
+from web.api import Number, PlainText, Query, accepted, parse_json, parse_query
 from web.auth import requires
 from web.openapi import doc
 from web.publications import bp
@@ -102,8 +102,8 @@ class PublishBody(BaseModel):
 class ListQuery(Query):
     """Paging of a list."""
 
-    page: int = Field(default=1, ge=1, le=1_000_000)
-    per_page: int = Field(default=25, ge=1, le=queries.MAX_PER_PAGE)
+    page: Number = Field(default=1, ge=1, le=1_000_000)
+    per_page: Number = Field(default=25, ge=1, le=queries.MAX_PER_PAGE)
 
 
 class PublicationPage(BaseModel):
