@@ -33,6 +33,7 @@ from tests.support import pages, refs, tenants
 from tests.support.oidc_provider import CLIENT_ID, OidcProvider
 from tests.support.tenants import Account, TenantWithMembers, bearer
 from web import create_app
+from web.openapi import openapi_path
 
 # A NUL character in text long enough for any minLength of the API and short enough for its
 # smallest maxLength, with an "@" (a check for an email address's "@" alone lets it through).
@@ -65,6 +66,21 @@ def served_spec(app: Flask) -> dict[str, Any]:
     response = app.test_client().get("/openapi.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
     return response.json  # type: ignore[no-any-return]
+
+
+@functools.cache
+def documented_operations() -> tuple[tuple[tuple[str, str, dict[str, Any]], ...], dict[str, Any]]:
+    """(rule, METHOD, operation) for every operation of the OpenAPI document the app built for
+    collection serves, and the document's schemas."""
+    app = collection_app()
+    spec = served_spec(app)
+    found = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            (rule,) = [r.rule for r in app.url_map.iter_rules(operation["operationId"])
+                       if openapi_path(r.rule) == path]
+            found.append((rule, method.upper(), operation))
+    return tuple(found), spec["components"]["schemas"]
 
 
 _ARGUMENT = re.compile(r"<(?:([^:<>]+):)?([^<>]+)>")

@@ -59,6 +59,7 @@ from tests.support.sweep import (
     arguments,
     caller_for,
     collection_app,
+    documented_operations,
     fill,
     invitation_token,
     note,
@@ -94,23 +95,16 @@ class Operation:
 def json_operations() -> tuple[tuple[Operation, ...], dict[str, Any]]:
     """Every operation of the served OpenAPI document that takes a JSON body, and the
     document's schemas."""
-    app = collection_app()
-    spec = served_spec(app)
-    components = spec["components"]["schemas"]
+    operations, components = documented_operations()
     found = []
-    for path, operations in spec["paths"].items():
-        for method, operation in operations.items():
-            body = operation.get("requestBody")
-            if body is None:
-                continue
-            rules = [r.rule for r in app.url_map.iter_rules(operation["operationId"])
-                     if openapi_path(r.rule) == path]
-            assert len(rules) == 1, (path, rules)
+    for rule, method, operation in operations:
+        body = operation.get("requestBody")
+        if body is not None:
             schema = resolve(body["content"]["application/json"]["schema"], components)
-            found.append(Operation(method.upper(), rules[0], operation["operationId"], schema))
+            found.append(Operation(method, rule, operation["operationId"], schema))
     for endpoint, (method, schema) in UNDESCRIBED_BODIES.items():
         assert all(o.endpoint != endpoint for o in found), f"{endpoint} describes its body now"
-        (rule,) = [r.rule for r in app.url_map.iter_rules(endpoint)]
+        (rule,) = [r.rule for r in collection_app().url_map.iter_rules(endpoint)]
         found.append(Operation(method, rule, endpoint, schema))
     return tuple(sorted(found, key=lambda o: (o.rule, o.method))), components
 

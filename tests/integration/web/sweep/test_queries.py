@@ -49,16 +49,15 @@ from tests.support.sweep import (
     browser_of,
     caller_for,
     collection_app,
+    documented_operations,
     fill,
     note,
     pages_to_read,
     param,
     sent_to_sign_in,
-    served_spec,
     value_schema,
 )
 from tests.support.tenants import bearer
-from web.openapi import openapi_path
 
 ROOT = Path(__file__).resolve().parents[4]
 UNDECLARED = "sweep_undeclared"
@@ -87,19 +86,13 @@ class QueryOperation:
 @functools.cache
 def query_operations() -> tuple[QueryOperation, ...]:
     """Every operation of the served OpenAPI document with query parameters."""
-    app = collection_app()
-    spec = served_spec(app)
-    components = spec["components"]["schemas"]
+    operations, components = documented_operations()
     found = []
-    for path, operations in spec["paths"].items():
-        for method, operation in operations.items():
-            declared = {p["name"]: value_schema(p["schema"], components)
-                        for p in operation.get("parameters", []) if p["in"] == "query"}
-            if not declared:
-                continue
-            (rule,) = [r.rule for r in app.url_map.iter_rules(operation["operationId"])
-                       if openapi_path(r.rule) == path]
-            found.append(QueryOperation(method.upper(), rule, operation["operationId"], declared))
+    for rule, method, operation in operations:
+        declared = {p["name"]: value_schema(p["schema"], components)
+                    for p in operation.get("parameters", []) if p["in"] == "query"}
+        if declared:
+            found.append(QueryOperation(method, rule, operation["operationId"], declared))
     return tuple(sorted(found, key=lambda o: (o.rule, o.method)))
 
 
