@@ -25,7 +25,8 @@ from domain.employment.models import Employee
 from domain.iam.models import Membership, Role, TenantUser
 from domain.identity.models import User
 from domain.messaging.tables import outbox
-from domain.notifications.models import Notice, NotificationPreference
+from domain.notifications.deliveries import IN_PROGRESS
+from domain.notifications.models import EmailDelivery, Notice, NotificationPreference
 from domain.publications.models import Delivery, Publication
 from tests.support import processes, refs, tenants
 from tests.support.planes import own_plane, own_redis
@@ -244,6 +245,14 @@ def notices_of(plane: Plane, tenant_id: uuid.UUID, title: str) -> dict[uuid.UUID
         rows = db.execute(select(Notice.user_id, func.count()).where(
             Notice.category == "publications", Notice.title.contains(title)).group_by(Notice.user_id)).all()
     return dict(rows)  # type: ignore[arg-type]
+
+
+def emails_in_progress(plane: Plane, tenant_id: uuid.UUID) -> int:
+    """How many of the tenant's emails the notifications pool has yet to settle (it updates
+    their rows until they are sent, failed or throttled)."""
+    with plane.provider.management() as session:
+        return int(session.scalar(select(func.count()).select_from(EmailDelivery).where(
+            EmailDelivery.tenant_id == tenant_id, EmailDelivery.state.in_(IN_PROGRESS))) or 0)
 
 
 def draft(client: FlaskClient, org: Org, role: str = "hr_manager", **body: Any) -> dict[str, Any]:

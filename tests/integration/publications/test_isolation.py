@@ -18,6 +18,7 @@ from tests.integration.publications.conftest import (
     Plane,
     asset,
     draft,
+    emails_in_progress,
     employ,
     notices_of,
     publish,
@@ -69,6 +70,8 @@ def b(plane: Plane, a: Org, make_org: Callable[..., Org]) -> B:
     publish(client, org, out["id"])
     wait_published(plane, org.id, out["id"])
     wait_for(lambda: len(notices_of(plane, org.id, SECRET)) == 2, timeout=60, message="B's notices")
+    # The tests compare B before and after each request: nothing of B's may still be moving.
+    wait_for(lambda: emails_in_progress(plane, org.id) == 0, timeout=60, message="B's emails to be settled")
     employee_email = org.tenant.member("employee").email
     return B(org, uuid.UUID(pending["id"]), uuid.UUID(pending["sections"][0]["id"]), uuid.UUID(out["id"]),
              attachment, b_unit, org.employees["employee"], employee_email)
