@@ -2,21 +2,20 @@
 status URL."""
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Self, TypeVar
 
 from flask import jsonify, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import BadRequest
 
+from domain.text import CONTROL, whole_number
 from web.errors import ApiError, cut
 
 M = TypeVar("M", bound=BaseModel)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _no_control_characters(value: str) -> str:
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -65,7 +64,7 @@ def _refusal(exc: ValidationError, whole: str) -> ApiError:
 def _digits_only(value: object) -> object:
     # int() and pydantic's lax mode also take " 5", "+5", "5.0", "1_0" and "²"; a query's
     # number is written with the digits 0-9, as the pages read theirs (web.pages).
-    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,9}", value):
+    if isinstance(value, str) and whole_number(value, 9) is None:
         raise ValueError("must be a whole number written with the digits 0-9")
     return value
 

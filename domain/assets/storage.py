@@ -28,6 +28,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from config.settings import Settings
 from domain.errors import DomainError, NotFound
+from domain.text import CONTROL
 
 CHUNK_BYTES = 1024 * 1024
 MAX_KEY_BYTES = 1024
@@ -36,7 +37,6 @@ MAX_LINK_SECONDS = 7 * 24 * 3600
 DOWNLOAD_PATH = "/storage/downloads/"
 UPLOAD_PATH = "/storage/uploads/"
 DEFAULT_TYPE = "application/octet-stream"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LINK_SALT = "allotment.storage.download"
 _UPLOAD_SALT = "allotment.storage.upload"
 
@@ -77,7 +77,7 @@ def check_key(key: str) -> str:
         raise InvalidKey("must not be empty")
     if len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidKey(f"must be at most {MAX_KEY_BYTES} bytes")
-    if _CONTROL.search(key):
+    if CONTROL.search(key):
         raise InvalidKey("must not contain control characters")
     if key.startswith("/") or "\\" in key:
         raise InvalidKey("must be a relative path with / separators")

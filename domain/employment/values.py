@@ -8,10 +8,10 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 
 from domain.employment.errors import InvalidInput
 from domain.employment.models import STATUSES
+from domain.text import CONTROL
 
 NAME_MAX = 200
 EMAIL_MAX = 320
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_name(value: str, field: str = "name") -> str:
@@ -21,7 +21,7 @@ def clean_name(value: str, field: str = "name") -> str:
         raise InvalidInput("must not be empty", field=field)
     if len(name) > NAME_MAX:
         raise InvalidInput(f"at most {NAME_MAX} characters", field=field)
-    if _CONTROL.search(name):
+    if CONTROL.search(name):
         raise InvalidInput("must not contain control characters", field=field)
     return name
 

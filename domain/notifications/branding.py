@@ -19,8 +19,8 @@ from domain.errors import NotFound
 from domain.notifications.errors import InvalidBranding
 from domain.notifications.models import TenantBranding
 from domain.tenancy import queries as tenancy
+from domain.text import CONTROL
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LOGO = re.compile(r"https://[^\s\"'<>]{1,490}")
 
 
@@ -50,7 +50,7 @@ def branding_of(session: Session, tenant_id: uuid.UUID | None) -> Branding:
 
 def _name(value: str | None) -> str | None:
     value = (value or "").strip() or None
-    if value is not None and (len(value) > 200 or _CONTROL.search(value)):
+    if value is not None and (len(value) > 200 or CONTROL.search(value)):
         raise InvalidBranding("at most 200 characters, no control characters", field="display_name")
     return value
 

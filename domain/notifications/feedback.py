@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from domain.notifications.deliveries import mark_undeliverable
 from domain.notifications.errors import InvalidFeedback
+from domain.text import CONTROL
 
 _SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DETAIL_LENGTH = 200  # SES's bounce and complaint types are short words: more is not SES's
 
 
@@ -111,14 +111,14 @@ def _list(report: dict[str, Any], name: str, key: str) -> list[Any]:
 
 def _text(value: object) -> str:
     """A word of SES's, kept as a detail: control characters dropped, at most DETAIL_LENGTH."""
-    return _CONTROL.sub("", str(value))[:DETAIL_LENGTH]
+    return CONTROL.sub("", str(value))[:DETAIL_LENGTH]
 
 
 def _addresses(rows: list[dict[str, Any]]) -> list[str]:
     """The rows' email addresses, lower-cased; what cannot be one of ours is left out (we never
     send to an address without ``@``, longer than 320 characters or with a control character)."""
     found = [r["emailAddress"].strip().lower() for r in rows if isinstance(r.get("emailAddress"), str)]
-    return sorted({a for a in found if "@" in a and len(a) <= 320 and not _CONTROL.search(a)})
+    return sorted({a for a in found if "@" in a and len(a) <= 320 and not CONTROL.search(a)})
 
 
 def record(session: Session, feedback: Feedback) -> int:

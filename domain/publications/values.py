@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 from domain.publications.errors import InvalidInput
+from domain.text import CONTROL
 
 MAX_TITLE = 200
 MAX_BODY = 100_000
 # Control characters but tab, newline and carriage return (PostgreSQL refuses NUL in text).
 _CONTROL_IN_BODY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_title(value: str, field: str = "title") -> str:
@@ -20,7 +20,7 @@ def clean_title(value: str, field: str = "title") -> str:
         raise InvalidInput("must not be empty", field=field)
     if len(value) > MAX_TITLE:
         raise InvalidInput(f"must be at most {MAX_TITLE} characters", field=field)
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise InvalidInput("must not contain control characters", field=field)
     return value
 

@@ -7,7 +7,6 @@ another tenant is a 404 page.
 """
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -17,6 +16,7 @@ from werkzeug.wrappers import Response
 from domain.employment import queries, relations, reporting, services, structure
 from domain.employment.queries import EmployeeView
 from domain.errors import DomainError
+from domain.text import CONTROL
 from web.auth import page_requires
 from web.employment import bp
 from web.employment.chart import layout
@@ -26,7 +26,6 @@ from web.forms import place_error
 from web.i18n import gettext
 from web.pages import page_number
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Errors shown beside one row's controls: {id: {field: [reason]}}.
 RowErrors = dict[uuid.UUID, dict[str, list[str]]]
 
@@ -41,7 +40,7 @@ def _see_other(endpoint: str, **values: Any) -> Response:
 @page_requires(READ)
 def employees_page() -> Any:
     """The tenant's employees by name: search by name or work email, 25 a page."""
-    search = _CONTROL.sub("", request.args.get("q", ""))[:100].strip()
+    search = CONTROL.sub("", request.args.get("q", ""))[:100].strip()
     found = queries.list_employees(db(), search=search, page=page_number())
     return render_template("employment/employees.html", found=found, q=search,
                            may_write=g.caller.may(WRITE))

@@ -18,6 +18,7 @@ from domain.identity import services as identity
 from domain.identity import sessions
 from domain.identity.services import SignIn
 from domain.identity.sessions import RefreshReused, SessionRefused
+from domain.text import CONTROL
 from web.auth import AccessUnavailable, Caller, TokenPair, issue_tokens, revoke_sessions
 from web.db import management_db
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 _UNSAFE_PATH = re.compile(r"[\x00-\x20\x7f\\]")
 _MAX_PATH = 2000
 # Header text kept with a session: PostgreSQL refuses NUL, and the rest has no use there.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def local_path(target: str | None) -> str | None:
@@ -47,8 +47,8 @@ def start(signed_in: SignIn, method: str) -> TokenPair:
     grant = sessions.start_session(
         management_db(), user_id=signed_in.user_id, tenant_id=signed_in.tenant_id,
         operator=signed_in.operator, method=method, lifetime=_lifetime(),
-        user_agent=_CONTROL.sub("", request.user_agent.string),
-        ip=_CONTROL.sub("", request.remote_addr or ""))
+        user_agent=CONTROL.sub("", request.user_agent.string),
+        ip=CONTROL.sub("", request.remote_addr or ""))
     return issue_tokens(grant)
 
 

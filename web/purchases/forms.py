@@ -1,7 +1,6 @@
 """HTML forms of the purchases context: the checkout."""
 from __future__ import annotations
 
-import re
 import secrets
 
 from wtforms import Field, Form, HiddenField, RadioField, StringField
@@ -9,6 +8,7 @@ from wtforms.validators import DataRequired, Regexp, ValidationError
 
 from domain.purchases.gateway import card_number_problem, normalise_card_number
 from domain.purchases.queries import ProductView
+from domain.text import whole_number
 from web.forms import PageForm, strip
 from web.i18n import _l
 
@@ -33,7 +33,7 @@ def _card_number(form: Form, field: Field) -> None:
 
 def _offer(form: Form, field: Field) -> None:
     parts = (field.data or "").split(_SEP)
-    if len(parts) != 3 or not re.fullmatch(r"[0-9]{1,13}", parts[1]):  # not isdigit(): '²' is one
+    if len(parts) != 3 or whole_number(parts[1], 13) is None:
         raise ValidationError(_l("choose one of the products"))
 
 
