@@ -35,6 +35,12 @@ class Accepted(BaseModel):
     status_url: str
 
 
+class UploadQuery(Query):
+    """The name of the file sent as the request body (its type is the Content-Type)."""
+
+    filename: str = Field(description="the file's name, not a path (checked by the assets context)")
+
+
 class UploadBody(BaseModel):
     """A file about to be sent to an upload link: its name, type and exact size."""
 
@@ -144,13 +150,14 @@ def asset_json(asset: AssetView) -> dict[str, Any]:
 
 @bp.post("/api/v1/assets")
 @requires(UPLOAD)
-@doc("Upload a file as the request body (?filename=...; Content-Type: its type)",
+@doc("Upload a file as the request body (?filename=...; Content-Type: its type)", query=UploadQuery,
      responses={202: Accepted, 413: "over the size limit or the quota", 422: "bad file name or type"},
      auth=True)
 def upload_asset() -> Any:
     """Stream the body to the storage as a new asset and queue its processing; 202."""
+    query = parse_query(UploadQuery)
     uploads.allow_body(flows.settings().asset_max_upload_bytes)
-    upload = Upload(request.args.get("filename"), request.headers.get("Content-Type"), request.content_length)
+    upload = Upload(query.filename, request.headers.get("Content-Type"), request.content_length)
     asset = services.receive_upload(tenant_db(flows.tenant_id()), storage(), request.stream, upload,
                                     flows.uploader())
     return accepted(url_for("assets.asset_status", asset_id=asset.id), id=str(asset.id))

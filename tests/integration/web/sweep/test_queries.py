@@ -10,7 +10,9 @@ every HTML page.
   "not-a-uuid". Each operation also gets a parameter it does not declare. Path arguments are
   real things (``REAL``), the caller whoever the view admits (as in the JSON body sweep).
   The answer must be a 4xx in the one JSON error shape naming the parameter; not 403, not a
-  401 about the token, not 429. A request that only reads has nothing to leave half-written.
+  401 about the token, not 429; and nothing written (``Footprint``, as in the JSON sweep). An
+  operation is sent its required parameters, and one that writes (the raw upload) a body,
+  valid (``VALID_REQUESTS``), so that the swept parameter is what is wrong.
 - **HTML**: every page (a GET route outside ``/api/`` whose path arguments the sweep can
   make real, the OpenID Connect ones included), read by the tenant's owner, with each query
   parameter the web tier reads (found in its source: ``request.args``), one at a time, as
@@ -27,7 +29,8 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -36,6 +39,7 @@ import pytest
 from werkzeug.test import TestResponse
 
 from tests.integration.web.helpers import assert_refused
+from tests.support import tenants
 from tests.support.sweep import (
     NOT_PAGES,
     NUL,
@@ -62,6 +66,22 @@ from tests.support.tenants import bearer
 ROOT = Path(__file__).resolve().parents[4]
 UNDECLARED = "sweep_undeclared"
 
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    """What an operation is sent besides the bad parameter: its required parameters and, for
+    one that writes, its body; valid, so that the swept parameter is what is wrong."""
+
+    query: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    content_type: str | None = None
+
+
+VALID_REQUESTS = {
+    "assets.upload_asset": ValidRequest({"filename": "notes.txt"}, b"a line of text\n", "text/plain"),
+}
+
 # Cases the app gets wrong today (test id -> what happens): strict xfails, to be fixed. Empty
 # when none is known; an entry must name a swept case (tested below).
 KNOWN_DEFECTS: dict[str, str] = {}
@@ -77,6 +97,7 @@ class QueryOperation:
     rule: str
     endpoint: str
     parameters: dict[str, dict[str, Any]]  # name -> schema
+    required: frozenset[str]
 
     @property
     def label(self) -> str:
@@ -89,10 +110,12 @@ def query_operations() -> tuple[QueryOperation, ...]:
     operations, components = documented_operations()
     found = []
     for rule, method, operation in operations:
-        declared = {p["name"]: value_schema(p["schema"], components)
-                    for p in operation.get("parameters", []) if p["in"] == "query"}
-        if declared:
-            found.append(QueryOperation(method, rule, operation["operationId"], declared))
+        query = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+        if query:
+            found.append(QueryOperation(
+                method, rule, operation["operationId"],
+                {p["name"]: value_schema(p["schema"], components) for p in query},
+                frozenset(p["name"] for p in query if p.get("required"))))
     return tuple(sorted(found, key=lambda o: (o.rule, o.method)))
 
 
@@ -137,12 +160,30 @@ def test_a_bad_query_parameter_is_refused_with_a_4xx_naming_it(
     auth, permission = admission(world.app, operation.rule, operation.method)
     caller, token = caller_for(world, auth, permission)
     path = fill(operation.rule, "real" if arguments(operation.rule) else "", Call(world, caller, token))
-    response = world.client.open(f"{path}?{urlencode({name: value})}", method=operation.method,
-                                 headers=bearer(token) if token else {})
+    request_id = uuid.uuid4().hex
+    headers = {"X-Request-Id": request_id, **(bearer(token) if token else {})}
+    valid = VALID_REQUESTS.get(operation.endpoint, ValidRequest())
+    _, before = world.footprint.take(world)
+    response = world.client.open(f"{path}?{urlencode(valid.query | {name: value})}", method=operation.method,
+                                 headers=headers, data=valid.body, content_type=valid.content_type)
     note(request, "answer", f"{response.status_code} {response.get_data(as_text=True)[:200]}")
     assert 400 <= response.status_code < 500 and response.status_code not in (403, 429), (
         response.status_code, response.get_data(as_text=True)[:400])
     assert_refused(response, response.status_code, name)  # the one error shape, naming the parameter
+    messages, after = world.footprint.take(world, request_id)
+    assert messages == 0, "a refused request left outbox rows"
+    assert tenants.changed(before, after) == [], "a refused request wrote"
+
+
+def test_the_sweep_sends_each_operation_an_otherwise_valid_request() -> None:
+    # A bad query must be the only thing wrong with the request: the required parameters and
+    # the body of an operation that writes are in VALID_REQUESTS, and nothing else is.
+    needing = {o.endpoint: o for o in query_operations() if o.required or o.method != "GET"}
+    assert set(needing) == set(VALID_REQUESTS), set(needing) ^ set(VALID_REQUESTS)
+    for endpoint, operation in needing.items():
+        valid = VALID_REQUESTS[endpoint]
+        assert operation.required <= set(valid.query), (endpoint, operation.required)
+        assert (valid.body is not None) == (operation.method != "GET"), endpoint
 
 
 def test_every_view_that_reads_a_query_declares_it() -> None:
