@@ -126,6 +126,7 @@ class World:
     victim: TenantWithMembers        # what operator routes act on
     product_code: str
     purchase_id: uuid.UUID           # the victim's, settled (no message left to handle)
+    own_purchase_id: uuid.UUID       # the tenant's, settled too
     employees: tuple[uuid.UUID, uuid.UUID]
     string_key: str                  # a product string a tenant may override
     people: list[uuid.UUID]          # every account of either tenant (the provider's person too)
@@ -244,7 +245,8 @@ REAL: dict[str, Callable[[World, Call], str]] = {
     "override_id": _override,
     "token": invitation_token,
     "tenant_id": lambda w, c: str(w.victim.id),
-    "purchase_id": lambda w, c: str(w.purchase_id),
+    # The operators' routes act on the victim's purchase; the tenant's own pages show its own.
+    "purchase_id": lambda w, c: str(w.purchase_id if c.caller == w.operator else w.own_purchase_id),
     "product_code": lambda w, c: w.product_code,
     "import_id": _import,
 }
@@ -256,8 +258,10 @@ MISSING_TEXT: dict[str, str] = {
 
 
 def fill(rule: str, variant: str, call: Call) -> str:
-    """The rule's URL with its arguments real (made now) or missing."""
+    """The rule's URL with its arguments real (made now, unless ``call.values`` has them) or missing."""
     for converter, name in arguments(rule):
+        if variant == "real" and name in call.values:  # made already, or given by the caller
+            continue
         if variant == "real":
             maker = REAL.get(name)
             assert maker is not None, f"no maker of a real {name!r} ({rule}): add one to REAL"

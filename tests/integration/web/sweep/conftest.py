@@ -31,7 +31,7 @@ from tests.support.sweep import (
     make_employee,
     short_hex,
 )
-from tests.support.tenants import page_csrf
+from tests.support.tenants import TenantWithMembers, page_csrf
 
 
 @pytest.fixture(scope="package")
@@ -61,7 +61,7 @@ def sweep_app(settings: Settings, services: Services, idp: OidcProvider) -> Iter
 @pytest.fixture(scope="package")
 def world(sweep_app: Flask, provider: DataProvider, idp: OidcProvider) -> Iterator[World]:
     """The sweep's tenant (an owner, an employee who signs in, the provider's person), an
-    operator, the victim tenant with a settled purchase, a product, two employees."""
+    operator, the victim tenant, a product, a settled purchase of each tenant, two employees."""
     client = sweep_app.test_client()
     tenant = tenants.create_tenant(provider, ("owner", "employee"), prefix="sweep")
     person = tenants.add_member(provider, tenant.id, "employee")
@@ -71,19 +71,14 @@ def world(sweep_app: Flask, provider: DataProvider, idp: OidcProvider) -> Iterat
     code = f"sweep-plan-{short_hex()}"
     with provider.management() as session:
         catalogue.create_product(session, ProductSpec(code, "Sweep plan", "plan", "standard", 1500, "EUR"))
-        purchase = purchases.request_purchase(
-            session, SandboxGateway(provider.settings.database_url, provider.settings.secret_key),
-            PurchaseRequest(code, 1500, "EUR", "4000000000000259"), tenant_id=victim.id,
-            buyer_user_id=victim.member("owner").user_id, idempotency_key="sweep",
-            correlation_id=None).purchase_id
-        # Settled, and its charge command withdrawn: nothing will handle it while the sweep runs.
-        session.execute(text("UPDATE purchases SET status = 'failed' WHERE id = :id"), {"id": purchase})
-        session.execute(text("DELETE FROM outbox WHERE payload->>'purchase_id' = :id"), {"id": str(purchase)})
         session.commit()
+    purchase = settled_purchase(provider, victim, code)
+    own_purchase = settled_purchase(provider, tenant, code)
     world = World(app=sweep_app, client=client, provider=provider, idp=idp, tenant=tenant,
                   owner_token=tenants.access_token(client, tenant.member("owner"), tenant.slug),
                   operator=operator, operator_token=tenants.access_token(client, operator), victim=victim,
-                  product_code=code, purchase_id=purchase, employees=(uuid.uuid4(), uuid.uuid4()),
+                  product_code=code, purchase_id=purchase, own_purchase_id=own_purchase,
+                  employees=(uuid.uuid4(), uuid.uuid4()),
                   string_key="",
                   people=[*tenant.user_ids, person.user_id, operator.user_id, *victim.user_ids],
                   footprint=Footprint(provider))
@@ -93,6 +88,21 @@ def world(sweep_app: Flask, provider: DataProvider, idp: OidcProvider) -> Iterat
     world.string_key = strings[0]["key"]
     yield world
     world.footprint.close()
+
+
+def settled_purchase(provider: DataProvider, tenant: TenantWithMembers, code: str) -> uuid.UUID:
+    """A purchase of ``code`` by the tenant's owner, settled (failed), its charge command
+    withdrawn: nothing will handle it while the sweep runs."""
+    with provider.management() as session:
+        purchase = purchases.request_purchase(
+            session, SandboxGateway(provider.settings.database_url, provider.settings.secret_key),
+            PurchaseRequest(code, 1500, "EUR", "4000000000000259"), tenant_id=tenant.id,
+            buyer_user_id=tenant.member("owner").user_id, idempotency_key="sweep",
+            correlation_id=None).purchase_id
+        session.execute(text("UPDATE purchases SET status = 'failed' WHERE id = :id"), {"id": purchase})
+        session.execute(text("DELETE FROM outbox WHERE payload->>'purchase_id' = :id"), {"id": str(purchase)})
+        session.commit()
+    return purchase
 
 
 @pytest.fixture(scope="package")

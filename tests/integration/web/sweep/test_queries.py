@@ -18,8 +18,10 @@ every HTML page.
   parameter the web tier reads (found in its source: ``request.args``), one at a time, as
   "²", 5,000 digits (past the 4,300 ``int()`` takes from text), a NUL and 100,001
   characters. Never a 5xx, a 403, a 429 or a trip to the sign-in page. A test holds every
-  page found without a query string (``UNREACHED`` lists the three the sweep cannot open,
-  and why), so a 404 cannot pass for an answer of the view.
+  page found without a query string (``UNREACHED`` would list one the sweep cannot open, and
+  why), so a 404 cannot pass for an answer of the view. A reader's page of a publication
+  needs one published, with a processed attachment: ``published`` runs those two workers'
+  handlers in this process.
 
 The app and its world: ``conftest.py`` and ``tests/support/sweep.py``. Known defects are
 strict xfails in ``KNOWN_DEFECTS``, by test id.
@@ -36,8 +38,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from domain.assets import handlers as assets_handlers
+from domain.assets.storage import build_storage
+from domain.messaging import handling
+from domain.messaging.contracts import Contract
+from domain.messaging.contracts.assets import ProcessAssetV1
+from domain.messaging.contracts.publications import PublishPublicationV1
+from domain.messaging.outbox import Envelope
+from domain.messaging.tables import outbox
+from domain.publications import handlers as publications_handlers
 from tests.integration.web.helpers import assert_refused
 from tests.support import tenants
 from tests.support.sweep import (
@@ -59,6 +71,7 @@ from tests.support.sweep import (
     pages_to_read,
     param,
     sent_to_sign_in,
+    short_hex,
     value_schema,
 )
 from tests.support.tenants import bearer
@@ -230,13 +243,62 @@ PAGE_VALUES = {
 PAGE_EXCLUDED = tuple(prefix for prefix in NOT_PAGES if prefix != "/identity/oidc/")
 # Pages the tenant's owner cannot open with the things the sweep makes (a 404 before the
 # view reads its query), and why: the test below holds each of them not found and every other
-# page found, so the sweep reaches the views it claims to.
-UNREACHED = {
-    "/publications/<uuid:publication_id>": "a reader's page of a published publication; the publications "
-                                           "pool publishes, and the sweep runs none",
-    "/publications/<uuid:publication_id>/attachments/<uuid:asset_id>": "the same, with a processed asset",
-    "/purchases/<uuid:purchase_id>": "REAL's purchase is the other tenant's (for the operators' routes)",
+# page found, so the sweep reaches the views it claims to. None today.
+UNREACHED: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Published:
+    """A publication addressed to the tenant's owner, out, with a processed attachment."""
+
+    publication_id: str
+    asset_id: str
+
+
+# Pages whose arguments are things a worker makes (``published``), not REAL's.
+READER_PAGES = {
+    "/publications/<uuid:publication_id>": lambda p: {"publication_id": p.publication_id},
+    "/publications/<uuid:publication_id>/attachments/<uuid:asset_id>":
+        lambda p: {"publication_id": p.publication_id, "asset_id": p.asset_id},
 }
+
+
+def handle_here(world: World, contract: type[Contract], handler: Any, key: str, value: str) -> None:
+    """Run, in this process, the handler of the command a request of the sweep queued (the one
+    whose payload's ``key`` is ``value``), through the inbox and outbox as its worker would
+    (``domain.messaging.handling``): the sweep's broker has no worker. What it emits stays in
+    the outbox."""
+    with world.provider.tenant(world.tenant.id) as db:
+        row = db.execute(select(outbox).where(outbox.c.type == contract.message_type,
+                                              outbox.c.payload[key].astext == value)).one()
+        origin = db.info["db_key"]
+    envelope = Envelope(id=str(row.id), event_id=str(row.event_id), type=row.type, version=row.version,
+                        handler=row.handler, payload=row.payload, origin=origin,
+                        tenant_id=str(world.tenant.id), correlation_id=row.correlation_id)
+    outcome = handling.handle(world.provider, envelope, contract, "tenant", handler,
+                              ports={"storage": build_storage(world.provider.settings)})
+    assert not outcome.duplicate and outcome.refused is None, outcome
+
+
+@pytest.fixture(scope="module")
+def published(world: World) -> Published:
+    """Made through the API, as the owner would, with the assets and publications handlers run
+    here: an employee record of the owner (so the audience reaches the owner's account), an
+    uploaded file processed until ready, a publication for everyone attaching it, published."""
+    owner = world.tenant.member("owner")
+    world.api("POST", "/api/v1/employment/employees", {"name": "Sweep Owner", "work_email": owner.email})
+    uploaded = world.client.post("/api/v1/assets?filename=notes.txt", data=b"A line of text.\n",
+                                 headers={**bearer(world.owner_token), "Content-Type": "text/plain"})
+    assert uploaded.status_code == 202, uploaded.get_data(as_text=True)[:300]
+    asset_id = uploaded.json["id"]  # type: ignore[index]
+    handle_here(world, ProcessAssetV1, assets_handlers.process_asset, "asset_id", asset_id)
+    assert world.api("GET", f"/api/v1/assets/{asset_id}", status=200)["status"] == "ready"
+    made = world.api("POST", "/api/v1/publications", {"title": f"Sweep read {short_hex()}", "body": "News.",
+                                                       "attachments": [asset_id]})
+    world.api("POST", f"/api/v1/publications/{made['id']}/publish", {}, status=202)
+    handle_here(world, PublishPublicationV1, publications_handlers.publish_publication, "publication_id",
+                str(made["id"]))
+    return Published(str(made["id"]), asset_id)
 # A page that answers something else when opened with no query string, and what.
 WITHOUT_QUERY = {"/identity/oidc/callback": 400}  # the provider's state and code are missing
 
@@ -250,18 +312,21 @@ def page_params() -> list[Any]:
             for rule in swept_pages() for name in page_query_names() for case, value in PAGE_VALUES.items()]
 
 
-def read_page(world: World, browsing: Browsing, rule: str, query: dict[str, str]) -> TestResponse:
+def read_page(world: World, browsing: Browsing, published: Published, rule: str,
+              query: dict[str, str]) -> TestResponse:
     """The page of ``rule`` (its things real) read by the tenant's owner with ``query``."""
     owner = world.tenant.member("owner")
-    path = fill(rule, "real" if arguments(rule) else "", Call(world, owner, world.owner_token))
+    given = READER_PAGES[rule](published) if rule in READER_PAGES else {}
+    path = fill(rule, "real" if arguments(rule) else "", Call(world, owner, world.owner_token, given))
     return browser_of(world, browsing, browsing.owner).get(f"{path}?{urlencode(query)}" if query else path)
 
 
-def test_the_sweep_reaches_every_page_it_reads(world: World, browsing: Browsing) -> None:
+def test_the_sweep_reaches_every_page_it_reads(world: World, browsing: Browsing,
+                                                published: Published) -> None:
     # Without a query string, every swept page opens (or leaves for the provider); the ones
     # listed as out of reach are not found, so the list cannot go stale.
     for rule in pages_to_read(world.app, PAGE_EXCLUDED):
-        response = read_page(world, browsing, rule, {})
+        response = read_page(world, browsing, published, rule, {})
         if rule in UNREACHED:
             assert response.status_code == 404, (rule, response.status_code)
         elif rule in WITHOUT_QUERY:
@@ -273,9 +338,9 @@ def test_the_sweep_reaches_every_page_it_reads(world: World, browsing: Browsing)
 
 @pytest.mark.parametrize(("rule", "name", "value"), page_params())
 def test_a_page_with_a_bad_query_parameter_never_gets_a_5xx(
-        world: World, browsing: Browsing, request: pytest.FixtureRequest, *, rule: str, name: str,
-        value: str) -> None:
-    response = read_page(world, browsing, rule, {name: value})
+        world: World, browsing: Browsing, published: Published, request: pytest.FixtureRequest, *,
+        rule: str, name: str, value: str) -> None:
+    response = read_page(world, browsing, published, rule, {name: value})
     note(request, "answer", f"{response.status_code} {response.headers.get('Location', '')}")
     assert_no_5xx(response)
 
@@ -284,4 +349,5 @@ def test_the_page_sweep_reads_the_parameters_and_pages_it_should() -> None:
     # The names come from the source, the pages from the routes: the ones everyone knows are there.
     assert {"page", "next", "q", "sub_units", "locale", "state", "code"} <= set(page_query_names())
     assert {"/notifications", "/employment/employees", "/publications", "/identity/oidc/callback",
-            "/employment/imports/<uuid:import_id>"} <= set(swept_pages())
+            "/employment/imports/<uuid:import_id>", "/purchases/<uuid:purchase_id>",
+            *READER_PAGES} <= set(swept_pages())
