@@ -9,7 +9,8 @@ Each run, in every tenant database:
 and on the storage, files under ``tenants/<tenant>/assets/<asset>/`` older than
 ``ASSET_UNCONFIRMED_SECONDS`` whose asset has no row (a streamed upload whose request died
 before its commit), or an ``upload`` file of an asset no longer waiting for one (a second
-upload through a link already confirmed), are deleted.
+upload through a link of an asset already processed), are deleted. A confirmed asset not yet
+processed keeps its upload however long it waits.
 
 Safe to run twice at once: a run holds a management-database advisory lock for its
 length and a second run skips; rows are claimed ``FOR UPDATE SKIP LOCKED``; deleting a
@@ -29,13 +30,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from domain.assets import keys, processing
-from domain.assets.models import Asset
+from domain.assets.models import WORKING, Asset
 from domain.assets.storage import Storage, StoredObject
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.errors import NotFound
 
 log = logging.getLogger(__name__)
+# Statuses in which an asset's ``upload`` file is (or will be) its content: processing has
+# not moved it to the original yet.
+WAITING_FOR_UPLOAD = ("awaiting_upload", *WORKING)
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"allotment.assets.cleanup").digest()[:8], "big", signed=True)
 BATCH = 500
 
@@ -119,7 +123,10 @@ def _remove_orphans(provider: DataProvider, storage: Storage, older_than: dateti
         for parsed, stored in files:
             status = statuses.get(parsed.asset_id)
             gone = status is None or status in ("deleted", "rejected")  # written after its purge
-            if gone or (parsed.name == "upload" and status != "awaiting_upload"):
+            # An upload is the asset's file until processing moves it to the original: while
+            # the asset awaits it or is confirmed and not yet processed (its command parked
+            # behind the tenant's others, the pool backlogged or down), it stays.
+            if gone or (parsed.name == "upload" and status not in WAITING_FOR_UPLOAD):
                 storage.delete(stored.key)
                 report.orphan_files += 1
 

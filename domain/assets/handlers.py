@@ -16,14 +16,12 @@ from typing import Any
 from sqlalchemy import func, update
 
 from domain.assets import processing
-from domain.assets.models import Asset
+from domain.assets.models import WORKING, Asset
 from domain.assets.processing import Job, Limits
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.messaging.contracts.assets import AssetProcessedV1, ProcessAssetV1
 from domain.messaging.handling import HandlerContext
-
-WORKING = ("uploaded", "processing")
 
 
 class _Progress:

@@ -29,6 +29,7 @@ from domain.translations.translator import N_
 # awaiting_upload: an upload link was handed out, no confirm yet (never processed).
 # uploaded -> processing -> ready | rejected; deleted by its owner, an admin or clean-up.
 STATUSES = ("awaiting_upload", "uploaded", "processing", "ready", "rejected", "deleted")
+WORKING = ("uploaded", "processing")  # confirmed or received, and not yet ready or rejected
 # How pages name each status (translated when shown; a unit test holds it to STATUSES).
 STATUS_LABELS: dict[str, str] = {
     "awaiting_upload": N_("awaiting upload"), "uploaded": N_("uploaded"), "processing": N_("processing"),

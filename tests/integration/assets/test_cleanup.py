@@ -94,6 +94,28 @@ def test_never_confirmed_uploads_and_orphans_are_removed(local_world: World) -> 
     assert local_world.asset(token, live)["status"] == "ready"
 
 
+@pytest.mark.parametrize("status", ["uploaded", "processing"])
+def test_a_confirmed_upload_waiting_to_be_processed_keeps_its_file(local_world: World, status: str) -> None:
+    # Confirmed, and its processing not started or not finished after more than the clean-up's
+    # age (its command parked behind the tenant's others, the assets pool backlogged or down):
+    # the upload file is still the asset's content, whatever its age.
+    tenant = local_world.tenant("owner")
+    token = local_world.token(tenant)
+    waiting = _put_through_link(local_world, token, b"confirmed, not yet processed", confirm=False)
+    with local_world.provider.tenant(tenant.id) as session:  # as confirm_upload leaves it
+        session.execute(text("UPDATE assets SET status = :status WHERE id = :id"),
+                        {"status": status, "id": waiting})
+        session.commit()
+    upload = keys.upload(tenant.id, uuid.UUID(waiting))
+    assert local_world.storage.exists(upload)
+
+    report = cleanup.clean_up(local_world.provider, local_world.storage, unconfirmed_after=NOW,
+                              orphan_after=NOW)
+    assert not report.skipped and report.failed == []
+    assert local_world.storage.exists(upload)
+    assert local_world.asset(token, waiting)["status"] == status
+
+
 def test_a_second_run_at_the_same_time_skips(local_world: World) -> None:
     with local_world.provider.management() as holder:
         holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": cleanup.LOCK_KEY})
