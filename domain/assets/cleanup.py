@@ -8,8 +8,9 @@ Each run, in every tenant database:
 
 and on the storage, files under ``tenants/<tenant>/assets/<asset>/`` older than
 ``ASSET_UNCONFIRMED_SECONDS`` whose asset has no row (a streamed upload whose request died
-before its commit), or an ``upload`` file of an asset no longer waiting for one (a second
-upload through a link of an asset already processed), are deleted. A confirmed asset not yet
+before its commit), or an ``upload`` file of an asset ready or rejected (the file as
+received, which processing copies and keeps for a run after a crash; or a second upload
+through the link of an asset already processed), are deleted. A confirmed asset not yet
 processed keeps its upload however long it waits.
 
 Safe to run twice at once: a run holds a management-database advisory lock for its
@@ -37,8 +38,7 @@ from domain.db.provider import DataProvider
 from domain.errors import NotFound
 
 log = logging.getLogger(__name__)
-# Statuses in which an asset's ``upload`` file is (or will be) its content: processing has
-# not moved it to the original yet.
+# Statuses in which an asset's ``upload`` file is (or will be) what processing reads.
 WAITING_FOR_UPLOAD = ("awaiting_upload", *WORKING)
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"allotment.assets.cleanup").digest()[:8], "big", signed=True)
 BATCH = 500

@@ -119,8 +119,9 @@ class Storage(Protocol):
                    content_type: str = DEFAULT_TYPE) -> PresignedUpload:
         """A request that stores one file of ``size`` bytes under ``key`` until it expires."""
 
-    def move(self, source: str, target: str) -> None:
-        """Rename ``source`` to ``target`` (replacing it); ObjectMissing if there is no source."""
+    def copy(self, source: str, target: str) -> None:
+        """Store a copy of ``source`` under ``target`` (replacing it); ObjectMissing if there is
+        no source."""
 
     def listing(self, prefix: str) -> Iterator[StoredObject]:
         """Every file whose key starts with ``prefix`` (a folder: ends with ``/``)."""
@@ -266,13 +267,14 @@ class LocalStorage:
             raise LinkExpired()
         return UploadGrant(check_key(key), size, content_type)
 
-    def move(self, source: str, target: str) -> None:
-        """Rename within the folder (atomic on one file system)."""
-        origin, destination = self._path(source), self._path(target)
-        if not origin.is_file():
-            raise ObjectMissing()
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(origin, destination)
+    def copy(self, source: str, target: str) -> None:
+        """Copy through a temporary file beside the target, then rename it (as ``put``)."""
+        try:
+            stream = self._path(source).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectMissing() from None
+        with stream:
+            self.put(target, stream)
 
     def listing(self, prefix: str) -> Iterator[StoredObject]:
         """Walk the folder of ``prefix``; files being written (``.*.partial``) are left out."""
@@ -354,13 +356,12 @@ class S3Storage:
                                                  ExpiresIn=_check_lifetime(expires_in))
         return PresignedUpload(url, "PUT", {"Content-Type": content_type})
 
-    def move(self, source: str, target: str) -> None:
-        """A server-side copy (multipart above 8 MiB), then the source is deleted."""
+    def copy(self, source: str, target: str) -> None:
+        """A server-side copy (multipart above 8 MiB)."""
         if not self.exists(source):
             raise ObjectMissing()
         self.client.copy({"Bucket": self.bucket, "Key": check_key(source)}, self.bucket,
                          check_key(target), Config=self._transfer)
-        self.delete(source)
 
     def listing(self, prefix: str) -> Iterator[StoredObject]:
         """ListObjectsV2, a page (1,000 keys) at a time."""

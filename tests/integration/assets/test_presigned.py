@@ -92,8 +92,8 @@ def test_upload_link_then_confirm_then_download(backend: Backend, tenant: Tenant
     doc = world.processed(token, link["id"])
     assert (doc["status"], doc["via"], doc["size"]) == ("ready", "presigned", len(photo))
     assert doc["sha256"] == hashlib.sha256(photo).hexdigest()
-    assert world.files(tenant.id, link["id"]) == sorted(
-        [f"tenants/{tenant.id}/assets/{link['id']}/original"]
+    assert world.files(tenant.id, link["id"]) == sorted(  # the upload stays until the clean-up
+        [f"tenants/{tenant.id}/assets/{link['id']}/{name}" for name in ("original", "upload")]
         + [f"tenants/{tenant.id}/assets/{link['id']}/renditions/{n}.webp" for n in ("128", "64", "32")])
     for rendition, check in (("original", lambda body: body == photo),
                              ("64", lambda body: body[:4] == b"RIFF" and body[8:12] == b"WEBP")):
