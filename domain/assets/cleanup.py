@@ -123,7 +123,7 @@ def _remove_orphans(provider: DataProvider, storage: Storage, older_than: dateti
         for parsed, stored in files:
             status = statuses.get(parsed.asset_id)
             gone = status is None or status in ("deleted", "rejected")  # written after its purge
-            # An upload is the asset's file until processing moves it to the original: while
+            # An upload is what processing reads until the asset is ready or rejected: while
             # the asset awaits it or is confirmed and not yet processed (its command parked
             # behind the tenant's others, the pool backlogged or down), it stays.
             if gone or (parsed.name == "upload" and status not in WAITING_FOR_UPLOAD):
