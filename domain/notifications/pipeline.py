@@ -136,6 +136,9 @@ def notify(ctx: HandlerContext, announcement: Announcement, people: list[Person]
     redelivery finds them); then a sender is woken. ``management``: the handler's own
     session when it writes the management database (the reads then share its transaction).
     """
+    tenant_id = ctx.session.info.get("tenant_id")
+    if tenant_id is not None and announcement.tenant_id != tenant_id:  # before anything is recorded
+        raise PermissionError("another tenant's notices written through a tenant session")
     with ctx.provider.management() as own:
         # Nothing here needs the reads in one snapshot, and the record is atomic on its own:
         # autocommit spares a BEGIN and a COMMIT round trip per event.

@@ -114,7 +114,7 @@ def test_the_recipients_choices_come_with_the_same_read(
     assert (notice.title, notice.email_status) == ("Welcome to Allotment, Ada admin", None)
 
 
-def test_an_event_naming_another_tenant_than_its_delivery_writes_no_notice(
+def test_an_event_naming_another_tenant_than_its_delivery_writes_no_notice_and_no_email(
         plane: Plane, ports: dict[str, Any], org: TenantWithMembers) -> None:
     other = plane.tenant(("owner",))
     envelope = welcome(plane, org, "employee")
@@ -125,3 +125,4 @@ def test_an_event_naming_another_tenant_than_its_delivery_writes_no_notice(
     assert plane.notices(other.id, org.member("employee").user_id) == []
     assert [n for n in plane.notices(org.id, org.member("employee").user_id)
             if n.event_id == uuid.UUID(envelope.event_id)] == []
+    assert plane.deliveries(envelope.event_id) == []  # nor an email: the check comes before the record
