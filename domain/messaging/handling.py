@@ -76,9 +76,15 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
     running the handler (it would be refused again on every redelivery).
     """
     message = contract.parse(envelope.version, envelope.payload)
-    refused = guard(message) if guard is not None else None
     delivery = uuid.UUID(envelope.id)
     tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
+    named = getattr(message, "tenant_id", None)
+    if tenant_id is not None and named is not None and named != tenant_id:
+        # Routed by the envelope, acted on by the payload: never both, and never run. Not
+        # transient, so the relay buries it where operators see it.
+        raise PermissionError(f"{envelope.type} {envelope.id} is delivered as tenant {tenant_id} "
+                              f"and names tenant {named}")
+    refused = guard(message) if guard is not None else None
     if target == "management":
         session = provider.management()
     else:

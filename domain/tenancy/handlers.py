@@ -21,7 +21,7 @@ def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
     session = ctx.session
     signup = session.get(Signup, msg.signup_id, with_for_update=True)
     tenant = session.get(Tenant, msg.tenant_id)
-    if signup is None or tenant is None or signup.status != "pending":
+    if signup is None or tenant is None or signup.tenant_id != tenant.id or signup.status != "pending":
         return
     sealer: identity.PasswordSealer = ctx.ports["sealer"]
     password = sealer.unseal(signup.sealed_password) if signup.sealed_password else None
@@ -77,7 +77,8 @@ def revert_plan(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
     back to the trial database (an operator offboards or keeps it).
     """
     session = ctx.session
-    change = session.scalar(select(PlanChange).where(PlanChange.purchase_id == msg.purchase_id)
+    change = session.scalar(select(PlanChange).where(PlanChange.purchase_id == msg.purchase_id,
+                                                     PlanChange.tenant_id == msg.tenant_id)
                             .with_for_update())
     if change is None or change.reverted_at is not None:
         return

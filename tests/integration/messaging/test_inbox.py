@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, select, text
 
 from domain.db.fences import tenant_fences
 from domain.db.provider import DataProvider, TenantMoved
-from domain.messaging import handling, inbox, relay
+from domain.messaging import handling, inbox, outbox, relay
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
@@ -60,6 +60,27 @@ def test_a_redelivery_is_skipped_and_the_message_completed(
     assert inbox_has(provider, "trial", envelope.id)
     row = outbox_row(provider, envelope.id)
     assert row is not None and row["completed_at"] is not None
+
+
+def test_a_delivery_whose_payload_names_another_tenant_is_refused_and_not_run(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    # Routed by the envelope's tenant, acted on by the payload's: a mismatch runs nothing,
+    # claims nothing, and fails (not transient: the relay buries it for operators).
+    envelope, tenant_id, user_id = delivery
+    request = signup_request()
+    sign_up(provider, request)
+    other = tenant_id_of(provider, request.slug)
+    forged = Envelope.from_dict({**envelope.as_dict(), "tenant_id": str(other)})
+    ran: list[TenantProvisionedV1] = []
+    with pytest.raises(PermissionError, match=f"delivered as tenant {other} and names tenant {tenant_id}"):
+        handling.handle(provider, forged, TenantProvisionedV1, "tenant", lambda ctx, msg: ran.append(msg))
+    assert ran == [] and not inbox_has(provider, "trial", envelope.id)
+    assert notices_of(provider, tenant_id, user_id) == 0
+
+
+def test_a_message_naming_another_tenant_than_its_own_is_not_recorded(provider: DataProvider) -> None:
+    with provider.management() as session, pytest.raises(ValueError, match="recorded for tenant"):
+        outbox.record(session, welcome(uuid.uuid4()), tenant_id=uuid.uuid4(), correlation_id=None)
 
 
 def test_a_redelivery_completes_a_message_whose_completion_was_lost(

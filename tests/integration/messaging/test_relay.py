@@ -1,6 +1,7 @@
 """The relay re-sends what was lost, with backoff, buries what keeps failing, never sends a row twice."""
 from __future__ import annotations
 
+import json
 import uuid
 
 from celery import Celery
@@ -8,6 +9,7 @@ from sqlalchemy import text
 
 from domain.db.provider import DataProvider
 from domain.messaging import relay
+from domain.messaging.outbox import Envelope
 from domain.tenancy import queries
 from tests.integration.messaging.helpers import (
     bury,
@@ -54,9 +56,15 @@ def test_a_failing_handler_is_retried_with_growing_backoff_then_dead(
     sign_up(provider, request)
     tenant_id = tenant_id_of(provider, request.slug)
     assert tenant_id is not None
-    # Routed to this tenant, but the notice it writes names another one: the tenant session
-    # refuses it on every run, a failure no retry can fix.
-    (envelope,) = record(fast_provider, welcome(uuid.uuid4()), tenant_id=tenant_id)
+    # Routed to this tenant, its payload then made to name another one (as a bug or a
+    # tampered row would): handling refuses it on every run, a failure no retry can fix.
+    (recorded,) = record(fast_provider, welcome(tenant_id), tenant_id=tenant_id)
+    forged = {**recorded.payload, "tenant_id": str(uuid.uuid4())}
+    with provider.unscoped("management") as session:
+        session.execute(text("UPDATE outbox SET payload = CAST(:payload AS jsonb) WHERE id = :id"),
+                        {"payload": json.dumps(forged), "id": uuid.UUID(recorded.id)})
+        session.commit()
+    envelope = Envelope.from_dict({**recorded.as_dict(), "payload": forged})
     publish(publisher, [envelope])
     wait_for_failure(provider, envelope.id, "the first run")
     assert not inbox_has(provider, "trial", envelope.id)  # rolled back with the effect
