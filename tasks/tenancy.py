@@ -54,9 +54,14 @@ def _run_promotion(task: Any, promotion_id: uuid.UUID) -> dict[str, Any]:
     return {**result.progress.as_dict(), "busy": result.busy}
 
 
+# A big tenant's promotion (its copy) or archive takes longer than the default limits: up to
+# an hour, still inside the broker's visibility timeout (config/celery.py).
+LONG_LIMITS = {"soft_time_limit": 3300, "time_limit": 3500}
+
+
 # Its own task, not a domain_task: a promotion outlives one transaction, and keeps its own
 # record (the promotion row and its steps) instead of the inbox.
-@shared_task(name="tasks.tenancy.promote_tenant", bind=True)
+@shared_task(name="tasks.tenancy.promote_tenant", bind=True, **LONG_LIMITS)
 def promote_tenant(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) a promotion; progress shows as the task's PROGRESS state (Flower)."""
     message = Envelope.from_dict(envelope)
@@ -67,7 +72,7 @@ def promote_tenant(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-@shared_task(name="tasks.tenancy.resume_promotion", bind=True)
+@shared_task(name="tasks.tenancy.resume_promotion", bind=True, **LONG_LIMITS)
 def resume_promotion(self: Any, promotion_id: str) -> dict[str, Any]:
     """Run a recorded promotion again (beat, or an operator's re-run)."""
     return _run_promotion(self, uuid.UUID(promotion_id))
@@ -75,19 +80,18 @@ def resume_promotion(self: Any, promotion_id: str) -> dict[str, Any]:
 
 @shared_task(name="tasks.tenancy.resume_promotions", bind=True)
 def resume_promotions(self: Any) -> list[str]:
-    """Beat: send a run for every unfinished promotion (a busy one answers at once)."""
+    """Beat: send a run for every unfinished promotion whose resume delay has passed (a busy
+    one answers at once)."""
     with self.app.provider.management() as session:
-        ids = [str(i) for i in promotion.unfinished(session)]
+        ids = [str(i) for i in promotion.due_for_resume(
+            session, now=utcnow(), base_seconds=self.app.provider.settings.promotion_resume_seconds)]
     for promotion_id in ids:
         resume_promotion.delay(promotion_id)
     return ids
 
 
 # Exports and offboardings: plain tasks taking the job's id; the tenant_exports row is the
-# record, the run is idempotent and locked per job, and beat re-sends what was lost. A big
-# tenant's archive takes longer than the default limits: up to an hour, still inside the
-# broker's visibility timeout (config/celery.py).
-EXPORT_LIMITS = {"soft_time_limit": 3300, "time_limit": 3500}
+# record, the run is idempotent and locked per job, and beat re-sends what was lost.
 
 
 def _run_export(task: Any, export_id: str) -> dict[str, Any]:
@@ -97,13 +101,13 @@ def _run_export(task: Any, export_id: str) -> dict[str, Any]:
     return status.as_dict()
 
 
-@shared_task(name="tasks.tenancy.export_tenant", bind=True, **EXPORT_LIMITS)
+@shared_task(name="tasks.tenancy.export_tenant", bind=True, **LONG_LIMITS)
 def export_tenant(self: Any, export_id: str) -> dict[str, Any]:
     """Write every row of a tenant into an archive on the storage."""
     return _run_export(self, export_id)
 
 
-@shared_task(name="tasks.tenancy.offboard_tenant", bind=True, **EXPORT_LIMITS)
+@shared_task(name="tasks.tenancy.offboard_tenant", bind=True, **LONG_LIMITS)
 def offboard_tenant(self: Any, export_id: str) -> dict[str, Any]:
     """Export a tenant, then delete its data and stop routing to it."""
     return _run_export(self, export_id)

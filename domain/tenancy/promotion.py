@@ -36,10 +36,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import database_name, database_on
@@ -64,6 +65,7 @@ PERCENT = {"requested": 0, "placed": 2, "created": 5, "migrated": 15, "copied": 
            "verified": 85, "fenced": 88, "switched": 92, "purged": 100}
 # A run that keeps failing on something other than the data gives up after this many runs.
 MAX_ATTEMPTS = 5
+MAX_RESUME_SECONDS = 3600
 CHECKPOINT_CLASS = 0x70726F6D  # "prom": the first key of every checkpoint lock
 ACTIVE = queries.UNDER_WAY
 
@@ -171,10 +173,22 @@ def latest_progress(session: Session, tenant_id: uuid.UUID) -> Progress | None:
     return progress_of(promotion) if promotion else None
 
 
-def unfinished(session: Session) -> list[uuid.UUID]:
-    """Promotions not completed or failed (beat resumes them)."""
-    return list(session.scalars(select(Promotion.id).where(Promotion.status.in_(ACTIVE))
-                                .order_by(Promotion.created_at)))
+def resume_delay(base_seconds: float, attempts: int) -> timedelta:
+    """How long after a promotion's last recorded progress beat runs it again: ``base_seconds``
+    after its first run, twice as long after each run since (at most an hour). A run that
+    makes progress records it, so only a promotion whose runs keep dying or failing waits
+    longer: with the default 30 s, the fifth and last run of a promotion whose placement
+    servers are down comes 7.5 minutes after the first, not 2 (before, beat sent one every 30 s)."""
+    return timedelta(seconds=min(base_seconds * 2 ** max(attempts - 1, 0), MAX_RESUME_SECONDS))
+
+
+def due_for_resume(session: Session, *, now: datetime, base_seconds: float) -> list[uuid.UUID]:
+    """Promotions not completed or failed whose ``resume_delay`` has passed (beat resumes them)."""
+    rows = session.execute(select(Promotion.id, Promotion.attempts,
+                                  func.coalesce(Promotion.updated_at, Promotion.created_at))
+                           .where(Promotion.status.in_(ACTIVE)).order_by(Promotion.created_at)).all()
+    return [promotion_id for promotion_id, attempts, last in rows
+            if last + resume_delay(base_seconds, attempts) <= now]
 
 
 # -- running ---------------------------------------------------------------------------

@@ -102,6 +102,18 @@ def test_every_task_routes_to_the_declared_queue_of_its_module(celery_app: Celer
         assert getattr(importlib.import_module(module), function).name == name
 
 
+def test_every_task_runs_inside_the_visibility_timeout(celery_app: Celery) -> None:
+    # Redis gives an unacknowledged task to another worker after the visibility timeout: a task
+    # allowed to run longer (its own hard limit or the default) would run twice at once.
+    timeout = celery_app.conf.broker_transport_options["visibility_timeout"]
+    long_ones = {name: task.time_limit for name, task in celery_app.tasks.items()
+                 if name.startswith("tasks.") and task.time_limit}
+    assert {"tasks.tenancy.promote_tenant", "tasks.tenancy.resume_promotion",
+            "tasks.tenancy.export_tenant"} <= set(long_ones)  # a big tenant's copy or archive
+    assert celery_app.conf.task_time_limit < timeout
+    assert {name: limit for name, limit in long_ones.items() if limit >= timeout} == {}
+
+
 def test_every_handler_and_beat_job_has_a_task(celery_app: Celery) -> None:
     # A handler without a task leaves outbox rows nobody completes until they are dead.
     handlers = [*bus.COMMAND_HANDLERS.values(), *(h for hs in bus.SUBSCRIBERS.values() for h in hs)]
