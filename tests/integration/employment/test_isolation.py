@@ -1,21 +1,29 @@
 """Tenant isolation of the employment routes: tenant A's owner (every permission) aims each
 route that names a thing at tenant B's employee, job type, org unit, relation or import
 (in the URL or the body): the answer is 404 (naming the field, for the API) and nothing of
-B changes. Pages are called as a browser calls them (cookie and CSRF token)."""
+B changes. Pages are called as a browser calls them (cookie and CSRF token). What A creates
+(a job type, an import uploaded through the API or the page and run by a real ``employment``
+worker) belongs to A alone, even where it names B's things, and the forms offer A's choices
+only."""
 from __future__ import annotations
 
+import html
+import io
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from domain.employment import imports, queries, services, structure
 from domain.employment.services import EmployeeFields
 from domain.messaging import handling, outbox
 from tests.integration.employment.conftest import API, Org, Plane
-from tests.support import tenants
+from tests.integration.employment.importing import finished, post_file
+from tests.support import processes, tenants
 
 TEXT = b"name,work_email\nB Person,b-person@example.com\n"
 
@@ -143,11 +151,20 @@ def test_lists_show_only_the_callers_tenant(plane: Plane, a: Org, b: B) -> None:
     client = plane.client()
     for url in (f"{API}/employees", f"{API}/job-types", f"{API}/org-units", f"{API}/imports",
                 "/employment/employees", "/employment/structure", "/employment/imports",
-                "/employment/employees?q=b-worker"):
-        text = tenants.call_as(client, plane.app, "GET", url, a.tokens["owner"]).get_data(as_text=True)
-        leaked = [s for s in ("B Worker", "b-boss@example.com", "B's unit", "B's job", "b.csv", str(b.unit))
-                  if s in text]
+                "/employment/employees?q=b-worker", "/employment/employees/new"):
+        response = tenants.call_as(client, plane.app, "GET", url, a.tokens["owner"])
+        assert response.status_code == 200, (url, response.status_code)
+        leaked = _leaks(response.get_data(as_text=True), b)
         assert not leaked, (url, leaked)
+
+
+def _leaks(text: str, b: B) -> list[str]:
+    """What of B's the text shows: names (as JSON has them or as a page escapes them:
+    B&#39;s unit), emails, the import's file name, ids."""
+    secrets = ("B Worker", "B Boss", "b-boss@example.com", "b-worker@example.com", "B's unit", "B's job",
+               "b.csv", str(b.unit), str(b.job_type), str(b.employee), str(b.manager), str(b.import_id))
+    shown = text + html.unescape(text)
+    return [s for s in secrets if s in shown]
 
 
 def test_a_file_naming_another_tenants_people_and_units_stays_in_its_tenant(plane: Plane, a: Org,
@@ -165,3 +182,130 @@ def test_a_file_naming_another_tenants_people_and_units_stays_in_its_tenant(plan
     assert (done.created, done.failed, [(p.line, p.field) for p in done.problems.items]) == (
         1, 1, [(2, "org_unit"), (3, "manager_email")])
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
+
+
+# --- what A creates belongs to A alone ---------------------------------------------------
+
+def _holders(plane: Plane, table: str, row_id: uuid.UUID | str, *orgs: Org) -> set[uuid.UUID]:
+    """The tenants whose row ``row_id`` of ``table`` is, in the databases of ``orgs`` (read
+    without tenant filter or RLS)."""
+    found: set[uuid.UUID] = set()
+    for db_key in {plane.provider.route(org.id).db_key for org in orgs}:
+        with plane.provider.unscoped(db_key) as db:
+            found.update(db.scalars(text(f'SELECT tenant_id FROM "{table}" WHERE id = :id'),
+                                    {"id": uuid.UUID(str(row_id))}))
+    return found
+
+
+def _option_values(page: str, select: str) -> set[str]:
+    """The values offered by the page's ``<select name=select>`` (the empty choice left out)."""
+    found = re.search(rf'<select[^>]*name="{select}"[^>]*>(.*?)</select>', page, re.S)
+    assert found, f"the page has a {select} choice"
+    return set(re.findall(r'<option[^>]*value="([^"]+)"', found.group(1)))
+
+
+def test_the_new_employee_form_offers_only_the_callers_job_types_and_units(plane: Plane, a: Org,
+                                                                          b: B) -> None:
+    tag = uuid.uuid4().hex[:6]
+    with plane.provider.tenant(a.id) as db:
+        job = structure.create_job_type(db, a.id, f"A's job {tag}")
+        unit = structure.create_org_unit(db, a.id, f"A's unit {tag}", None)
+        db.commit()
+    response = tenants.call_as(plane.client(), plane.app, "GET", "/employment/employees/new",
+                               a.tokens["owner"])
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    page = response.get_data(as_text=True)
+    assert _option_values(page, "job_type_id") == {str(job.id)}
+    assert _option_values(page, "org_unit_id") == {str(unit.id)}
+    assert f"A's job {tag}" in html.unescape(page) and f"A's unit {tag}" in html.unescape(page)
+    assert not _leaks(page, b), _leaks(page, b)
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_job_type_named_like_bs_is_created_in_the_callers_tenant_alone(
+        plane: Plane, make_org: Callable[[], Org], b: B, via: str) -> None:
+    # Its own tenant: the name it takes would show in A's lists, which must never show B's names.
+    caller = make_org()
+    name = "b's JOB"  # B's job type's name in other letters: taken in B, free in the caller's tenant
+    client = plane.client()
+    before = tenants.tenant_fingerprint(plane.provider, b.org.id)
+    if via == "api":
+        response = tenants.call_as(client, plane.app, "POST", f"{API}/job-types", caller.tokens["owner"],
+                                   json={"name": name})
+        assert response.status_code == 201, response.get_data(as_text=True)[:300]
+    else:  # a form ignores fields it does not have: B's ids beside the name change nothing
+        response = tenants.call_as(client, plane.app, "POST", "/employment/job-types", caller.tokens["owner"],
+                                   form={"name": name, "id": str(b.job_type), "tenant_id": str(b.org.id)})
+        assert response.status_code == 303, response.get_data(as_text=True)[:300]
+        assert response.headers["Location"].endswith("/employment/structure")
+    listed = client.get(f"{API}/job-types", headers=caller.auth("owner")).json["items"]
+    assert [(item["name"], item["employees"]) for item in listed] == [(name, 0)]
+    created = listed[0]["id"]
+    assert created != str(b.job_type)
+    assert _holders(plane, "job_types", created, caller, b.org) == {caller.id}
+    assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
+
+
+def test_a_job_type_body_naming_bs_ids_is_refused(plane: Plane, a: Org, b: B) -> None:
+    client = plane.client()
+    before = tenants.tenant_fingerprint(plane.provider, b.org.id)
+    mine = tenants.tenant_fingerprint(plane.provider, a.id)
+    for extra in ({"id": str(b.job_type)}, {"tenant_id": str(b.org.id)}):
+        response = tenants.call_as(client, plane.app, "POST", f"{API}/job-types", a.tokens["owner"],
+                                   json={"name": "Smuggled", **extra})
+        assert (response.status_code, response.json["field"]) == (422, next(iter(extra))), response.json
+    assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
+    in_a = tenants.changed(mine, tenants.tenant_fingerprint(plane.provider, a.id))
+    assert not [name for name in in_a if name.endswith(".job_types")], in_a
+    names = [item["name"] for item in client.get(f"{API}/job-types", headers=a.auth("owner")).json["items"]]
+    assert "Smuggled" not in names
+
+
+@pytest.fixture(scope="module")
+def worker(start_worker: Callable[..., processes.Process]) -> Iterator[processes.Process]:
+    """The module's ``employment`` worker: it runs the imports uploaded here."""
+    process = start_worker("employment-isolation")
+    yield process
+    process.stop()
+
+
+# Every line names one of B's things; none of them exists in the caller's tenant.
+NAMING_B = (b"name,work_email,job_type,org_unit,manager_email\n"
+            b"A One,a-one@example.com,,B's unit,\n"           # line 2: B's unit: refused
+            b"A Two,a-two@example.com,,,b-boss@example.com\n"  # line 3: B's manager: added, unmanaged
+            b"A Three,a-three@example.com,B's job,,\n"         # line 4: B's job type: refused
+            b"A Four,b-worker@example.com,,,\n")               # line 5: B's worker's email: a new person
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_an_uploaded_file_naming_bs_things_is_imported_into_the_callers_tenant_alone(
+        plane: Plane, make_org: Callable[[], Org], b: B, worker: processes.Process, via: str) -> None:
+    # Through the route and the worker's task, not below them. Its own tenant: the import
+    # adds people A's lists would show.
+    caller = make_org()
+    client = plane.client()
+    before = tenants.tenant_fingerprint(plane.provider, b.org.id)
+    if via == "api":
+        response = post_file(client, caller, NAMING_B, "naming-b.csv", role="owner")
+        assert response.status_code == 202, response.get_data(as_text=True)[:300]
+        import_id = response.json["id"]
+    else:
+        response = tenants.call_as(client, plane.app, "POST", "/employment/imports", caller.tokens["owner"],
+                                   form={"file": (io.BytesIO(NAMING_B), "naming-b.csv")})
+        assert response.status_code == 303, response.get_data(as_text=True)[:300]
+        import_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+    assert _holders(plane, "import_jobs", import_id, caller, b.org) == {caller.id}
+    done = finished(client, caller, import_id, timeout=60)
+    assert (done["status"], done["created"], done["updated"], done["failed"], done["edges"]) == (
+        "completed", 2, 0, 2, 0), done
+    assert [(p["line"], p["field"]) for p in done["problems"]] == [
+        (2, "org_unit"), (3, "manager_email"), (4, "job_type")]
+    people = client.get(f"{API}/employees", headers=caller.auth("owner")).json["items"]
+    assert sorted((p["work_email"], p["job_type_id"], p["org_unit_id"]) for p in people) == [
+        ("a-two@example.com", None, None), ("b-worker@example.com", None, None)]
+    for person in people:
+        assert person["id"] not in (str(b.employee), str(b.manager))
+        assert _holders(plane, "employees", person["id"], caller, b.org) == {caller.id}
+    assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
+    other = tenants.call_as(client, plane.app, "GET", f"{API}/imports/{import_id}", b.org.tokens["owner"])
+    assert (other.status_code, other.json["field"]) == (404, "import_id")
