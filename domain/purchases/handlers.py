@@ -19,7 +19,7 @@ from domain.messaging.contracts.purchases import (
     RefundPurchaseV1,
 )
 from domain.messaging.handling import HandlerContext
-from domain.purchases.gateway import GatewayUnavailable, PaymentGateway, PaymentRefused
+from domain.purchases.gateway import GatewayUnavailable, OutcomeUnknown, PaymentGateway, PaymentRefused
 from domain.purchases.models import Purchase
 
 UNAVAILABLE = "payment gateway unavailable"
@@ -39,8 +39,11 @@ def refund_key(purchase: Purchase) -> str:
 def charge_purchase(ctx: HandlerContext, msg: ChargePurchaseV1) -> None:
     """Charge a pending purchase; completed or failed (with the reason) is announced.
 
-    A gateway that cannot be reached is retried (Transient) until the last attempt, which
-    fails the purchase: the buyer is told instead of waiting forever.
+    A gateway that cannot take the charge is retried (Transient) until the last attempt,
+    which fails the purchase: the buyer is told instead of waiting forever. A charge whose
+    answer was lost (``OutcomeUnknown``: it may have been made) never fails the purchase: it
+    stays pending and is asked again with the same key, by the retries and then by the
+    relay's re-sends, until the gateway answers (or, its message dead, operators step in).
     """
     purchase = ctx.session.get(Purchase, msg.purchase_id, with_for_update=True)
     if purchase is None or purchase.tenant_id != msg.tenant_id or purchase.status != "pending":
@@ -53,7 +56,7 @@ def charge_purchase(ctx: HandlerContext, msg: ChargePurchaseV1) -> None:
         _fail(ctx, purchase, exc.reason)
         return
     except GatewayUnavailable as exc:
-        if not ctx.last_attempt:
+        if not ctx.last_attempt or isinstance(exc, OutcomeUnknown):
             raise Transient(f"{UNAVAILABLE}: {exc.reason}") from exc
         _fail(ctx, purchase, UNAVAILABLE)
         return

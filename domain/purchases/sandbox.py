@@ -42,6 +42,7 @@ from domain.purchases.gateway import (
     GatewayUnavailable,
     IdempotencyMismatch,
     InvalidCard,
+    OutcomeUnknown,
     PaymentMethod,
     PaymentRefused,
     Refund,
@@ -49,14 +50,19 @@ from domain.purchases.gateway import (
 )
 
 # Test card -> (behaviour, brand). "transient" fails the first TRANSIENT_FAILURES charge
-# attempts of each idempotency key with a network error, then approves.
+# attempts of each idempotency key with a network error, then approves. "answer_lost_once"
+# charges and loses the answer of the first attempt (a timeout); asked again, it answers
+# with that charge. "answer_lost" charges once and loses every answer.
 TEST_CARDS: dict[str, tuple[str, str]] = {
     "4242424242424242": ("approve", "visa"),
     "4000000000000002": ("decline", "visa"),
     "4000000000009995": ("insufficient_funds", "visa"),
     "4000000000000119": ("transient", "visa"),
     "4000000000000259": ("unavailable", "visa"),
+    "4000000000000267": ("answer_lost_once", "visa"),
+    "4000000000000275": ("answer_lost", "visa"),
 }
+ANSWER_LOST = "the gateway's answer was lost (timeout)"
 TRANSIENT_FAILURES = 2
 _REFUSALS = {
     "decline": ("card_declined", "the card was declined"),
@@ -137,13 +143,19 @@ class SandboxGateway:
             return self._engine
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a transaction of the sandbox's own; unreachable means unavailable."""
+        """Run ``work`` in a transaction of the sandbox's own. Not reached: unavailable (nothing
+        done); lost on the way (its commit may have happened): the outcome is unknown."""
         try:
-            with self._connection_engine().begin() as connection:
-                return work(connection)
+            connection = self._connection_engine().connect()
         except OperationalError as exc:
             raise GatewayUnavailable(f"the sandbox gateway cannot be reached: {exc.orig}",
                                      "network_error") from exc
+        try:
+            with connection, connection.begin():
+                return work(connection)
+        except OperationalError as exc:
+            raise OutcomeUnknown(f"the sandbox gateway's answer was lost: {exc.orig}",
+                                 "network_error") from exc
 
     # -- the port -----------------------------------------------------------------------
     def tokenize(self, card_number: str) -> PaymentMethod:
@@ -175,11 +187,11 @@ class SandboxGateway:
                                .on_conflict_do_update(index_elements=[SandboxAttempt.idempotency_key],
                                                       set_={"attempts": SandboxAttempt.attempts + 1})
                                .returning(SandboxAttempt.attempts))
-        first = conn.execute(select(SandboxCharge).where(SandboxCharge.idempotency_key == key)).first()
-        if first is not None:
-            return _replayed(first, token, amount_minor, currency)
         behaviour = conn.scalar(select(SandboxPaymentMethod.behaviour)
                                 .where(SandboxPaymentMethod.token == token))
+        first = conn.execute(select(SandboxCharge).where(SandboxCharge.idempotency_key == key)).first()
+        if first is not None:
+            return _replayed(first, token, amount_minor, currency, behaviour)
         if behaviour is None:
             return PaymentRefused("the payment method does not exist", "invalid_payment_method")
         if behaviour == "unavailable" or (behaviour == "transient" and (attempts or 0) <= TRANSIENT_FAILURES):
@@ -193,6 +205,8 @@ class SandboxGateway:
             decline_code=refusal[0] if refusal else None))
         if refusal:
             return PaymentRefused(refusal[1], refusal[0])
+        if behaviour in ("answer_lost_once", "answer_lost"):  # charged; the answer never arrives
+            return OutcomeUnknown(ANSWER_LOST, "timeout")
         return Charge(charge_id, amount_minor, currency)
 
     def refund(self, charge_id: str, amount_minor: int, *, idempotency_key: str) -> Refund:
@@ -224,11 +238,15 @@ class SandboxGateway:
         return refund
 
 
-def _replayed(first: Row[Any], token: str, amount_minor: int, currency: str) -> Charge | GatewayError:
-    """The answer to a key already used: the first charge, or the first refusal."""
+def _replayed(first: Row[Any], token: str, amount_minor: int, currency: str,
+              behaviour: str | None) -> Charge | GatewayError:
+    """The answer to a key already used: the first charge, or the first refusal (or, for the
+    card whose answers are all lost, no answer again)."""
     if (first.token, first.amount_minor, first.currency) != (token, amount_minor, currency):
         return IdempotencyMismatch("this idempotency key was used for another charge",
                                    "idempotency_key_reused")
+    if behaviour == "answer_lost":
+        return OutcomeUnknown(ANSWER_LOST, "timeout")
     if first.status == "declined":
         code = first.decline_code or "card_declined"
         reason = next((r for c, r in _REFUSALS.values() if c == code), "the card was declined")

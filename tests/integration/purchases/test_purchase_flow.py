@@ -14,10 +14,13 @@ from sqlalchemy import text
 
 from domain.db.provider import DataProvider
 from domain.messaging import outbox
+from domain.messaging.contracts.purchases import ChargePurchaseV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1
 from domain.messaging.outbox import Envelope
 from tests.integration.messaging.helpers import inbox_has
 from tests.integration.purchases.helpers import (
+    ANSWER_LOST,
+    ANSWER_LOST_ONCE,
     APPROVE,
     CHECKOUT,
     DECLINE,
@@ -151,6 +154,38 @@ def test_a_gateway_that_stays_down_fails_the_purchase_after_the_last_retry(
     assert (status["status"], status["failure_reason"]) == ("failed", "payment gateway unavailable")
     assert sandbox_attempts(provider, bought["unavailable"]) == ATTEMPTS
     assert sandbox_charges(provider, bought["unavailable"]) == []
+
+
+def test_a_charge_whose_answer_was_lost_is_asked_again_and_completes_once(
+        api: FlaskClient, provider: DataProvider) -> None:
+    shop = open_shop(api, provider)
+    purchase_id = buy(api, shop, shop.body(card_number=ANSWER_LOST_ONCE)).json["id"]
+    assert outcome(api, shop, purchase_id)["status"] == "completed"
+    [charge] = sandbox_charges(provider, purchase_id)
+    assert (charge.status, charge.attempts) == ("succeeded", 2)  # made, its answer lost, then answered
+
+
+def _charge_error(provider: DataProvider, purchase_id: str) -> str | None:
+    """The last error its charge command's delivery recorded (once its retries were spent)."""
+    with provider.management() as session:
+        return session.scalar(text("SELECT last_error FROM outbox WHERE type = :type"
+                                   " AND payload->>'purchase_id' = :id"),
+                              {"type": ChargePurchaseV1.message_type, "id": purchase_id})
+
+
+def test_a_charge_whose_answers_are_all_lost_leaves_the_purchase_pending_never_failed(
+        api: FlaskClient, provider: DataProvider) -> None:
+    # The charge may have been made (here it was): failing the purchase would keep the money
+    # and give nothing. It stays pending, asked again with the same key, charged once.
+    shop = open_shop(api, provider)
+    purchase_id = buy(api, shop, shop.body(card_number=ANSWER_LOST)).json["id"]
+    error = wait_for(lambda: _charge_error(provider, purchase_id), timeout=90,
+                     message="the charge's retries to be spent")
+    assert "answer was lost" in error
+    assert sandbox_attempts(provider, purchase_id) >= ATTEMPTS
+    status = api.get(f"/api/v1/purchases/{purchase_id}", headers=shop.admin).json
+    assert (status["status"], status["final"], status["failure_reason"]) == ("pending", False, None)
+    assert [c.status for c in sandbox_charges(provider, purchase_id)] == ["succeeded"]
 
 
 def test_a_refund_goes_through_the_gateway_once_and_is_booked(

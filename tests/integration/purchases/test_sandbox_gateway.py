@@ -24,11 +24,14 @@ from domain.purchases.gateway import (
     GatewayUnavailable,
     IdempotencyMismatch,
     InvalidCard,
+    OutcomeUnknown,
     PaymentRefused,
 )
 from domain.purchases.sandbox import TRANSIENT_FAILURES, SandboxGateway
 from domain.purchases.services import PurchaseRequest
 from tests.integration.purchases.helpers import (
+    ANSWER_LOST,
+    ANSWER_LOST_ONCE,
     APPROVE,
     DECLINE,
     INSUFFICIENT,
@@ -108,6 +111,27 @@ def test_the_unavailable_card_never_gets_through(gateway: SandboxGateway, provid
         with pytest.raises(GatewayUnavailable):
             gateway.charge(token, 700, "EUR", idempotency_key=key)
     assert sandbox_charges(provider, key) == [] and sandbox_attempts(provider, key) == 6
+
+
+def test_a_charge_whose_answer_is_lost_is_made_and_answered_when_asked_again(
+        gateway: SandboxGateway, provider: DataProvider) -> None:
+    token, key = gateway.tokenize(ANSWER_LOST_ONCE).token, str(uuid.uuid4())
+    with pytest.raises(OutcomeUnknown):
+        gateway.charge(token, 700, "EUR", idempotency_key=key)
+    [made] = sandbox_charges(provider, key)  # made, though its answer never arrived
+    assert made.status == "succeeded"
+    assert gateway.charge(token, 700, "EUR", idempotency_key=key).id == made.id  # the same key answers
+    assert [c.id for c in sandbox_charges(provider, key)] == [made.id]
+
+
+def test_a_charge_whose_answers_are_all_lost_is_made_once(gateway: SandboxGateway,
+                                                          provider: DataProvider) -> None:
+    token, key = gateway.tokenize(ANSWER_LOST).token, str(uuid.uuid4())
+    for _ in range(4):
+        with pytest.raises(OutcomeUnknown):
+            gateway.charge(token, 700, "EUR", idempotency_key=key)
+    assert [c.status for c in sandbox_charges(provider, key)] == ["succeeded"]
+    assert sandbox_attempts(provider, key) == 4
 
 
 def test_concurrent_charges_with_one_key_make_one_charge(gateway: SandboxGateway,

@@ -18,6 +18,7 @@ from domain.purchases.gateway import (
     Charge,
     GatewayError,
     GatewayUnavailable,
+    OutcomeUnknown,
     PaymentMethod,
     PaymentRefused,
     Refund,
@@ -120,6 +121,15 @@ def test_on_the_last_attempt_an_unavailable_gateway_fails_the_purchase() -> None
                    last_attempt=True)
     assert (purchase.status, purchase.failure_reason) == ("failed", "payment gateway unavailable")
     assert _events(session) == {"purchases.PurchaseFailed"}
+
+
+def test_a_charge_whose_answer_was_lost_never_fails_the_purchase() -> None:
+    # It may have been made: the purchase waits, and the charge is asked for again with the
+    # same key (by the relay once the retries are spent), never concluded failed.
+    purchase = _purchase()
+    with pytest.raises(Transient):
+        _run(handlers.charge_purchase, purchase, FakeGateway(OutcomeUnknown("timeout")), last_attempt=True)
+    assert (purchase.status, purchase.failure_reason) == ("pending", None)
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "refund_requested", "refunded"])
