@@ -12,6 +12,7 @@ from domain.bootstrap import build_ports, build_provider
 from domain.db.provider import DataProvider
 from workers import signals  # noqa: F401 - connects process and task signals
 from workers.mail_rendering import JinjaEmailRenderer
+from workers.redelivery import RedeliveryCounter
 from workers.senders import SenderWaker
 
 TASK_MODULES = ["tasks.tenancy", "tasks.notifications", "tasks.relay", "tasks.purchases", "tasks.billing",
@@ -35,7 +36,8 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     # The email renderer is Jinja2 and the sender is woken with a task: the domain imports
     # neither, so both are added here.
     app.ports = {**build_ports(settings), "renderer": JinjaEmailRenderer(),
-                 "wake_sender": SenderWaker(app, settings.redis_url)}
+                 "wake_sender": SenderWaker(app, settings.redis_url),
+                 "redeliveries": RedeliveryCounter(settings.redis_url)}
     return app
 
 

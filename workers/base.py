@@ -4,8 +4,10 @@ It does the plumbing once: late acks and reject on worker loss (from the app con
 JSON envelopes in, the inbox check and the effects in one transaction
 (domain.messaging.handling), publishing what the handler emitted after the commit,
 retrying transient errors (database hiccups, ``domain.errors.Transient``) with backoff
-and jitter, telling the handler when it runs its last retry (``ctx.last_attempt``), and
-recording other failures on the outbox row, where the relay re-sends them until they are dead.
+and jitter, giving up on a delivery redelivered too often (``workers.redelivery``: one that
+kills its worker would otherwise loop forever), telling the handler when it runs its last
+retry (``ctx.last_attempt``), and recording other failures on the outbox row, where the
+relay re-sends them until they are dead.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from domain.messaging import bus, handling
 from domain.messaging.contracts import Contract
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
+from workers import redelivery
 from workers.publisher import publish
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,15 @@ def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], 
         @shared_task(name=name, bind=True, max_retries=4, ignore_result=True)
         def run(self: Task, envelope: dict[str, Any]) -> str:
             message = Envelope.from_dict(envelope)
+            times = redelivery.given_up(self.app.ports.get("redeliveries"), message.id,
+                                        bool((self.request.delivery_info or {}).get("redelivered")))
+            if times is not None:  # it killed its worker (or was cut off) every time: stop the loop
+                log.error("%s: %s redelivered %s times, given up (the relay re-sends it)",
+                          name, message.id, times)
+                handling.note_failure(self.app.provider, message,
+                                      f"given up after {times} redeliveries: no run of it ever finished "
+                                      "(its worker died or lost the broker each time)")
+                return "given up"
             try:
                 provider = self.app.provider
                 outcome = handling.handle(

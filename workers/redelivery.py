@@ -1,0 +1,54 @@
+"""Counting a delivery's redeliveries, so a message that kills its worker cannot loop forever.
+
+Tasks run ``acks_late`` with ``task_reject_on_worker_lost``: when the process running a task
+dies (SIGKILL, the out-of-memory killer, a crash in a C library while decoding a file), its
+message goes back to the queue and comes straight back to the next child, which it may kill
+again; Celery sets no limit. kombu marks a restored message ``redelivered``, and the task base
+counts each redelivery of a delivery id here. Past ``MAX_REDELIVERIES`` the delivery is
+acknowledged without being run and its failure recorded on its outbox row: the relay re-sends
+it after its lease, with backoff, and after its last attempt it is dead, where operators see
+it. A redelivery for another reason (a broker connection lost, a visibility timeout) counts
+too: five in a day is as good a sign that something is wrong.
+
+Nothing here is needed for correctness: when Redis cannot count, the delivery runs.
+"""
+from __future__ import annotations
+
+import logging
+
+from redis import Redis, RedisError
+
+log = logging.getLogger(__name__)
+
+MAX_REDELIVERIES = 5
+KEY = "allotment:redeliveries:{}"
+KEEP_SECONDS = 86_400  # a count lives a day after the delivery's last redelivery
+
+
+class RedeliveryCounter:
+    """The ``redeliveries`` port of worker processes."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def count(self, delivery_id: str) -> int | None:
+        """Count one more redelivery of ``delivery_id``; how many so far (None: Redis could not say)."""
+        key = KEY.format(delivery_id)
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, KEEP_SECONDS)
+                times, _ = pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not count the redeliveries of %s (it runs): %s", delivery_id, exc)
+            return None
+        return int(times)
+
+
+def given_up(counter: RedeliveryCounter | None, delivery_id: str, redelivered: bool) -> int | None:
+    """How many times ``delivery_id`` was redelivered, if that is more than ``MAX_REDELIVERIES``
+    (the task base then records the failure instead of running it); None otherwise."""
+    if not redelivered or counter is None:
+        return None
+    times = counter.count(delivery_id)
+    return times if times is not None and times > MAX_REDELIVERIES else None
