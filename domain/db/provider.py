@@ -401,7 +401,9 @@ class DataProvider:
         return session
 
     def unscoped(self, db_key: str) -> ProviderSession:
-        """A session with no tenant filter: only for tenancy's copy/migration code and the relay."""
+        """A session with no tenant filter: only for code that works across every tenant of a
+        database by design (tenancy's copy and export, the message plane, beat's sweeps);
+        ``UNSCOPED_USERS`` in tests/integration/test_architecture.py lists each, and why."""
         return self._session(db_key)
 
     def management_writer(self) -> StatementWriter:
