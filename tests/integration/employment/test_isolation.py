@@ -147,6 +147,67 @@ def test_another_tenants_things_are_not_found_and_unchanged(plane: Plane, a: Org
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
 
 
+@dataclass(frozen=True)
+class Mine:
+    """Things of A's own that A's owner changes to point at B's."""
+
+    employee: uuid.UUID
+    unit: uuid.UUID
+
+
+@pytest.fixture(scope="module")
+def mine(plane: Plane, a: Org) -> Mine:
+    """An employee and a unit of A's."""
+    with plane.provider.tenant(a.id) as db, plane.provider.management() as graph_db:
+        unit = structure.create_org_unit(db, a.id, "A's own unit", None)
+        person = services.create_employee(db, graph_db, a.id, EmployeeFields("A Own", "a-own@example.com"))
+        graph_db.commit()
+        db.commit()
+    return Mine(person.id, unit.id)
+
+
+def _my_employee(b: B, **changes: str) -> dict[str, Any]:
+    return {"name": "A Own", "work_email": "a-own@example.com", "status": "active", **changes}
+
+
+# Updates of A's own things naming B's in the body: (method, path, json or form, the field)
+UPDATES: dict[str, tuple[str, Callable[[Mine], str], Callable[[B], Any], str | None]] = {
+    "put-mine-into-b-unit": ("PUT", lambda m: f"{API}/employees/{m.employee}",
+                             lambda b: _my_employee(b, org_unit_id=str(b.unit)), "org_unit_id"),
+    "put-mine-with-b-job": ("PUT", lambda m: f"{API}/employees/{m.employee}",
+                            lambda b: _my_employee(b, job_type_id=str(b.job_type)), "job_type_id"),
+    "put-my-unit-under-b-unit": ("PUT", lambda m: f"{API}/org-units/{m.unit}",
+                                 lambda b: {"name": "A's own unit", "parent_id": str(b.unit)}, "parent_id"),
+    "page-save-mine-into-b-unit": ("POST", lambda m: f"/employment/employees/{m.employee}",
+                                   lambda b: _my_employee(b, org_unit_id=str(b.unit)), None),
+    "page-save-mine-with-b-job": ("POST", lambda m: f"/employment/employees/{m.employee}",
+                                  lambda b: _my_employee(b, job_type_id=str(b.job_type)), None),
+    "page-save-my-unit-under-b-unit": ("POST", lambda m: f"/employment/org-units/{m.unit}",
+                                       lambda b: {"name": "A's own unit", "parent_id": str(b.unit)}, None),
+}
+
+
+@pytest.mark.parametrize("case", list(UPDATES), ids=list(UPDATES))
+def test_an_update_naming_another_tenants_things_is_not_found_and_changes_nothing(
+        plane: Plane, a: Org, b: B, mine: Mine, case: str) -> None:
+    method, path, body, field = UPDATES[case]
+    url = path(mine)
+    client = plane.client()
+    before = tenants.tenant_fingerprint(plane.provider, b.org.id)
+    mine_before = client.get(f"{API}/employees/{mine.employee}", headers=a.auth("owner")).json
+    page = not url.startswith("/api/")
+    response = tenants.call_as(client, plane.app, method, url, a.tokens["owner"],
+                               json=None if page else body(b), form=body(b) if page else None)
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
+    if not page:
+        assert response.json["field"] == field
+    assert not _leaks(response.get_data(as_text=True), b)
+    assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
+    assert client.get(f"{API}/employees/{mine.employee}", headers=a.auth("owner")).json == mine_before
+    unit = client.get(f"{API}/org-units/{mine.unit}", headers=a.auth("owner")).json
+    assert unit["parent_id"] is None
+
+
 def test_lists_show_only_the_callers_tenant(plane: Plane, a: Org, b: B) -> None:
     client = plane.client()
     for url in (f"{API}/employees", f"{API}/job-types", f"{API}/org-units", f"{API}/imports",
@@ -215,8 +276,11 @@ def test_the_new_employee_form_offers_only_the_callers_job_types_and_units(plane
                                a.tokens["owner"])
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     page = response.get_data(as_text=True)
-    assert _option_values(page, "job_type_id") == {str(job.id)}
-    assert _option_values(page, "org_unit_id") == {str(unit.id)}
+    client = plane.client()
+    jobs = {item["id"] for item in client.get(f"{API}/job-types", headers=a.auth("owner")).json["items"]}
+    units = {item["id"] for item in client.get(f"{API}/org-units", headers=a.auth("owner")).json["items"]}
+    assert str(job.id) in jobs and str(unit.id) in units
+    assert (_option_values(page, "job_type_id"), _option_values(page, "org_unit_id")) == (jobs, units)
     assert f"A's job {tag}" in html.unescape(page) and f"A's unit {tag}" in html.unescape(page)
     assert not _leaks(page, b), _leaks(page, b)
 
