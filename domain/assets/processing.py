@@ -1,12 +1,13 @@
 """What the assets pool does with one uploaded file, storage in and storage out.
 
-1. A presigned upload is copied from its ``upload`` key to ``original`` and read from
-   ``upload``, which the clean-up removes once the asset is ready or rejected: a run that
-   died after replacing the original with its cleaned copy leaves the next run the file as
-   confirmed. (A second upload through the same link while the asset is being processed is
-   what a later run reads, checked like the first; once the asset is settled, it never
-   reaches the original.)
-2. That file is copied to a local temporary file in chunks, counting and hashing it.
+1. A presigned upload is copied from its ``upload`` key to ``original``; the upload stays
+   until the clean-up after the asset is ready or rejected, so a run that died after
+   replacing the original with its cleaned copy leaves the next run the file as confirmed.
+   (A second upload through the same link while the asset is being processed is what a
+   later run copies, checked like the first; once the asset is settled, it never reaches
+   the original.)
+2. The original is copied to a local temporary file in chunks, counting and hashing it:
+   what is checked is what is kept.
 3. Its real type is sniffed from its first bytes; the tenant's policy (executables refused
    by default) and the declared type and name are checked against it.
 4. Images get renditions (and lose their metadata), videos a poster frame; other files
@@ -18,6 +19,7 @@ same asset twice leaves one set. A rejected file leaves nothing on the storage.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 import uuid
@@ -76,8 +78,8 @@ def process(storage: Storage, job: Job, limits: Limits, progress: Progress) -> O
     with tempfile.TemporaryDirectory(prefix="asset-") as workdir:
         path = Path(workdir) / "original"
         try:
-            received = _take_upload(storage, job)
-            outcome.size, outcome.sha256 = _fetch(storage, received, path)
+            original = _take_upload(storage, job)
+            outcome.size, outcome.sha256 = _fetch(storage, original, path)
             _check(job, limits, outcome, path)
             progress(30)
             _render(storage, job, limits, outcome, path, progress=progress)
@@ -95,19 +97,19 @@ def remove_files(storage: Storage, tenant_id: uuid.UUID, asset_id: uuid.UUID) ->
 
 
 def _take_upload(storage: Storage, job: Job) -> str:
-    """The key of the file as it was received. A presigned upload is copied to the original
-    and read where it arrived, which stays as it is until the clean-up after the asset is
-    ready or rejected: a run that dies after replacing the original with its cleaned copy
-    (``_replace_original``) leaves the next run the bytes the upload was confirmed with."""
+    """The key of the file to check: the original. A presigned upload is copied there from
+    where it arrived, which stays as it is until the clean-up after the asset is ready or
+    rejected: a run that dies after replacing the original with its cleaned copy
+    (``_replace_original``) leaves the next run the bytes the upload was confirmed with.
+    What is checked is read from the original, so it is what is kept, whatever is sent to
+    the upload link meanwhile."""
     original = keys.original(job.tenant_id, job.asset_id)
-    if job.via != "presigned":
-        return original
-    pending = keys.upload(job.tenant_id, job.asset_id)
-    try:
-        storage.copy(pending, original)
-    except ObjectMissing:
-        return original  # moved there by a run before uploads were kept; if missing too, _fetch says so
-    return pending
+    if job.via == "presigned":
+        # Missing: moved to the original by a run before uploads were kept (if that is
+        # missing too, _fetch says so).
+        with contextlib.suppress(ObjectMissing):
+            storage.copy(keys.upload(job.tenant_id, job.asset_id), original)
+    return original
 
 
 def _fetch(storage: Storage, key: str, path: Path) -> tuple[int, str]:
