@@ -4,8 +4,9 @@ A card number reaches the gateway once, to be tokenised; everything after works 
 token. ``charge`` and ``refund`` take an idempotency key: the same key never charges (or
 refunds) twice, it answers with the first result, so a retry after a crash or a timeout
 is always safe. Definitive refusals raise ``PaymentRefused`` (the purchase fails at once);
-``GatewayUnavailable`` means "nothing was done: try again later with the same key", and
-its ``OutcomeUnknown`` "something may have been done: ask again with the same key".
+``GatewayUnavailable`` means the gateway answered "nothing was done: try again later with
+the same key", and its ``OutcomeUnknown`` that no answer came ("something may have been
+done: ask again with the same key").
 """
 from __future__ import annotations
 
@@ -34,14 +35,15 @@ class InvalidCard(GatewayError):
 
 
 class GatewayUnavailable(GatewayError):
-    """The gateway could not be reached, or answered that it cannot do it now: nothing was
-    done. Retry later with the same key."""
+    """The gateway answered that it cannot do it now: nothing was done under this key (it
+    would have answered with what was, from an earlier request). Retry later with the same key."""
 
 
 class OutcomeUnknown(GatewayUnavailable):
-    """The request may have reached the gateway and its answer was lost (a timeout, a
-    connection dropped mid-request): a charge or refund may have been made. Ask again with
-    the same key, which answers with it if it was; never conclude that it failed."""
+    """No answer from the gateway: not reached, or the answer lost on the way (a timeout, a
+    connection dropped mid-request). What was done under this key, by this request or an
+    earlier one, is not known: a charge or refund may have been made. Ask again with the
+    same key, which answers with it if it was; never conclude that it failed."""
 
 
 class IdempotencyMismatch(GatewayError):

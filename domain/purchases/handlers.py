@@ -39,11 +39,13 @@ def refund_key(purchase: Purchase) -> str:
 def charge_purchase(ctx: HandlerContext, msg: ChargePurchaseV1) -> None:
     """Charge a pending purchase; completed or failed (with the reason) is announced.
 
-    A gateway that cannot take the charge is retried (Transient) until the last attempt,
-    which fails the purchase: the buyer is told instead of waiting forever. A charge whose
-    answer was lost (``OutcomeUnknown``: it may have been made) never fails the purchase: it
-    stays pending and is asked again with the same key, by the retries and then by the
-    relay's re-sends, until the gateway answers (or, its message dead, operators step in).
+    A gateway that answers it cannot take the charge is retried (Transient) until the last
+    attempt, which fails the purchase: the buyer is told instead of waiting forever (answering
+    for this key, the gateway would have replayed a charge an earlier attempt made). No answer
+    (``OutcomeUnknown``: not reached, or lost on the way, so a charge may have been made)
+    never fails the purchase: it stays pending and is asked again with the same key, by the
+    retries and then by the relay's re-sends, until the gateway answers (or, its message
+    dead, operators step in).
     """
     purchase = ctx.session.get(Purchase, msg.purchase_id, with_for_update=True)
     if purchase is None or purchase.tenant_id != msg.tenant_id or purchase.status != "pending":

@@ -143,13 +143,13 @@ class SandboxGateway:
             return self._engine
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in a transaction of the sandbox's own. Not reached: unavailable (nothing
-        done); lost on the way (its commit may have happened): the outcome is unknown."""
+        """Run ``work`` in a transaction of the sandbox's own. Not reached, or lost on the way
+        (its commit may have happened): no answer, the outcome is unknown."""
         try:
             connection = self._connection_engine().connect()
         except OperationalError as exc:
-            raise GatewayUnavailable(f"the sandbox gateway cannot be reached: {exc.orig}",
-                                     "network_error") from exc
+            raise OutcomeUnknown(f"the sandbox gateway cannot be reached: {exc.orig}",
+                                 "network_error") from exc
         try:
             with connection, connection.begin():
                 return work(connection)
