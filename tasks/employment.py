@@ -10,6 +10,7 @@ from domain.messaging import handling
 from domain.messaging.contracts.employment import EmployeeDeletedV1, RunImportV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
+from workers import redelivery
 from workers.base import domain_task
 
 
@@ -25,6 +26,8 @@ def remove_edges(ctx: HandlerContext, msg: EmployeeDeletedV1) -> None:
 def run_import(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     """Validate and apply an import in batches (or resume it after its last batch)."""
     message = Envelope.from_dict(envelope)
+    if redelivery.looping(self, message):  # its runs kill their worker: stop the loop
+        return {"status": "given up", "busy": False}
     command = RunImportV1.parse(message.version, message.payload)
     try:
         outcome = imports.run(self.app.provider, command.tenant_id, command.import_id)

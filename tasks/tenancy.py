@@ -66,10 +66,12 @@ def promote_tenant(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) a promotion; progress shows as the task's PROGRESS state (Flower)."""
     message = Envelope.from_dict(envelope)
     command = PromoteTenantV1.parse(message.version, message.payload)
-    outcome = _run_promotion(self, command.promotion_id)
-    # Done, or another run holds it (that run, or beat, finishes it): the command is delivered.
-    handling.confirm_delivery(self.app.provider, message)
-    return outcome
+    try:
+        return _run_promotion(self, command.promotion_id)
+    finally:
+        # Done, failed (beat resumes it, after its resume delay), or another run holds it:
+        # the command is delivered. Only a run that dies leaves it to the relay as well.
+        handling.confirm_delivery(self.app.provider, message)
 
 
 @shared_task(name="tasks.tenancy.resume_promotion", bind=True, **LONG_LIMITS)

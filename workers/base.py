@@ -59,14 +59,7 @@ def domain_task(*, contract: type[Contract]) -> Callable[[Callable[..., None]], 
         @shared_task(name=name, bind=True, max_retries=4, ignore_result=True)
         def run(self: Task, envelope: dict[str, Any]) -> str:
             message = Envelope.from_dict(envelope)
-            times = redelivery.given_up(self.app.ports.get("redeliveries"), message.id,
-                                        bool((self.request.delivery_info or {}).get("redelivered")))
-            if times is not None:  # it killed its worker (or was cut off) every time: stop the loop
-                log.error("%s: %s redelivered %s times, given up (the relay re-sends it)",
-                          name, message.id, times)
-                handling.note_failure(self.app.provider, message,
-                                      f"given up after {times} redeliveries: no run of it ever finished "
-                                      "(its worker died or lost the broker each time)")
+            if redelivery.looping(self, message):  # it killed its worker every time: stop the loop
                 return "given up"
             try:
                 provider = self.app.provider

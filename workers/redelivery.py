@@ -4,19 +4,26 @@ Tasks run ``acks_late`` with ``task_reject_on_worker_lost``: when the process ru
 dies (SIGKILL, the out-of-memory killer, a crash in a C library while decoding a file), its
 message goes back to the queue and comes straight back to the next child, which it may kill
 again; Celery sets no limit. kombu marks a restored message ``redelivered``, and the task base
-counts each redelivery of a delivery id here. Past ``MAX_REDELIVERIES`` the delivery is
-acknowledged without being run and its failure recorded on its outbox row: the relay re-sends
-it after its lease, with backoff, and after its last attempt it is dead, where operators see
-it. A redelivery for another reason (a broker connection lost, a visibility timeout) counts
-too: five in a day is as good a sign that something is wrong.
+counts each redelivery of a delivery id here (``domain_task`` handlers and the import;
+promotions and exports count their own runs and give up after five). Past
+``MAX_REDELIVERIES`` the delivery is acknowledged without being run and its failure
+recorded on its outbox row: the relay re-sends it after its lease, with backoff, and after
+its last attempt it is dead, where operators see it. A redelivery for another reason (a
+broker connection lost, a visibility timeout, a worker stopped mid-task) counts too: five
+in a day is as good a sign that something is wrong. Once given up, a delivery's later
+copies (the relay's) get one run each: their first redelivery is given up.
 
 Nothing here is needed for correctness: when Redis cannot count, the delivery runs.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from redis import Redis, RedisError
+
+from domain.messaging import handling
+from domain.messaging.outbox import Envelope
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,20 @@ class RedeliveryCounter:
             log.warning("could not count the redeliveries of %s (it runs): %s", delivery_id, exc)
             return None
         return int(times)
+
+
+def looping(task: Any, message: Envelope) -> bool:
+    """True, with the failure recorded on the delivery's outbox row, when ``task`` (bound)
+    was handed ``message`` once too often: acknowledge it without running it."""
+    times = given_up(task.app.ports.get("redeliveries"), message.id,
+                     bool((task.request.delivery_info or {}).get("redelivered")))
+    if times is None:
+        return False
+    log.error("%s: %s redelivered %s times, given up (the relay re-sends it)", task.name, message.id, times)
+    handling.note_failure(task.app.provider, message,
+                          f"given up after {times} redeliveries: no run of it ever finished "
+                          "(its worker died or lost the broker each time)")
+    return True
 
 
 def given_up(counter: RedeliveryCounter | None, delivery_id: str, redelivered: bool) -> int | None:

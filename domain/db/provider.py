@@ -11,8 +11,9 @@
   the tenant's database (trial or dedicated) while it archives, so the tenant's writes
   wait - reads do not - and a writer holding a stale route gets ``TenantMoved`` and retries
   on the new route instead of writing rows the move (or the purge) would leave behind.
-- ``unscoped(db_key)`` is the explicit opt-out for tenancy's copy/migration code and the
-  relay; grep for ``unscoped(`` to find every use.
+- ``unscoped(db_key)`` is the explicit opt-out, for code that works across every tenant of
+  a database by design (the export, the message plane, beat's sweeps); grep for
+  ``unscoped(`` to find every use, each declared in tests/integration/test_architecture.py.
 - ``management_writer()`` is for a request whose whole write is one statement on the
   management database (the sign-up): each statement commits as it runs, with no session.
 
@@ -402,7 +403,7 @@ class DataProvider:
 
     def unscoped(self, db_key: str) -> ProviderSession:
         """A session with no tenant filter: only for code that works across every tenant of a
-        database by design (tenancy's copy and export, the message plane, beat's sweeps);
+        database by design (tenancy's export, the message plane, beat's sweeps);
         ``UNSCOPED_USERS`` in tests/integration/test_architecture.py lists each, and why."""
         return self._session(db_key)
 
