@@ -26,7 +26,9 @@ off would not exercise the path a browser takes.
 """
 from __future__ import annotations
 
+import importlib
 import itertools
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -166,7 +168,8 @@ class Public:
 class SweptIn:
     """Swept against B's real things by a module of the route's own context, which has the
     workers and data those things need (a published publication, a processed asset):
-    ``module`` runs the same checks, route by route."""
+    ``module`` runs the same checks, route by route (``test_routes_swept_elsewhere_are_swept_there``
+    holds that it calls each route handed to it)."""
 
     module: str
 
@@ -371,6 +374,7 @@ def _fresh_email(w: World) -> str:
     return refs.email("sweep-invitee")
 
 
+ROOT = Path(__file__).resolve().parents[3]
 PUBLICATIONS_SWEEP = "tests/integration/publications/test_isolation.py"
 _PUB, _ID, _SECTION = "/api/v1/publications", "<uuid:publication_id>", "<uuid:section_id>"
 PUBLICATIONS_ROUTES: tuple[tuple[str, str], ...] = (
@@ -405,10 +409,16 @@ NOTIFICATIONS_ROUTES: tuple[tuple[str, str], ...] = (
     (f"{_NOTICES}/unread-count", "GET"), (f"{_NOTICES}/<uuid:notice_id>/read", "POST"),
     (f"{_NOTICES}/read-all", "POST"), ("/api/v1/notifications/preferences", "GET"),
     ("/api/v1/notifications/preferences", "PUT"), ("/api/v1/notifications/branding", "GET"),
-    ("/api/v1/notifications/branding", "PUT"), ("/notifications", "GET"),
-    ("/notifications/unread-count", "GET"),
+    ("/api/v1/notifications/branding", "PUT"),
+)
+# The pages of notifications and of the tenant's texts.
+NOTIFICATION_PAGES_SWEEP = "tests/integration/notifications/test_pages.py"
+NOTIFICATION_PAGES_ROUTES: tuple[tuple[str, str], ...] = (
+    ("/notifications", "GET"), ("/notifications/unread-count", "GET"),
     ("/notifications/<uuid:notice_id>/read", "POST"), ("/notifications/read-all", "POST"),
     ("/notifications/preferences", "GET"), ("/notifications/preferences", "POST"),
+    ("/translations/admin", "GET"), ("/translations/admin", "POST"),
+    ("/translations/admin/<uuid:override_id>/delete", "POST"),
 )
 TRANSLATIONS_SWEEP = "tests/integration/notifications/test_translations.py"
 TRANSLATIONS_ROUTES: tuple[tuple[str, str], ...] = (
@@ -416,8 +426,7 @@ TRANSLATIONS_ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/v1/translations/overrides", "PUT"),
     ("/api/v1/translations/overrides/<uuid:override_id>", "DELETE"),
     ("/api/v1/translations/locale", "GET"), ("/api/v1/translations/locale", "PUT"),
-    ("/translations/admin", "GET"), ("/translations/admin", "POST"),
-    ("/translations/admin/<uuid:override_id>/delete", "POST"), ("/translations/locale", "POST"),
+    ("/translations/locale", "POST"),
 )
 
 EMPLOYMENT_SWEEP = "tests/integration/employment/test_isolation.py"
@@ -569,6 +578,7 @@ ROUTES: dict[tuple[str, str], Entry] = {
     **{route: SweptIn(PUBLICATIONS_SWEEP) for route in PUBLICATIONS_ROUTES},
     **{route: SweptIn(ASSETS_SWEEP) for route in ASSETS_ROUTES},
     **{route: SweptIn(NOTIFICATIONS_SWEEP) for route in NOTIFICATIONS_ROUTES},
+    **{route: SweptIn(NOTIFICATION_PAGES_SWEEP) for route in NOTIFICATION_PAGES_ROUTES},
     **{route: SweptIn(EMPLOYMENT_SWEEP) for route in EMPLOYMENT_ROUTES},
     **{route: SweptIn(TRANSLATIONS_SWEEP) for route in TRANSLATIONS_ROUTES},
     ("/api/v1/notifications/ses-feedback", "POST"): Public(
@@ -681,12 +691,30 @@ def test_every_route_is_classified(app: Flask) -> None:
     assert not stale, f"ROUTES classifies routes the app does not have: {stale}"
 
 
+def _paths_in(module: str) -> str:
+    """The module's text with its path constants (its own and imported ones, such as ``API``)
+    written out where they are used, in f-strings and bare."""
+    text = (ROOT / module).read_text()
+    loaded = importlib.import_module(module.removesuffix(".py").replace("/", "."))
+    for name, value in vars(loaded).items():
+        if name.isupper() and isinstance(value, str) and value.startswith("/"):
+            text = text.replace("{" + name + "}", value)
+            text = re.sub(rf"\b{name}\b", repr(value), text)
+    return text
+
+
 def test_routes_swept_elsewhere_are_swept_there() -> None:
-    root = Path(__file__).resolve().parents[3]
-    for key, entry in ROUTES.items():
+    # The module a route is handed to calls it: the route's path is written there, its
+    # arguments as f-string fields (or a literal value of a string argument).
+    texts: dict[str, str] = {}
+    missing = []
+    for (rule, method), entry in ROUTES.items():
         if isinstance(entry, SweptIn):
-            module = (root / entry.module).read_text()
-            assert "404" in module, (key, entry.module)
+            text = texts.setdefault(entry.module, _paths_in(entry.module))
+            path = r"(?:\{[^{}]+\}|[\w-]+)".join(re.escape(part) for part in re.split(r"<[^>]+>", rule))
+            if not re.search(rf"""(?<=["']){path}(?=["'?])""", text):
+                missing.append(f"{method} {rule} (not in {entry.module})")
+    assert missing == []
 
 
 def test_the_classification_matches_how_each_view_is_guarded(app: Flask) -> None:
