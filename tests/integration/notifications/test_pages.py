@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
+from html import unescape
 
+import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 
 from domain.db.base import utcnow
 from domain.notifications.models import Notice
 from domain.notifications.preferences import preferences_of
 from tests.integration.notifications.conftest import Plane
-from tests.support import pages
+from tests.support import pages, tenants
 from tests.support.tenants import TenantWithMembers
 
 ADMIN_PAGE = "/translations/admin"
@@ -25,12 +28,17 @@ def _member(org: TenantWithMembers, role: str) -> pages.Member:
 
 
 def _notices(plane: Plane, org: TenantWithMembers, role: str, count: int) -> list[uuid.UUID]:
+    return _notices_for(plane, org.id, org.member(role).user_id, count)
+
+
+def _notices_for(plane: Plane, tenant_id: uuid.UUID, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+    """``count`` unread notices of the person in the tenant, committed; their ids, oldest first."""
     start = utcnow() - timedelta(hours=2)
-    rows = [Notice(id=uuid.uuid4(), user_id=org.member(role).user_id, event_id=uuid.uuid4(),
+    rows = [Notice(id=uuid.uuid4(), user_id=user_id, event_id=uuid.uuid4(),
                    category="assets", title=f"page notice {i:02d}", body=f"body {i}",
                    created_at=start + timedelta(minutes=i))
             for i in range(count)]
-    with plane.provider.tenant(org.id) as session:
+    with plane.provider.tenant(tenant_id) as session:
         session.add_all(rows)
         session.commit()
     return [n.id for n in rows]
@@ -127,3 +135,82 @@ def test_the_texts_page_sets_and_removes_an_override_for_its_tenant_only(plane: 
                          token_from="/translations/admin")
     assert removed.status_code == 303
     assert "<h1>Notifications</h1>" in admin.get("/notifications").get_data(as_text=True)
+
+
+# --- tenant isolation of the notice routes ------------------------------------------------
+# Notices live in each tenant's database and are filtered by person; the strong case is one
+# account that is a member of both A and B, signed in to A: only the tenant scopes its rows.
+
+def _in_both(plane: Plane) -> tuple[TenantWithMembers, TenantWithMembers, pages.Member]:
+    """Tenants A and B (B with an employee of its own), and an employee of A who is also an
+    employee of B, as a member of A."""
+    a, b = plane.tenant(("employee",)), plane.tenant(("employee",))
+    tenants.add_member(plane.provider, b.id, "employee", account=a.member("employee"))
+    return a, b, _member(a, "employee")
+
+
+def _browser_in(plane: Plane, member: pages.Member, slug: str) -> FlaskClient:
+    """A browser signed in as ``member`` to the tenant with ``slug``."""
+    browser = plane.app.test_client()
+    assert pages.sign_in(browser, member.email, tenant=slug).status_code == 303
+    return browser
+
+
+def _read_at(plane: Plane, tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, object]:
+    """When each of ``ids`` was read (None: unread), from the tenant's database."""
+    with plane.provider.unscoped(plane.provider.route(tenant_id).db_key) as session:
+        rows = session.execute(select(Notice.id, Notice.read_at, Notice.tenant_id).where(Notice.id.in_(ids)))
+        found = {row.id: (row.read_at, row.tenant_id) for row in rows}
+    assert {tenant for _, tenant in found.values()} == {tenant_id} and found.keys() == set(ids)
+    return {notice: read_at for notice, (read_at, _) in found.items()}
+
+
+@pytest.mark.parametrize("whose", ["b-employee", "same-account"])
+def test_marking_another_tenants_notice_read_is_a_404_and_it_stays_unread(plane: Plane, whose: str) -> None:
+    a, b, member = _in_both(plane)
+    (mine,) = _notices(plane, a, "employee", 1)
+    owner = b.member("employee") if whose == "b-employee" else a.member("employee")
+    theirs = _notices_for(plane, b.id, owner.user_id, 1)
+    browser = _browser_in(plane, member, a.slug)
+    before = tenants.tenant_fingerprint(plane.provider, b.id)
+
+    response = pages.post(browser, f"/notifications/{theirs[0]}/read", token_from="/notifications")
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
+    assert "page notice" not in unescape(response.get_data(as_text=True))
+    assert _read_at(plane, b.id, theirs) == {theirs[0]: None}
+    assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.id)) == []
+    assert _read_at(plane, a.id, [mine]) == {mine: None}  # nothing of A's marked either
+    assert browser.get("/notifications/unread-count").json == {"unread": 1}
+
+
+def test_read_all_marks_only_the_callers_tenants_notices(plane: Plane) -> None:
+    a, b, member = _in_both(plane)
+    mine = _notices(plane, a, "employee", 3)
+    same_account_in_b = _notices_for(plane, b.id, member.user_id, 4)
+    b_employees = _notices(plane, b, "employee", 2)
+    browser = _browser_in(plane, member, a.slug)
+    before = tenants.tenant_fingerprint(plane.provider, b.id)
+
+    marked = pages.post(browser, "/notifications/read-all", token_from="/notifications")
+    assert marked.status_code == 303
+    assert "3 notices marked read." in unescape(browser.get("/notifications").get_data(as_text=True))
+    assert None not in _read_at(plane, a.id, mine).values()
+    assert _read_at(plane, b.id, same_account_in_b + b_employees) == dict.fromkeys(
+        same_account_in_b + b_employees)
+    assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.id)) == []
+    assert _browser_in(plane, member, b.slug).get("/notifications/unread-count").json == {"unread": 4}
+
+
+def test_the_unread_count_counts_only_the_callers_tenant(plane: Plane) -> None:
+    a, b, member = _in_both(plane)
+    mine = _notices(plane, a, "employee", 3)
+    _notices_for(plane, b.id, member.user_id, 5)
+    _notices(plane, b, "employee", 7)
+    with plane.provider.tenant(a.id) as session:  # one of A's read: only unread ones count
+        session.execute(update(Notice).where(Notice.id == mine[0]).values(read_at=utcnow()))
+        session.commit()
+
+    assert _browser_in(plane, member, a.slug).get("/notifications/unread-count").json == {"unread": 2}
+    assert _browser_in(plane, member, b.slug).get("/notifications/unread-count").json == {"unread": 5}
+    b_employee = pages.signed_in_browser(plane.app, _member(b, "employee"))
+    assert b_employee.get("/notifications/unread-count").json == {"unread": 7}

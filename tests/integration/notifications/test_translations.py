@@ -4,17 +4,24 @@ reaches another's overrides. The user's language (their choice, else Accept-Lang
 used by pages; ``flask translations check`` reports the strings a catalogue lacks."""
 from __future__ import annotations
 
+import re
 import shutil
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 
 import pytest
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from config.settings import TRANSLATIONS_DIR
 from domain.translations.catalogues import Catalogues
+from domain.translations.models import TranslationOverride
+from domain.translations.services import set_override
 from tests.integration.notifications.conftest import Plane
 from tests.integration.notifications.events import asset_ready
 from tests.integration.notifications.smtp_server import SmtpServer
@@ -149,3 +156,127 @@ def test_the_cli_check_reports_missing_strings_per_locale(plane: Plane, tmp_path
     assert lacking.exit_code == 1
     assert "de: 1 missing" in lacking.output and repr(READY) in lacking.output
     assert "en: 0 missing" in lacking.output
+
+
+# --- tenant isolation of the texts page (/translations/admin) ------------------------------
+# Overrides live in the management database, one table for every tenant: only the tenant of
+# the signed-in admin scopes them. The strong case is an account that is an owner of both A
+# and B, signed in to A.
+
+ADMIN_PAGE = "/translations/admin"
+B_TEXTS = {("en", "Notifications"): "B-only inbox wording", ("en", "Texts"): "B-only texts wording",
+           ("de", READY): "%(filename)s B-geheim bereit"}
+_OVERRIDDEN = re.compile(r'<tr data-key="([^"]*)" class="overridden" data-override="([0-9a-f-]{36})">')
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Tenant A, tenant B with overrides of its own (ids by (locale, key)), and an owner of
+    both, as a member of A."""
+
+    a: tenants.TenantWithMembers
+    b: tenants.TenantWithMembers
+    b_overrides: dict[tuple[str, str], uuid.UUID]
+    both: pages.Member
+
+
+def _pair(plane: Plane) -> Pair:
+    a, b = plane.tenant(("owner",)), plane.tenant(("owner",))
+    tenants.add_member(plane.provider, b.id, "owner", account=a.member("owner"))
+    made: dict[tuple[str, str], uuid.UUID] = {}
+    with plane.provider.management() as session:
+        for (locale, key), text in B_TEXTS.items():
+            made[(locale, key)] = set_override(session, plane.catalogues(), b.id, locale=locale, key=key,
+                                               text=text, by=b.member("owner").user_id).id
+        session.commit()
+    owner = a.member("owner")
+    return Pair(a, b, made, pages.Member(owner.email, owner.user_id, a.id, a.slug))
+
+
+def _admin_in(plane: Plane, member: pages.Member, slug: str) -> FlaskClient:
+    """A browser signed in as ``member`` to the tenant with ``slug``."""
+    browser = plane.app.test_client()
+    assert pages.sign_in(browser, member.email, tenant=slug).status_code == 303
+    return browser
+
+
+def _rows(plane: Plane, tenant_id: uuid.UUID) -> dict[uuid.UUID, tuple[object, ...]]:
+    """The tenant's override rows in the database, whole, by id."""
+    with plane.provider.management() as session:
+        found = session.scalars(select(TranslationOverride).where(TranslationOverride.tenant_id == tenant_id))
+        return {r.id: (r.tenant_id, r.locale, r.key, r.text, r.updated_by, r.created_at, r.updated_at)
+                for r in found}
+
+
+def _overridden(page: str) -> dict[str, str]:
+    """The overridden rows of the texts page: override id by key."""
+    return {unescape(key): override for key, override in _OVERRIDDEN.findall(page)}
+
+
+def test_the_texts_page_shows_only_the_callers_tenants_overrides(plane: Plane) -> None:
+    pair = _pair(plane)
+    browser = _admin_in(plane, pair.both, pair.a.slug)
+    assert pages.post(browser, f"{ADMIN_PAGE}?locale=en", {"locale": "en", "key": "Notifications",
+                                                           "text": "A's own inbox"},
+                      token_from=ADMIN_PAGE).status_code == 303
+    (mine,) = _rows(plane, pair.a.id)
+
+    for locale, expected in (("en", {"Notifications": str(mine)}), ("de", {})):
+        response = browser.get(f"{ADMIN_PAGE}?locale={locale}")
+        assert response.status_code == 200
+        page = response.get_data(as_text=True)
+        assert _overridden(page) == expected, locale
+        text = unescape(page)
+        leaked = [s for s in (*B_TEXTS.values(), "B-only", "B-geheim", *map(str, pair.b_overrides.values()))
+                  if s in text]
+        assert not leaked, (locale, leaked)
+    # B's admin (the same account, signed in to B) sees B's, and not A's.
+    in_b = _admin_in(plane, pair.both, pair.b.slug).get(f"{ADMIN_PAGE}?locale=en").get_data(as_text=True)
+    assert _overridden(in_b) == {key: str(pair.b_overrides[("en", key)])
+                                 for key in ("Notifications", "Texts")}
+    assert "A's own inbox" not in unescape(in_b)
+
+
+def test_saving_a_text_sets_it_in_the_callers_tenant_only(plane: Plane) -> None:
+    pair = _pair(plane)
+    b_before, b_print = _rows(plane, pair.b.id), tenants.tenant_fingerprint(plane.provider, pair.b.id)
+    browser = _admin_in(plane, pair.both, pair.a.slug)
+
+    ids: set[uuid.UUID] = set()
+    for text in ("A's first wording", "A's second wording"):  # created, then changed (B has the same key)
+        saved = pages.post(browser, f"{ADMIN_PAGE}?locale=en", {"locale": "en", "key": "Notifications",
+                                                                "text": text}, token_from=ADMIN_PAGE)
+        assert saved.status_code == 303, saved.get_data(as_text=True)[:300]
+        rows = _rows(plane, pair.a.id)
+        assert [row[:5] for row in rows.values()] == [
+            (pair.a.id, "en", "Notifications", text, pair.both.user_id)]
+        ids |= rows.keys()
+        assert _rows(plane, pair.b.id) == b_before
+        assert tenants.changed(b_print, tenants.tenant_fingerprint(plane.provider, pair.b.id)) == []
+    assert len(ids) == 1  # one override, replaced
+    assert "<h1>A&#39;s second wording</h1>" in browser.get("/notifications").get_data(as_text=True)
+    in_b = _admin_in(plane, pair.both, pair.b.slug).get("/notifications").get_data(as_text=True)
+    assert "<h1>B-only inbox wording</h1>" in in_b
+
+
+@pytest.mark.parametrize("who", ["a-owner", "owner-of-both"])
+def test_deleting_another_tenants_override_is_a_404_and_it_stays(plane: Plane, who: str) -> None:
+    pair = _pair(plane)
+    member = pair.both
+    if who == "a-owner":  # an owner of A alone
+        other = tenants.add_member(plane.provider, pair.a.id, "owner")
+        member = pages.Member(other.email, other.user_id, pair.a.id, pair.a.slug)
+    browser = _admin_in(plane, member, pair.a.slug)
+    assert pages.post(browser, f"{ADMIN_PAGE}?locale=en", {"locale": "en", "key": "Notifications",
+                                                           "text": "A's own inbox"},
+                      token_from=ADMIN_PAGE).status_code == 303
+    a_before, b_before = _rows(plane, pair.a.id), _rows(plane, pair.b.id)
+    b_print = tenants.tenant_fingerprint(plane.provider, pair.b.id)
+
+    for theirs in pair.b_overrides.values():
+        response = pages.post(browser, f"{ADMIN_PAGE}/{theirs}/delete?locale=en", token_from=ADMIN_PAGE)
+        assert response.status_code == 404, response.get_data(as_text=True)[:300]
+        assert "B-only" not in unescape(response.get_data(as_text=True))
+    assert _rows(plane, pair.b.id) == b_before and len(b_before) == len(B_TEXTS)
+    assert tenants.changed(b_print, tenants.tenant_fingerprint(plane.provider, pair.b.id)) == []
+    assert _rows(plane, pair.a.id) == a_before  # and nothing of A's removed instead
