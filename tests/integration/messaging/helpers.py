@@ -42,6 +42,15 @@ def sign_up(provider: DataProvider, request: tenancy.SignupRequest | None = None
     return signup_id, envelopes
 
 
+def trial_tenant(provider: DataProvider) -> uuid.UUID:
+    """A trial tenant, signed up and committed (its provisioning not run): its id."""
+    request = signup_request()
+    sign_up(provider, request)
+    tenant_id = tenant_id_of(provider, request.slug)
+    assert tenant_id is not None
+    return tenant_id
+
+
 def tenant_id_of(provider: DataProvider, slug: str) -> uuid.UUID | None:
     """The id of the tenant with ``slug``, if it was written."""
     with provider.management() as session:

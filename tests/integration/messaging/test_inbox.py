@@ -19,9 +19,7 @@ from tests.integration.messaging.helpers import (
     is_overdue,
     outbox_row,
     record,
-    sign_up,
-    signup_request,
-    tenant_id_of,
+    trial_tenant,
     welcome,
 )
 from tests.support.waiting import wait_for
@@ -42,10 +40,7 @@ def notices_of(provider: DataProvider, tenant_id: uuid.UUID, user_id: uuid.UUID)
 @pytest.fixture
 def delivery(provider: DataProvider) -> tuple[Envelope, uuid.UUID, uuid.UUID]:
     """A committed, unpublished welcome delivery to a real trial tenant: (envelope, tenant, user)."""
-    request = signup_request()
-    sign_up(provider, request)
-    tenant_id, user_id = tenant_id_of(provider, request.slug), uuid.uuid4()
-    assert tenant_id is not None
+    tenant_id, user_id = trial_tenant(provider), uuid.uuid4()
     (envelope,) = record(provider, welcome(tenant_id, user_id), tenant_id=tenant_id)
     return envelope, tenant_id, user_id
 
@@ -67,9 +62,7 @@ def test_a_delivery_whose_payload_names_another_tenant_is_refused_and_not_run(
     # Routed by the envelope's tenant, acted on by the payload's: a mismatch runs nothing,
     # claims nothing, and fails (not transient: the relay buries it for operators).
     envelope, tenant_id, user_id = delivery
-    request = signup_request()
-    sign_up(provider, request)
-    other = tenant_id_of(provider, request.slug)
+    other = trial_tenant(provider)
     forged = Envelope.from_dict({**envelope.as_dict(), "tenant_id": str(other)})
     ran: list[TenantProvisionedV1] = []
     with pytest.raises(PermissionError, match=f"delivered as tenant {other} and names tenant {tenant_id}"):
@@ -157,10 +150,7 @@ def test_a_failed_first_delivery_leaves_the_concurrent_one_to_apply_the_effect(
 def test_a_delivery_handled_on_another_database_is_confirmed_by_the_relay_not_resent(
         provider: DataProvider, fast_provider: DataProvider) -> None:
     """The worker pays one transaction; the relay reads the consumer's inbox instead of re-sending."""
-    request = signup_request()
-    sign_up(provider, request)
-    tenant_id, user_id = tenant_id_of(provider, request.slug), uuid.uuid4()
-    assert tenant_id is not None
+    tenant_id, user_id = trial_tenant(provider), uuid.uuid4()
     (envelope,) = record(fast_provider, welcome(tenant_id, user_id), tenant_id=tenant_id)
     assert not handling.handle(provider, envelope, TenantProvisionedV1, "tenant", add_notice).duplicate
     assert outbox_row(provider, envelope.id)["completed_at"] is None  # type: ignore[index]

@@ -18,9 +18,7 @@ from tests.integration.messaging.helpers import (
     inbox_has,
     outbox_row,
     record,
-    sign_up,
-    signup_request,
-    tenant_id_of,
+    trial_tenant,
     welcome,
 )
 
@@ -64,10 +62,7 @@ def test_a_dead_delivery_handled_late_on_another_database_is_confirmed_before_it
         provider: DataProvider) -> None:
     # A welcome is sent from the management database and handled on the tenant's. Buried by
     # the relay, then handled by a copy that arrived late: only the tenant's inbox knows.
-    request = signup_request()
-    sign_up(provider, request)
-    tenant_id = tenant_id_of(provider, request.slug)
-    assert tenant_id is not None
+    tenant_id = trial_tenant(provider)
     (envelope,) = record(provider, welcome(tenant_id), tenant_id=tenant_id)
     with provider.unscoped("management") as session:
         session.execute(update(outbox).where(outbox.c.id == uuid.UUID(envelope.id)).values(dead_at=utcnow()))

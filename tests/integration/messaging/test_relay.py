@@ -21,9 +21,8 @@ from tests.integration.messaging.helpers import (
     record,
     resent_ids,
     sign_up,
-    signup_request,
     sweep_once,
-    tenant_id_of,
+    trial_tenant,
     wait_for_failure,
     welcome,
 )
@@ -52,10 +51,7 @@ def test_a_lost_publish_is_resent_by_the_relay_job_and_completed(
 def test_a_failing_handler_is_retried_with_growing_backoff_then_dead(
         provider: DataProvider, fast_provider: DataProvider, publisher: Celery,
         all_queues_worker: Process) -> None:
-    request = signup_request()
-    sign_up(provider, request)
-    tenant_id = tenant_id_of(provider, request.slug)
-    assert tenant_id is not None
+    tenant_id = trial_tenant(provider)
     # Routed to this tenant, its payload then made to name another one (as a bug or a
     # tampered row would): handling refuses it on every run, a failure no retry can fix.
     (recorded,) = record(fast_provider, welcome(tenant_id), tenant_id=tenant_id)
