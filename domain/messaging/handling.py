@@ -78,8 +78,7 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
     message = contract.parse(envelope.version, envelope.payload)
     delivery = uuid.UUID(envelope.id)
     tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
-    named = getattr(message, "tenant_id", None)
-    if tenant_id is not None and named is not None and named != tenant_id:
+    if (named := message.other_tenant(tenant_id)) is not None:
         # Routed by the envelope, acted on by the payload: never both, and never run. Not
         # transient, so the relay buries it where operators see it.
         raise PermissionError(f"{envelope.type} {envelope.id} is delivered as tenant {tenant_id} "

@@ -76,8 +76,7 @@ def prepare(session: Session | Writes, message: Contract, *, tenant_id: uuid.UUI
             correlation_id: str | None) -> tuple[list[dict[str, Any]], list[Envelope]]:
     """The outbox rows of ``message`` and their envelopes, for a caller that inserts the
     rows itself (e.g. in the same statement as its business row); call ``remember`` after."""
-    named = getattr(message, "tenant_id", None)
-    if tenant_id is not None and named is not None and named != tenant_id:
+    if (named := message.other_tenant(tenant_id)) is not None:
         raise ValueError(f"{message.message_type} names tenant {named}, recorded for tenant {tenant_id}")
     lease_seconds = session.info["lease_seconds"]
     event_id = uuid.uuid4()

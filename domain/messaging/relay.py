@@ -306,15 +306,16 @@ def prune(session: Session, *, older_than: datetime, batch: int = 5000) -> int:
     return deleted
 
 
-def confirm_dead_handled(provider: DataProvider, db_key: str, batch: int = 500) -> int:
+def confirm_dead_handled(provider: DataProvider, db_key: str, *, since: datetime, batch: int = 500) -> int:
     """Complete the dead deliveries of ``db_key`` that were handled on another database after
     all (a late copy, once the relay had buried them): the sweep never looks at dead rows, so
     they stayed on the dead list, and one revived after its inbox row was pruned would run
-    a second time. Their consumers' inboxes say so; how many were completed."""
+    a second time. Their consumers' inboxes say so, for the ones buried ``since`` the inbox
+    retention began (older inbox rows are gone); how many were completed."""
     handled, confirmed, after = inbox_lookup(provider, db_key), 0, None
     with provider.unscoped(db_key) as session:
         while True:
-            query = select(outbox).where(outbox.c.dead_at.is_not(None), outbox.c.completed_at.is_(None))
+            query = select(outbox).where(outbox.c.dead_at >= since, outbox.c.completed_at.is_(None))
             if after is not None:
                 query = query.where(outbox.c.id > after)
             rows = session.execute(query.order_by(outbox.c.id).limit(batch)).mappings().all()
@@ -337,7 +338,7 @@ def prune_all(provider: DataProvider, *, retention: timedelta) -> dict[str, int]
     databases = provider.all_databases()
     for db_key in databases:
         try:
-            report["confirmed"] += confirm_dead_handled(provider, db_key)
+            report["confirmed"] += confirm_dead_handled(provider, db_key, since=cutoff)
         except SQLAlchemyError:
             log.exception("could not confirm the dead deliveries of %s", db_key)
     for db_key in databases:

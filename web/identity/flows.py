@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 # Not a local path: a scheme or host ("//host", "/\\host"), or what a browser would strip.
 _UNSAFE_PATH = re.compile(r"[\x00-\x20\x7f\\]")
 _MAX_PATH = 2000
-# Header text kept with a session: PostgreSQL refuses NUL, and the rest has no use there.
 
 
 def local_path(target: str | None) -> str | None:
@@ -47,6 +46,7 @@ def start(signed_in: SignIn, method: str) -> TokenPair:
     grant = sessions.start_session(
         management_db(), user_id=signed_in.user_id, tenant_id=signed_in.tenant_id,
         operator=signed_in.operator, method=method, lifetime=_lifetime(),
+        # Header text kept with the session: PostgreSQL refuses NUL, and the rest has no use there.
         user_agent=CONTROL.sub("", request.user_agent.string),
         ip=CONTROL.sub("", request.remote_addr or ""))
     return issue_tokens(grant)

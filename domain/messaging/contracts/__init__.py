@@ -5,6 +5,7 @@ contract: a contract that replaced an older one sets ``previous`` and ``upgrade`
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +31,13 @@ class Contract(BaseModel):
         """The session of the user this message acts for, if it acts for one: a task
         refuses to act once that session is signed out or cut off."""
         return getattr(self, "actor_session_id", None)
+
+    def other_tenant(self, tenant_id: uuid.UUID | None) -> uuid.UUID | None:
+        """The tenant this message names, when it is not ``tenant_id``, the tenant it is
+        recorded and routed for (None when they agree, or either names none): such a message
+        is neither recorded nor run."""
+        named = getattr(self, "tenant_id", None)
+        return named if tenant_id is not None and named is not None and named != tenant_id else None
 
     @classmethod
     def parse(cls, version: int, payload: dict[str, Any]) -> Contract:
