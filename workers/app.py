@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from redis import Redis
 
 from config.celery import celery_config
 from config.settings import Settings, settings_or_exit
@@ -35,9 +36,11 @@ def create_celery(settings: Settings) -> AllotmentCelery:
     app.provider = build_provider(settings)
     # The email renderer is Jinja2 and the sender is woken with a task: the domain imports
     # neither, so both are added here.
+    # One client, short timeouts: neither the sender's flag nor the redelivery count is
+    # needed for correctness, and neither may hold a task up when Redis is slow.
+    flags = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     app.ports = {**build_ports(settings), "renderer": JinjaEmailRenderer(),
-                 "wake_sender": SenderWaker(app, settings.redis_url),
-                 "redeliveries": RedeliveryCounter(settings.redis_url)}
+                 "wake_sender": SenderWaker(app, flags), "redeliveries": RedeliveryCounter(flags)}
     return app
 
 

@@ -35,8 +35,8 @@ KEEP_SECONDS = 86_400  # a count lives a day after the delivery's last redeliver
 class RedeliveryCounter:
     """The ``redeliveries`` port of worker processes."""
 
-    def __init__(self, redis_url: str) -> None:
-        self._redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
 
     def count(self, delivery_id: str) -> int | None:
         """Count one more redelivery of ``delivery_id``; how many so far (None: Redis could not say)."""

@@ -27,9 +27,9 @@ FLAG_SECONDS = 5  # how long a sender that stopped renewing the flag (it died) h
 class SenderWaker:
     """The ``wake_sender`` port of worker processes."""
 
-    def __init__(self, app: Celery, redis_url: str) -> None:
+    def __init__(self, app: Celery, redis: Redis) -> None:
         self._app = app
-        self._redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = redis
 
     def __call__(self) -> None:
         """Wake a sender unless one is awake (or about to be)."""
