@@ -69,10 +69,11 @@ def sign_in(browser: FlaskClient, email: str, password: str = PASSWORD, tenant: 
                                     "csrf_token": page_csrf(browser, SIGN_IN)})
 
 
-def signed_in_browser(app: Flask, member: Member) -> FlaskClient:
-    """A browser that signed in as ``member``."""
+def signed_in_browser(app: Flask, member: Member, tenant: str | None = None) -> FlaskClient:
+    """A browser that signed in as ``member`` (to the tenant with slug ``tenant``, for a
+    member of more than one)."""
     browser = app.test_client()
-    assert sign_in(browser, member.email).status_code == 303
+    assert sign_in(browser, member.email, tenant=tenant or "").status_code == 303
     return browser
 
 

@@ -315,3 +315,15 @@ def tables_fingerprint(provider: DataProvider, tables: Iterable[str],
     """
     with provider.unscoped(db_key) as session:
         return _digests(session, {f"{db_key}.{table}": (table, "true") for table in tables})
+
+
+def owners_of(provider: DataProvider, table: str, row_id: uuid.UUID | str,
+              tenant_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """The tenants whose row ``row_id`` of ``table`` is, in the databases of ``tenant_ids``
+    (read without the tenant filter or RLS): where a request's new thing really went."""
+    found: set[uuid.UUID] = set()
+    for db_key in {provider.route(t).db_key for t in tenant_ids}:
+        with provider.unscoped(db_key) as session:
+            found.update(session.scalars(text(f'SELECT tenant_id FROM "{table}" WHERE id = :id'),
+                                         {"id": uuid.UUID(str(row_id))}))
+    return found

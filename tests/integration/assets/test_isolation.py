@@ -82,17 +82,6 @@ def b_state(world: World, tenant: TenantWithMembers) -> dict[str, str]:
     return prints
 
 
-def holders(world: World, asset_id: str, *tenant_ids: uuid.UUID) -> set[uuid.UUID]:
-    """The tenants whose asset ``asset_id`` is, in the databases of ``tenant_ids`` (read
-    without tenant filter or RLS)."""
-    found: set[uuid.UUID] = set()
-    for db_key in {world.provider.route(t).db_key for t in tenant_ids}:
-        with world.provider.unscoped(db_key) as session:
-            found.update(session.scalars(text("SELECT tenant_id FROM assets WHERE id = :id"),
-                                         {"id": uuid.UUID(asset_id)}))
-    return found
-
-
 def stored_anywhere(world: World, asset_id: str) -> list[str]:
     """Every stored key of the asset, whichever tenant's folder it is in."""
     return sorted(o.key for o in world.storage.listing("tenants/") if f"/assets/{asset_id}/" in o.key)
@@ -274,7 +263,8 @@ def test_an_upload_is_the_callers_alone(local_world: World, b_tenant: TenantWith
     # Compared once the workers are done with it: processed, its notice written.
     assert local_world.processed(a_owner, asset_id)["status"] == "ready"
     settle(local_world, a_tenant.id)
-    assert holders(local_world, asset_id, a_tenant.id, b_tenant.id) == {a_tenant.id}
+    assert tenants.owners_of(local_world.provider, "assets", asset_id, (a_tenant.id, b_tenant.id)) == {
+        a_tenant.id}
     stored = stored_anywhere(local_world, asset_id)
     assert f"tenants/{a_tenant.id}/assets/{asset_id}/original" in stored
     assert all(key.startswith(f"tenants/{a_tenant.id}/assets/{asset_id}/") for key in stored), stored

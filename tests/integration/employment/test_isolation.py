@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from domain.employment import imports, queries, services, structure
 from domain.employment.services import EmployeeFields
@@ -247,17 +246,6 @@ def test_a_file_naming_another_tenants_people_and_units_stays_in_its_tenant(plan
 
 # --- what A creates belongs to A alone ---------------------------------------------------
 
-def _holders(plane: Plane, table: str, row_id: uuid.UUID | str, *orgs: Org) -> set[uuid.UUID]:
-    """The tenants whose row ``row_id`` of ``table`` is, in the databases of ``orgs`` (read
-    without tenant filter or RLS)."""
-    found: set[uuid.UUID] = set()
-    for db_key in {plane.provider.route(org.id).db_key for org in orgs}:
-        with plane.provider.unscoped(db_key) as db:
-            found.update(db.scalars(text(f'SELECT tenant_id FROM "{table}" WHERE id = :id'),
-                                    {"id": uuid.UUID(str(row_id))}))
-    return found
-
-
 def _option_values(page: str, select: str) -> set[str]:
     """The values offered by the page's ``<select name=select>`` (the empty choice left out)."""
     found = re.search(rf'<select[^>]*name="{select}"[^>]*>(.*?)</select>', page, re.S)
@@ -306,7 +294,7 @@ def test_a_job_type_named_like_bs_is_created_in_the_callers_tenant_alone(
     assert [(item["name"], item["employees"]) for item in listed] == [(name, 0)]
     created = listed[0]["id"]
     assert created != str(b.job_type)
-    assert _holders(plane, "job_types", created, caller, b.org) == {caller.id}
+    assert tenants.owners_of(plane.provider, "job_types", created, (caller.id, b.org.id)) == {caller.id}
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
 
 
@@ -358,7 +346,7 @@ def test_an_uploaded_file_naming_bs_things_is_imported_into_the_callers_tenant_a
                                    form={"file": (io.BytesIO(NAMING_B), "naming-b.csv")})
         assert response.status_code == 303, response.get_data(as_text=True)[:300]
         import_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[1]
-    assert _holders(plane, "import_jobs", import_id, caller, b.org) == {caller.id}
+    assert tenants.owners_of(plane.provider, "import_jobs", import_id, (caller.id, b.org.id)) == {caller.id}
     done = finished(client, caller, import_id, timeout=60)
     assert (done["status"], done["created"], done["updated"], done["failed"], done["edges"]) == (
         "completed", 2, 0, 2, 0), done
@@ -369,7 +357,8 @@ def test_an_uploaded_file_naming_bs_things_is_imported_into_the_callers_tenant_a
         ("a-two@example.com", None, None), ("b-worker@example.com", None, None)]
     for person in people:
         assert person["id"] not in (str(b.employee), str(b.manager))
-        assert _holders(plane, "employees", person["id"], caller, b.org) == {caller.id}
+        owners = tenants.owners_of(plane.provider, "employees", person["id"], (caller.id, b.org.id))
+        assert owners == {caller.id}
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.org.id)) == []
     other = tenants.call_as(client, plane.app, "GET", f"{API}/imports/{import_id}", b.org.tokens["owner"])
     assert (other.status_code, other.json["field"]) == (404, "import_id")

@@ -15,9 +15,9 @@ import redis
 from domain.tenancy.models import Signup
 from tests.integration.messaging.helpers import inbox_has, outbox_row, sign_up
 from tests.integration.purchases.helpers import PrivateStack, private_stack
+from tests.support.planes import own_redis
 from tests.support.services import Services
 from tests.support.waiting import wait_for
-from workers import embedded
 from workers.publisher import publish
 from workers.redelivery import MAX_REDELIVERIES
 
@@ -25,12 +25,9 @@ from workers.redelivery import MAX_REDELIVERIES
 @pytest.fixture
 def private(services: Services, tmp_path: Path) -> Iterator[PrivateStack]:
     """A stack and Redis server of this test's own: its worker meets no other test's messages."""
-    server = embedded.start_redis(tmp_path / "redis", embedded.free_port())
-    try:
-        with private_stack(services, f"redis://127.0.0.1:{server.port}", 0, tmp_path) as stack:
-            yield stack
-    finally:
-        server.stop()
+    with own_redis(tmp_path / "redis") as server, \
+            private_stack(services, f"redis://127.0.0.1:{server.port}", 0, tmp_path) as stack:
+        yield stack
 
 
 def _waiting(conn: psycopg.Connection[tuple[int]]) -> int:

@@ -149,13 +149,6 @@ def _in_both(plane: Plane) -> tuple[TenantWithMembers, TenantWithMembers, pages.
     return a, b, _member(a, "employee")
 
 
-def _browser_in(plane: Plane, member: pages.Member, slug: str) -> FlaskClient:
-    """A browser signed in as ``member`` to the tenant with ``slug``."""
-    browser = plane.app.test_client()
-    assert pages.sign_in(browser, member.email, tenant=slug).status_code == 303
-    return browser
-
-
 def _read_at(plane: Plane, tenant_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, object]:
     """When each of ``ids`` was read (None: unread), from the tenant's database."""
     with plane.provider.unscoped(plane.provider.route(tenant_id).db_key) as session:
@@ -171,7 +164,7 @@ def test_marking_another_tenants_notice_read_is_a_404_and_it_stays_unread(plane:
     (mine,) = _notices(plane, a, "employee", 1)
     owner = b.member("employee") if whose == "b-employee" else a.member("employee")
     theirs = _notices_for(plane, b.id, owner.user_id, 1)
-    browser = _browser_in(plane, member, a.slug)
+    browser = pages.signed_in_browser(plane.app, member, a.slug)
     before = tenants.tenant_fingerprint(plane.provider, b.id)
 
     response = pages.post(browser, f"/notifications/{theirs[0]}/read", token_from="/notifications")
@@ -188,7 +181,7 @@ def test_read_all_marks_only_the_callers_tenants_notices(plane: Plane) -> None:
     mine = _notices(plane, a, "employee", 3)
     same_account_in_b = _notices_for(plane, b.id, member.user_id, 4)
     b_employees = _notices(plane, b, "employee", 2)
-    browser = _browser_in(plane, member, a.slug)
+    browser = pages.signed_in_browser(plane.app, member, a.slug)
     before = tenants.tenant_fingerprint(plane.provider, b.id)
 
     marked = pages.post(browser, "/notifications/read-all", token_from="/notifications")
@@ -198,7 +191,8 @@ def test_read_all_marks_only_the_callers_tenants_notices(plane: Plane) -> None:
     assert _read_at(plane, b.id, same_account_in_b + b_employees) == dict.fromkeys(
         same_account_in_b + b_employees)
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, b.id)) == []
-    assert _browser_in(plane, member, b.slug).get("/notifications/unread-count").json == {"unread": 4}
+    in_b = pages.signed_in_browser(plane.app, member, b.slug)
+    assert in_b.get("/notifications/unread-count").json == {"unread": 4}
 
 
 def test_the_unread_count_counts_only_the_callers_tenant(plane: Plane) -> None:
@@ -210,7 +204,8 @@ def test_the_unread_count_counts_only_the_callers_tenant(plane: Plane) -> None:
         session.execute(update(Notice).where(Notice.id == mine[0]).values(read_at=utcnow()))
         session.commit()
 
-    assert _browser_in(plane, member, a.slug).get("/notifications/unread-count").json == {"unread": 2}
-    assert _browser_in(plane, member, b.slug).get("/notifications/unread-count").json == {"unread": 5}
+    for slug, unread in ((a.slug, 2), (b.slug, 5)):
+        in_tenant = pages.signed_in_browser(plane.app, member, slug)
+        assert in_tenant.get("/notifications/unread-count").json == {"unread": unread}
     b_employee = pages.signed_in_browser(plane.app, _member(b, "employee"))
     assert b_employee.get("/notifications/unread-count").json == {"unread": 7}

@@ -193,13 +193,6 @@ def _pair(plane: Plane) -> Pair:
     return Pair(a, b, made, pages.Member(owner.email, owner.user_id, a.id, a.slug))
 
 
-def _admin_in(plane: Plane, member: pages.Member, slug: str) -> FlaskClient:
-    """A browser signed in as ``member`` to the tenant with ``slug``."""
-    browser = plane.app.test_client()
-    assert pages.sign_in(browser, member.email, tenant=slug).status_code == 303
-    return browser
-
-
 def _rows(plane: Plane, tenant_id: uuid.UUID) -> dict[uuid.UUID, tuple[object, ...]]:
     """The tenant's override rows in the database, whole, by id."""
     with plane.provider.management() as session:
@@ -215,7 +208,7 @@ def _overridden(page: str) -> dict[str, str]:
 
 def test_the_texts_page_shows_only_the_callers_tenants_overrides(plane: Plane) -> None:
     pair = _pair(plane)
-    browser = _admin_in(plane, pair.both, pair.a.slug)
+    browser = pages.signed_in_browser(plane.app, pair.both, pair.a.slug)
     assert pages.post(browser, f"{ADMIN_PAGE}?locale=en", {"locale": "en", "key": "Notifications",
                                                            "text": "A's own inbox"},
                       token_from=ADMIN_PAGE).status_code == 303
@@ -231,7 +224,8 @@ def test_the_texts_page_shows_only_the_callers_tenants_overrides(plane: Plane) -
                   if s in text]
         assert not leaked, (locale, leaked)
     # B's admin (the same account, signed in to B) sees B's, and not A's.
-    in_b = _admin_in(plane, pair.both, pair.b.slug).get(f"{ADMIN_PAGE}?locale=en").get_data(as_text=True)
+    b_browser = pages.signed_in_browser(plane.app, pair.both, pair.b.slug)
+    in_b = b_browser.get(f"{ADMIN_PAGE}?locale=en").get_data(as_text=True)
     assert _overridden(in_b) == {key: str(pair.b_overrides[("en", key)])
                                  for key in ("Notifications", "Texts")}
     assert "A's own inbox" not in unescape(in_b)
@@ -240,7 +234,7 @@ def test_the_texts_page_shows_only_the_callers_tenants_overrides(plane: Plane) -
 def test_saving_a_text_sets_it_in_the_callers_tenant_only(plane: Plane) -> None:
     pair = _pair(plane)
     b_before, b_print = _rows(plane, pair.b.id), tenants.tenant_fingerprint(plane.provider, pair.b.id)
-    browser = _admin_in(plane, pair.both, pair.a.slug)
+    browser = pages.signed_in_browser(plane.app, pair.both, pair.a.slug)
 
     ids: set[uuid.UUID] = set()
     for text in ("A's first wording", "A's second wording"):  # created, then changed (B has the same key)
@@ -255,7 +249,8 @@ def test_saving_a_text_sets_it_in_the_callers_tenant_only(plane: Plane) -> None:
         assert tenants.changed(b_print, tenants.tenant_fingerprint(plane.provider, pair.b.id)) == []
     assert len(ids) == 1  # one override, replaced
     assert "<h1>A&#39;s second wording</h1>" in browser.get("/notifications").get_data(as_text=True)
-    in_b = _admin_in(plane, pair.both, pair.b.slug).get("/notifications").get_data(as_text=True)
+    b_browser = pages.signed_in_browser(plane.app, pair.both, pair.b.slug)
+    in_b = b_browser.get("/notifications").get_data(as_text=True)
     assert "<h1>B-only inbox wording</h1>" in in_b
 
 
@@ -266,7 +261,7 @@ def test_deleting_another_tenants_override_is_a_404_and_it_stays(plane: Plane, w
     if who == "a-owner":  # an owner of A alone
         other = tenants.add_member(plane.provider, pair.a.id, "owner")
         member = pages.Member(other.email, other.user_id, pair.a.id, pair.a.slug)
-    browser = _admin_in(plane, member, pair.a.slug)
+    browser = pages.signed_in_browser(plane.app, member, pair.a.slug)
     assert pages.post(browser, f"{ADMIN_PAGE}?locale=en", {"locale": "en", "key": "Notifications",
                                                            "text": "A's own inbox"},
                       token_from=ADMIN_PAGE).status_code == 303
