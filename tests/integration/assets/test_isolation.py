@@ -37,7 +37,6 @@ from tests.support.waiting import wait_for
 
 SECRET_NAME = "b-only-secret-photo.png"  # B's asset's file name: it must show nowhere A looks
 B_BLOCKED = ["executable", "video"]      # B's policy (not the default: a row of its own)
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 # --- fixtures and what B holds ------------------------------------------------------------
@@ -241,10 +240,8 @@ def _via_link(world: World, tenant: TenantWithMembers, token: str) -> str:
 def _via_form(world: World, tenant: TenantWithMembers, token: str) -> str:
     client = world.client
     client.set_cookie(world.app.config["JWT_ACCESS_COOKIE_NAME"], token)
-    csrf = CSRF.search(client.get("/assets").get_data(as_text=True))
-    assert csrf is not None
-    boundary, body = encode_multipart({"csrf_token": unescape(csrf.group(1)), "file": FileStorage(
-        io.BytesIO(samples.png(70, 40)), "a-form.png", content_type="image/png")})
+    photo = FileStorage(io.BytesIO(samples.png(70, 40)), "a-form.png", content_type="image/png")
+    boundary, body = encode_multipart({"csrf_token": tenants.page_csrf(client, "/assets"), "file": photo})
     response = client.post("/assets", data=body, content_type=f"multipart/form-data; boundary={boundary}")
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     return response.headers["Location"].rstrip("/").rsplit("/", 1)[1]
