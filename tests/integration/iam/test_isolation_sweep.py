@@ -703,18 +703,78 @@ def _paths_in(module: str) -> str:
     return text
 
 
+def _helpers_of(module: str) -> list[str]:
+    """The test modules ``module`` calls routes through: the ``tests`` modules it imports and
+    the ``conftest.py`` files of its package and the packages above it (their fixtures)."""
+    loaded = importlib.import_module(module.removesuffix(".py").replace("/", "."))
+    imported = {getattr(value, "__module__", None) if not isinstance(value, type(loaded)) else value.__name__
+                for value in vars(loaded).values()}
+    files = [name.replace(".", "/") + ".py" for name in sorted(filter(None, imported))
+             if name.startswith("tests.") and (ROOT / (name.replace(".", "/") + ".py")).is_file()]
+    folder = Path(module).parent
+    conftests = [str(parent / "conftest.py") for parent in (folder, *folder.parents)
+                 if (ROOT / parent / "conftest.py").is_file()]
+    return [file for file in dict.fromkeys(files + conftests) if file != module]
+
+
+# How a test module calls a route: ``client.post(path``, ``("POST", path`` (a table of cases,
+# ``call_as(..., "POST", path``), ``page.goto(path`` (a browser: GET). Nothing but the call's
+# other arguments may stand between the method and the path: no closing bracket, no other path.
+_CALL = re.compile(r"""\.(get|post|put|patch|delete|goto)\(|["'](GET|POST|PUT|PATCH|DELETE)["']""")
+# ``for url in (path, path, ...):`` and a call in the loop's first lines: each path, that method.
+_LOOP = re.compile(r"for \w+ in \((?P<paths>[^:]*?)\):(?P<body>.{0,240})", re.DOTALL)
+
+
+def _method_of(call: re.Match[str]) -> str:
+    return {"GOTO": "GET"}.get(name := (call.group(1) or call.group(2)).upper(), name)
+
+
+def _calls(text: str, rule: str) -> set[str]:
+    """The methods ``text`` calls ``rule``'s path with (its arguments as f-string fields, or a
+    literal value of a string argument)."""
+    path = r"(?:\{[^{}]+\}|[\w-]+)".join(re.escape(part) for part in re.split(r"<[^>]+>", rule))
+    literal = re.compile(rf"""(?<=["']){path}(?=["'?])""")
+    methods = set()
+    for found in literal.finditer(text):
+        before = text[max(0, found.start() - 150):found.start()]
+        calls = [call for call in _CALL.finditer(before)
+                 if not re.search(r"""[)\]]|["']/""", before[call.end():])]
+        if calls:
+            methods.add(_method_of(calls[-1]))
+    for loop in _LOOP.finditer(text):
+        call = _CALL.search(loop["body"])
+        if call and literal.search(loop["paths"]):
+            methods.add(_method_of(call))
+    return methods
+
+
 def test_routes_swept_elsewhere_are_swept_there() -> None:
-    # The module a route is handed to calls it: the route's path is written there, its
-    # arguments as f-string fields (or a literal value of a string argument).
+    # The module a route is handed to calls it, with its method: in its own text or in a
+    # test module it calls routes through (a fixture's upload, a helper's post).
     texts: dict[str, str] = {}
     missing = []
     for (rule, method), entry in ROUTES.items():
         if isinstance(entry, SweptIn):
-            text = texts.setdefault(entry.module, _paths_in(entry.module))
-            path = r"(?:\{[^{}]+\}|[\w-]+)".join(re.escape(part) for part in re.split(r"<[^>]+>", rule))
-            if not re.search(rf"""(?<=["']){path}(?=["'?])""", text):
-                missing.append(f"{method} {rule} (not in {entry.module})")
+            modules = [entry.module, *_helpers_of(entry.module)]
+            called = set().union(*(_calls(texts.setdefault(m, _paths_in(m)), rule) for m in modules))
+            if method not in called:
+                missing.append(f"{method} {rule} (not in {entry.module}: called with {sorted(called)})")
     assert missing == []
+
+
+def test_the_hand_off_check_reads_the_method_of_each_call() -> None:
+    calls = {
+        'client.post(f"/api/v1/things/{b.thing}/done", headers=h)': {"POST"},
+        '"delete": ("DELETE", lambda b: f"/api/v1/things/{b.thing}/done", None),': {"DELETE"},
+        'tenants.call_as(client, app, "PUT", "/api/v1/things/x/done", token)': {"PUT"},
+        'page.goto(f"{base}/api/v1/things/{b.thing}/done")': set(),  # not the path alone: a prefix
+        'page.goto(f"/api/v1/things/{b.thing}/done")': {"GET"},
+        'for url in ("/api/v1/things/x/done", "/y"):\n    r = call_as(c, app, "GET", url, t)': {"GET"},
+        'client.post("/elsewhere"); assert "/api/v1/things/x/done" in text': set(),
+        'client.get(x)["/api/v1/things/x/done"]': set(),
+    }
+    read = {text: _calls(text, "/api/v1/things/<uuid:thing_id>/done") for text in calls}
+    assert read == calls
 
 
 def test_the_classification_matches_how_each_view_is_guarded(app: Flask) -> None:
