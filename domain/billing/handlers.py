@@ -8,10 +8,15 @@ from sqlalchemy.dialects.postgresql import insert
 from domain.billing.models import LedgerEntry
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
 from domain.messaging.handling import HandlerContext
+from domain.purchases import queries as purchases
 
 
 def _book(ctx: HandlerContext, *, tenant_id: uuid.UUID, purchase_id: uuid.UUID, kind: str,
           amount_minor: int, currency: str, product_code: str, description: str, reference: str) -> None:
+    # Only the tenant's own purchase is booked in its ledger: another tenant's would take that
+    # purchase's (purchase, kind), which is unique, and its own booking would then be dropped.
+    if not purchases.is_purchase_of(ctx.session, tenant_id, purchase_id):
+        return
     # The unique (purchase, kind) makes a second booking a no-op even past the inbox.
     ctx.session.execute(insert(LedgerEntry).values(
         id=uuid.uuid4(), tenant_id=tenant_id, purchase_id=purchase_id, kind=kind,

@@ -112,6 +112,13 @@ def purchase_of_tenant(session: Session, tenant_id: uuid.UUID, purchase_id: uuid
     return purchase_view(found)
 
 
+def is_purchase_of(session: Session, tenant_id: uuid.UUID, purchase_id: uuid.UUID) -> bool:
+    """True when the purchase is ``tenant_id``'s: a handler of a purchase event acts only on a
+    purchase of the tenant its message is for."""
+    return session.scalar(select(Purchase.id).where(Purchase.id == purchase_id,
+                                                    Purchase.tenant_id == tenant_id)) is not None
+
+
 def purchase(session: Session, purchase_id: uuid.UUID) -> PurchaseView:
     """Any tenant's purchase (platform operators)."""
     found = session.get(Purchase, purchase_id)

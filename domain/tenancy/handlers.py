@@ -10,6 +10,7 @@ from domain.identity.errors import EmailTaken
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import ProvisionTenantV1, TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
+from domain.purchases import queries as purchases
 from domain.tenancy import promotion, queries
 from domain.tenancy.models import PlanChange, Signup, Tenant
 
@@ -49,6 +50,10 @@ def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
     session = ctx.session
     tenant = session.get(Tenant, msg.tenant_id, with_for_update=True)
     if tenant is None or tenant.status == "deleted":
+        return
+    # Another tenant's purchase gives this one nothing (and must not spend that purchase's
+    # plan change, which is unique by purchase).
+    if not purchases.is_purchase_of(session, tenant.id, msg.purchase_id):
         return
     if session.scalar(select(PlanChange.id).where(PlanChange.purchase_id == msg.purchase_id)):
         return

@@ -45,7 +45,7 @@ from domain.tenancy import handlers as tenancy_handlers
 from domain.tenancy.copying import connect
 from domain.tenancy.models import Promotion, Tenant, TenantExport
 from tests.integration.web.helpers import assert_refused
-from tests.support import processes, tenants
+from tests.support import processes, tenants, things
 from tests.support.apps import web_app
 from tests.support.s3 import MotoS3, start_moto_s3
 from tests.support.services import Services, Stack, create_stack, drop_stack
@@ -498,10 +498,12 @@ def test_a_plan_bought_during_an_offboarding_is_applied_without_promoting(plane:
     with plane.provider.management() as session:
         offboard_id = export.request_offboard(session, seeded.id, confirm_slug=seeded.tenant.slug)
         session.commit()
+    paid = things.purchase(plane.provider, seeded.tenant, things.product(plane.provider, plan="pro"),
+                           "completed")  # a real purchase of the tenant's: apply_plan checks
     bought = PurchaseCompletedV1(
-        purchase_id=uuid.uuid4(), tenant_id=seeded.id, buyer_user_id=seeded.tenant.member("owner").user_id,
-        product_code="pro", product_name="Pro", product_kind="plan", plan="pro", amount_minor=4900,
-        currency="EUR", charge_id="ch_test")
+        purchase_id=paid.view.id, tenant_id=seeded.id, buyer_user_id=seeded.tenant.member("owner").user_id,
+        product_code=paid.view.product_code, product_name="Pro", product_kind="plan", plan="pro",
+        amount_minor=paid.view.amount_minor, currency="EUR", charge_id=paid.charge_id)
     envelope = Envelope(id=str(uuid.uuid4()), event_id=str(uuid.uuid4()), type=bought.message_type,
                         version=1, handler="tenancy.apply_plan", payload=bought.model_dump(mode="json"),
                         origin="management", tenant_id=str(seeded.id), correlation_id=None)
