@@ -28,7 +28,7 @@ def run_import(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     message = Envelope.from_dict(envelope)
     if redelivery.looping(self, message):  # its runs kill their worker: stop the loop
         return {"status": "given up", "busy": False}
-    command = RunImportV1.parse(message.version, message.payload)
+    command = handling.accept(self.app.provider, message, RunImportV1)  # its own tenant's only
     try:
         outcome = imports.run(self.app.provider, command.tenant_id, command.import_id)
     except Exception as exc:

@@ -47,8 +47,8 @@ def revert_plan(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
     handlers.revert_plan(ctx, msg)
 
 
-def _run_promotion(task: Any, promotion_id: uuid.UUID) -> dict[str, Any]:
-    result = promotion.run(task.app.provider, promotion_id,
+def _run_promotion(task: Any, promotion_id: uuid.UUID, tenant_id: uuid.UUID | None = None) -> dict[str, Any]:
+    result = promotion.run(task.app.provider, promotion_id, tenant_id=tenant_id,
                            report=lambda p: task.update_state(state="PROGRESS", meta=p.as_dict()))
     publish(task.app, result.emitted)
     return {**result.progress.as_dict(), "busy": result.busy}
@@ -65,9 +65,9 @@ LONG_LIMITS = {"soft_time_limit": 3300, "time_limit": 3500}
 def promote_tenant(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) a promotion; progress shows as the task's PROGRESS state (Flower)."""
     message = Envelope.from_dict(envelope)
-    command = PromoteTenantV1.parse(message.version, message.payload)
+    command = handling.accept(self.app.provider, message, PromoteTenantV1)  # its own tenant's only
     try:
-        return _run_promotion(self, command.promotion_id)
+        return _run_promotion(self, command.promotion_id, command.tenant_id)
     finally:
         # Done, failed (beat resumes it, after its resume delay), or another run holds it:
         # the command is delivered. Only a run that dies leaves it to the relay as well.

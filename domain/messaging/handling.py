@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,7 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Contract], None]
+C = TypeVar("C", bound=Contract)
 # Says why a message must not be acted on (e.g. the user it acts for was cut off), or None.
 Guard = Callable[[Contract], "str | None"]
 
@@ -75,14 +76,9 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
     When ``guard`` refuses the message, the delivery is recorded as handled without
     running the handler (it would be refused again on every redelivery).
     """
-    message = contract.parse(envelope.version, envelope.payload)
+    message = message_of(envelope, contract)
     delivery = uuid.UUID(envelope.id)
     tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
-    if (named := message.other_tenant(tenant_id)) is not None:
-        # Routed by the envelope, acted on by the payload: never both, and never run. Not
-        # transient, so the relay buries it where operators see it.
-        raise PermissionError(f"{envelope.type} {envelope.id} is delivered as tenant {tenant_id} "
-                              f"and names tenant {named}")
     refused = guard(message) if guard is not None else None
     if target == "management":
         session = provider.management()
@@ -109,6 +105,30 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
     if fair and not same_database and tenant_id is not None:
         pending += _release_at_origin(provider, envelope, tenant_id)
     return Outcome(duplicate=False, emitted=pending, refused=refused)
+
+
+def message_of(envelope: Envelope, contract: type[C]) -> C:
+    """The delivery's message; PermissionError when its payload names another tenant than the
+    one the delivery is recorded and routed for."""
+    message = contract.parse(envelope.version, envelope.payload)
+    tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
+    if (named := message.other_tenant(tenant_id)) is not None:
+        # Routed by the envelope, acted on by the payload: never both, and never run. Not
+        # transient, so the relay buries it where operators see it.
+        raise PermissionError(f"{envelope.type} {envelope.id} is delivered as tenant {tenant_id} "
+                              f"and names tenant {named}")
+    return cast(C, message)
+
+
+def accept(provider: DataProvider, envelope: Envelope, contract: type[C]) -> C:
+    """``message_of`` for a task that runs a delivery itself instead of through ``handle`` (a
+    promotion, an import): a refusal is kept on the delivery's outbox row, as the task base
+    keeps a handler's, and raised."""
+    try:
+        return message_of(envelope, contract)
+    except PermissionError as exc:
+        note_failure(provider, envelope, f"PermissionError: {exc}")
+        raise
 
 
 def _release_at_origin(provider: DataProvider, envelope: Envelope, tenant_id: uuid.UUID) -> list[Envelope]:

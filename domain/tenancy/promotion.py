@@ -202,10 +202,11 @@ class RunResult:
 
 
 def run(provider: DataProvider, promotion_id: uuid.UUID,
-        report: Callable[[Progress], None] | None = None) -> RunResult:
-    """Run (or resume) a promotion to its end; at most one run per promotion at a time."""
+        report: Callable[[Progress], None] | None = None, *, tenant_id: uuid.UUID | None = None) -> RunResult:
+    """Run (or resume) a promotion to its end; at most one run per promotion at a time. With
+    ``tenant_id`` (a tenant's command), only a promotion of that tenant: another is not found."""
     with provider.management() as session:
-        get(session, promotion_id)  # NotFound before anything else
+        progress(session, promotion_id, tenant_id=tenant_id)  # NotFound before anything else
     runner = _Runner(provider, promotion_id, report or (lambda _: None))
     with _exclusive(provider, promotion_id) as (held, conn):
         if not held:
