@@ -12,7 +12,6 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
-import redis
 from sqlalchemy import select
 
 from domain.employment.imports import CHECKPOINT_CLASS
@@ -21,7 +20,7 @@ from domain.messaging.tables import outbox
 from domain.tenancy.copying import connect
 from tests.integration.employment.conftest import SETTINGS, Org
 from tests.integration.employment.importing import people_file, prepare, upload
-from tests.integration.messaging.helpers import is_overdue, resent_ids, sweep_once
+from tests.integration.messaging.helpers import broker_idle, is_overdue, resent_ids, sweep_once
 from tests.support import processes, tenants
 from tests.support.planes import OwnPlane, own_plane, own_redis
 from tests.support.services import Services
@@ -71,14 +70,6 @@ def _job(plane: OwnPlane, org: Org, import_id: str) -> ImportJob:
         return job
 
 
-def _broker_idle(url: str) -> bool:
-    client = redis.Redis.from_url(url)
-    try:
-        return client.llen("employment") == 0 and client.hlen("unacked") == 0
-    finally:
-        client.close()
-
-
 def test_an_import_that_kills_its_worker_every_time_is_given_up_and_the_relays_copy_completes_it(
         own: OwnPlane, log_dir: Path) -> None:
     org = _org(own)
@@ -101,7 +92,8 @@ def test_an_import_that_kills_its_worker_every_time_is_given_up_and_the_relays_c
             assert _waiting(held) == KILLED_RUNS  # no run after the ones killed
             command = _command(own, org, import_id)
             assert f"given up after {KILLED_RUNS} redeliveries" in (command["last_error"] or "")
-            wait_for(lambda: _broker_idle(own.settings.broker_url), timeout=30, message="no copy left")
+            wait_for(lambda: broker_idle(own.settings.broker_url, "employment"), timeout=30,
+                     message="no copy left")
             assert _waiting(held) == KILLED_RUNS  # acknowledged, not put back: still no other run
             assert command["completed_at"] is None and command["dead_at"] is None
             job = _job(own, org, import_id)

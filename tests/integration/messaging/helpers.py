@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from celery import Celery
 from sqlalchemy import func, select, update
 
@@ -156,3 +157,13 @@ def wait_for_failure(provider: DataProvider, delivery_id: str, what: str) -> str
     """Wait until a worker has recorded a handler failure on the delivery's outbox row."""
     return wait_for(lambda: (outbox_row(provider, delivery_id) or {}).get("last_error"),
                     timeout=90, message=f"the handler to fail on {what}")
+
+
+def broker_idle(url: str, queue: str) -> bool:
+    """True when the broker at ``url`` holds no message for ``queue`` and none unacknowledged
+    (no copy left to run: given up deliveries were acknowledged, not put back)."""
+    client = redis.Redis.from_url(url)
+    try:
+        return client.llen(queue) == 0 and client.hlen("unacked") == 0
+    finally:
+        client.close()

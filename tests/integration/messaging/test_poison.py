@@ -10,10 +10,9 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-import redis
 
 from domain.tenancy.models import Signup
-from tests.integration.messaging.helpers import inbox_has, outbox_row, sign_up
+from tests.integration.messaging.helpers import broker_idle, inbox_has, outbox_row, sign_up
 from tests.integration.purchases.helpers import PrivateStack, private_stack
 from tests.support.planes import own_redis
 from tests.support.services import Services
@@ -37,14 +36,6 @@ def _waiting(conn: psycopg.Connection[tuple[int]]) -> int:
     return row[0] if row else 0
 
 
-def _broker_idle(url: str) -> bool:
-    client = redis.Redis.from_url(url)
-    try:
-        return client.llen("tenancy") == 0 and client.hlen("unacked") == 0
-    finally:
-        client.close()
-
-
 def test_a_delivery_that_kills_its_worker_every_time_is_given_up_and_a_later_copy_runs(
         private: PrivateStack) -> None:
     worker = private.worker("tenancy", "tenancy", concurrency=1)
@@ -66,7 +57,8 @@ def test_a_delivery_that_kills_its_worker_every_time_is_given_up_and_a_later_cop
                        timeout=60, message="the delivery to be given up")
         assert f"given up after {MAX_REDELIVERIES + 1} redeliveries" in row["last_error"]
         assert row["completed_at"] is None  # the relay will re-send it
-        wait_for(lambda: _broker_idle(private.settings.broker_url), timeout=30, message="no copy left")
+        wait_for(lambda: broker_idle(private.settings.broker_url, "tenancy"), timeout=30,
+                 message="no copy left")
         assert _waiting(watcher) == MAX_REDELIVERIES + 1  # no run after the ones killed
         holder.rollback()
 
