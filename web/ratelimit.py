@@ -34,6 +34,8 @@ from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
@@ -244,6 +246,10 @@ def too_many(scope: str, limit: str, retry_after: int) -> Any:
     return response
 
 
+# What a plain address never holds: a display name's brackets, quotes, whitespace.
+_NOT_PLAIN = frozenset('<>"\\ \t\r\n\x0b\x0c')
+
+
 def _remote_address() -> str:
     """The client's address (ProxyFix has applied TRUSTED_PROXIES)."""
     return request.remote_addr or "127.0.0.1"
@@ -260,8 +266,27 @@ def _account_key() -> str:
     if not isinstance(email, str) or not email.strip():
         return f"ip:{_remote_address()}"
     secret = current_app.config["SECRET_KEY"].encode()
-    digest = hmac.new(secret, email.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
+    digest = hmac.new(secret, account_of(email).encode(), hashlib.sha256).hexdigest()[:32]
     return "account:" + digest
+
+
+def account_of(email: str) -> str:
+    """The account an email field names, as the views will read it: every way of writing
+    one address (``Name <a@b>``, a full-width domain, capitals) is one account, so none of
+    them gets a counter of its own.
+
+    A plain ASCII address (no display name, quotes or spaces) needs only lower-casing: all the
+    validator would change is the domain's case. Anything else goes through the validator the
+    views use (pydantic's, email-validator's normalisation), kept off the common path for
+    its cost; what it refuses, the view refuses too, so no sign-in gets through under it.
+    """
+    address = email.strip()
+    if address.isascii() and not any(c in address for c in _NOT_PLAIN):
+        return address.lower()
+    try:
+        return validate_email(address)[1].lower()
+    except PydanticCustomError:
+        return address.lower()
 
 
 def limit_sign_in(view: Callable[..., Any]) -> Callable[..., Any]:

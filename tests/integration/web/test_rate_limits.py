@@ -143,6 +143,31 @@ def test_the_fourth_failed_sign_in_for_an_account_is_refused_from_any_address(
     assert sign_in(client, other, PASSWORD, new_ip()).status_code == 200
 
 
+# Ways of writing one address that the sign-in reads as that address (pydantic's EmailStr).
+SPELLINGS = {
+    "display name": lambda email: f"Someone <{email}>",
+    "capitals": str.upper,
+    "full-width domain": lambda email: email.split("@")[0] + "@" + "".join(
+        chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in email.split("@")[1]),
+}
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_another_spelling_of_the_address_is_the_same_account(client: FlaskClient, provider: DataProvider,
+                                                             spelling: str) -> None:
+    email = tenants.create_account(provider, password=PASSWORD).email
+    written = SPELLINGS[spelling](email)
+    assert written != email
+    # The spelling signs in as the account: it is the same address to the sign-in.
+    assert sign_in(client, written, PASSWORD, new_ip()).status_code == 200
+    for _ in range(3):
+        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    # Its counter is the account's: refused like the address itself, right password or not.
+    assert_limited_by_account(sign_in(client, written, WRONG, new_ip()))
+    assert_limited_by_account(sign_in(client, written, PASSWORD, new_ip()))
+    assert sessions_of(provider, email) == 1
+
+
 def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
     ip = new_ip()
     for _ in range(3):
