@@ -22,6 +22,29 @@ class User(ManagementBase):
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = created_at_column()
+    # When the platform got proof that this person receives mail at ``email``: an invitation
+    # accepted, a verification link followed (with the account's password), or an external
+    # provider's verified email that made the account. None: no proof, so no external
+    # identity is linked to the account by its email.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EmailVerification(ManagementBase):
+    """A link that proves an account's address: single use, expires.
+
+    Only a hash of the token is kept: the token itself travels once, sealed in the message
+    that emails it and readable only in the email.
+    """
+
+    __tablename__ = "email_verifications"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))  # the address it proves (the account's, then)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuthSession(ManagementBase):
