@@ -9,6 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from config.settings import Settings
+from tests.support.apps import web_app
 from web.openapi import openapi_path
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -112,3 +114,20 @@ def test_the_docs_page_loads_with_its_assets(client: FlaskClient) -> None:
 def test_health_and_readiness(client: FlaskClient, url: str, status: str) -> None:
     response = client.get(url)
     assert response.status_code == 200 and response.json == {"status": status}
+
+
+# A part that does not answer, at an address (user, port, database) the answer must not show.
+DOWN = {
+    "the management database": {"database_url": "postgresql+psycopg://probe-user@127.0.0.1:9/probe-db"},
+    "the broker": {"broker_url": "redis://127.0.0.1:9/0"},
+}
+
+
+@pytest.mark.parametrize("part", list(DOWN))
+def test_not_ready_names_the_part_and_nothing_of_where_it_is(settings: Settings, part: str) -> None:
+    with web_app(settings.model_copy(update=DOWN[part])) as app:
+        response = app.test_client().get("/readyz", headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert response.json["reason"] == f"{part} does not answer"
+    said = response.get_data(as_text=True)
+    assert not [leak for leak in ("127.0.0.1", ":9", "probe", "Error") if leak in said], said
