@@ -8,7 +8,9 @@ the field and says when to retry (``Retry-After``, at least one second).
 The per-account counters are shared by the API and the HTML forms (one scope each), so
 switching between them does not reset the count. For sign-in only failed attempts count
 against the account, so a user who signs in often is not locked out; every attempt counts
-against the IP. Every sign-up attempt counts against both.
+against the IP. Every sign-up attempt counts against both. Changing one's password checks
+the current one, a guess like a sign-in's: it has the sign-in's limits, per user (failed
+attempts) and per IP, so a stolen access token cannot be turned into the password.
 
 Fixed windows (the ``limits`` library's counters, keys and limit syntax, as Flask-Limiter
 used them before): every counter a request touches is read or counted in one Redis round
@@ -48,7 +50,9 @@ log = logging.getLogger(__name__)
 # keys are the ones Flask-Limiter wrote, so counters carry over a deploy.
 KEY_PREFIX = "allotment:ratelimit"
 _EXTENSION = "allotment.rate_limits"  # this app's RateLimits
-_POLICIES = "allotment.rate_limit_policies"  # "sign-in" / "sign-up" -> Policy
+_POLICIES = "allotment.rate_limit_policies"  # "sign-in" / "sign-up" / "password" -> Policy
+# The field a full account counter is named by, where it is not the request's ``email``.
+_ACCOUNT_FIELDS = {"password:account": "current_password"}
 _DEDUCTIONS = "rate_limit_deductions"  # in ``g``: counters to count if the answer is a failure
 _APPLIED = "rate_limits_applied"  # in ``g``: this request's attempt is counted
 
@@ -220,6 +224,8 @@ def init_app(app: Flask, settings: Settings) -> None:
                           "sign-in:ip", account_only_on_failure=True),
         "sign-up": Policy(tuple(parse_many(settings.rate_limit_sign_up)), "sign-up:account",
                           "sign-up:ip", account_only_on_failure=False),
+        "password": Policy(tuple(parse_many(settings.rate_limit_sign_in)), "password:account",
+                           "password:ip", account_only_on_failure=True),
     }
 
     @app.errorhandler(RateLimited)
@@ -236,8 +242,8 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def too_many(scope: str, limit: str, retry_after: int) -> Any:
-    """The 429: which counter is full (``email`` for an account's), and ``Retry-After``."""
-    field = "email" if scope.endswith(":account") else None
+    """The 429: which counter is full (the account's field for an account's), and ``Retry-After``."""
+    field = _ACCOUNT_FIELDS.get(scope, "email") if scope.endswith(":account") else None
     what = "for this account" if field else "from this address"
     response = make_response(error_response(
         429, "too_many_requests", f"too many attempts {what} (limit {limit}); "
@@ -299,23 +305,31 @@ def limit_sign_up(view: Callable[..., Any]) -> Callable[..., Any]:
     return _limited_by("sign-up", view)
 
 
-def _limited_by(policy_name: str, view: Callable[..., Any]) -> Callable[..., Any]:
-    """``view`` with the named policy applied to every POST before it runs."""
+def limit_password_change(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Per user (failed attempts) and per IP (every attempt) for the views that check the
+    signed-in caller's current password; under the view's authentication (``g.caller``)."""
+    return _limited_by("password", view, account=lambda: f"user:{g.caller.user_id}")
+
+
+def _limited_by(policy_name: str, view: Callable[..., Any],
+                account: Callable[[], str] | None = None) -> Callable[..., Any]:
+    """``view`` with the named policy applied to every POST before it runs; ``account`` says
+    whose attempt it is (by default the email the request is about)."""
 
     @wraps(view)
     def limited(*args: Any, **kwargs: Any) -> Any:
         # Once per request: a view run again (web.db.App, its tenant moved) is one attempt.
         if request.method == "POST" and not g.get(_APPLIED):
             g.setdefault(_APPLIED, True)
-            _check(current_app.extensions[_POLICIES][policy_name])
+            _check(current_app.extensions[_POLICIES][policy_name], (account or _account_key)())
         return view(*args, **kwargs)
 
     return limited
 
 
-def _check(policy: Policy) -> None:
+def _check(policy: Policy, account_key: str) -> None:
     """Apply the policy's counters to this request; ``RateLimited`` if one refuses it."""
-    counters = policy.counters(_account_key(), _remote_address())
+    counters = policy.counters(account_key, _remote_address())
     reached = counters
     try:
         current_app.extensions[_EXTENSION].apply(counters)

@@ -17,7 +17,7 @@ from web.db import management_db
 from web.errors import ApiError
 from web.identity import bp, flows
 from web.openapi import doc
-from web.ratelimit import limit_sign_in
+from web.ratelimit import limit_password_change, limit_sign_in
 
 
 class SignInBody(BaseModel):
@@ -178,6 +178,7 @@ def sign_out_session(session_id: uuid.UUID) -> Any:
 
 @bp.post("/api/v1/identity/password")
 @requires(None, tenant=False)
+@limit_password_change
 @doc("Change my password (signs out every session; returns new tokens)", body=PasswordBody,
      responses={200: TokensOut, 422: "current password wrong"}, auth=True)
 def change_password() -> Any:

@@ -40,7 +40,7 @@ from web.forms import place_error
 from web.i18n import gettext
 from web.identity import bp, flows
 from web.identity.forms import AcceptInvitationForm, PasswordForm, SignInForm
-from web.ratelimit import limit_sign_in
+from web.ratelimit import limit_password_change, limit_sign_in
 
 _INVITATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
@@ -248,6 +248,7 @@ def revoke_all_sessions_page() -> Any:
 
 @bp.post("/identity/password")
 @page_requires(None, tenant=False)
+@limit_password_change
 def password_page() -> Any:
     """Change my password: every session ends and this browser gets a new one."""
     form = PasswordForm()

@@ -168,6 +168,46 @@ def test_another_spelling_of_the_address_is_the_same_account(client: FlaskClient
     assert sessions_of(provider, email) == 1
 
 
+PASSWORD_API, PASSWORD_FORM = "/api/v1/identity/password", "/identity/password"
+NEW_PASSWORD = "a brand new password 0123"
+
+
+def change_password(client: FlaskClient, app: Flask, via: str, access: str, *, current: str,
+                    ip: str) -> TestResponse:
+    """Change the password from ``ip`` through the API (bearer) or the page (cookie, CSRF)."""
+    fields = {"current_password": current, "new_password": NEW_PASSWORD}
+    if via == "api":
+        return client.post(PASSWORD_API, json=fields, headers=tenants.bearer(access),
+                           environ_base={"REMOTE_ADDR": ip})
+    client.set_cookie(app.config["JWT_ACCESS_COOKIE_NAME"], access)
+    token = page_csrf(client, "/identity/sessions", environ_base={"REMOTE_ADDR": ip})
+    return client.post(PASSWORD_FORM, data={**fields, "csrf_token": token}, environ_base={"REMOTE_ADDR": ip})
+
+
+@pytest.mark.parametrize("fourth", ["api", "form"])
+def test_the_fourth_wrong_current_password_is_refused_whatever_the_address(
+        client: FlaskClient, tight_app: Flask, provider: DataProvider, fourth: str) -> None:
+    # A stolen access token, and guesses at the password behind it from many addresses.
+    account = tenants.create_account(provider, password=PASSWORD)
+    access = sign_in(client, account.email, PASSWORD, new_ip()).json["access_token"]
+    for _ in range(3):
+        assert_refused(change_password(client, tight_app, "api", access, current=WRONG, ip=new_ip()),
+                       422, "current_password")
+    refused = change_password(client, tight_app, fourth, access, current=PASSWORD, ip=new_ip())
+    assert refused.status_code == 429 and retry_after(refused) > 0
+    if fourth == "api":
+        assert "account" in assert_refused(refused, 429, "current_password")["reason"]
+    else:
+        assert "<strong>current_password</strong>" in refused.get_data(as_text=True)
+    # The right password, guessed or not, changed nothing: the old one still signs in.
+    assert sign_in(client, account.email, PASSWORD, new_ip()).status_code == 200
+    # Another user's attempts have a counter of their own.
+    other = tenants.create_account(provider, password=PASSWORD)
+    other_access = sign_in(client, other.email, PASSWORD, new_ip()).json["access_token"]
+    changed = change_password(client, tight_app, "api", other_access, current=PASSWORD, ip=new_ip())
+    assert changed.status_code == 200, changed.get_data(as_text=True)[:300]
+
+
 def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
     ip = new_ip()
     for _ in range(3):
