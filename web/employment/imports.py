@@ -1,15 +1,16 @@
 """Bulk import of employees through the web: upload a CSV (API or form), follow its run.
 
-An upload may be up to ``rows.MAX_BYTES``, more than other requests may send: the limit
-is raised for the two upload endpoints before anything reads the body (a blueprint's URL
-value preprocessor runs before the app's CSRF check, which reads the form).
+An upload may be up to ``rows.MAX_BYTES``, more than other requests may send: the two
+upload views raise the limit for their own request once the caller is known, before they
+read the body. The form's CSRF token is checked then too (web/__init__.py skips its own
+check, which would read 10 MiB from anyone before the view could say who they are).
 """
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from flask import g, jsonify, redirect, render_template, request, url_for
+from flask import current_app, g, jsonify, redirect, render_template, request, url_for
 from pydantic import BaseModel, Field
 from werkzeug.datastructures import FileStorage
 
@@ -26,14 +27,12 @@ from web.forms import place_error
 from web.openapi import doc
 from web.pages import page_number
 
-UPLOADS = frozenset({"employment.upload_import", "employment.upload_import_page"})
 _ENVELOPE = 64 * 1024  # multipart headers and the CSRF field around the file
 
 
-@bp.url_value_preprocessor
-def _allow_import_files(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    if endpoint in UPLOADS:
-        request.max_content_length = rows.MAX_BYTES + _ENVELOPE
+def _allow_import_file() -> None:
+    """Let this request's body hold an import file (called once the caller may upload one)."""
+    request.max_content_length = rows.MAX_BYTES + _ENVELOPE
 
 
 class ImportAccepted(BaseModel):
@@ -121,6 +120,7 @@ def _record(filename: str, data: bytes) -> ImportView:
                 422: "not a CSV file of known columns"})
 def upload_import() -> Any:
     """Keep the file and queue its import; answer 202 with the status URL."""
+    _allow_import_file()
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "expected multipart/form-data", "Content-Type")
     view = _record(*_file(request.files.get("file")))
@@ -165,6 +165,8 @@ def imports_page() -> Any:
 @page_requires(WRITE)
 def upload_import_page() -> Any:
     """Keep the uploaded file, queue its import and follow it."""
+    _allow_import_file()
+    current_app.extensions["csrf"].protect()  # the app's check, once the caller is known
     form = ImportForm()
     if not form.validate_on_submit():
         return _imports_page(form, 422)
@@ -174,6 +176,10 @@ def upload_import_page() -> Any:
         place_error(form, exc, form.file)
         return _imports_page(form, exc.status)
     return redirect(url_for("employment.import_page", import_id=view.id), code=303)
+
+
+# Its CSRF token is checked in the view, after the caller's (web/__init__.py skips its check).
+upload_import_page.checks_own_csrf = True  # type: ignore[attr-defined]
 
 
 @bp.get("/employment/imports/<uuid:import_id>")

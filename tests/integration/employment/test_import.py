@@ -165,3 +165,51 @@ def test_uploads_without_a_file_or_too_big_are_refused(api: FlaskClient, plane: 
     assert_refused(post_file(api, org, b"name,work_email\n", role="employee"), 403, None)
     with plane.provider.tenant(org.id) as db:
         assert db.scalar(select(func.count()).select_from(ImportJob)) == jobs
+
+
+class CountedBody(io.BytesIO):
+    """A request body that counts what the app read of it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.taken += len(chunk)
+        return chunk
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = super().readline(size)
+        self.taken += len(line)
+        return line
+
+
+# (path, the token's role or None for no token, the answer): each before the body is read.
+NOT_ALLOWED_TO_UPLOAD = {
+    "page, signed out": ("/employment/imports", None, 302),
+    "page, an employee": ("/employment/imports", "employee", 403),
+    "api, no token": (f"{API}/imports", None, 401),
+    "api, an employee": (f"{API}/imports", "employee", 403),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_ALLOWED_TO_UPLOAD))
+def test_an_upload_nobody_may_send_is_refused_before_its_body_is_read(plane: Plane, org: Org,
+                                                                     case: str) -> None:
+    path, role, status = NOT_ALLOWED_TO_UPLOAD[case]
+    boundary = "b0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\n")
+    data = head.encode() + b"x" * (8 * 1024 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    body = CountedBody(data)
+    client = plane.client()
+    headers = {}
+    if role is not None and path.startswith("/api/"):
+        headers = {"Authorization": f"Bearer {org.tokens[role]}"}
+    elif role is not None:
+        client.set_cookie(plane.app.config["JWT_ACCESS_COOKIE_NAME"], org.tokens[role])
+    response = client.post(path, input_stream=body, content_length=len(data), headers=headers,
+                           content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert body.taken == 0
