@@ -95,3 +95,10 @@ def test_the_message_list_names_a_database_that_does_not_answer(
     response = client.get("/api/v1/operations/messages?state=dead", headers=tenants.bearer(token))
     assert response.status_code == 200
     assert response.json["unreachable"] == [broken_tenant]
+
+
+@pytest.mark.parametrize("path", ["/identity/sign-in", "/tenancy/signup", "/docs", "/healthz", "/nowhere"])
+def test_no_answer_may_be_framed_by_another_site(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.headers.get("Content-Security-Policy") == "frame-ancestors 'none'"
+    assert response.headers.get("X-Frame-Options") == "DENY"
