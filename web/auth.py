@@ -1,9 +1,12 @@
 """Who is calling, and may they: the platform's JWTs, the revocation check, IAM.
 
 Tokens (flask-jwt-extended, HS256 only): an access token carries the user (``sub``),
-their session (``sid``), the tenant it was issued for (``tenant``) and whether the user
-is a platform operator (``op``); a refresh token carries ``sub``, ``sid`` and ``tenant``
-and its ``jti`` is the session's one usable refresh token (domain.identity.sessions).
+their session (``sid``) and when that session ends (``sexp``, its ``expires_at`` in whole
+seconds), the tenant it was issued for (``tenant``) and whether the user is a platform
+operator (``op``); it expires after ``JWT_ACCESS_TOKEN_EXPIRES`` or at the session's end,
+whichever comes first, so no access token outlives its session. A refresh token carries
+``sub``, ``sid`` and ``tenant`` and its ``jti`` is the session's one usable refresh token
+(domain.identity.sessions, which also refuses it once the session has ended).
 
 Every authenticated request decides afresh: is the session revoked, and what may the
 user do in the tenant at its current IAM version. Both come from the process's mirror
@@ -16,9 +19,14 @@ is checked on every use). Redis unreachable means 503: access is refused, not gr
 
 The JSON API reads tokens from the Authorization header only; HTML pages read them
 from HttpOnly cookies, and every form POST is CSRF-checked (Flask-WTF, web/__init__).
+A page request whose access cookie is about to expire gets a new one, never past the
+session's end: the session's own lifetime (``JWT_REFRESH_TOKEN_EXPIRES`` at sign-in) bounds
+an open tab too. An access token minted before tokens carried ``sexp`` has its session's
+end looked up once, at its renewal; the renewed token carries it.
 """
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +64,7 @@ from config.settings import Settings
 from domain.bootstrap import build_revocations
 from domain.errors import DomainError, Forbidden
 from domain.iam.access import OPERATOR, Access, PermissionCache, resolve, version_key
+from domain.identity import sessions
 from domain.identity.mirror import AccessMirror
 from domain.identity.revocation import RevocationStore, RevocationUnavailable
 from domain.identity.sessions import SessionGrant
@@ -69,6 +78,8 @@ PAGES = ["cookies"]
 REFRESH_COOKIE_PATH = "/identity/"
 # A page request re-issues its access cookie when less than this is left of it.
 _RENEW_BEFORE = timedelta(minutes=5)
+# The access token's claim: when its session ends (epoch seconds, rounded down).
+SESSION_END = "sexp"
 
 
 class Unauthorized(DomainError):
@@ -155,14 +166,25 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def _renew_page_cookie(response: Response) -> Response:
-        # An active page user keeps a fresh access cookie without touching the session;
-        # the refresh token (rotating, single use) is only spent by an explicit refresh.
+        # An active page user keeps a fresh access cookie without touching the session (the
+        # refresh token, rotating and single use, is only spent by an explicit refresh), but
+        # never past the session's end: then the next page sends them to sign in.
         caller: Caller | None = g.get("caller")
         if caller is None or g.get("caller_via") != "cookies" or response.status_code >= 400:
             return response
-        if g.get("caller_expires", 0) - time.time() < _RENEW_BEFORE.total_seconds():
-            set_access_cookies(response, _access_token(caller.user_id, caller.session_id,
-                                                       caller.tenant_id, caller.operator))
+        now, expires = time.time(), g.caller_expires
+        if expires - now >= _RENEW_BEFORE.total_seconds():
+            return response
+        ends = g.caller_session_ends
+        if ends is None:  # a token minted before tokens carried their session's end
+            ends = _session_end(caller.session_id)
+        if ends <= now:  # the session is over (a token with ``sexp`` expires with it): drop it
+            unset_access_cookies(response)
+            return response
+        token, renewed = _access_token(caller.user_id, caller.session_id, caller.tenant_id,
+                                       caller.operator, ends)
+        if renewed > expires:  # nothing to gain once the cookie already ends with the session
+            set_access_cookies(response, token)
         return response
 
 
@@ -177,9 +199,25 @@ def permission_cache() -> PermissionCache:
 
 
 def _access_token(user_id: uuid.UUID, session_id: uuid.UUID, tenant_id: uuid.UUID | None,
-                  operator: bool) -> str:
-    return create_access_token(identity=str(user_id), additional_claims={
-        "sid": str(session_id), "tenant": str(tenant_id) if tenant_id else None, "op": operator})
+                  operator: bool, session_ends: float) -> tuple[str, int]:
+    """Every access token is minted here: (the token, its ``exp``). It expires after the
+    access lifetime or when its session ends (``session_ends``, epoch seconds), whichever
+    is first, and carries that end (``sexp``) for its renewals."""
+    ends = math.floor(session_ends)
+    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    expires = min(int(time.time() + lifetime.total_seconds()), ends)
+    token = create_access_token(identity=str(user_id), additional_claims={
+        "sid": str(session_id), "tenant": str(tenant_id) if tenant_id else None, "op": operator,
+        SESSION_END: ends, "exp": expires})
+    return token, expires
+
+
+def _session_end(session_id: uuid.UUID) -> float:
+    """When a session ends, from the database (0 if it was signed out or never existed);
+    on a session of its own: the request's unit of work may be committed by now."""
+    with current_app.extensions["allotment.provider"].management() as db:
+        ends = sessions.session_end(db, session_id)
+    return ends.timestamp() if ends else 0.0
 
 
 def issue_tokens(grant: SessionGrant) -> TokenPair:
@@ -187,9 +225,9 @@ def issue_tokens(grant: SessionGrant) -> TokenPair:
     refresh = create_refresh_token(identity=str(grant.user_id), additional_claims={
         "sid": str(grant.session_id), "jti": grant.refresh_jti,
         "tenant": str(grant.tenant_id) if grant.tenant_id else None})
-    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
-    return TokenPair(_access_token(grant.user_id, grant.session_id, grant.tenant_id, grant.operator),
-                     refresh, int(lifetime.total_seconds()))
+    access, expires = _access_token(grant.user_id, grant.session_id, grant.tenant_id, grant.operator,
+                                    grant.expires_at.timestamp())
+    return TokenPair(access, refresh, max(expires - int(time.time()), 0))
 
 
 def set_token_cookies(response: Response, tokens: TokenPair) -> Response:
@@ -234,21 +272,26 @@ def _presented_token(location: str) -> str:
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """What a verified access token says: who, which session, which tenant, until when."""
+    """What a verified access token says: who, which session, which tenant, until when,
+    and when its session ends (None in a token minted before tokens said so)."""
 
     user_id: uuid.UUID
     session_id: uuid.UUID
     tenant_id: uuid.UUID | None
     operator: bool
     expires: float
+    session_ends: float | None
 
 
 def _identity(claims: dict[str, Any]) -> TokenIdentity:
     if claims.get("sid") is None or claims.get("sub") is None:
         raise Unauthorized("token claims are malformed")
+    ends = claims.get(SESSION_END)
+    if ends is not None and type(ends) is not int:
+        raise Unauthorized("token claims are malformed")
     return TokenIdentity(_uuid(claims["sub"]), _uuid(claims["sid"]),
                          _uuid(claims["tenant"]) if claims.get("tenant") else None,
-                         bool(claims.get("op")), claims["exp"])
+                         bool(claims.get("op")), claims["exp"], ends)
 
 
 class VerifiedTokens:
@@ -316,6 +359,7 @@ def authenticate(locations: list[str]) -> Caller:
             raise Unauthorized("you are no longer a member of this tenant")
     caller = Caller(token.user_id, token.session_id, tenant_id, token.operator, access)
     g.caller, g.caller_via, g.caller_expires = caller, locations[0], token.expires
+    g.caller_session_ends = token.session_ends
     g.user_id, g.tenant_id = token.user_id, tenant_id
     log_context.tenant_id.set(str(tenant_id) if tenant_id else None)
     return caller

@@ -54,6 +54,7 @@ class SessionGrant:
     user_id: uuid.UUID
     tenant_id: uuid.UUID | None
     operator: bool
+    expires_at: datetime  # the session's end: no token of it may outlive this
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def start_session(session: Session, *, user_id: uuid.UUID, tenant_id: uuid.UUID 
                       ip=(ip or "")[:64] or None, last_used_at=now, expires_at=now + lifetime)
     session.add(row)
     session.flush()
-    return SessionGrant(row.id, row.refresh_jti, user_id, tenant_id, operator)
+    return SessionGrant(row.id, row.refresh_jti, user_id, tenant_id, operator, row.expires_at)
 
 
 def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> SessionGrant:
@@ -98,7 +99,7 @@ def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> Sessi
         .where(AuthSession.id == session_id, AuthSession.refresh_jti == presented_jti,
                AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
         .values(refresh_jti=jti, last_used_at=now)
-        .returning(AuthSession.user_id, AuthSession.tenant_id)
+        .returning(AuthSession.user_id, AuthSession.tenant_id, AuthSession.expires_at)
     ).one_or_none()
     if swapped is None:
         row = session.get(AuthSession, session_id, with_for_update=True)
@@ -112,7 +113,8 @@ def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> Sessi
     user = session.get(User, swapped.user_id)
     if user is None or not user.active:
         raise SessionRefused("account is deactivated")
-    return SessionGrant(session_id, jti, swapped.user_id, swapped.tenant_id, user.is_operator)
+    return SessionGrant(session_id, jti, swapped.user_id, swapped.tenant_id, user.is_operator,
+                        swapped.expires_at)
 
 
 def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datetime) -> None:
@@ -145,6 +147,14 @@ def is_revoked(session: Session, session_id: uuid.UUID) -> bool:
     revoked_at = session.execute(select(AuthSession.revoked_at).where(
         AuthSession.id == session_id)).one_or_none()
     return revoked_at is None or revoked_at[0] is not None
+
+
+def session_end(session: Session, session_id: uuid.UUID) -> datetime | None:
+    """When the session ends (its ``expires_at``, set once when it starts); None if it was
+    signed out or cut off, or never existed."""
+    row = session.execute(select(AuthSession.expires_at).where(
+        AuthSession.id == session_id, AuthSession.revoked_at.is_(None))).one_or_none()
+    return row[0] if row else None
 
 
 def revoked_since(session: Session, since: datetime) -> list[uuid.UUID]:

@@ -150,9 +150,10 @@ def test_a_token_outside_its_lifetime_is_refused(client: FlaskClient, provider: 
 
 @pytest.mark.parametrize("change", [
     {"sid": None}, {"sid": "not-a-uuid"}, {"sub": "not-a-uuid"}, {"sub": None}, {"sub": 12345},
-    {"tenant": "not-a-uuid"}, {"type": "refresh"},
+    {"tenant": "not-a-uuid"}, {"type": "refresh"}, {"sexp": "2999-01-01"}, {"sexp": 1.5e12},
 ], ids=["sid missing", "sid not a uuid", "sub not a uuid", "sub missing", "sub not a string",
-        "tenant not a uuid", "typed as a refresh token"])
+        "tenant not a uuid", "typed as a refresh token", "session end not a number",
+        "session end not whole seconds"])
 def test_a_token_with_malformed_claims_is_refused(client: FlaskClient, provider: DataProvider,
                                                   settings: Settings, org: Org,
                                                   change: dict[str, Any]) -> None:
