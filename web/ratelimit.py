@@ -11,6 +11,7 @@ against the account, so a user who signs in often is not locked out; every attem
 against the IP. Every sign-up attempt counts against both. Changing one's password checks
 the current one, a guess like a sign-in's: it has the sign-in's limits, per user (failed
 attempts) and per IP, so a stolen access token cannot be turned into the password.
+Invitations are limited per tenant (every one): each sends an email from the platform.
 
 Fixed windows (the ``limits`` library's counters, keys and limit syntax, as Flask-Limiter
 used them before): every counter a request touches is read or counted in one Redis round
@@ -53,6 +54,8 @@ _EXTENSION = "allotment.rate_limits"  # this app's RateLimits
 _POLICIES = "allotment.rate_limit_policies"  # "sign-in" / "sign-up" / "password" -> Policy
 # The field a full account counter is named by, where it is not the request's ``email``.
 _ACCOUNT_FIELDS = {"password:account": "current_password"}
+# What an account counter counts for, where it is not one account's attempts.
+_ACCOUNTS = {"invitation:account": "for this organisation"}
 _DEDUCTIONS = "rate_limit_deductions"  # in ``g``: counters to count if the answer is a failure
 _APPLIED = "rate_limits_applied"  # in ``g``: this request's attempt is counted
 
@@ -202,15 +205,15 @@ class Policy:
 
     items: tuple[RateLimitItem, ...]
     account_scope: str
-    ip_scope: str
+    ip_scope: str | None  # None: the account's counters only
     account_only_on_failure: bool
 
     def counters(self, account_key: str, ip_key: str) -> list[Counter]:
         """The attempt's counters, in the order they are checked: by window length, the
         account's before the IP's within a length (the order Flask-Limiter used)."""
         account_mode: Mode = "test" if self.account_only_on_failure else "hit"
-        counters = ([Counter(item, self.account_scope, account_key, account_mode) for item in self.items]
-                    + [Counter(item, self.ip_scope, ip_key, "hit") for item in self.items])
+        ips = [Counter(item, self.ip_scope, ip_key, "hit") for item in self.items] if self.ip_scope else []
+        counters = [Counter(item, self.account_scope, account_key, account_mode) for item in self.items] + ips
         return sorted(counters, key=lambda counter: counter.item)  # stable; by window length
 
 
@@ -226,6 +229,8 @@ def init_app(app: Flask, settings: Settings) -> None:
                           "sign-up:ip", account_only_on_failure=False),
         "password": Policy(tuple(parse_many(settings.rate_limit_sign_in)), "password:account",
                            "password:ip", account_only_on_failure=True),
+        "invitation": Policy(tuple(parse_many(settings.rate_limit_invitations)), "invitation:account",
+                             None, account_only_on_failure=False),
     }
 
     @app.errorhandler(RateLimited)
@@ -244,7 +249,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 def too_many(scope: str, limit: str, retry_after: int) -> Any:
     """The 429: which counter is full (the account's field for an account's), and ``Retry-After``."""
     field = _ACCOUNT_FIELDS.get(scope, "email") if scope.endswith(":account") else None
-    what = "for this account" if field else "from this address"
+    what = _ACCOUNTS.get(scope, "for this account") if field else "from this address"
     response = make_response(error_response(
         429, "too_many_requests", f"too many attempts {what} (limit {limit}); "
         "retry after the number of seconds in Retry-After", field))
@@ -309,6 +314,13 @@ def limit_password_change(view: Callable[..., Any]) -> Callable[..., Any]:
     """Per user (failed attempts) and per IP (every attempt) for the views that check the
     signed-in caller's current password; under the view's authentication (``g.caller``)."""
     return _limited_by("password", view, account=lambda: f"user:{g.caller.user_id}")
+
+
+def limit_invitations(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Per tenant (every invitation) for the views that invite someone by email: a trial
+    tenant, made by anyone in a minute, must not mail the world from the platform's address.
+    Under the view's authentication (``g.caller``)."""
+    return _limited_by("invitation", view, account=lambda: f"tenant:{g.caller.tenant_id}")
 
 
 def _limited_by(policy_name: str, view: Callable[..., Any],

@@ -19,6 +19,7 @@ from web.db import management_db
 from web.errors import ApiError
 from web.iam import bp, flows
 from web.openapi import doc
+from web.ratelimit import limit_invitations
 
 ROLE = r"^[a-z][a-z0-9_]{1,59}$"
 
@@ -242,6 +243,7 @@ def delete_role(role_id: uuid.UUID) -> Any:
 
 @bp.post("/api/v1/iam/invitations")
 @requires("users:manage")
+@limit_invitations
 @doc("Invite someone by email", body=InviteBody, responses={202: InvitationOut}, auth=True)
 def invite() -> Any:
     """Record the invitation; the notifications worker emails the link."""

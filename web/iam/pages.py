@@ -25,6 +25,7 @@ from web.forms import place_error
 from web.i18n import gettext
 from web.iam import bp, flows
 from web.iam.forms import InviteForm, MemberRolesForm, RoleForm
+from web.ratelimit import limit_invitations
 
 MANAGE = "users:manage"
 # Errors shown beside one member's (or one role's) controls: {id: {field: [reason]}}.
@@ -145,6 +146,7 @@ def cut_off_page(user_id: uuid.UUID) -> Any:
 
 @bp.post("/iam/users/invite")
 @page_requires(MANAGE)
+@limit_invitations
 def invite_page() -> Any:
     """Invite someone by email; the notifications worker sends the link."""
     form = InviteForm()

@@ -22,6 +22,7 @@ from werkzeug.test import TestResponse
 
 from config.settings import Settings, load_settings
 from domain.db.provider import DataProvider
+from domain.iam.models import Invitation
 from domain.identity.models import AuthSession, User
 from tests.integration.messaging.helpers import tenant_id_of
 from tests.integration.web.helpers import assert_refused, written
@@ -38,7 +39,8 @@ FORM = "/tenancy/signup"
 SIGN_IN_FORM = "/identity/sign-in"
 PASSWORD = "member password 0123"
 WRONG = "not the password 0123"
-LIMITS = {"RATE_LIMIT_SIGN_IN": "3 per minute", "RATE_LIMIT_SIGN_UP": "2 per minute"}
+LIMITS = {"RATE_LIMIT_SIGN_IN": "3 per minute", "RATE_LIMIT_SIGN_UP": "2 per minute",
+          "RATE_LIMIT_INVITATIONS": "2 per minute"}
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +208,44 @@ def test_the_fourth_wrong_current_password_is_refused_whatever_the_address(
     other_access = sign_in(client, other.email, PASSWORD, new_ip()).json["access_token"]
     changed = change_password(client, tight_app, "api", other_access, current=PASSWORD, ip=new_ip())
     assert changed.status_code == 200, changed.get_data(as_text=True)[:300]
+
+
+INVITATIONS, INVITE_FORM = "/api/v1/iam/invitations", "/iam/users/invite"
+
+
+def invitations_of(provider: DataProvider, tenant_id: Any) -> int:
+    """Invitations ever recorded for the tenant."""
+    with provider.management() as session:
+        return session.scalar(select(func.count()).select_from(Invitation).where(
+            Invitation.tenant_id == tenant_id)) or 0
+
+
+def test_a_tenant_sends_only_so_many_invitations(client: FlaskClient, tight_app: Flask,
+                                                 provider: DataProvider) -> None:
+    tenant = tenants.create_tenant(provider, ("owner", "admin"))
+    owner, admin = (sign_in(client, tenant.member(role).email, tenant.member(role).password, new_ip())
+                    .json["access_token"] for role in ("owner", "admin"))
+    for token in (owner, admin):  # two people of one tenant, from two addresses
+        invited = client.post(INVITATIONS, json={"email": refs.email("invitee"), "role": "employee"},
+                              headers=tenants.bearer(token), environ_base={"REMOTE_ADDR": new_ip()})
+        assert invited.status_code == 202, invited.get_data(as_text=True)[:300]
+    refused = client.post(INVITATIONS, json={"email": refs.email("invitee"), "role": "employee"},
+                          headers=tenants.bearer(owner), environ_base={"REMOTE_ADDR": new_ip()})
+    assert "organisation" in assert_refused(refused, 429, "email")["reason"]
+    assert retry_after(refused) > 0
+    # The users page's form counts on the same counter.
+    client.set_cookie(tight_app.config["JWT_ACCESS_COOKIE_NAME"], admin)
+    page = client.post(INVITE_FORM, data={"email": refs.email("invitee"), "role": "employee",
+                                          "csrf_token": page_csrf(client, "/iam/users")})
+    assert page.status_code == 429 and "<strong>email</strong>" in page.get_data(as_text=True)
+    assert invitations_of(provider, tenant.id) == 2
+    # Another tenant invites as before.
+    other = tenants.create_tenant(provider, ("owner",))
+    other_token = sign_in(client, other.member("owner").email, other.member("owner").password,
+                          new_ip()).json["access_token"]
+    invited = client.post(INVITATIONS, json={"email": refs.email("invitee"), "role": "employee"},
+                          headers=tenants.bearer(other_token), environ_base={"REMOTE_ADDR": new_ip()})
+    assert invited.status_code == 202, invited.get_data(as_text=True)[:300]
 
 
 def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
