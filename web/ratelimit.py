@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import threading
@@ -262,8 +263,19 @@ _NOT_PLAIN = frozenset('<>"\\ \t\r\n\x0b\x0c')
 
 
 def _remote_address() -> str:
-    """The client's address (ProxyFix has applied TRUSTED_PROXIES)."""
-    return request.remote_addr or "127.0.0.1"
+    """The client's address (ProxyFix has applied TRUSTED_PROXIES); of an IPv6 address its
+    /64, which one subscriber holds whole: counting each address would let a client take a
+    fresh counter with each of its 2**64."""
+    address = request.remote_addr or "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 def _account_key() -> str:

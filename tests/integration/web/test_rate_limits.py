@@ -257,6 +257,19 @@ def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
     assert_refused(sign_in(client, refs.email("guess"), WRONG, new_ip()), 401, "password")
 
 
+def new_ipv6_network() -> str:
+    """A /64 no other request of the run has used (as its first 64 bits, with a colon)."""
+    return "2001:db8:" + ":".join(f"{secrets.randbelow(65536):x}" for _ in range(2)) + ":"
+
+
+def test_an_ipv6_client_is_limited_by_its_64_bit_network(client: FlaskClient) -> None:
+    network = new_ipv6_network()
+    for host in ("1", "2", "3"):  # three addresses of one subscriber
+        assert_refused(sign_in(client, refs.email("guess"), WRONG, f"{network}:{host}"), 401, "password")
+    assert_limited_by_address(sign_in(client, refs.email("guess"), WRONG, f"{network}:abcd:1234:9"))
+    assert_refused(sign_in(client, refs.email("guess"), WRONG, f"{new_ipv6_network()}:1"), 401, "password")
+
+
 def test_successful_sign_ins_do_not_count_against_the_account(client: FlaskClient,
                                                               provider: DataProvider) -> None:
     email = tenants.create_account(provider, password=PASSWORD).email
