@@ -77,12 +77,15 @@ def new_jti() -> str:
 
 def start_session(session: Session, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None,
                   operator: bool, method: str, lifetime: timedelta,
-                  user_agent: str | None = None, ip: str | None = None) -> SessionGrant:
-    """Open a session for a user who has just proved who they are."""
+                  user_agent: str | None = None, ip: str | None = None,
+                  ends_by: datetime | None = None) -> SessionGrant:
+    """Open a session for a user who has just proved who they are, for ``lifetime`` and not
+    past ``ends_by`` (the end of the session it was opened from, when it proved nothing new)."""
     now = utcnow()
+    ends = now + lifetime if ends_by is None else min(now + lifetime, ends_by)
     row = AuthSession(id=uuid.uuid4(), user_id=user_id, tenant_id=tenant_id, method=method,
                       refresh_jti=new_jti(), user_agent=(user_agent or "")[:300] or None,
-                      ip=(ip or "")[:64] or None, last_used_at=now, expires_at=now + lifetime)
+                      ip=(ip or "")[:64] or None, last_used_at=now, expires_at=ends)
     session.add(row)
     session.flush()
     return SessionGrant(row.id, row.refresh_jti, user_id, tenant_id, operator, row.expires_at)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, request
@@ -41,11 +41,13 @@ def _lifetime() -> timedelta:
     return current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]  # type: ignore[no-any-return]
 
 
-def start(signed_in: SignIn, method: str) -> TokenPair:
-    """Open a session for a user who has proved who they are; its first tokens."""
+def start(signed_in: SignIn, method: str, *, ends_by: datetime | None = None) -> TokenPair:
+    """Open a session for a user who has proved who they are; its first tokens. ``ends_by``:
+    the session may last no longer than that (one opened from another, which proved nothing
+    new, ends with it)."""
     grant = sessions.start_session(
         management_db(), user_id=signed_in.user_id, tenant_id=signed_in.tenant_id,
-        operator=signed_in.operator, method=method, lifetime=_lifetime(),
+        operator=signed_in.operator, method=method, lifetime=_lifetime(), ends_by=ends_by,
         # Header text kept with the session: PostgreSQL refuses NUL, and the rest has no use there.
         user_agent=CONTROL.sub("", request.user_agent.string),
         ip=CONTROL.sub("", request.remote_addr or ""))

@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from werkzeug.test import TestResponse
 
 from config.settings import Settings
@@ -156,6 +156,37 @@ def test_every_access_token_ends_with_its_session(ten_minute_app: Flask, provide
 
     browser = signed_in_browser(ten_minute_app, member, member.slug)  # the sign-in page
     assert_ends_with_session(access_cookie(browser) or "", session_end(provider, cookie_session(browser)))
+
+
+def test_a_tenant_switch_ends_when_the_session_it_came_from_ends(ten_minute_app: Flask,
+                                                                  provider: DataProvider,
+                                                                  member: Member) -> None:
+    # Switching proves nothing new: without the cap, any access token bought a fresh session.
+    api = ten_minute_app.test_client()
+    other = tenants.create_tenant(provider, (), prefix="other")
+    tenants.add_member(provider, other.id, "employee",
+                       account=tenants.Account(member.user_id, member.email, tenants.PASSWORD))
+    signed_in = tokens_of(api.post(TOKENS, json={"email": member.email, "password": tenants.PASSWORD,
+                                                 "tenant": member.slug}))
+    end = session_end(provider, signed_in.session_id)
+    switched = tokens_of(api.post("/api/v1/identity/tenant", headers=signed_in.bearer,
+                                  json={"tenant": other.slug}))
+    assert switched.session_id != signed_in.session_id
+    assert session_end(provider, switched.session_id) == end
+    assert_ends_with_session(switched.access_token, end)
+    # From a session whose end has passed (its access token not yet expired): refused, no session.
+    set_session_end(provider, switched.session_id, utcnow() - timedelta(seconds=1))
+    before = sessions_of(provider, member.user_id)
+    refused = api.post("/api/v1/identity/tenant", headers=switched.bearer, json={"tenant": member.slug})
+    assert_refused(refused, 401, None)
+    assert sessions_of(provider, member.user_id) == before
+
+
+def sessions_of(provider: DataProvider, user_id: uuid.UUID) -> int:
+    """How many sessions the user ever opened."""
+    with provider.management() as session:
+        return session.scalar(select(func.count()).select_from(AuthSession).where(
+            AuthSession.user_id == user_id)) or 0
 
 
 # --- renewing a page's access cookie ---------------------------------------------------------------
