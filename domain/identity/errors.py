@@ -1,7 +1,7 @@
 """Errors of the identity context."""
 from __future__ import annotations
 
-from domain.errors import Conflict, DomainError
+from domain.errors import Conflict, DomainError, NotFound
 
 
 class EmailTaken(Conflict):
@@ -53,3 +53,20 @@ class MissingName(DomainError):
 
     def __init__(self) -> None:
         super().__init__("is required for a new account", field="name")
+
+
+class UnverifiedEmail(Conflict):
+    """An external provider vouches for an address whose local account never proved it owns
+    it: linking by email would hand that account to whoever signs in at the provider, or
+    hand the provider's person an account someone else made under their address."""
+
+    def __init__(self) -> None:
+        super().__init__("an account with this address exists but its address is not verified: "
+                         "sign in with its password and verify it", field="email")
+
+
+class UnknownVerification(NotFound):
+    """A verification link that is unknown, used or expired."""
+
+    def __init__(self) -> None:
+        super().__init__("this verification link is unknown, already used or expired", field="token")

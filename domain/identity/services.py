@@ -4,18 +4,21 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import any_, bindparam, select
+from sqlalchemy import any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain.db.base import utcnow
 from domain.db.sql import Read, Sql, read_one, violated_constraint
 from domain.errors import NotFound
 from domain.iam import services as iam
@@ -25,9 +28,11 @@ from domain.identity.errors import (
     ChooseTenant,
     EmailTaken,
     MissingName,
+    UnknownVerification,
+    UnverifiedEmail,
     WrongPassword,
 )
-from domain.identity.models import ExternalIdentity, User
+from domain.identity.models import EmailVerification, ExternalIdentity, User
 from domain.tenancy import queries as tenancy_queries
 
 if TYPE_CHECKING:  # the OIDC client (requests, joserfc) is the web tier's; workers never load it
@@ -107,12 +112,15 @@ def _user_with_email(session: Session, email: str) -> User | None:
 
 
 def create_user(session: Session, *, email: str, name: str, password_hash: str | None,
-                is_operator: bool = False) -> User:
-    """Create an account; EmailTaken if the email is in use."""
+                is_operator: bool = False, email_verified: bool = False) -> User:
+    """Create an account; EmailTaken if the email is in use. ``email_verified`` only where
+    the caller holds proof that the person receives mail at ``email`` (an invitation's
+    token, a provider's verified email): nothing else links to an account by its email."""
     if _user_with_email(session, email) is not None:
         raise EmailTaken()
     user = User(id=uuid.uuid4(), email=normalize_email(email), name=name,
-                password_hash=password_hash, is_operator=is_operator)
+                password_hash=password_hash, is_operator=is_operator,
+                email_verified_at=utcnow() if email_verified else None)
     session.add(user)
     try:
         session.flush()
@@ -235,25 +243,124 @@ def user_by_email(session: Session, email: str) -> UserRow | None:
     return UserRow(user.id, user.email, user.name, user.active, user.is_operator) if user else None
 
 
+def _mark_verified(user: User) -> None:
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+
+
 def accept_invitation(session: Session, token: str, *, name: str, password: str) -> SignIn:
     """Join a tenant through an invitation: a new account is created with ``password``;
-    an existing one must prove it knows its password. Returns the sign-in to the tenant."""
+    an existing one must prove it knows its password. Returns the sign-in to the tenant.
+
+    Either way the account's address is verified: the invitee used the token that only the
+    email to that address carried."""
     view = iam.invitation(session, token, lock=True)
     existing = user_by_email(session, view.email)
     if existing is None:
         if not name:
             raise MissingName()
-        user = create_user(session, email=view.email, name=name, password_hash=hash_password(password))
+        user = create_user(session, email=view.email, name=name, password_hash=hash_password(password),
+                           email_verified=True)
     else:
         user = authenticate(session, view.email, password)
     iam.accept(session, token, user.id)
+    _mark_verified(user)
+    session.flush()
     return SignIn(user.id, view.tenant_id, user.is_operator)
 
+
+# --- proving an account's address ----------------------------------------------------------
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerificationView:
+    """A live verification link as its page shows it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    expires_at: datetime
+
+
+def start_email_verification(session: Session, user_id: uuid.UUID,
+                             lifetime: timedelta) -> tuple[VerificationView, str]:
+    """Record a verification link for the account's current address; return it and its
+    token, which only the email to that address may carry (the database keeps its hash)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user", field="user_id")
+    token = secrets.token_urlsafe(32)
+    row = EmailVerification(id=uuid.uuid4(), user_id=user.id, email=user.email,
+                            token_hash=_token_hash(token), expires_at=utcnow() + lifetime)
+    session.add(row)
+    session.flush()
+    return VerificationView(row.id, user.id, row.email, row.expires_at), token
+
+
+def email_verification(session: Session, token: str, *, lock: bool = False) -> VerificationView:
+    """The live verification behind ``token``; UnknownVerification if unknown, used,
+    expired, or the account's address is no longer the one it was sent to.
+
+    ``lock`` holds the row until the transaction ends: concurrent uses queue behind the
+    first one and then find it used.
+    """
+    query = (select(EmailVerification, User.email).join(User, User.id == EmailVerification.user_id)
+             .where(EmailVerification.token_hash == _token_hash(token)))
+    if lock:
+        query = query.with_for_update(of=EmailVerification)
+    row = session.execute(query).one_or_none()
+    if row is None:
+        raise UnknownVerification()
+    verification, current_email = row
+    if (verification.used_at is not None or verification.expires_at <= utcnow()
+            or verification.email != current_email):
+        raise UnknownVerification()
+    return VerificationView(verification.id, verification.user_id, verification.email,
+                            verification.expires_at)
+
+
+def verify_email(session: Session, token: str, password: str) -> uuid.UUID:
+    """Use a verification link once: the account's address is verified. The account's
+    password is asked for too, so that the address and the account are proved to be one
+    person's: someone who signed up under another person's address cannot verify it (no
+    email), and the address's owner cannot adopt an account someone else made and holds the
+    password of. A wrong password changes nothing (the link stays usable). Returns the user."""
+    view = email_verification(session, token, lock=True)
+    user = authenticate(session, view.email, password)
+    if user.id != view.user_id:  # the address changed hands since the link was sent
+        raise UnknownVerification()
+    used = session.execute(
+        update(EmailVerification).where(EmailVerification.id == view.id,
+                                        EmailVerification.used_at.is_(None))
+        .values(used_at=utcnow()).returning(EmailVerification.id)).first()
+    if used is None:
+        raise UnknownVerification()
+    _mark_verified(user)
+    session.flush()
+    return user.id
+
+
+def email_verified(session: Session, user_id: uuid.UUID) -> bool:
+    """True if the account's address is verified."""
+    return session.scalar(select(User.email_verified_at).where(User.id == user_id)) is not None
+
+
+# --- external identities -------------------------------------------------------------------
 
 def link_external_identity(session: Session, *, issuer: str, subject: str, email: str | None,
                            email_verified: bool, name: str | None) -> User:
     """The account behind an external provider's (issuer, subject): already linked, else
-    the account with the provider's verified email, else a new account (no password)."""
+    the account with that email if both sides verified it (the provider's ``email_verified``
+    and the account's own ``email_verified_at``), else a new account (no password) whose
+    address the provider proved.
+
+    An existing account whose address it never proved is refused (UnverifiedEmail), and
+    nothing is written: otherwise whoever made an account under someone else's address
+    would get that person attached to it at their first sign-in through the provider.
+    """
     linked = session.scalar(select(ExternalIdentity.user_id).where(
         ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject))
     if linked is not None:
@@ -262,9 +369,12 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
         raise BadExternalIdentity("the provider did not vouch for an email address", field="email")
     user = _user_with_email(session, email)
     if user is None:
-        user = create_user(session, email=email, name=(name or email)[:200], password_hash=None)
+        user = create_user(session, email=email, name=(name or email)[:200], password_hash=None,
+                           email_verified=True)
     elif not user.active:
         raise BadCredentials()
+    elif user.email_verified_at is None:
+        raise UnverifiedEmail()
     session.add(ExternalIdentity(issuer=issuer, subject=subject, user_id=user.id))
     session.flush()
     return user

@@ -106,20 +106,23 @@ def password_hash(password: str) -> str:
 
 
 def create_account(provider: DataProvider, *, operator: bool = False, password: str = PASSWORD,
-                   prefix: str = "user", name: str = "Test Member") -> Account:
-    """A committed account with no tenant (an operator if asked)."""
+                   prefix: str = "user", name: str = "Test Member", email_verified: bool = True) -> Account:
+    """A committed account with no tenant (an operator if asked). Its address is verified
+    (its owner made it) unless ``email_verified=False``, as a signup leaves its admin's."""
     email = refs.email("operator" if operator else prefix)
     with provider.management() as session:
         user = identity.create_user(session, email=email, name=name,
-                                    password_hash=password_hash(password), is_operator=operator)
+                                    password_hash=password_hash(password), is_operator=operator,
+                                    email_verified=email_verified)
         session.commit()
         return Account(user.id, user.email, password)
 
 
 def create_tenant(provider: DataProvider, roles: Iterable[str] = BUILTIN_ROLES, *,
-                  prefix: str = "t", password: str = PASSWORD, name: str | None = None) -> TenantWithMembers:
+                  prefix: str = "t", password: str = PASSWORD, name: str | None = None,
+                  email_verified: bool = True) -> TenantWithMembers:
     """A trial tenant (named ``name``, by default after its slug) with the built-in roles and
-    a new member holding each of ``roles``."""
+    a new member holding each of ``roles`` (addresses verified unless ``email_verified=False``)."""
     tenant_id, slug = uuid.uuid4(), refs.slug(prefix)
     name = name or f"Org {slug}"
     members: dict[str, Account] = {}
@@ -130,7 +133,7 @@ def create_tenant(provider: DataProvider, roles: Iterable[str] = BUILTIN_ROLES, 
         for role in roles:
             email = refs.email(role.replace("_", "-"))
             user = identity.create_user(session, email=email, name=f"{role.title()} of {slug}",
-                                        password_hash=password_hash(password))
+                                        password_hash=password_hash(password), email_verified=email_verified)
             iam.grant_role(session, user.id, tenant_id, role)
             members[role] = Account(user.id, user.email, password)
         session.commit()

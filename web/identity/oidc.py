@@ -5,6 +5,10 @@ Either way the provider only vouches for who the user is: its ID token is verifi
 audience, lifetime, nonce), the external identity is linked to an account, and the
 platform opens its own session and issues its own tokens (method ``oidc``).
 
+An identity is linked by (issuer, subject), or on its first use by email: to the account
+with the provider's verified email only if that account's own address is verified too
+(``identity.link_external_identity``); otherwise 409 naming ``email``, nothing written.
+
 - API: ``POST /api/v1/identity/oidc/tokens`` with ``{id_token, nonce, tenant?}``, for
   clients (mobile, SPA) that ran the provider's flow themselves; answers the same tokens
   as a password sign-in.
@@ -117,7 +121,8 @@ def _sign_in(claims: ExternalClaims, tenant_slug: str | None) -> SignIn:
 @doc("Sign in with an ID token of the configured OpenID Connect provider", body=OidcTokenBody,
      responses={200: TokensOut, 401: "ID token refused (signature, issuer, audience, expiry, nonce) "
                 "or no verified email for a new account", 404: "OIDC not configured, or not a "
-                "member of that tenant", 422: "several tenants: choose one",
+                "member of that tenant", 409: "an account with this email exists but its address "
+                "is not verified (it is linked once verified)", 422: "several tenants: choose one",
                 429: "too many attempts", 503: "the provider's keys cannot be fetched"})
 def create_oidc_token() -> Any:
     """Verify the provider's ID token, link the account, open a session with our tokens."""
