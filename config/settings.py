@@ -134,6 +134,8 @@ class Settings(BaseModel):
     jwt_access_minutes: int = Field(default=15, ge=1)
     jwt_refresh_days: float = Field(default=30.0, gt=0)
     invitation_days: float = Field(default=7.0, gt=0)
+    # How long the link in the welcome email that verifies a new admin's address works.
+    email_verification_hours: float = Field(default=72.0, gt=0, le=30 * 24)
     # External OpenID Connect provider (Auth0-compatible); unset, OIDC sign-in is off.
     oidc_issuer: str = ""
     oidc_client_id: str = Field(default="", validate_default=True)

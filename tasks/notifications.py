@@ -10,15 +10,16 @@ from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
-from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1, TrialEndingV1
+from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV2, TrialEndingV1
 from domain.messaging.handling import HandlerContext
 from domain.notifications import digest, handlers, sending
 from workers.base import domain_task
 
 
-@domain_task(contract=TenantProvisionedV1)
-def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
-    """Record the welcome notice of a new tenant's first admin."""
+@domain_task(contract=TenantProvisionedV2)
+def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV2) -> None:
+    """Record the welcome notice of a new tenant's first admin (and email its address's
+    verification link)."""
     handlers.record_welcome_notice(ctx, msg)
 
 

@@ -54,7 +54,7 @@ COMMAND_HANDLERS: dict[str, str] = {
 }
 
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
-    tenancy_contracts.TenantProvisionedV1.message_type: ("notifications.record_welcome_notice",),
+    tenancy_contracts.TenantProvisionedV2.message_type: ("notifications.record_welcome_notice",),
     iam_contracts.UserInvitedV1.message_type: ("notifications.send_invitation",),
     purchase_contracts.PurchaseCompletedV1.message_type: (
         "notifications.record_purchase_receipt", "tenancy.apply_plan", "billing.record_charge"),
@@ -72,7 +72,7 @@ CONTRACTS: dict[str, type[Contract]] = {
     c.message_type: c
     for c in (
         tenancy_contracts.ProvisionTenantV1,
-        tenancy_contracts.TenantProvisionedV1,
+        tenancy_contracts.TenantProvisionedV2,
         tenancy_contracts.PromoteTenantV1,
         tenancy_contracts.TenantPromotedV1,
         iam_contracts.UserInvitedV1,

@@ -6,7 +6,7 @@ from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
-from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV1, TrialEndingV1
+from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV2, TrialEndingV1
 from domain.messaging.handling import HandlerContext
 from domain.notifications import texts
 from domain.notifications.pipeline import Announcement, notify
@@ -14,19 +14,34 @@ from domain.notifications.recipients import Person, admins_of, members_of
 from domain.purchases.money import format_amount
 
 
-def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV1) -> None:
-    """Welcome the first admin of a newly provisioned tenant."""
-    notify(ctx, Announcement(msg.tenant_id, "welcome", texts.WELCOME,
-                             {"name": msg.admin_name, "tenant": msg.tenant_name}),
+def _unsealed(ctx: HandlerContext, sealed: str, what: str) -> str:
+    token: str | None = ctx.ports["sealer"].unseal(sealed)
+    if token is None:  # sealed under another SECRET_KEY: fail, so operators see it dead
+        raise ValueError(f"the {what} token cannot be unsealed (was SECRET_KEY rotated?)")
+    return token
+
+
+def _public_link(ctx: HandlerContext, path: str) -> str:
+    return f"{str(ctx.ports['public_url']).rstrip('/')}{path}"
+
+
+def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV2) -> None:
+    """Welcome the first admin of a newly provisioned tenant; the email carries the link
+    that verifies their address (in its body only; a version 1 event has none)."""
+    params: dict[str, object] = {"name": msg.admin_name, "tenant": msg.tenant_name}
+    link = None
+    if msg.sealed_verification_token is not None:
+        token = _unsealed(ctx, msg.sealed_verification_token, "verification")
+        link = _public_link(ctx, f"/identity/verify/{token}")
+        params["expires"] = msg.verification_expires_at
+    notify(ctx, Announcement(msg.tenant_id, "welcome", texts.WELCOME, params, extra={"verify_url": link}),
            [Person(msg.admin_user_id, str(msg.admin_email), msg.admin_name)])
 
 
 def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
     """Email the invitation link to the person invited (the link is in the body only)."""
-    token = ctx.ports["sealer"].unseal(msg.sealed_token)
-    if token is None:  # sealed under another SECRET_KEY: fail, so operators see it dead
-        raise ValueError("the invitation token cannot be unsealed (was SECRET_KEY rotated?)")
-    link = f"{str(ctx.ports['public_url']).rstrip('/')}/identity/invitations/{token}"
+    token = _unsealed(ctx, msg.sealed_token, "invitation")
+    link = _public_link(ctx, f"/identity/invitations/{token}")
     announcement = Announcement(msg.tenant_id, "security", texts.INVITATION,
                                 {"tenant": msg.tenant_name, "inviter": msg.inviter_name, "role": msg.role,
                                  "expires": msg.expires_at},

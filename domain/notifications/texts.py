@@ -17,7 +17,8 @@ class NoticeText:
 
 
 WELCOME = NoticeText(N_("Welcome to Allotment, %(name)s"),
-                     N_("%(tenant)s is ready. Invite your team and set up your organisation."))
+                     N_("%(tenant)s is ready. Invite your team and set up your organisation."),
+                     template="welcome")
 RECEIPT = NoticeText(N_("Receipt: %(product)s"),
                      N_("You were charged %(amount)s for %(product)s. Payment reference: %(reference)s."))
 PURCHASE_FAILED = NoticeText(N_("Payment failed: %(product)s"),

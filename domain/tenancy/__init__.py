@@ -2,5 +2,5 @@
 
 Owns: tenants, signups, tenant_migrations (management database).
 In: ProvisionTenantV1 (command), MigrateTenantDatabaseV1 (command).
-Out: TenantProvisionedV1.
+Out: TenantProvisionedV2.
 """

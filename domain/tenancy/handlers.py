@@ -8,7 +8,7 @@ from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity.errors import EmailTaken
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseRefundedV1
-from domain.messaging.contracts.tenancy import ProvisionTenantV1, TenantProvisionedV1
+from domain.messaging.contracts.tenancy import ProvisionTenantV1, TenantProvisionedV2
 from domain.messaging.handling import HandlerContext
 from domain.purchases import queries as purchases
 from domain.tenancy import promotion, queries
@@ -18,7 +18,11 @@ TRIAL_PLAN = "trial"
 
 
 def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
-    """Create a new tenant's default roles and first admin, then announce it."""
+    """Create a new tenant's default roles and first admin, then announce it.
+
+    The admin's address is not verified: anyone can sign up under any address. The
+    announcement carries, sealed, a link that verifies it (the welcome email's).
+    """
     session = ctx.session
     signup = session.get(Signup, msg.signup_id, with_for_update=True)
     tenant = session.get(Tenant, msg.tenant_id)
@@ -39,10 +43,13 @@ def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
         signup.status, signup.failure_reason = "failed", f"email {exc.reason}"
         return
     iam.grant_role(session, user.id, tenant.id, "owner")
+    verification, token = identity.start_email_verification(
+        session, user.id, ctx.ports["email_verification_lifetime"])
     signup.status, signup.provisioned_at = "provisioned", utcnow()
-    ctx.emit(TenantProvisionedV1(tenant_id=tenant.id, tenant_name=tenant.name,
+    ctx.emit(TenantProvisionedV2(tenant_id=tenant.id, tenant_name=tenant.name,
                                  admin_user_id=user.id, admin_name=user.name,
-                                 admin_email=user.email), tenant_id=tenant.id)
+                                 admin_email=user.email, sealed_verification_token=sealer.seal(token),
+                                 verification_expires_at=verification.expires_at), tenant_id=tenant.id)
 
 
 def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:

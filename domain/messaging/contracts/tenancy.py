@@ -32,6 +32,28 @@ class TenantProvisionedV1(Contract):
     admin_email: EmailStr
 
 
+class TenantProvisionedV2(TenantProvisionedV1):
+    """Event: a tenant is ready; its first admin can sign in, and verifies their address
+    with the link in the welcome email.
+
+    ``sealed_verification_token`` is the secret of that link sealed with the platform key
+    (identity.PasswordSealer), as an invitation's token is: the outbox row never holds it in
+    clear, the database keeps only its hash, and only the email carries it readable. A
+    version 1 event is read with no link (the welcome email then has none).
+    """
+
+    version: ClassVar[int] = 2
+    previous: ClassVar[type[Contract] | None] = TenantProvisionedV1
+
+    sealed_verification_token: str | None = None
+    verification_expires_at: datetime | None = None
+
+    @classmethod
+    def upgrade(cls, old: Contract) -> Contract:
+        """Version 1's fields, with no verification link."""
+        return cls(**old.model_dump())
+
+
 class MigrateTenantDatabaseV1(Contract):
     """Command: upgrade one tenant database to the head revision."""
 

@@ -20,7 +20,7 @@ import pytest
 from domain.bootstrap import build_ports
 from domain.db.provider import MANAGEMENT, TRIAL
 from domain.messaging import handling, outbox
-from domain.messaging.contracts.tenancy import TenantProvisionedV1
+from domain.messaging.contracts.tenancy import TenantProvisionedV1, TenantProvisionedV2
 from domain.messaging.outbox import Envelope
 from domain.notifications import handlers, preferences
 from domain.notifications.models import Notice
@@ -61,7 +61,8 @@ def handle(plane: Plane, ports: dict[str, Any], envelope: Envelope) -> None:
     """Handle ``envelope`` in this process, as the notifications worker does (which caches
     routes once it hears routing changes)."""
     wait_for(plane.provider.hears_routing_changes, timeout=30, message="the routing listener to subscribe")
-    outcome = handling.handle(plane.provider, envelope, TenantProvisionedV1, "tenant",
+    # The worker's contract reads a version 1 welcome too (with no verification link).
+    outcome = handling.handle(plane.provider, envelope, TenantProvisionedV2, "tenant",
                               handlers.record_welcome_notice, ports=ports)
     assert not outcome.duplicate and outcome.refused is None
 
