@@ -28,6 +28,7 @@ from domain.db.provider import MANAGEMENT, TRIAL, DataProvider
 from domain.employment.rows import COLUMNS
 from domain.iam import services as iam
 from domain.iam.access import OPERATOR
+from domain.identity import services as identity
 from domain.notifications.models import Notice
 from tests.support import pages, refs, tenants
 from tests.support.oidc_provider import CLIENT_ID, OidcProvider
@@ -220,6 +221,16 @@ def invitation_token(w: World, c: Call) -> str:
     return token
 
 
+def verification_token(w: World, c: Call) -> str:
+    """A live link verifying the caller's address (a fresh account's, for no caller), whose
+    password is ``tenants.PASSWORD``."""
+    account = c.caller or tenants.create_account(w.provider, prefix="verifying", email_verified=False)
+    with w.provider.management() as session:
+        _, token = identity.start_email_verification(session, account.user_id, timedelta(days=1))
+        session.commit()
+    return token
+
+
 def _import(w: World, c: Call) -> str:
     csv = ",".join(COLUMNS) + "\n" + f"Sweep Person,{refs.email('imported')},,,,,active,\n"
     response = w.client.post("/api/v1/employment/imports", headers=bearer(w.owner_token),
@@ -244,6 +255,7 @@ REAL: dict[str, Callable[[World, Call], str]] = {
     "session_id": _session,
     "override_id": _override,
     "token": invitation_token,
+    "verification_token": verification_token,
     "tenant_id": lambda w, c: str(w.victim.id),
     # The operators' routes act on the victim's purchase; the tenant's own pages show its own.
     "purchase_id": lambda w, c: str(w.purchase_id if c.caller == w.operator else w.own_purchase_id),
@@ -254,6 +266,7 @@ REAL: dict[str, Callable[[World, Call], str]] = {
 MISSING_TEXT: dict[str, str] = {
     "product_code": "no-such-product",
     "token": "no-such-invitation-token-" + "x" * 20,
+    "verification_token": "no-such-verification-token-" + "x" * 20,
 }
 
 

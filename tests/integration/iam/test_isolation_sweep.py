@@ -47,6 +47,7 @@ from werkzeug.test import TestResponse
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from domain.iam.access import OPERATOR, version_key
+from domain.identity import services as identity
 from domain.identity.models import AuthSession
 from domain.identity.revocation import session_key
 from domain.notifications.models import Notice
@@ -75,6 +76,7 @@ class World:
     b_custom_role: str                 # a role name only B has
     b_invitation: uuid.UUID
     b_invitation_token: str
+    b_verification_token: str         # a live link verifying B's owner's address
     b_session: uuid.UUID               # B's owner's live session
     b_reseller: uuid.UUID              # a reseller B's owner administers, which sold B
     b_signup: uuid.UUID
@@ -122,6 +124,7 @@ B_VALUES: Values = {
     "signup_id": lambda w: [str(w.b_signup)],
     "tenant_id": lambda w: [str(w.b.id)],
     "token": lambda w: [w.b_invitation_token],
+    "verification_token": lambda w: [w.b_verification_token],
     "database": lambda w: ["management", "trial"],
     "message_id": lambda w: [str(uuid.uuid4())],
     "promotion_id": lambda w: [str(uuid.uuid4())],
@@ -557,6 +560,10 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/identity/sign-in", "POST"): Public("the sign-in form"),
     ("/identity/invitations/<token>", "GET"): Public("the invitation's secret token is the credential"),
     ("/identity/invitations/<token>", "POST"): Public("the invitation's secret token is the credential"),
+    ("/identity/verify/<verification_token>", "GET"): Public(
+        "the link's secret token (and, to post, the account's password) is the credential"),
+    ("/identity/verify/<verification_token>", "POST"): Public(
+        "the link's secret token (and, to post, the account's password) is the credential"),
     ("/identity/oidc/login", "GET"): Public("starts the OIDC code flow"),
     ("/identity/oidc/callback", "GET"): Public("OIDC redirect back (state bound to the browser session)"),
     ("/identity/refresh", "POST"): CallerScoped(_check_refresh_page),
@@ -612,6 +619,7 @@ def world(api: FlaskClient, provider: DataProvider) -> World:
         iam.grant_role(session, b.member("employee").user_id, b.id, custom)
         invitation, token = iam.invite(session, b.id, email=refs.email("b-invitee"), role_name="employee",
                                        invited_by=owner, lifetime=timedelta(days=7))
+        _, verification = identity.start_email_verification(session, owner, timedelta(days=7))
         reseller = iam.create_reseller(session, f"Reseller {b.slug}", owner)
         tenancy.assign_reseller(session, b.id, reseller)
         signup_id = uuid.uuid4()
@@ -632,8 +640,8 @@ def world(api: FlaskClient, provider: DataProvider) -> World:
     b_token = tenants.access_token(api, b.member("owner"))
     sessions = api.get("/api/v1/identity/sessions", headers=bearer(b_token)).json["items"]
     assert len(sessions) == 1
-    return World(a, b, roles, custom, invitation.id, token, uuid.UUID(sessions[0]["id"]), reseller, signup_id,
-                 purchase, code)
+    return World(a, b, roles, custom, invitation.id, token, verification, uuid.UUID(sessions[0]["id"]),
+                 reseller, signup_id, purchase, code)
 
 
 def snapshot(app: Flask, provider: DataProvider, world: World) -> dict[str, str]:

@@ -287,6 +287,7 @@ VALID_FORMS: dict[str, dict[str, Value]] = {
     "/identity/invitations/<token>": {"name": "Invited Person", "password": "invited password 0123"},
     "/identity/password": {"current_password": tenants.PASSWORD, "new_password": "a new password 0123"},
     "/identity/refresh": {"email": "", "password": "", "tenant": ""},  # spends the refresh cookie
+    "/identity/verify/<verification_token>": {"password": tenants.PASSWORD},
     "/identity/sign-in": {"email": lambda w, c: c.caller.email if c.caller else "",
                           "password": tenants.PASSWORD, "tenant": lambda w, c: w.tenant.slug},
     "/notifications/preferences": {"digest": "y", **{f"{channel}-{category}": "y"
