@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from domain.db.provider import DataProvider
 from domain.employment import structure
+from domain.employment.models import ImportJob
 from domain.employment.rows import COLUMNS
 from tests.integration.employment.conftest import API, Org
 from tests.support.waiting import wait_for
@@ -81,6 +82,14 @@ def prepare(provider: DataProvider, org: Org) -> None:
         structure.create_job_type(db, org.id, JOB_TYPE)
         structure.create_org_unit(db, org.id, UNIT, None)
         db.commit()
+
+
+def import_job(provider: DataProvider, org: Org, import_id: str) -> ImportJob:
+    """The import's row, read from the tenant's database."""
+    with provider.tenant(org.id) as db:
+        job = db.get(ImportJob, uuid.UUID(import_id))
+        assert job is not None
+        return job
 
 
 def multipart(data: bytes, name: str = "people.csv", field: str = "file") -> tuple[bytes, str]:

@@ -3,7 +3,6 @@ last committed batch (the relay sends the command again once its lease passed) a
 import completes exactly once: every row counted once, every employee and edge once."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -13,7 +12,7 @@ from domain.employment.models import Employee, ImportJob, ImportProblem
 from domain.messaging.tables import outbox
 from domain.tenancy.copying import connect
 from tests.integration.employment.conftest import Org, Plane, edge_count
-from tests.integration.employment.importing import finished, people_file, prepare, upload
+from tests.integration.employment.importing import finished, import_job, people_file, prepare, upload
 from tests.support import processes
 from tests.support.waiting import wait_for
 
@@ -28,13 +27,6 @@ def _waiting_at(conn: object, position: int) -> bool:
     return bool(row and row[0])
 
 
-def _job(plane: Plane, org: Org, import_id: str) -> ImportJob:
-    with plane.provider.tenant(org.id) as db:
-        job = db.get(ImportJob, uuid.UUID(import_id))
-        assert job is not None
-        return job
-
-
 def test_an_import_whose_worker_is_killed_completes_exactly_once(
         plane: Plane, make_org: Callable[[], Org], start_worker: Callable[..., processes.Process],
         relay: processes.Process) -> None:
@@ -47,7 +39,7 @@ def test_an_import_whose_worker_is_killed_completes_exactly_once(
         held.execute("SELECT pg_advisory_lock(%s, %s)", (CHECKPOINT_CLASS, HOLD_AT))
         import_id = upload(api, org, people.data)["id"]
         wait_for(lambda: _waiting_at(held, HOLD_AT), timeout=60, message="the import to reach the held batch")
-        job = _job(plane, org, import_id)
+        job = import_job(plane.provider, org, import_id)
         bad_before = sum(line < HOLD_AT + 2 for line in people.problems)  # lines 2.. hold rows 0..
         assert (job.status, job.phase, job.rows_done, job.created) == ("running", "employees", HOLD_AT,
                                                                       HOLD_AT - bad_before)

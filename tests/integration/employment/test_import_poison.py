@@ -4,7 +4,6 @@ out-of-memory killer) comes back after each death, Celery setting no limit. Past
 command's outbox row; the relay's later copy runs it as usual and completes the import."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from domain.employment.imports import CHECKPOINT_CLASS
-from domain.employment.models import Employee, ImportJob
+from domain.employment.models import Employee
 from domain.messaging.tables import outbox
 from domain.tenancy.copying import connect
 from tests.integration.employment.conftest import SETTINGS, Org
-from tests.integration.employment.importing import people_file, prepare, upload
+from tests.integration.employment.importing import import_job, people_file, prepare, upload
 from tests.integration.messaging.helpers import broker_idle, is_overdue, resent_ids, sweep_once
 from tests.support import processes, tenants
 from tests.support.planes import OwnPlane, own_plane, own_redis
@@ -63,13 +62,6 @@ def _command(plane: OwnPlane, org: Org, import_id: str) -> Any:
             outbox.c.payload["import_id"].astext == import_id)).mappings().one()
 
 
-def _job(plane: OwnPlane, org: Org, import_id: str) -> ImportJob:
-    with plane.provider.tenant(org.id) as db:
-        job = db.get(ImportJob, uuid.UUID(import_id))
-        assert job is not None
-        return job
-
-
 def test_an_import_that_kills_its_worker_every_time_is_given_up_and_the_relays_copy_completes_it(
         own: OwnPlane, log_dir: Path) -> None:
     org = _org(own)
@@ -96,7 +88,7 @@ def test_an_import_that_kills_its_worker_every_time_is_given_up_and_the_relays_c
                      message="no copy left")
             assert _waiting(held) == KILLED_RUNS  # acknowledged, not put back: still no other run
             assert command["completed_at"] is None and command["dead_at"] is None
-            job = _job(own, org, import_id)
+            job = import_job(own.provider, org, import_id)
             assert (job.status, job.rows_done, job.created) == ("running", 0, 0)
             held.execute("SELECT pg_advisory_unlock(%s, %s)", (CHECKPOINT_CLASS, HOLD_AT))
 
@@ -104,13 +96,14 @@ def test_an_import_that_kills_its_worker_every_time_is_given_up_and_the_relays_c
         delivery_id = str(command["id"])
         wait_for(lambda: is_overdue(own.provider, delivery_id), timeout=30, message="the command overdue")
         assert delivery_id in resent_ids(sweep_once(own.provider, own.app.extensions["allotment.celery"]))
-        wait_for(lambda: _job(own, org, import_id).status in ("completed", "failed"), timeout=60,
+        wait_for(lambda: import_job(own.provider, org, import_id).status in ("completed", "failed"),
+                 timeout=60,
                  message="the relay's copy to finish the import")
         assert worker.running()
     finally:
         worker.stop()
 
-    job = _job(own, org, import_id)
+    job = import_job(own.provider, org, import_id)
     assert (job.status, job.rows_done, job.created, job.failed, job.edges) == (
         "completed", 300, 300 - 5, 5, people.managed)
     with own.provider.tenant(org.id) as db:
