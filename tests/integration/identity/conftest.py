@@ -70,6 +70,13 @@ def operator(provider: DataProvider) -> Account:
     return tenants.create_account(provider, operator=True)
 
 
+def me(client: FlaskClient, access_token: str) -> dict[str, Any]:
+    """``GET /api/v1/iam/me`` with ``access_token``; fails unless it answers 200."""
+    response = client.get(ME, headers={"Authorization": f"Bearer {access_token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    return dict(response.json)
+
+
 def refresh(client: FlaskClient, tokens: Tokens) -> Any:
     """Present ``tokens``' refresh token at the refresh endpoint; the response."""
     return client.post(REFRESH, headers=tokens.refresh_bearer)

@@ -35,7 +35,7 @@ from domain.identity import services as identity
 from domain.identity.models import EmailVerification, ExternalIdentity, User
 from domain.identity.services import PasswordSealer
 from domain.messaging.tables import outbox
-from tests.integration.identity.conftest import ME, live_session_ids, session_state
+from tests.integration.identity.conftest import live_session_ids, me, session_state
 from tests.integration.identity.test_invitations import (
     ACCEPT,
     NEW_PASSWORD,
@@ -147,13 +147,6 @@ def verification_token(message: EmailMessage) -> str:
     match = _VERIFY_LINK.search(text.get_content())
     assert match, text.get_content()
     return match.group(1)
-
-
-def me(client: FlaskClient, access_token: str) -> dict[str, Any]:
-    """``GET /api/v1/iam/me``; fails unless it answers 200."""
-    response = client.get(ME, headers={"Authorization": f"Bearer {access_token}"})
-    assert response.status_code == 200, response.get_data(as_text=True)[:500]
-    return dict(response.json)
 
 
 def verify_page(client: FlaskClient, token: str, password: str) -> Any:

@@ -26,6 +26,7 @@ from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity.models import AuthSession, ExternalIdentity, User
 from domain.identity.oidc import IdTokenVerifier
+from tests.integration.identity.conftest import ME, me
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs
 from tests.support.apps import web_app
@@ -37,7 +38,6 @@ from workers.embedded import free_port
 
 OIDC_TOKENS = "/api/v1/identity/oidc/tokens"
 LOGIN = "/identity/oidc/login"
-ME = "/api/v1/iam/me"
 PUBLIC_URL = "http://localhost"
 NONCE = "n-" + secrets.token_urlsafe(16)
 
@@ -113,13 +113,6 @@ def footprint(provider: DataProvider, person: ProviderUser) -> Footprint:
                 ExternalIdentity.subject == person.subject)) or 0,
             oidc_sessions=session.scalar(select(func.count()).select_from(AuthSession).where(
                 AuthSession.method == "oidc")) or 0)
-
-
-def me(client: FlaskClient, access_token: str) -> dict[str, Any]:
-    """``GET /api/v1/iam/me`` with ``access_token``; fails unless it answers 200."""
-    response = client.get(ME, headers={"Authorization": f"Bearer {access_token}"})
-    assert response.status_code == 200, response.get_data(as_text=True)[:500]
-    return dict(response.json)
 
 
 def sign_in_api(client: FlaskClient, id_token: str, nonce: str | None = NONCE, **extra: str) -> Any:

@@ -176,13 +176,13 @@ def test_a_tenant_switch_ends_when_the_session_it_came_from_ends(ten_minute_app:
     assert_ends_with_session(switched.access_token, end)
     # From a session whose end has passed (its access token not yet expired): refused, no session.
     set_session_end(provider, switched.session_id, utcnow() - timedelta(seconds=1))
-    before = sessions_of(provider, member.user_id)
+    before = sessions_opened(provider, member.user_id)
     refused = api.post("/api/v1/identity/tenant", headers=switched.bearer, json={"tenant": member.slug})
     assert_refused(refused, 401, None)
-    assert sessions_of(provider, member.user_id) == before
+    assert sessions_opened(provider, member.user_id) == before
 
 
-def sessions_of(provider: DataProvider, user_id: uuid.UUID) -> int:
+def sessions_opened(provider: DataProvider, user_id: uuid.UUID) -> int:
     """How many sessions the user ever opened."""
     with provider.management() as session:
         return session.scalar(select(func.count()).select_from(AuthSession).where(
