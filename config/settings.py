@@ -145,6 +145,7 @@ class Settings(BaseModel):
     rate_limit_sign_in: str = "10 per minute; 100 per hour"
     rate_limit_sign_up: str = "5 per minute; 50 per hour"
     rate_limit_invitations: str = "30 per hour; 200 per day"  # per tenant
+    rate_limit_email_verification: str = "3 per hour; 10 per day"  # new verification links per user
     rate_limit_storage_url: str = ""
     permission_cache_size: int = Field(default=10_000, ge=1)
     # Mirror revoked sessions and IAM versions in each web process (pub/sub) instead of
@@ -263,7 +264,8 @@ class Settings(BaseModel):
             raise ValueError("required with OIDC_ISSUER")
         return value
 
-    @field_validator("rate_limit_sign_in", "rate_limit_sign_up", "rate_limit_invitations")
+    @field_validator("rate_limit_sign_in", "rate_limit_sign_up", "rate_limit_invitations",
+                     "rate_limit_email_verification")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:

@@ -8,6 +8,7 @@ from celery import shared_task
 from domain.db.base import utcnow
 from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
+from domain.messaging.contracts.identity import EmailVerificationRequestedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV2, TrialEndingV1
@@ -27,6 +28,12 @@ def record_welcome_notice(ctx: HandlerContext, msg: TenantProvisionedV2) -> None
 def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
     """Email an invitation to join a tenant."""
     handlers.send_invitation(ctx, msg)
+
+
+@domain_task(contract=EmailVerificationRequestedV1)
+def send_email_verification(ctx: HandlerContext, msg: EmailVerificationRequestedV1) -> None:
+    """Email a user the new link that verifies their address."""
+    handlers.send_email_verification(ctx, msg)
 
 
 @domain_task(contract=PurchaseCompletedV1)

@@ -12,6 +12,7 @@ against the IP. Every sign-up attempt counts against both. Changing one's passwo
 the current one, a guess like a sign-in's: it has the sign-in's limits, per user (failed
 attempts) and per IP, so a stolen access token cannot be turned into the password.
 Invitations are limited per tenant (every one): each sends an email from the platform.
+So are new email verification links, per user (every request).
 
 Fixed windows (the ``limits`` library's counters, keys and limit syntax, as Flask-Limiter
 used them before): every counter a request touches is read or counted in one Redis round
@@ -232,6 +233,8 @@ def init_app(app: Flask, settings: Settings) -> None:
                            "password:ip", account_only_on_failure=True),
         "invitation": Policy(tuple(parse_many(settings.rate_limit_invitations)), "invitation:account",
                              None, account_only_on_failure=False),
+        "email-verification": Policy(tuple(parse_many(settings.rate_limit_email_verification)),
+                                     "email-verification:account", None, account_only_on_failure=False),
     }
 
     @app.errorhandler(RateLimited)
@@ -333,6 +336,13 @@ def limit_invitations(view: Callable[..., Any]) -> Callable[..., Any]:
     tenant, made by anyone in a minute, must not mail the world from the platform's address.
     Under the view's authentication (``g.caller``)."""
     return _limited_by("invitation", view, account=lambda: f"tenant:{g.caller.tenant_id}")
+
+
+def limit_email_verification(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Per user (every request) for the views that email the caller a new link verifying
+    their address: each sends an email from the platform. Under the view's authentication
+    (``g.caller``)."""
+    return _limited_by("email-verification", view, account=lambda: f"user:{g.caller.user_id}")
 
 
 def _limited_by(policy_name: str, view: Callable[..., Any],

@@ -70,3 +70,10 @@ class UnknownVerification(NotFound):
 
     def __init__(self) -> None:
         super().__init__("this verification link is unknown, already used or expired", field="token")
+
+
+class AlreadyVerified(Conflict):
+    """The account's address is verified already: no new link is sent."""
+
+    def __init__(self) -> None:
+        super().__init__("is already verified", field="email")

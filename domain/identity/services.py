@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import any_, bindparam, select, update
+from sqlalchemy import any_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -346,6 +346,14 @@ def verify_email(session: Session, token: str, password: str) -> uuid.UUID:
 def email_verified(session: Session, user_id: uuid.UUID) -> bool:
     """True if the account's address is verified."""
     return session.scalar(select(User.email_verified_at).where(User.id == user_id)) is not None
+
+
+def prune_email_verifications(session: Session, *, older_than: datetime) -> int:
+    """Delete the verification links used or expired before ``older_than`` (they can never
+    verify anything again); how many. Live links, and dead ones younger than that, stay."""
+    result = session.execute(delete(EmailVerification).where(or_(
+        EmailVerification.used_at < older_than, EmailVerification.expires_at < older_than)))
+    return result.rowcount or 0  # type: ignore[attr-defined]
 
 
 # --- external identities -------------------------------------------------------------------

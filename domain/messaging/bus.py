@@ -12,6 +12,7 @@ from domain.messaging.contracts import Contract
 from domain.messaging.contracts import assets as asset_contracts
 from domain.messaging.contracts import employment as employment_contracts
 from domain.messaging.contracts import iam as iam_contracts
+from domain.messaging.contracts import identity as identity_contracts
 from domain.messaging.contracts import publications as publication_contracts
 from domain.messaging.contracts import purchases as purchase_contracts
 from domain.messaging.contracts import tenancy as tenancy_contracts
@@ -23,6 +24,7 @@ TARGETS: dict[str, Target] = {
     "tenancy.provision_tenant": "management",
     "notifications.record_welcome_notice": "tenant",
     "notifications.send_invitation": "management",
+    "notifications.send_email_verification": "management",
     "purchases.charge_purchase": "management",
     "purchases.refund_purchase": "management",
     "tenancy.apply_plan": "management",
@@ -56,6 +58,7 @@ COMMAND_HANDLERS: dict[str, str] = {
 SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     tenancy_contracts.TenantProvisionedV2.message_type: ("notifications.record_welcome_notice",),
     iam_contracts.UserInvitedV1.message_type: ("notifications.send_invitation",),
+    identity_contracts.EmailVerificationRequestedV1.message_type: ("notifications.send_email_verification",),
     purchase_contracts.PurchaseCompletedV1.message_type: (
         "notifications.record_purchase_receipt", "tenancy.apply_plan", "billing.record_charge"),
     purchase_contracts.PurchaseFailedV1.message_type: ("notifications.record_purchase_failure",),
@@ -76,6 +79,7 @@ CONTRACTS: dict[str, type[Contract]] = {
         tenancy_contracts.PromoteTenantV1,
         tenancy_contracts.TenantPromotedV1,
         iam_contracts.UserInvitedV1,
+        identity_contracts.EmailVerificationRequestedV1,
         purchase_contracts.ChargePurchaseV1,
         purchase_contracts.RefundPurchaseV1,
         purchase_contracts.PurchaseCompletedV1,

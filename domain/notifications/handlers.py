@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
+from domain.messaging.contracts.identity import EmailVerificationRequestedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV2, TrialEndingV1
@@ -47,6 +48,17 @@ def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
                                  "expires": msg.expires_at},
                                 extra={"accept_url": link})
     notify(ctx, announcement, [Person(None, str(msg.email))], management=ctx.session)
+
+
+def send_email_verification(ctx: HandlerContext, msg: EmailVerificationRequestedV1) -> None:
+    """Email the link that verifies a user's address to that address (in its body only),
+    in the user's language; no in-app notice (the handler writes the management database)."""
+    token = _unsealed(ctx, msg.sealed_token, "verification")
+    link = _public_link(ctx, f"/identity/verify/{token}")
+    announcement = Announcement(msg.tenant_id, "security", texts.EMAIL_VERIFICATION,
+                                {"email": str(msg.email), "expires": msg.expires_at},
+                                link="/identity/sessions", extra={"verify_url": link})
+    notify(ctx, announcement, [Person(msg.user_id, str(msg.email), msg.name)], management=ctx.session)
 
 
 def record_purchase_receipt(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:

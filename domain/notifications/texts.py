@@ -41,3 +41,7 @@ INVITATION = NoticeText(N_("You are invited to %(tenant)s"),
                         template="invitation")
 DIGEST = NoticeText(N_("Your Allotment summary: %(count)s unread notices"),
                     N_("Here is what happened since your last summary."), template="digest")
+EMAIL_VERIFICATION = NoticeText(N_("Confirm your email address"),
+                                N_("You asked for a new link that verifies %(email)s "
+                                   "for your Allotment account."),
+                                template="email_verification")

@@ -12,13 +12,13 @@ from domain.db.base import utcnow
 from domain.identity import services as identity
 from domain.identity import sessions
 from domain.tenancy import queries as tenancy_queries
-from web.api import SLUG, PlainText, parse_json
+from web.api import SLUG, PlainText, accepted, parse_json
 from web.auth import API, TokenPair, invalidate_permissions, refresh_claims, requires
 from web.db import management_db
 from web.errors import ApiError
 from web.identity import bp, flows
 from web.openapi import doc
-from web.ratelimit import limit_password_change, limit_sign_in
+from web.ratelimit import limit_email_verification, limit_password_change, limit_sign_in
 
 
 class SignInBody(BaseModel):
@@ -67,6 +67,20 @@ class AcceptBody(BaseModel):
     token: str = Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     name: PlainText = Field(default="", max_length=200)
     password: str = Field(min_length=8, max_length=128)
+
+
+class VerificationOut(BaseModel):
+    """A new verification link, on its way to the address (the link itself only in the email)."""
+
+    email: str
+    expires_at: datetime
+
+
+class VerificationStatusOut(BaseModel):
+    """My address and whether it is verified."""
+
+    email: str
+    verified: bool
 
 
 class SessionOut(BaseModel):
@@ -192,6 +206,31 @@ def change_password() -> Any:
     """Check the current password, set the new one, cut off every existing token."""
     body = parse_json(PasswordBody)
     return tokens_response(flows.change_password(g.caller, body.current_password, body.new_password))
+
+
+@bp.post("/api/v1/identity/email-verification")
+@requires(None, tenant=False)
+@limit_email_verification
+@doc("Email me a new link that verifies my address",
+     responses={202: VerificationOut, 409: "the address is verified already", 429: "too many links"},
+     auth=True)
+def request_email_verification() -> Any:
+    """Record a new verification link for the caller's address; the notifications worker
+    emails it there. Older links stay valid until used or expired."""
+    view = flows.request_email_verification(g.caller)
+    out = VerificationOut(email=view.email, expires_at=view.expires_at)
+    return accepted("/api/v1/identity/email-verification", **out.model_dump(mode="json"))
+
+
+@bp.get("/api/v1/identity/email-verification")
+@requires(None, tenant=False)
+@doc("My address and whether it is verified", responses={200: VerificationStatusOut}, auth=True)
+def email_verification_status() -> Any:
+    """The caller's address, and whether a link (or an invitation, or the provider) proved it."""
+    db = management_db()
+    user = identity.users_by_id(db, [g.caller.user_id])[g.caller.user_id]
+    out = VerificationStatusOut(email=user.email, verified=identity.email_verified(db, user.id))
+    return jsonify(out.model_dump())
 
 
 @bp.post("/api/v1/identity/invitations/accept")

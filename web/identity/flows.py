@@ -12,15 +12,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from domain.identity import services as identity
-from domain.identity import sessions
-from domain.identity.services import SignIn
+from domain.identity import sessions, verification
+from domain.identity.services import SignIn, VerificationView
 from domain.identity.sessions import RefreshReused, SessionRefused
 from domain.text import CONTROL
 from web.auth import AccessUnavailable, Caller, TokenPair, issue_tokens, revoke_sessions
-from web.db import management_db
+from web.db import management_db, sealer
 
 log = logging.getLogger(__name__)
 # Not a local path: a scheme or host ("//host", "/\\host"), or what a browser would strip.
@@ -105,3 +105,12 @@ def change_password(caller: Caller, current: str, new: str) -> TokenPair:
     identity.change_password(db, caller.user_id, current, new)
     sign_out_everywhere(caller.user_id, "password changed")
     return start(SignIn(caller.user_id, caller.tenant_id, caller.operator), "password")
+
+
+def request_email_verification(caller: Caller) -> VerificationView:
+    """Record a new link verifying the caller's own address and queue its email
+    (notifications); AlreadyVerified (409, ``email``) if it is verified."""
+    lifetime = timedelta(hours=current_app.extensions["allotment.settings"].email_verification_hours)
+    return verification.request_email_verification(
+        management_db(), caller.user_id, tenant_id=caller.tenant_id, actor_session_id=caller.session_id,
+        lifetime=lifetime, sealer=sealer(), correlation_id=g.get("request_id"))

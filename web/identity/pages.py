@@ -1,5 +1,5 @@
-"""HTML pages of the identity context: sign in and out, my sessions, my password, accepting
-an invitation.
+"""HTML pages of the identity context: sign in and out, my sessions, my password, a new link
+verifying my address, accepting an invitation.
 
 The pages call the same flows as the JSON API (web.identity.flows) and keep the tokens in
 HttpOnly cookies (web.auth). Every POST is CSRF-checked before it reaches a view
@@ -21,6 +21,7 @@ from domain.errors import DomainError, NotFound
 from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity import sessions
+from domain.identity.errors import AlreadyVerified
 from domain.identity.sessions import SessionRefused
 from domain.tenancy import queries as tenancy_queries
 from web.auth import (
@@ -40,7 +41,7 @@ from web.forms import place_error
 from web.i18n import gettext
 from web.identity import bp, flows
 from web.identity.forms import AcceptInvitationForm, PasswordForm, SignInForm
-from web.ratelimit import limit_password_change, limit_sign_in
+from web.ratelimit import limit_email_verification, limit_password_change, limit_sign_in
 
 _INVITATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
@@ -214,7 +215,8 @@ def _sessions_page(form: PasswordForm) -> str:
                          r.last_used_at.strftime("%Y-%m-%d %H:%M UTC"), r.id == caller.session_id)
              for r in rows]
     user = identity.users_by_id(db, [caller.user_id]).get(caller.user_id)
-    return render_template("identity/sessions.html", sessions=views, form=form, user=user)
+    return render_template("identity/sessions.html", sessions=views, form=form, user=user,
+                           unverified=user is not None and not identity.email_verified(db, user.id))
 
 
 @bp.get("/identity/sessions")
@@ -263,6 +265,20 @@ def password_page() -> Any:
     flash(gettext("Your password is changed; every other session is signed out."))
     g.pop("caller", None)  # its session is over: web.auth must not renew its access cookie
     return set_token_cookies(_see_other(_home()), tokens)
+
+
+@bp.post("/identity/email-verification")
+@page_requires(None, tenant=False)
+@limit_email_verification
+def email_verification_page() -> Any:
+    """Email me a new link that verifies my address (the button shows while it is not)."""
+    try:
+        view = flows.request_email_verification(g.caller)
+    except AlreadyVerified:
+        flash(gettext("Your email address is verified already."))
+        return _see_other(_home())
+    flash(gettext("A new link that verifies %(email)s is on its way there.", email=view.email))
+    return _see_other(_home())
 
 
 # --- invitations -------------------------------------------------------------------------

@@ -327,6 +327,43 @@ def _check_sign_out_page(p: Probe) -> None:
                    "Authorization")
 
 
+def _unverify(p: Probe) -> None:
+    # A's fresh owner is verified by the fixtures: unverified, it can ask for a link.
+    with p.app.extensions["allotment.provider"].management() as session:
+        session.execute(text("UPDATE users SET email_verified_at = NULL WHERE id = :id"),
+                        {"id": p.account.user_id})
+        session.commit()
+
+
+def _verification_emails(p: Probe) -> list[tuple[uuid.UUID, str]]:
+    """(user, address) of every live verification link recorded for A's owner or B's people."""
+    users = [p.account.user_id, *p.world.b_people]
+    with p.app.extensions["allotment.provider"].management() as session:
+        rows = session.execute(text("SELECT user_id, email FROM email_verifications WHERE user_id = ANY(:u) "
+                                    "ORDER BY created_at"), {"u": users})
+        return [(user_id, email) for user_id, email in rows]
+
+
+def _check_email_verification(p: Probe) -> None:
+    before = _verification_emails(p)
+    body = _ok(p.call("POST", "/api/v1/identity/email-verification"), 202).json
+    assert body["email"] == p.account.email
+    assert _verification_emails(p) == [*before, (p.account.user_id, p.account.email)]  # A's own only
+    status = _ok(p.call("GET", "/api/v1/identity/email-verification")).json
+    assert status == {"email": p.account.email, "verified": False}
+
+
+def _check_email_verification_status(p: Probe) -> None:
+    status = _ok(p.call("GET", "/api/v1/identity/email-verification")).json
+    assert status == {"email": p.account.email, "verified": True}
+
+
+def _check_email_verification_page(p: Probe) -> None:
+    before = _verification_emails(p)
+    _ok(p.call("POST", "/identity/email-verification"), 303)
+    assert _verification_emails(p) == [*before, (p.account.user_id, p.account.email)]  # A's own only
+
+
 def _seed_b_promotion(p: Probe) -> None:
     # A finished (failed) promotion of B, recorded without a message: nothing runs it.
     with p.app.extensions["allotment.provider"].management() as session:
@@ -493,6 +530,9 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/api/v1/identity/sessions/current", "DELETE"): CallerScoped(_check_sign_out),
     ("/api/v1/identity/sessions/<uuid:session_id>", "DELETE"): TenantResource(),
     ("/api/v1/identity/password", "POST"): CallerScoped(_check_password),
+    ("/api/v1/identity/email-verification", "POST"): CallerScoped(_check_email_verification,
+                                                                  prepare=_unverify),
+    ("/api/v1/identity/email-verification", "GET"): CallerScoped(_check_email_verification_status),
     # Notifications API
     ("/api/v1/notifications/notices", "GET"): CallerScoped(_check_notices, prepare=_seed_notices),
     # Operators
@@ -572,6 +612,7 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/identity/sessions/<uuid:session_id>/revoke", "POST"): TenantResource(),
     ("/identity/sessions/revoke-all", "POST"): CallerScoped(_check_revoke_all_page),
     ("/identity/password", "POST"): CallerScoped(_check_password_page),
+    ("/identity/email-verification", "POST"): CallerScoped(_check_email_verification_page, prepare=_unverify),
     # Platform
     ("/", "GET"): Public("redirects to the sign-up form"),
     ("/healthz", "GET"): Public("load balancer health"),

@@ -64,6 +64,7 @@ from domain.messaging.contracts import Contract
 from domain.messaging.contracts.assets import AssetProcessedV1, ProcessAssetV1
 from domain.messaging.contracts.employment import EmployeeDeletedV1, RunImportV1
 from domain.messaging.contracts.iam import UserInvitedV1
+from domain.messaging.contracts.identity import EmailVerificationRequestedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1, PublishPublicationV1
 from domain.messaging.contracts.purchases import (
     ChargePurchaseV1,
@@ -188,6 +189,13 @@ def _invited(w: World, s: Side, to: uuid.UUID) -> UserInvitedV1:
                          inviter_name="The Owner", expires_at=s.invitation.expires_at)
 
 
+def _verification_requested(w: World, s: Side, to: uuid.UUID) -> EmailVerificationRequestedV1:
+    sealed = PasswordSealer(w.plane.settings.secret_key).seal(f"verify-{s.tenant.slug}-0123456789abcdef")
+    return EmailVerificationRequestedV1(user_id=s.owner.user_id, tenant_id=to, email=s.owner.email,
+                                        name="The Owner", sealed_token=sealed,
+                                        expires_at=datetime.now(UTC) + timedelta(hours=72))
+
+
 def _welcome(w: World, s: Side, to: uuid.UUID) -> TenantProvisionedV1:
     return TenantProvisionedV1(tenant_id=to, tenant_name=s.tenant.name, admin_user_id=s.owner.user_id,
                                admin_name="The Owner", admin_email=s.owner.email)
@@ -246,6 +254,9 @@ TASKS: dict[str, Entry] = {
         _welcome, "admin_user_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
     "tasks.notifications.send_invitation": Handled(
         _invited, "invitation_id", CARRIED, "an email only, recorded for the message's tenant"),
+    "tasks.notifications.send_email_verification": Handled(
+        _verification_requested, "user_id", CARRIED,
+        "an email only, to the address the message carries, recorded for the message's tenant"),
     "tasks.notifications.record_purchase_receipt": Handled(
         _completed, "purchase_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
     "tasks.notifications.record_purchase_failure": Handled(
@@ -308,7 +319,9 @@ TASKS: dict[str, Entry] = {
         "tenant's own session (domain.notifications.digest._sections)"),
     "tasks.relay.sweep_outboxes": Platform(
         "the message plane: re-sends every database's overdue outbox rows as recorded, tenant and all"),
-    "tasks.relay.prune_messages": Platform("the message plane: deletes delivered messages past retention"),
+    "tasks.relay.prune_messages": Platform(
+        "the message plane: deletes delivered messages past retention (and used or expired email "
+        "verification links, which belong to accounts, not tenants)"),
     "tasks.notifications.send_emails": Platform(
         "the sending stage: sends emails already rendered and addressed by their tenant's handler"),
     "tasks.notifications.sweep_emails": Platform("the sending stage: settles attempts that died mid-send"),

@@ -253,8 +253,8 @@ def test_a_form_post_never_gets_a_5xx(world: World, browsing: Browsing, form_sha
 def test_a_form_route_without_fields_is_a_button(form_shapes: dict[str, FormShape]) -> None:
     # A route with no field found takes only its CSRF token (a button): the ones known to.
     fieldless = sorted(rule for rule, shape in form_shapes.items() if not shape.fields)
-    assert all(re.search(r"/(delete|cut-off|deactivate|reactivate|read|read-all|revoke|revoke-all|sign-out|"
-                         r"unschedule)$", rule) for rule in fieldless), fieldless
+    assert all(re.search(r"/(delete|cut-off|deactivate|email-verification|reactivate|read|read-all|revoke|"
+                         r"revoke-all|sign-out|unschedule)$", rule) for rule in fieldless), fieldless
 
 
 # --- one field at a time, the rest valid ----------------------------------------------------------

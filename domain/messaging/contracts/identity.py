@@ -1,0 +1,33 @@
+"""Messages of the identity context."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import EmailStr
+
+from domain.messaging.contracts import Contract
+
+
+class EmailVerificationRequestedV1(Contract):
+    """Event: a signed-in user asked for a new link that verifies their address; the
+    notifications worker emails it to that address.
+
+    ``sealed_token`` is the link's secret sealed with the platform key
+    (identity.PasswordSealer), as an invitation's is: the outbox row never holds it in clear,
+    the database keeps only its hash, and only the email carries it readable.
+    ``tenant_id`` is the tenant the user was acting in when asking (its branding dresses the
+    email), None for a session in no tenant. ``actor_session_id`` is the session that asked:
+    if it is signed out or cut off before the email goes out, the email is not sent.
+    """
+
+    message_type: ClassVar[str] = "identity.EmailVerificationRequested"
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID | None = None
+    email: EmailStr
+    name: str
+    sealed_token: str
+    expires_at: datetime
+    actor_session_id: uuid.UUID | None = None
