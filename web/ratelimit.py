@@ -289,7 +289,12 @@ def _account_key() -> str:
     except RecursionError:  # absurdly nested JSON: the view refuses it with a 400
         body = None
     email = body.get("email") if isinstance(body, dict) or hasattr(body, "get") else None
-    if not isinstance(email, str) or not email.strip():
+    return _key_of(email if isinstance(email, str) else None)
+
+
+def _key_of(email: str | None) -> str:
+    """The counter key of the account ``email`` names; the client's address without one."""
+    if email is None or not email.strip():
         return f"ip:{_remote_address()}"
     secret = current_app.config["SECRET_KEY"].encode()
     digest = hmac.new(secret, account_of(email).encode(), hashlib.sha256).hexdigest()[:32]
@@ -301,13 +306,14 @@ def account_of(email: str) -> str:
     one address (``Name <a@b>``, a full-width domain, capitals) is one account, so none of
     them gets a counter of its own.
 
-    A plain ASCII address (no display name, quotes or spaces) needs only lower-casing: all the
-    validator would change is the domain's case. Anything else goes through the validator the
-    views use (pydantic's, email-validator's normalisation), kept off the common path for
-    its cost; what it refuses, the view refuses too, so no sign-in gets through under it.
+    A plain ASCII address (no display name, quotes or spaces, no punycode label, which the
+    validator writes in Unicode) needs only lower-casing: all the validator would change is
+    the domain's case. Anything else goes through the validator the views use (pydantic's,
+    email-validator's normalisation), kept off the common path for its cost; what it refuses,
+    the view refuses too, so no sign-in gets through under it.
     """
     address = email.strip()
-    if address.isascii() and not any(c in address for c in _NOT_PLAIN):
+    if address.isascii() and not any(c in address for c in _NOT_PLAIN) and "xn--" not in address.lower():
         return address.lower()
     try:
         return validate_email(address)[1].lower()
@@ -318,6 +324,17 @@ def account_of(email: str) -> str:
 def limit_sign_in(view: Callable[..., Any]) -> Callable[..., Any]:
     """Per IP (every attempt) and per account (failed attempts) for sign-in views."""
     return _limited_by("sign-in", view)
+
+
+def limit_sign_in_as(
+        email_of: Callable[[], str | None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``limit_sign_in`` for a view that checks a password without an email field: the
+    account is the one ``email_of`` names (None: counted by the client's address, as a
+    sign-in without an email), on the sign-in's own counters, so guesses made there and at
+    the sign-in add up."""
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        return _limited_by("sign-in", view, account=lambda: _key_of(email_of()))
+    return decorate
 
 
 def limit_sign_up(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, request, url_for
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, Length
 
@@ -25,7 +25,7 @@ from web.db import management_db
 from web.forms import PageForm, place_error
 from web.i18n import _l, gettext
 from web.identity import bp
-from web.ratelimit import limit_sign_in
+from web.ratelimit import limit_sign_in_as
 
 # What a token made by ``identity.start_email_verification`` looks like (and a bit more).
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
@@ -41,8 +41,20 @@ def _page(form: VerifyEmailForm, token: str, view: VerificationView) -> str:
     return render_template("identity/verify_email.html", form=form, token=token, verification=view)
 
 
+def _address_of_link() -> str | None:
+    """The address of the link the request names (its account's sign-in counters count the
+    password guesses made here); None for a link that is not live."""
+    token = (request.view_args or {}).get("verification_token", "")
+    if not _TOKEN.fullmatch(token):
+        return None
+    try:
+        return identity.email_verification(management_db(), token).email
+    except UnknownVerification:
+        return None
+
+
 @bp.route("/identity/verify/<verification_token>", methods=["GET", "POST"])
-@limit_sign_in
+@limit_sign_in_as(_address_of_link)
 def verify_email_page(verification_token: str) -> Any:
     """Show a live verification link; with the account's password, verify its address."""
     token = verification_token

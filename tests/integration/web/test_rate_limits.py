@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from werkzeug.test import TestResponse
 from config.settings import Settings, load_settings
 from domain.db.provider import DataProvider
 from domain.iam.models import Invitation
+from domain.identity import services as identity
 from domain.identity.models import AuthSession, User
 from tests.integration.messaging.helpers import tenant_id_of
 from tests.integration.web.helpers import assert_refused, written
@@ -168,6 +170,45 @@ def test_another_spelling_of_the_address_is_the_same_account(client: FlaskClient
     assert_limited_by_account(sign_in(client, written, WRONG, new_ip()))
     assert_limited_by_account(sign_in(client, written, PASSWORD, new_ip()))
     assert sessions_of(provider, email) == 1
+
+
+def test_the_punycode_spelling_of_a_domain_is_the_same_account(client: FlaskClient,
+                                                                provider: DataProvider) -> None:
+    # The view reads a@xn--bcher-kva.example as a@bücher.example: one account, one counter.
+    local = f"idn-{secrets.token_hex(4)}"
+    with provider.management() as session:
+        identity.create_user(session, email=f"{local}@bücher.example", name="IDN",
+                             password_hash=tenants.password_hash(PASSWORD), email_verified=True)
+        session.commit()
+    unicode, punycode = f"{local}@bücher.example", f"{local}@xn--bcher-kva.example"
+    assert sign_in(client, punycode, PASSWORD, new_ip()).status_code == 200
+    for _ in range(3):
+        assert_refused(sign_in(client, unicode, WRONG, new_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, punycode, PASSWORD, new_ip()))
+
+
+def test_password_guesses_on_a_verification_link_count_against_its_account(
+        client: FlaskClient, provider: DataProvider) -> None:
+    # The page asks for the password of the link's account, and has no email field: its
+    # guesses count on that account's sign-in counters, whatever the address they come from.
+    account = tenants.create_account(provider, password=PASSWORD, email_verified=False)
+    with provider.management() as session:
+        _, token = identity.start_email_verification(session, account.user_id, timedelta(hours=1))
+        session.commit()
+
+    def verify(password: str) -> TestResponse:
+        ip = new_ip()
+        csrf = page_csrf(client, f"/identity/verify/{token}", environ_base={"REMOTE_ADDR": ip})
+        return client.post(f"/identity/verify/{token}", data={"csrf_token": csrf, "password": password},
+                           environ_base={"REMOTE_ADDR": ip})
+
+    for _ in range(3):
+        assert verify(WRONG).status_code == 401
+    refused = verify(PASSWORD)  # the right one, once the account is locked
+    assert_page_limited_by_account(refused)
+    assert_limited_by_account(sign_in(client, account.email, PASSWORD, new_ip()))
+    with provider.management() as session:
+        assert session.scalar(select(User.email_verified_at).where(User.id == account.user_id)) is None
 
 
 PASSWORD_API, PASSWORD_FORM = "/api/v1/identity/password", "/identity/password"
