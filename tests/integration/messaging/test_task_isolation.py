@@ -86,7 +86,7 @@ from domain.tenancy.models import Tenant
 from tests.support import deliveries, processes, tenants
 from tests.support.deliveries import deliver, holdings, record_delivery
 from tests.support.planes import OwnPlane, own_plane, own_redis
-from tests.support.services import ROOT, Services
+from tests.support.services import Services
 from tests.support.things import Side, make_dedicated, make_side, people, product, publication, upload
 from tests.support.waiting import wait_for
 
@@ -140,7 +140,8 @@ class SweptHere:
 
 @dataclass(frozen=True)
 class ShownIn:
-    """Shown by ``test`` of ``module``, which calls ``calls`` (the task, or the domain function it runs)."""
+    """Shown by ``test`` of ``module``, whose source calls ``calls`` (the task, the domain
+    function it runs, or the request that queues it)."""
 
     module: str
     test: str
@@ -285,11 +286,13 @@ TASKS: dict[str, Entry] = {
         "that tenant's rows alone and leaves its neighbour's"),
     "tasks.tenancy.export_tenant": ShownIn(
         "tests.integration.tenancy.test_export", "test_a_trial_tenants_export_holds_each_of_its_rows_once",
-        "export.run", "an operator's export, whose row names its tenant: the archive holds nothing of "
-        "a neighbour (and a dedicated tenant's, nothing of the trial database)"),
+        "start(plane, seeded)",
+        "an operator's export, whose row names its tenant: the archive holds nothing of a neighbour "
+        "(and a dedicated tenant's, nothing of the trial database)"),
     "tasks.tenancy.offboard_tenant": ShownIn(
         "tests.integration.tenancy.test_export", "test_offboarding_a_trial_tenant_purges_its_rows_only",
-        "export.run", "an operator's offboarding, whose row names its tenant: the neighbour's rows stay"),
+        'start(plane, seeded, "offboard")',
+        "an operator's offboarding, whose row names its tenant: the neighbour's rows stay"),
     "tasks.tenancy.migrate_tenant_database": Platform(
         "an operator's schema upgrade of one database, named by its key: no tenant's rows are read"),
     # -- beat jobs ------------------------------------------------------------------------------------
@@ -416,9 +419,8 @@ def test_tasks_swept_here_are_swept_here() -> None:
 def test_tasks_shown_elsewhere_are_shown_there() -> None:
     for name, entry in TASKS.items():
         if isinstance(entry, ShownIn):
-            _source(entry.module, entry.test)
-            path = ROOT / (entry.module.replace(".", "/") + ".py")
-            assert entry.calls in path.read_text(), f"{entry.module} never calls {entry.calls} ({name})"
+            assert entry.calls in _source(entry.module, entry.test), (
+                f"{entry.module}.{entry.test} never calls {entry.calls} ({name})")
 
 
 # --- domain_task handlers --------------------------------------------------------------------------
