@@ -8,6 +8,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +19,13 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import select
 
-from config.settings import Settings
+from config.settings import Settings, load_settings
 from domain.db.provider import DataProvider
 from domain.identity.models import AuthSession
-from tests.support import tenants
+from tests.support import processes, tenants
 from tests.support.apps import web_app
+from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
+from tests.support.services import ROOT, Stack
 from tests.support.tenants import Account, Tokens
 
 TOKENS = "/api/v1/identity/tokens"
@@ -122,3 +127,53 @@ def broker_redis(settings: Settings) -> Iterator[Redis]:
     client = Redis.from_url(settings.broker_url)
     yield client
     client.close()
+
+
+# --- the OpenID Connect provider's app, and the Maildir the shared worker writes --------------
+
+PUBLIC_URL = "http://localhost"
+
+
+@pytest.fixture(scope="module")
+def oidc_settings(stack: Stack, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The session's stack, with the provider configured."""
+    return load_settings(stack.env(
+        VAR_DIR=str(tmp_path_factory.mktemp("oidc-var")), OIDC_ISSUER=idp.issuer,
+        OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, PUBLIC_URL=PUBLIC_URL))
+
+
+@pytest.fixture(scope="module")
+def oidc_app(oidc_settings: Settings) -> Iterator[Flask]:
+    """A web app that signs in through the provider."""
+    with web_app(oidc_settings) as app:
+        yield app
+
+
+@pytest.fixture
+def web(oidc_app: Flask) -> FlaskClient:
+    """A browser (or API client) of the OIDC-enabled app; keeps cookies."""
+    return oidc_app.test_client()
+
+
+def maildir_of(worker: processes.Process) -> Path:
+    """Where ``worker`` writes mail: its settings' var dir (relative to the checkout it runs in)."""
+    var_dir = load_settings(worker.env).var_dir
+    return (var_dir if var_dir.is_absolute() else ROOT / var_dir) / "mail" / "new"
+
+
+def mail_to(maildir: Path, address: str) -> list[EmailMessage]:
+    """Every email in ``maildir`` addressed to ``address`` (other tests write there too)."""
+    if not maildir.exists():
+        return []
+    found = []
+    for path in sorted(maildir.iterdir()):
+        message: EmailMessage = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
+        if message["To"] == address:
+            found.append(message)
+    return found
+
+
+@pytest.fixture
+def maildir(all_queues_worker: processes.Process) -> Path:
+    """Where the shared worker writes its mail."""
+    return maildir_of(all_queues_worker)

@@ -16,7 +16,6 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -24,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.identity import services as identity
@@ -41,12 +39,10 @@ from tests.integration.identity.test_invitations import (
     NEW_PASSWORD,
     invitation_token,
     invite,
-    maildir_of,
     wait_for_mail,
 )
 from tests.integration.identity.test_oidc import (
     NONCE,
-    PUBLIC_URL,
     assert_error_page,
     footprint,
     sign_in_api,
@@ -55,37 +51,13 @@ from tests.integration.identity.test_oidc import (
 )
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
-from tests.support.apps import web_app
-from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, ProviderUser
-from tests.support.services import Stack
+from tests.support.oidc_provider import OidcProvider, ProviderUser
 from tests.support.tenants import Account, Tokens, page_csrf, sign_in, tokens_of
 from tests.support.waiting import wait_for
 
 SIGNUPS = "/api/v1/tenancy/signups"
 _VERIFY_LINK = re.compile(r"/identity/verify/([A-Za-z0-9_-]{20,100})\b")
 REFUSAL = "its address is not verified"
-
-
-@pytest.fixture(scope="module")
-def oidc_app(stack: Stack, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    """A web app that signs in through the provider (on the session's databases)."""
-    settings = load_settings(stack.env(
-        VAR_DIR=str(tmp_path_factory.mktemp("verify-var")), OIDC_ISSUER=idp.issuer,
-        OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, PUBLIC_URL=PUBLIC_URL))
-    with web_app(settings) as app:
-        yield app
-
-
-@pytest.fixture
-def web(oidc_app: Flask) -> FlaskClient:
-    """A browser (or API client) of the OIDC-enabled app; keeps cookies."""
-    return oidc_app.test_client()
-
-
-@pytest.fixture
-def maildir(all_queues_worker: processes.Process) -> Path:
-    """Where the shared worker (tenancy and notifications) writes its mail."""
-    return maildir_of(all_queues_worker)
 
 
 def at_provider(idp: OidcProvider, email: str) -> ProviderUser:

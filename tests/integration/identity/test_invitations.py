@@ -9,7 +9,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import select, update
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
@@ -28,11 +27,11 @@ from domain.iam.models import Invitation
 from domain.identity import services as identity
 from domain.messaging.tables import inbox, outbox
 from domain.notifications.models import EmailDelivery
-from tests.integration.identity.conftest import ME, Org
+from tests.integration.identity.conftest import ME, Org, mail_to, maildir_of
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
 from tests.support.apps import web_app
-from tests.support.services import REDIS_DB_OFFLINE, ROOT, Services
+from tests.support.services import REDIS_DB_OFFLINE, Services
 from tests.support.tenants import Account, Tokens, sign_in, tokens_of
 from tests.support.waiting import wait_for
 
@@ -44,24 +43,6 @@ OFFLINE_DB = REDIS_DB_OFFLINE
 
 
 # --- the Maildir a worker writes ---------------------------------------------------------
-
-def maildir_of(worker: processes.Process) -> Path:
-    """Where ``worker`` writes mail: its settings' var dir (relative to the checkout it runs in)."""
-    var_dir = load_settings(worker.env).var_dir
-    return (var_dir if var_dir.is_absolute() else ROOT / var_dir) / "mail" / "new"
-
-
-def mail_to(maildir: Path, address: str) -> list[EmailMessage]:
-    """Every email in ``maildir`` addressed to ``address`` (other tests write there too)."""
-    if not maildir.exists():
-        return []
-    found = []
-    for path in sorted(maildir.iterdir()):
-        message: EmailMessage = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
-        if message["To"] == address:
-            found.append(message)
-    return found
-
 
 def invitation_token(message: EmailMessage) -> str:
     """The token in the accept link of an invitation email (the plain-text part)."""
@@ -123,12 +104,6 @@ def status_of(client: FlaskClient, tokens: Tokens, invitation_id: str) -> dict[s
     response = client.get(f"{INVITATIONS}/{invitation_id}", headers=tokens.bearer)
     assert response.status_code == 200
     return response.json  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def maildir(all_queues_worker: processes.Process) -> Path:
-    """Where the shared worker writes its mail."""
-    return maildir_of(all_queues_worker)
 
 
 # --- end to end ------------------------------------------------------------------------------

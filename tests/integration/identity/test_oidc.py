@@ -20,13 +20,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from config.settings import Settings, load_settings
+from config.settings import load_settings
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.identity.models import AuthSession, ExternalIdentity, User
 from domain.identity.oidc import IdTokenVerifier
-from tests.integration.identity.conftest import ME, me
+from tests.integration.identity.conftest import ME, PUBLIC_URL, me
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs
 from tests.support.apps import web_app
@@ -38,29 +38,7 @@ from workers.embedded import free_port
 
 OIDC_TOKENS = "/api/v1/identity/oidc/tokens"
 LOGIN = "/identity/oidc/login"
-PUBLIC_URL = "http://localhost"
 NONCE = "n-" + secrets.token_urlsafe(16)
-
-
-@pytest.fixture(scope="module")
-def oidc_settings(stack: Stack, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The session's stack, with the provider configured."""
-    return load_settings(stack.env(
-        VAR_DIR=str(tmp_path_factory.mktemp("oidc-var")), OIDC_ISSUER=idp.issuer,
-        OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, PUBLIC_URL=PUBLIC_URL))
-
-
-@pytest.fixture(scope="module")
-def oidc_app(oidc_settings: Settings) -> Iterator[Flask]:
-    """A web app that signs in through the provider."""
-    with web_app(oidc_settings) as app:
-        yield app
-
-
-@pytest.fixture
-def web(oidc_app: Flask) -> FlaskClient:
-    """A browser (or API client) of the OIDC-enabled app; keeps cookies."""
-    return oidc_app.test_client()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,13 +17,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.identity import services as identity
 from domain.identity.models import EmailVerification
 from domain.identity.services import PasswordSealer
 from domain.messaging.tables import outbox
+from tests.integration.identity.conftest import mail_to
 from tests.integration.identity.test_email_verification import (
     REFUSAL,
     at_provider,
@@ -36,13 +36,10 @@ from tests.integration.identity.test_email_verification import (
     verified_at,
     verify_page,
 )
-from tests.integration.identity.test_invitations import mail_to, maildir_of
-from tests.integration.identity.test_oidc import NONCE, PUBLIC_URL, sign_in_api
+from tests.integration.identity.test_oidc import NONCE, sign_in_api
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
-from tests.support.apps import web_app
-from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
-from tests.support.services import Stack
+from tests.support.oidc_provider import OidcProvider
 from tests.support.tenants import Account, bearer, page_csrf, sign_in, tokens_of
 from tests.support.waiting import wait_for
 
@@ -51,28 +48,6 @@ ASK_PAGE = "/identity/email-verification"
 SUBJECT = "Confirm your email address"
 MESSAGE_TYPE = "identity.EmailVerificationRequested"
 
-
-
-@pytest.fixture(scope="module")
-def oidc_app(stack: Stack, idp: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    """A web app that signs in through the provider (on the session's databases)."""
-    settings = load_settings(stack.env(
-        VAR_DIR=str(tmp_path_factory.mktemp("resend-var")), OIDC_ISSUER=idp.issuer,
-        OIDC_CLIENT_ID=CLIENT_ID, OIDC_CLIENT_SECRET=CLIENT_SECRET, PUBLIC_URL=PUBLIC_URL))
-    with web_app(settings) as app:
-        yield app
-
-
-@pytest.fixture
-def web(oidc_app: Flask) -> FlaskClient:
-    """A browser (or API client) of the OIDC-enabled app; keeps cookies."""
-    return oidc_app.test_client()
-
-
-@pytest.fixture
-def maildir(all_queues_worker: processes.Process) -> Path:
-    """Where the shared worker (tenancy and notifications) writes its mail."""
-    return maildir_of(all_queues_worker)
 
 
 def link_emails(maildir: Path, address: str) -> list[EmailMessage]:
