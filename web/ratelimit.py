@@ -53,11 +53,7 @@ log = logging.getLogger(__name__)
 # keys are the ones Flask-Limiter wrote, so counters carry over a deploy.
 KEY_PREFIX = "allotment:ratelimit"
 _EXTENSION = "allotment.rate_limits"  # this app's RateLimits
-_POLICIES = "allotment.rate_limit_policies"  # "sign-in" / "sign-up" / "password" -> Policy
-# The field a full account counter is named by, where it is not the request's ``email``.
-_ACCOUNT_FIELDS = {"password:account": "current_password"}
-# What an account counter counts for, where it is not one account's attempts.
-_ACCOUNTS = {"invitation:account": "for this organisation"}
+_POLICIES = "allotment.rate_limit_policies"  # "sign-in", "sign-up", "password", ... -> Policy
 _DEDUCTIONS = "rate_limit_deductions"  # in ``g``: counters to count if the answer is a failure
 _APPLIED = "rate_limits_applied"  # in ``g``: this request's attempt is counted
 
@@ -209,6 +205,8 @@ class Policy:
     account_scope: str
     ip_scope: str | None  # None: the account's counters only
     account_only_on_failure: bool
+    field: str = "email"  # what the 429 of a full account counter names
+    counted_for: str = "for this account"  # what its reason says the counter counts
 
     def counters(self, account_key: str, ip_key: str) -> list[Counter]:
         """The attempt's counters, in the order they are checked: by window length, the
@@ -230,16 +228,17 @@ def init_app(app: Flask, settings: Settings) -> None:
         "sign-up": Policy(tuple(parse_many(settings.rate_limit_sign_up)), "sign-up:account",
                           "sign-up:ip", account_only_on_failure=False),
         "password": Policy(tuple(parse_many(settings.rate_limit_sign_in)), "password:account",
-                           "password:ip", account_only_on_failure=True),
+                           "password:ip", account_only_on_failure=True, field="current_password"),
         "invitation": Policy(tuple(parse_many(settings.rate_limit_invitations)), "invitation:account",
-                             None, account_only_on_failure=False),
+                             None, account_only_on_failure=False, counted_for="for this organisation"),
         "email-verification": Policy(tuple(parse_many(settings.rate_limit_email_verification)),
                                      "email-verification:account", None, account_only_on_failure=False),
     }
 
     @app.errorhandler(RateLimited)
     def _too_many(exc: RateLimited) -> Any:
-        return too_many(exc.scope, str(exc.item), exc.retry_after)
+        policy = next((p for p in app.extensions[_POLICIES].values() if p.account_scope == exc.scope), None)
+        return too_many(policy, str(exc.item), exc.retry_after)
 
     @app.after_request
     def _count_failures(response: Response) -> Response:
@@ -250,10 +249,11 @@ def init_app(app: Flask, settings: Settings) -> None:
         return response
 
 
-def too_many(scope: str, limit: str, retry_after: int) -> Any:
-    """The 429: which counter is full (the account's field for an account's), and ``Retry-After``."""
-    field = _ACCOUNT_FIELDS.get(scope, "email") if scope.endswith(":account") else None
-    what = _ACCOUNTS.get(scope, "for this account") if field else "from this address"
+def too_many(policy: Policy | None, limit: str, retry_after: int) -> Any:
+    """The 429: which counter is full (the field of ``policy``, whose account counter it is;
+    None for an IP's counter), and ``Retry-After``."""
+    field = policy.field if policy else None
+    what = policy.counted_for if policy else "from this address"
     response = make_response(error_response(
         429, "too_many_requests", f"too many attempts {what} (limit {limit}); "
         "retry after the number of seconds in Retry-After", field))
