@@ -14,6 +14,7 @@ import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -352,6 +353,11 @@ class Settings(BaseModel):
     def redis_url(self) -> str:
         """The Redis used for caches and locks (the broker's server)."""
         return self.broker_url
+
+    @property
+    def email_verification_lifetime(self) -> timedelta:
+        """How long a link verifying an address works (``EMAIL_VERIFICATION_HOURS``)."""
+        return timedelta(hours=self.email_verification_hours)
 
     @property
     def oidc_enabled(self) -> bool:

@@ -45,7 +45,7 @@ def build_ports(settings: Settings) -> dict[str, Any]:
         "tenant_texts": TenantTexts(),
         "public_url": settings.public_url,
         "sealer": PasswordSealer(settings.secret_key),
-        "email_verification_lifetime": timedelta(hours=settings.email_verification_hours),
+        "email_verification_lifetime": settings.email_verification_lifetime,
         "gateway": build_gateway(settings),
         "storage": build_storage(settings),
     }

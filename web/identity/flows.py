@@ -110,7 +110,7 @@ def change_password(caller: Caller, current: str, new: str) -> TokenPair:
 def request_email_verification(caller: Caller) -> VerificationView:
     """Record a new link verifying the caller's own address and queue its email
     (notifications); AlreadyVerified (409, ``email``) if it is verified."""
-    lifetime = timedelta(hours=current_app.extensions["allotment.settings"].email_verification_hours)
+    lifetime = current_app.extensions["allotment.settings"].email_verification_lifetime
     return verification.request_email_verification(
         management_db(), caller.user_id, tenant_id=caller.tenant_id, actor_session_id=caller.session_id,
         lifetime=lifetime, sealer=sealer(), correlation_id=g.get("request_id"))
