@@ -38,9 +38,9 @@ from tests.integration.identity.test_email_verification import (
 )
 from tests.integration.identity.test_oidc import NONCE, sign_in_api
 from tests.integration.web.helpers import assert_refused
-from tests.support import processes, refs, tenants
+from tests.support import pages, processes, refs, tenants
 from tests.support.oidc_provider import OidcProvider
-from tests.support.tenants import Account, bearer, page_csrf, sign_in, tokens_of
+from tests.support.tenants import bearer, page_csrf, sign_in, tokens_of
 from tests.support.waiting import wait_for
 
 ASK = "/api/v1/identity/email-verification"
@@ -76,14 +76,6 @@ def outbox_payloads(provider: DataProvider, user_id: uuid.UUID) -> list[dict[str
         return list(session.scalars(select(outbox.c.payload).where(
             outbox.c.type == MESSAGE_TYPE, outbox.c.payload["user_id"].astext == str(user_id))
             .order_by(outbox.c.created_at)))
-
-
-def sign_in_page(browser: FlaskClient, account: Account) -> None:
-    """Sign in through the sign-in page (cookies, as a browser)."""
-    csrf = page_csrf(browser, "/identity/sign-in")
-    response = browser.post("/identity/sign-in", data={"csrf_token": csrf, "email": account.email,
-                                                       "password": account.password})
-    assert response.status_code == 303, response.get_data(as_text=True)[:500]
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -186,7 +178,7 @@ def test_the_sessions_page_button_emails_a_link_that_verifies(
         oidc_app: Flask, provider: DataProvider, maildir: Path) -> None:
     account = tenants.create_account(provider, prefix="pagecheck", email_verified=False)
     browser = oidc_app.test_client()
-    sign_in_page(browser, account)
+    assert pages.sign_in(browser, account.email, account.password).status_code == 303
     page = browser.get("/identity/sessions").get_data(as_text=True)
     assert 'data-action="email-verification"' in page and "is not verified" in page
 
@@ -206,7 +198,7 @@ def test_the_sessions_page_button_emails_a_link_that_verifies(
     assert verify_page(browser, token, account.password).status_code == 303
     assert verified_at(provider, account.user_id) is not None
 
-    sign_in_page(browser, account)
+    assert pages.sign_in(browser, account.email, account.password).status_code == 303
     page = browser.get("/identity/sessions").get_data(as_text=True)
     assert 'data-action="email-verification"' not in page  # shown only while unverified
     csrf = page_csrf(browser, "/identity/sessions")
