@@ -14,12 +14,13 @@ from typing import Any
 
 from flask import current_app, g, request
 
+from domain.db.base import utcnow
 from domain.identity import services as identity
 from domain.identity import sessions, verification
 from domain.identity.services import SignIn, VerificationView
 from domain.identity.sessions import RefreshReused, SessionRefused
 from domain.text import CONTROL
-from web.auth import AccessUnavailable, Caller, TokenPair, issue_tokens, revoke_sessions
+from web.auth import AccessUnavailable, Caller, TokenPair, Unauthorized, issue_tokens, revoke_sessions
 from web.db import management_db, sealer
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,18 @@ def start(signed_in: SignIn, method: str, *, ends_by: datetime | None = None) ->
         user_agent=CONTROL.sub("", request.user_agent.string),
         ip=CONTROL.sub("", request.remote_addr or ""))
     return issue_tokens(grant)
+
+
+def switch_tenant(caller: Caller, tenant_slug: str) -> TokenPair:
+    """A session in another of the caller's tenants, ending when the caller's session does:
+    switching proves nothing new (an access token would otherwise buy a fresh session, again
+    and again). From a session that has ended: Unauthorized."""
+    db = management_db()
+    signed_in = identity.switch_tenant(db, caller.user_id, tenant_slug)
+    ends = sessions.session_end(db, caller.session_id)
+    if ends is None or ends <= utcnow():
+        raise Unauthorized("session has ended")
+    return start(signed_in, "switch", ends_by=ends)
 
 
 def refresh(claims: dict[str, Any]) -> TokenPair:

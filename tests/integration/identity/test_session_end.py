@@ -178,7 +178,7 @@ def test_a_tenant_switch_ends_when_the_session_it_came_from_ends(ten_minute_app:
     set_session_end(provider, switched.session_id, utcnow() - timedelta(seconds=1))
     before = sessions_opened(provider, member.user_id)
     refused = api.post("/api/v1/identity/tenant", headers=switched.bearer, json={"tenant": member.slug})
-    assert_refused(refused, 401, None)
+    assert_refused(refused, 401, "Authorization")
     assert sessions_opened(provider, member.user_id) == before
 
 
