@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
 from config.settings import Settings
+from domain.held_redis import HeldRedis, Script
 from web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ for i, key in ipairs(KEYS) do
 end
 return {0, 0}
 """
+_SCRIPT = Script(_COUNT_UNTIL_REFUSED)
 
 # While Redis is unreachable it is tried again after 1, 2, 4, ... 32 seconds, then from 1 s
 # again (Flask-Limiter's schedule).
@@ -115,10 +117,14 @@ _MAX_BACKOFF_STEPS = 5
 class RateLimits:
     """Fixed-window counters in Redis, each request's in one round trip; memory without Redis."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, held: HeldRedis | None = None) -> None:
+        """``held``: the storage's Redis, reached on a connection per thread (the script's
+        round trip is most of a sign-up's limits); None for another storage, whose own
+        client runs the script (Sentinel, Cluster) or the ``limits`` library counts."""
         self._storage = storage
+        self._held = held
         self._script = (storage.get_connection().register_script(_COUNT_UNTIL_REFUSED)
-                        if isinstance(storage, RedisStorage) else None)
+                        if isinstance(storage, RedisStorage) and held is None else None)
         self._memory = FixedWindowRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
         self._dead_since: float | None = None
@@ -141,13 +147,16 @@ class RateLimits:
 
     def _apply_shared(self, counters: Sequence[Counter]) -> RateLimited | None:
         """``apply`` on the shared storage: one script call on Redis."""
-        if self._script is None:  # another storage of the ``limits`` library
+        if self._script is None and self._held is None:  # another storage of the ``limits`` library
             return _apply_with(FixedWindowRateLimiter(self._storage), counters)
         prefixed_key: Callable[[str], str] = self._storage.prefixed_key  # type: ignore[attr-defined]
         keys = [prefixed_key(counter.storage_key()) for counter in counters]
         argv = [value for counter in counters
                 for value in (counter.item.get_expiry(), counter.item.amount, counter.mode)]
-        index, pttl = self._script(keys=keys, args=argv)
+        if self._held is not None:
+            index, pttl = self._held.run_script(_SCRIPT, keys, argv)
+        else:
+            index, pttl = self._script(keys=keys, args=argv)  # type: ignore[misc]
         if not index:
             return None
         return _refusal(counters, int(index) - 1, pttl / 1000 if pttl > 0 else 0)
@@ -219,9 +228,11 @@ class Policy:
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Point the counters at Redis; answer refusals with a 429; count failed sign-ins."""
-    storage = storage_from_string(settings.rate_limit_storage_url or settings.redis_url,
-                                  socket_timeout=2, socket_connect_timeout=2)
-    app.extensions[_EXTENSION] = RateLimits(storage)
+    url = settings.rate_limit_storage_url or settings.redis_url
+    storage = storage_from_string(url, socket_timeout=2, socket_connect_timeout=2)
+    plain_redis = type(storage) is RedisStorage and url.partition("://")[0] in ("redis", "rediss")
+    held = HeldRedis(url, socket_timeout=2, socket_connect_timeout=2) if plain_redis else None
+    app.extensions[_EXTENSION] = RateLimits(storage, held)
     app.extensions[_POLICIES] = {
         "sign-in": Policy(tuple(parse_many(settings.rate_limit_sign_in)), "sign-in:account",
                           "sign-in:ip", account_only_on_failure=True),

@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from config.celery import QUEUES, queue_for_task
+from domain.held_redis import HeldRedis
 from domain.messaging import bus
 from domain.messaging.outbox import Envelope
 
@@ -105,8 +106,9 @@ class _RedisSender:
 
     kombu builds a new Redis client (and its table of response callbacks) for every
     message it publishes, and wraps each send in its producer pool, retry and routing
-    layers: several times the cost of the LPUSH itself. This keeps one client (thread-safe,
-    pooled, re-connected after a fork) and writes the same JSON: the message kombu's
+    layers: several times the cost of the LPUSH itself. This sends one message on a
+    connection its thread holds (``domain.held_redis``), a batch through one pooled client,
+    and writes the same JSON: the message kombu's
     ``Producer.publish`` followed by the transport's ``basic_publish`` would write
     (tests/integration/messaging/test_publisher.py holds the two side by side). A broker
     error is retried once; after that the relay re-sends from the outbox.
@@ -116,13 +118,15 @@ class _RedisSender:
         self._client = redis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=2,
             retry=Retry(ConstantBackoff(0.2), 1), retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        # One message (a request's, a task's) goes on the thread's own connection.
+        self._held = HeldRedis(url, socket_timeout=5, socket_connect_timeout=2)
 
     def send(self, messages: list[tuple[str, Any]]) -> int:
         """LPUSH each message onto its queue, all in one round trip; how many were sent."""
         try:
             if len(messages) == 1:
                 queue, message = messages[0]
-                self._client.lpush(queue, _wire(queue, message))
+                self._held.execute("LPUSH", queue, _wire(queue, message))
             else:
                 with self._client.pipeline(transaction=False) as pipe:
                     for queue, message in messages:

@@ -23,6 +23,7 @@ from werkzeug.test import TestResponse
 
 from config.settings import Settings, load_settings
 from domain.db.provider import DataProvider
+from domain.held_redis import HeldRedis
 from domain.iam.models import Invitation
 from domain.identity import services as identity
 from domain.identity.models import AuthSession, User
@@ -451,10 +452,14 @@ def test_two_processes_count_on_the_same_counters(client: FlaskClient, provider:
 
 # --- The one-round-trip script against the limits library --------------------------------------
 
-def test_the_redis_script_counts_as_the_limits_library_does(settings: Settings) -> None:
+@pytest.mark.parametrize("held", [True, False], ids=["held-connection", "storage-client"])
+def test_the_redis_script_counts_as_the_limits_library_does(settings: Settings, held: bool) -> None:
     # The same attempts through the Lua script (Redis) and through the ``limits`` library's
     # own fixed-window strategy (memory): same refusals, same counts left in every counter.
-    redis_limits = RateLimits(storage_from_string(settings.broker_url))
+    # The script runs on a connection the thread holds (a plain Redis URL, as init_app
+    # does) or through the storage's own client (a Sentinel or Cluster storage).
+    connection = HeldRedis(settings.broker_url, socket_timeout=2, socket_connect_timeout=2) if held else None
+    redis_limits = RateLimits(storage_from_string(settings.broker_url), connection)
     library_limits = RateLimits(MemoryStorage())  # not Redis: the library's strategy, call by call
     items = tuple(parse_many("2 per minute; 3 per hour"))
     sign_in = Policy(items, "sign-in:account", "sign-in:ip", account_only_on_failure=True)
