@@ -137,6 +137,8 @@ class Settings(BaseModel):
     invitation_days: float = Field(default=7.0, gt=0)
     # How long the link in the welcome email that verifies a new admin's address works.
     email_verification_hours: float = Field(default=72.0, gt=0, le=30 * 24)
+    # How long a link that sets a new password (a lost one) works.
+    password_reset_minutes: float = Field(default=60.0, gt=0, le=24 * 60)
     # External OpenID Connect provider (Auth0-compatible); unset, OIDC sign-in is off.
     oidc_issuer: str = ""
     oidc_client_id: str = Field(default="", validate_default=True)
@@ -147,6 +149,8 @@ class Settings(BaseModel):
     rate_limit_sign_up: str = "5 per minute; 50 per hour"
     rate_limit_invitations: str = "30 per hour; 200 per day"  # per tenant
     rate_limit_email_verification: str = "3 per hour; 10 per day"  # new verification links per user
+    # Links that set a lost password, per address and per IP.
+    rate_limit_password_reset: str = "5 per hour; 20 per day"  # noqa: S105 - a rate, not a password
     rate_limit_storage_url: str = ""
     permission_cache_size: int = Field(default=10_000, ge=1)
     # Mirror revoked sessions and IAM versions in each web process (pub/sub) instead of
@@ -266,7 +270,7 @@ class Settings(BaseModel):
         return value
 
     @field_validator("rate_limit_sign_in", "rate_limit_sign_up", "rate_limit_invitations",
-                     "rate_limit_email_verification")
+                     "rate_limit_email_verification", "rate_limit_password_reset")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:
@@ -358,6 +362,11 @@ class Settings(BaseModel):
     def email_verification_lifetime(self) -> timedelta:
         """How long a link verifying an address works (``EMAIL_VERIFICATION_HOURS``)."""
         return timedelta(hours=self.email_verification_hours)
+
+    @property
+    def password_reset_lifetime(self) -> timedelta:
+        """How long a link that sets a new password works (``PASSWORD_RESET_MINUTES``)."""
+        return timedelta(minutes=self.password_reset_minutes)
 
     @property
     def oidc_enabled(self) -> bool:

@@ -8,7 +8,7 @@ from celery import shared_task
 from domain.db.base import utcnow
 from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
-from domain.messaging.contracts.identity import EmailVerificationRequestedV1
+from domain.messaging.contracts.identity import EmailVerificationRequestedV1, PasswordResetRequestedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV2, TrialEndingV1
@@ -34,6 +34,12 @@ def send_invitation(ctx: HandlerContext, msg: UserInvitedV1) -> None:
 def send_email_verification(ctx: HandlerContext, msg: EmailVerificationRequestedV1) -> None:
     """Email a user the new link that verifies their address."""
     handlers.send_email_verification(ctx, msg)
+
+
+@domain_task(contract=PasswordResetRequestedV1)
+def send_password_reset(ctx: HandlerContext, msg: PasswordResetRequestedV1) -> None:
+    """Email a user the link that sets a new password."""
+    handlers.send_password_reset(ctx, msg)
 
 
 @domain_task(contract=PurchaseCompletedV1)

@@ -1,5 +1,6 @@
 """The relay job (queue ``relay``): re-send overdue outbox messages from every database; and
-the hourly pruning of what is done (delivered messages, dead verification links)."""
+the hourly pruning of what is done (delivered messages, dead verification and password
+reset links)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,6 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from domain.db.base import utcnow
+from domain.identity import recovery
 from domain.identity import services as identity
 from domain.messaging import relay
 from workers.publisher import publish, queue_probe
@@ -28,10 +30,11 @@ def sweep_outboxes(self: Any) -> dict[str, int]:
 @shared_task(name="tasks.relay.prune_messages", bind=True)
 def prune_messages(self: Any) -> dict[str, int]:
     """Delete delivered messages past their retention from every database, and the email
-    verification links used or expired longer ago than that (beat)."""
+    verification and password reset links used or expired longer ago than that (beat)."""
     retention = timedelta(days=self.app.settings.message_retention_days)
     report = relay.prune_all(self.app.provider, retention=retention)
     with self.app.provider.management() as session:
         report["verifications"] = identity.prune_email_verifications(session, older_than=utcnow() - retention)
+        report["password_resets"] = recovery.prune_password_resets(session, older_than=utcnow() - retention)
         session.commit()
     return report

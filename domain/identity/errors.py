@@ -77,3 +77,11 @@ class AlreadyVerified(Conflict):
 
     def __init__(self) -> None:
         super().__init__("is already verified", field="email")
+
+
+class UnknownPasswordReset(NotFound):
+    """A password reset link that is unknown, used or expired, or whose account changed its
+    address or was deactivated since."""
+
+    def __init__(self) -> None:
+        super().__init__("this password reset link is unknown, already used or expired", field="token")

@@ -47,6 +47,24 @@ class EmailVerification(ManagementBase):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class PasswordReset(ManagementBase):
+    """A link that sets a new password for an account whose owner lost it: single use,
+    short-lived, valid only while the account still has the address it was sent to.
+
+    Only a hash of the token is kept, as for ``EmailVerification``.
+    """
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))  # where it was sent (the account's, then)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class AuthSession(ManagementBase):
     """One signed-in session: a family of rotating refresh tokens and the access tokens
     issued from them (every token carries the session id as ``sid``).

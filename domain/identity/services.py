@@ -243,7 +243,7 @@ def user_by_email(session: Session, email: str) -> UserRow | None:
     return UserRow(user.id, user.email, user.name, user.active, user.is_operator) if user else None
 
 
-def _mark_verified(user: User) -> None:
+def mark_verified(user: User) -> None:
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
 
@@ -264,14 +264,15 @@ def accept_invitation(session: Session, token: str, *, name: str, password: str)
     else:
         user = authenticate(session, view.email, password)
     iam.accept(session, token, user.id)
-    _mark_verified(user)
+    mark_verified(user)
     session.flush()
     return SignIn(user.id, view.tenant_id, user.is_operator)
 
 
 # --- proving an account's address ----------------------------------------------------------
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """How a link's token is kept: its SHA-256 (the token is random, 256 bits)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -294,7 +295,7 @@ def start_email_verification(session: Session, user_id: uuid.UUID,
         raise NotFound("no such user", field="user_id")
     token = secrets.token_urlsafe(32)
     row = EmailVerification(id=uuid.uuid4(), user_id=user.id, email=user.email,
-                            token_hash=_token_hash(token), expires_at=utcnow() + lifetime)
+                            token_hash=token_hash(token), expires_at=utcnow() + lifetime)
     session.add(row)
     session.flush()
     return VerificationView(row.id, user.id, row.email, row.expires_at), token
@@ -308,7 +309,7 @@ def email_verification(session: Session, token: str, *, lock: bool = False) -> V
     first one and then find it used.
     """
     query = (select(EmailVerification, User.email).join(User, User.id == EmailVerification.user_id)
-             .where(EmailVerification.token_hash == _token_hash(token)))
+             .where(EmailVerification.token_hash == token_hash(token)))
     if lock:
         query = query.with_for_update(of=EmailVerification)
     row = session.execute(query).one_or_none()
@@ -338,7 +339,7 @@ def verify_email(session: Session, token: str, password: str) -> uuid.UUID:
         .values(used_at=utcnow()).returning(EmailVerification.id)).first()
     if used is None:
         raise UnknownVerification()
-    _mark_verified(user)
+    mark_verified(user)
     session.flush()
     return user.id
 

@@ -25,6 +25,7 @@ TARGETS: dict[str, Target] = {
     "notifications.record_welcome_notice": "tenant",
     "notifications.send_invitation": "management",
     "notifications.send_email_verification": "management",
+    "notifications.send_password_reset": "management",
     "purchases.charge_purchase": "management",
     "purchases.refund_purchase": "management",
     "tenancy.apply_plan": "management",
@@ -59,6 +60,7 @@ SUBSCRIBERS: dict[str, tuple[str, ...]] = {
     tenancy_contracts.TenantProvisionedV2.message_type: ("notifications.record_welcome_notice",),
     iam_contracts.UserInvitedV1.message_type: ("notifications.send_invitation",),
     identity_contracts.EmailVerificationRequestedV1.message_type: ("notifications.send_email_verification",),
+    identity_contracts.PasswordResetRequestedV1.message_type: ("notifications.send_password_reset",),
     purchase_contracts.PurchaseCompletedV1.message_type: (
         "notifications.record_purchase_receipt", "tenancy.apply_plan", "billing.record_charge"),
     purchase_contracts.PurchaseFailedV1.message_type: ("notifications.record_purchase_failure",),
@@ -80,6 +82,7 @@ CONTRACTS: dict[str, type[Contract]] = {
         tenancy_contracts.TenantPromotedV1,
         iam_contracts.UserInvitedV1,
         identity_contracts.EmailVerificationRequestedV1,
+        identity_contracts.PasswordResetRequestedV1,
         purchase_contracts.ChargePurchaseV1,
         purchase_contracts.RefundPurchaseV1,
         purchase_contracts.PurchaseCompletedV1,

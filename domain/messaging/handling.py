@@ -109,9 +109,13 @@ def handle(provider: DataProvider, envelope: Envelope, contract: type[Contract],
 
 def message_of(envelope: Envelope, contract: type[C]) -> C:
     """The delivery's message; PermissionError when its payload names another tenant than the
-    one the delivery is recorded and routed for."""
+    one the delivery is recorded and routed for, or when a message of no tenant (its contract
+    has no ``tenant_id``: an account's own, such as its password reset) is recorded for one."""
     message = contract.parse(envelope.version, envelope.payload)
     tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
+    if tenant_id is not None and "tenant_id" not in type(message).model_fields:
+        raise PermissionError(f"{envelope.type} {envelope.id} is delivered as tenant {tenant_id} "
+                              "and is no tenant's message")
     if (named := message.other_tenant(tenant_id)) is not None:
         # Routed by the envelope, acted on by the payload: never both, and never run. Not
         # transient, so the relay buries it where operators see it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.messaging.contracts.assets import AssetProcessedV1
 from domain.messaging.contracts.iam import UserInvitedV1
-from domain.messaging.contracts.identity import EmailVerificationRequestedV1
+from domain.messaging.contracts.identity import EmailVerificationRequestedV1, PasswordResetRequestedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1
 from domain.messaging.contracts.purchases import PurchaseCompletedV1, PurchaseFailedV1, PurchaseRefundedV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1, TenantProvisionedV2, TrialEndingV1
@@ -58,6 +58,17 @@ def send_email_verification(ctx: HandlerContext, msg: EmailVerificationRequested
     announcement = Announcement(msg.tenant_id, "security", texts.EMAIL_VERIFICATION,
                                 {"email": str(msg.email), "expires": msg.expires_at},
                                 link="/identity/sessions", extra={"verify_url": link})
+    notify(ctx, announcement, [Person(msg.user_id, str(msg.email), msg.name)], management=ctx.session)
+
+
+def send_password_reset(ctx: HandlerContext, msg: PasswordResetRequestedV1) -> None:
+    """Email the link that sets a new password to the account's address (in its body only),
+    in the account's language; no in-app notice (its owner cannot sign in)."""
+    token = _unsealed(ctx, msg.sealed_token, "password reset")
+    link = _public_link(ctx, f"/identity/password-reset/{token}")
+    announcement = Announcement(None, "security", texts.PASSWORD_RESET,
+                                {"email": str(msg.email), "expires": msg.expires_at},
+                                link="/identity/sign-in", extra={"reset_url": link})
     notify(ctx, announcement, [Person(msg.user_id, str(msg.email), msg.name)], management=ctx.session)
 
 

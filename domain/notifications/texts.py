@@ -45,3 +45,7 @@ EMAIL_VERIFICATION = NoticeText(N_("Confirm your email address"),
                                 N_("You asked for a new link that verifies %(email)s "
                                    "for your Allotment account."),
                                 template="email_verification")
+PASSWORD_RESET = NoticeText(N_("Choose a new password"),
+                            N_("Someone asked for a link that sets a new password for the Allotment "
+                               "account of %(email)s."),
+                            template="password_reset")

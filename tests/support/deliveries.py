@@ -28,15 +28,19 @@ from tests.support.waiting import wait_for
 from workers.publisher import publish
 
 
-def target_database(provider: DataProvider, handler: str, tenant_id: uuid.UUID) -> str:
-    """The database ``handler`` writes for a delivery recorded for ``tenant_id``."""
-    return MANAGEMENT if bus.target_of(handler) == "management" else provider.route(tenant_id).db_key
+def target_database(provider: DataProvider, handler: str, tenant_id: uuid.UUID | None) -> str:
+    """The database ``handler`` writes for a delivery recorded for ``tenant_id`` (None: a
+    message of no tenant, which only a management handler takes)."""
+    if bus.target_of(handler) == "management":
+        return MANAGEMENT
+    assert tenant_id is not None, f"{handler} writes a tenant's database"
+    return provider.route(tenant_id).db_key
 
 
-def record_delivery(provider: DataProvider, message: Contract, handler: str, *, tenant_id: uuid.UUID,
+def record_delivery(provider: DataProvider, message: Contract, handler: str, *, tenant_id: uuid.UUID | None,
                     payload: dict[str, Any] | None = None) -> Envelope:
-    """Commit the outbox row of ``message``'s delivery to ``handler`` for ``tenant_id`` (carrying
-    ``payload`` instead of the message's, if given); its envelope, not sent."""
+    """Commit the outbox row of ``message``'s delivery to ``handler`` for ``tenant_id`` (None:
+    for no tenant; carrying ``payload`` instead of the message's, if given); its envelope, not sent."""
     origin = target_database(provider, handler, tenant_id)
     with provider.unscoped(origin) as session:
         # Prepared for no tenant, so that a row naming another one in its payload can be made.
@@ -45,7 +49,8 @@ def record_delivery(provider: DataProvider, message: Contract, handler: str, *, 
         row = {**row, "tenant_id": tenant_id, "payload": payload if payload is not None else row["payload"]}
         session.execute(insert(outbox_table), [row])
         session.commit()
-    return dataclasses.replace(envelope, tenant_id=str(tenant_id), payload=row["payload"])
+    return dataclasses.replace(envelope, tenant_id=str(tenant_id) if tenant_id else None,
+                               payload=row["payload"])
 
 
 def outcome(provider: DataProvider, envelope: Envelope) -> Mapping[str, Any] | None:

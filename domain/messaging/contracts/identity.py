@@ -31,3 +31,22 @@ class EmailVerificationRequestedV1(Contract):
     sealed_token: str
     expires_at: datetime
     actor_session_id: uuid.UUID | None = None
+
+
+class PasswordResetRequestedV1(Contract):
+    """Event: someone asked for a link that sets a new password for the account with this
+    address (not signed in: they lost the password); the notifications worker emails it to
+    that address, so only the address's owner can use it.
+
+    ``sealed_token`` travels sealed, as ``EmailVerificationRequestedV1``'s does. There is no
+    tenant and no acting session: the request is anonymous, and the email is the
+    platform's, in the account's language.
+    """
+
+    message_type: ClassVar[str] = "identity.PasswordResetRequested"
+
+    user_id: uuid.UUID
+    email: EmailStr
+    name: str
+    sealed_token: str
+    expires_at: datetime

@@ -64,7 +64,7 @@ from domain.messaging.contracts import Contract
 from domain.messaging.contracts.assets import AssetProcessedV1, ProcessAssetV1
 from domain.messaging.contracts.employment import EmployeeDeletedV1, RunImportV1
 from domain.messaging.contracts.iam import UserInvitedV1
-from domain.messaging.contracts.identity import EmailVerificationRequestedV1
+from domain.messaging.contracts.identity import EmailVerificationRequestedV1, PasswordResetRequestedV1
 from domain.messaging.contracts.publications import PublicationPublishedV1, PublishPublicationV1
 from domain.messaging.contracts.purchases import (
     ChargePurchaseV1,
@@ -156,7 +156,18 @@ class Platform:
     why: str
 
 
-Entry = Handled | SweptHere | ShownIn | Platform
+@dataclass(frozen=True)
+class Tenantless:
+    """A ``domain_task`` whose message belongs to no tenant (its contract has no ``tenant_id``:
+    an account's own business): ``message`` is that message for a side's member. Its payload
+    cannot name another tenant; recorded for a tenant it is refused, and recorded for none it
+    writes nothing of any tenant."""
+
+    message: Callable[[World, Side], Contract]
+    why: str
+
+
+Entry = Handled | SweptHere | ShownIn | Platform | Tenantless
 
 
 # --- the message of each side's thing ----------------------------------------------------------
@@ -195,6 +206,12 @@ def _verification_requested(w: World, s: Side, to: uuid.UUID) -> EmailVerificati
     return EmailVerificationRequestedV1(user_id=s.owner.user_id, tenant_id=to, email=s.owner.email,
                                         name="The Owner", sealed_token=sealed,
                                         expires_at=datetime.now(UTC) + timedelta(hours=72))
+
+
+def _password_reset_requested(w: World, s: Side) -> PasswordResetRequestedV1:
+    sealed = PasswordSealer(w.plane.settings.secret_key).seal(f"reset-{s.tenant.slug}-0123456789abcdef")
+    return PasswordResetRequestedV1(user_id=s.owner.user_id, email=s.owner.email, name="The Owner",
+                                    sealed_token=sealed, expires_at=datetime.now(UTC) + timedelta(hours=1))
 
 
 def _welcome(w: World, s: Side, to: uuid.UUID) -> TenantProvisionedV1:
@@ -258,6 +275,8 @@ TASKS: dict[str, Entry] = {
     "tasks.notifications.send_email_verification": Handled(
         _verification_requested, "user_id", CARRIED,
         "an email only, to the address the message carries, recorded for the message's tenant"),
+    "tasks.notifications.send_password_reset": Tenantless(
+        _password_reset_requested, "an email only, to the account's own address, for no tenant"),
     "tasks.notifications.record_purchase_receipt": Handled(
         _completed, "purchase_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
     "tasks.notifications.record_purchase_failure": Handled(
@@ -324,7 +343,7 @@ TASKS: dict[str, Entry] = {
         "the message plane: re-sends every database's overdue outbox rows as recorded, tenant and all"),
     "tasks.relay.prune_messages": Platform(
         "the message plane: deletes delivered messages past retention (and used or expired email "
-        "verification links, which belong to accounts, not tenants)"),
+        "verification and password reset links, which belong to accounts, not tenants)"),
     "tasks.notifications.send_emails": Platform(
         "the sending stage: sends emails already rendered and addressed by their tenant's handler"),
     "tasks.notifications.sweep_emails": Platform("the sending stage: settles attempts that died mid-send"),
@@ -397,7 +416,13 @@ def test_every_task_is_classified(registered: dict[str, Any]) -> None:
 
 def test_domain_tasks_and_only_they_are_swept_as_handlers(registered: dict[str, Any], world: World) -> None:
     handled = {name: entry for name, entry in TASKS.items() if isinstance(entry, Handled)}
-    assert set(handled) == {name for name, task in registered.items() if is_domain_task(task)}
+    tenantless = {name: entry for name, entry in TASKS.items() if isinstance(entry, Tenantless)}
+    domain_tasks = {name for name, task in registered.items() if is_domain_task(task)}
+    assert set(handled) | set(tenantless) == domain_tasks
+    for name, tenantless_entry in tenantless.items():
+        message = tenantless_entry.message(world, world.b)
+        assert "tenant_id" not in type(message).model_fields, name
+        assert name.removeprefix("tasks.") in bus.handlers_for(message), name
     for name, entry in handled.items():  # each builds a message its handler takes
         message = entry.message(world, world.b, world.a.id)
         assert name.removeprefix("tasks.") in bus.handlers_for(message), name
@@ -474,6 +499,44 @@ def test_a_delivery_whose_payload_names_another_tenant_is_refused_and_writes_not
     assert row["completed_at"] is None, "a forged delivery was run"
     assert "PermissionError" in row["last_error"] and f"names tenant {other.id}" in row["last_error"]
     assert _changes(before, _state(world, recorded_for, other)) == [[], [], []]
+
+
+def _tenantless() -> list[str]:
+    return [name for name, entry in TASKS.items() if isinstance(entry, Tenantless)]
+
+
+@pytest.mark.parametrize("task", _tenantless())
+@pytest.mark.parametrize("recorded_for", ["A", "D"])
+def test_a_message_of_no_tenant_recorded_for_a_tenant_is_refused_and_writes_nothing(
+        world: World, task: str, recorded_for: str) -> None:
+    entry = TASKS[task]
+    assert isinstance(entry, Tenantless)
+    side = world.side(recorded_for)
+    envelope = record_delivery(world.provider, entry.message(world, side), task.removeprefix("tasks."),
+                               tenant_id=side.id)
+    before = _state(world, side, world.b)
+    row = deliver(world.publisher, world.provider, envelope)
+    assert row["completed_at"] is None, "a delivery of no tenant's message, recorded for a tenant, was run"
+    assert "PermissionError" in row["last_error"] and "is no tenant's message" in row["last_error"]
+    assert _changes(before, _state(world, side, world.b)) == [[], [], []]
+
+
+@pytest.mark.parametrize("task", _tenantless())
+def test_a_message_of_no_tenant_writes_nothing_of_any_tenant(world: World, task: str) -> None:
+    entry = TASKS[task]
+    assert isinstance(entry, Tenantless)
+    message = entry.message(world, world.b)  # for B's owner, as an account
+    envelope = record_delivery(world.provider, message, task.removeprefix("tasks."), tenant_id=None)
+    before = [holdings(world.provider, side.tenant) for side in (world.a, world.b, world.d)]
+    row = deliver(world.publisher, world.provider, envelope)
+    assert row["completed_at"] is not None, row["last_error"]
+    after = [holdings(world.provider, side.tenant) for side in (world.a, world.b, world.d)]
+    assert [tenants.changed(b, a) for b, a in zip(before, after, strict=True)] == [[], [], []]
+    with world.provider.unscoped(MANAGEMENT) as session:
+        recorded = session.execute(text("SELECT recipient, tenant_id FROM email_deliveries "
+                                        "WHERE event_id = :e"), {"e": uuid.UUID(envelope.event_id)}).all()
+    assert [tuple(r) for r in recorded] == [(world.b.owner.email, None)]
+    settle(world)
 
 
 def _borrowings() -> list[Any]:

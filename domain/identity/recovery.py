@@ -1,0 +1,117 @@
+"""A lost password: a link emailed to the account's address sets a new one.
+
+Asking names an address, not an account, and the answer never says whether one exists:
+the link goes only to an active account's own address, so whoever reads that mailbox —
+and only they — can choose a new password. Using the link sets it, proves the address
+(``email_verified_at``), spends every other live link of the account, and the caller ends
+every session of the account (web.identity.flows), as a password change does.
+
+The link is short-lived (PASSWORD_RESET_MINUTES), single use, and dies when the account
+changes its address or is deactivated. Its token travels sealed in the outbox, only its
+hash is kept, and only the email carries it readable.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from domain.db.base import utcnow
+from domain.identity import services as identity
+from domain.identity.errors import UnknownPasswordReset
+from domain.identity.models import PasswordReset, User
+from domain.identity.services import PasswordSealer
+from domain.messaging import outbox
+from domain.messaging.contracts.identity import PasswordResetRequestedV1
+
+
+@dataclass(frozen=True)
+class PasswordResetView:
+    """A live password reset link as its page shows it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    expires_at: datetime
+
+
+def request_password_reset(session: Session, email: str, *, lifetime: timedelta, sealer: PasswordSealer,
+                           correlation_id: str | None) -> bool:
+    """Record a reset link for the active account with this address and the
+    ``identity.PasswordResetRequested`` message that emails it, in the caller's
+    transaction; True if there was such an account. The caller answers alike either way.
+
+    An account made by an external provider (no password yet) gets a link too: the owner of
+    its address may give it one.
+    """
+    user = identity.user_by_email(session, email)
+    if user is None or not user.active:
+        return False
+    view, token = start_password_reset(session, user.id, lifetime)
+    outbox.record(session, PasswordResetRequestedV1(
+        user_id=user.id, email=user.email, name=user.name, sealed_token=sealer.seal(token),
+        expires_at=view.expires_at), tenant_id=None, correlation_id=correlation_id)
+    return True
+
+
+def start_password_reset(session: Session, user_id: uuid.UUID,
+                         lifetime: timedelta) -> tuple[PasswordResetView, str]:
+    """Record a reset link for the account's current address; return it and its token,
+    which only the email to that address may carry (the database keeps its hash)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise UnknownPasswordReset()
+    token = secrets.token_urlsafe(32)
+    row = PasswordReset(id=uuid.uuid4(), user_id=user.id, email=user.email,
+                        token_hash=identity.token_hash(token), expires_at=utcnow() + lifetime)
+    session.add(row)
+    session.flush()
+    return PasswordResetView(row.id, user.id, row.email, row.expires_at), token
+
+
+def password_reset(session: Session, token: str, *, lock: bool = False) -> PasswordResetView:
+    """The live link behind ``token``; UnknownPasswordReset if it is unknown, used or
+    expired, or its account is deactivated or no longer has the address it was sent to.
+
+    ``lock`` holds the row until the transaction ends: concurrent uses queue behind the
+    first one and then find it used.
+    """
+    query = (select(PasswordReset, User.email, User.active).join(User, User.id == PasswordReset.user_id)
+             .where(PasswordReset.token_hash == identity.token_hash(token)))
+    if lock:
+        query = query.with_for_update(of=PasswordReset)
+    row = session.execute(query).one_or_none()
+    if row is None:
+        raise UnknownPasswordReset()
+    reset, current_email, active = row
+    if (reset.used_at is not None or reset.expires_at <= utcnow() or reset.email != current_email
+            or not active):
+        raise UnknownPasswordReset()
+    return PasswordResetView(reset.id, reset.user_id, reset.email, reset.expires_at)
+
+
+def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID:
+    """Use a reset link once: the account gets ``new_password`` and its address counts as
+    verified; this link and every other live one of the account are spent. Returns the
+    user, whose sessions the caller ends."""
+    view = password_reset(session, token, lock=True)
+    user = session.get(User, view.user_id, with_for_update=True)
+    if user is None:  # cannot happen (foreign key); kept as the same refusal
+        raise UnknownPasswordReset()
+    user.password_hash = identity.hash_password(new_password)
+    identity.mark_verified(user)
+    session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id,
+                                                PasswordReset.used_at.is_(None)).values(used_at=utcnow()))
+    session.flush()
+    return user.id
+
+
+def prune_password_resets(session: Session, *, older_than: datetime) -> int:
+    """Delete the reset links used or expired before ``older_than``; how many."""
+    result = session.execute(delete(PasswordReset).where(or_(
+        PasswordReset.used_at < older_than, PasswordReset.expires_at < older_than)))
+    return result.rowcount or 0  # type: ignore[attr-defined]
