@@ -12,7 +12,8 @@ against the IP. Every sign-up attempt counts against both. Changing one's passwo
 the current one, a guess like a sign-in's: it has the sign-in's limits, per user (failed
 attempts) and per IP, so a stolen access token cannot be turned into the password.
 Invitations are limited per tenant (every one): each sends an email from the platform.
-So are new email verification links, per user (every request).
+So are new email verification links, per user (every request), and links that set a lost
+password, per address and per IP (every request).
 
 Fixed windows (the ``limits`` library's counters, keys and limit syntax, as Flask-Limiter
 used them before): every counter a request touches is read or counted in one Redis round
@@ -244,6 +245,9 @@ def init_app(app: Flask, settings: Settings) -> None:
                              None, account_only_on_failure=False, counted_for="for this organisation"),
         "email-verification": Policy(tuple(parse_many(settings.rate_limit_email_verification)),
                                      "email-verification:account", None, account_only_on_failure=False),
+        "password-reset": Policy(tuple(parse_many(settings.rate_limit_password_reset)),
+                                 "password-reset:account", "password-reset:ip", account_only_on_failure=False,
+                                 counted_for="for this address"),
     }
 
     @app.errorhandler(RateLimited)
@@ -371,6 +375,13 @@ def limit_email_verification(view: Callable[..., Any]) -> Callable[..., Any]:
     their address: each sends an email from the platform. Under the view's authentication
     (``g.caller``)."""
     return _limited_by("email-verification", view, account=lambda: f"user:{g.caller.user_id}")
+
+
+def limit_password_reset(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Per address and per IP (every request) for the views that email a link setting a new
+    password: each sends an email from the platform to the address named, and the answer
+    is the same whether an account has it or not."""
+    return _limited_by("password-reset", view)
 
 
 def _limited_by(policy_name: str, view: Callable[..., Any],

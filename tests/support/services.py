@@ -126,7 +126,7 @@ class Stack:
             # The suite signs in and up far more often than a person; the limits have
             # their own tests (tests/integration/web/test_rate_limits.py).
             "RATE_LIMIT_SIGN_IN": "100000 per minute", "RATE_LIMIT_SIGN_UP": "100000 per minute",
-            "RATE_LIMIT_INVITATIONS": "100000 per minute",
+            "RATE_LIMIT_INVITATIONS": "100000 per minute", "RATE_LIMIT_PASSWORD_RESET": "100000 per minute",
             # Hashing and verifying with RFC 9106's parameters costs a quarter of a second of
             # CPU: the suite signs in and provisions thousands of times. The run command's
             # end-to-end test keeps the default (tests/unit/identity checks both profiles).

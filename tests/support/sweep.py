@@ -28,6 +28,7 @@ from domain.db.provider import MANAGEMENT, TRIAL, DataProvider
 from domain.employment.rows import COLUMNS
 from domain.iam import services as iam
 from domain.iam.access import OPERATOR
+from domain.identity import recovery
 from domain.identity import services as identity
 from domain.notifications.models import Notice
 from tests.support import pages, refs, tenants
@@ -231,6 +232,16 @@ def verification_token(w: World, c: Call) -> str:
     return token
 
 
+def reset_token(w: World, c: Call) -> str:
+    """A live link setting a new password for a fresh account (using it signs that account
+    out everywhere: never the caller's)."""
+    account = tenants.create_account(w.provider, prefix="resetting")
+    with w.provider.management() as session:
+        _, token = recovery.start_password_reset(session, account.user_id, timedelta(hours=1))
+        session.commit()
+    return token
+
+
 def _import(w: World, c: Call) -> str:
     csv = ",".join(COLUMNS) + "\n" + f"Sweep Person,{refs.email('imported')},,,,,active,\n"
     response = w.client.post("/api/v1/employment/imports", headers=bearer(w.owner_token),
@@ -256,6 +267,7 @@ REAL: dict[str, Callable[[World, Call], str]] = {
     "override_id": _override,
     "token": invitation_token,
     "verification_token": verification_token,
+    "reset_token": reset_token,
     "tenant_id": lambda w, c: str(w.victim.id),
     # The operators' routes act on the victim's purchase; the tenant's own pages show its own.
     "purchase_id": lambda w, c: str(w.purchase_id if c.caller == w.operator else w.own_purchase_id),
@@ -267,6 +279,7 @@ MISSING_TEXT: dict[str, str] = {
     "product_code": "no-such-product",
     "token": "no-such-invitation-token-" + "x" * 20,
     "verification_token": "no-such-verification-token-" + "x" * 20,
+    "reset_token": "no-such-reset-token-" + "x" * 20,
 }
 
 

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("identity", __name__)
 
-from web.identity import api, oidc, pages, verification  # noqa: E402,F401 - views register on bp
+from web.identity import api, oidc, pages, recovery, verification  # noqa: E402,F401 - views register on bp

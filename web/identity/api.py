@@ -17,7 +17,12 @@ from web.db import management_db
 from web.errors import ApiError
 from web.identity import bp, flows
 from web.openapi import doc
-from web.ratelimit import limit_email_verification, limit_password_change, limit_sign_in
+from web.ratelimit import (
+    limit_email_verification,
+    limit_password_change,
+    limit_password_reset,
+    limit_sign_in,
+)
 
 
 class SignInBody(BaseModel):
@@ -80,6 +85,30 @@ class VerificationStatusOut(BaseModel):
 
     email: str
     verified: bool
+
+
+class PasswordResetLinkBody(BaseModel):
+    """The address of the account whose password was lost."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr
+
+
+class PasswordResetLinkOut(BaseModel):
+    """The same answer whether an account has the address or not."""
+
+    email: str
+    detail: str
+
+
+class PasswordResetBody(BaseModel):
+    """The token of an emailed reset link and the new password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    new_password: str = Field(min_length=8, max_length=128)
 
 
 class SessionOut(BaseModel):
@@ -223,6 +252,32 @@ def email_verification_status() -> Any:
     user = identity.users_by_id(db, [g.caller.user_id])[g.caller.user_id]
     out = VerificationStatusOut(email=user.email, verified=identity.email_verified(db, user.id))
     return jsonify(out.model_dump())
+
+
+@bp.post("/api/v1/identity/password-reset-links")
+@limit_password_reset
+@doc("Email a link that sets a new password to the account with this address, if any",
+     body=PasswordResetLinkBody, responses={202: PasswordResetLinkOut, 429: "too many links"})
+def request_password_reset() -> Any:
+    """Record a reset link for the address's active account and queue its email; the answer
+    is the same when no account has the address, so it tells nobody which addresses have one."""
+    body = parse_json(PasswordResetLinkBody)
+    flows.request_password_reset(body.email)
+    out = PasswordResetLinkOut(email=body.email, detail="if an account has this address, a link that "
+                               "sets a new password is on its way to it")
+    return jsonify(out.model_dump()), 202
+
+
+@bp.post("/api/v1/identity/password-resets")
+@doc("Set a new password with an emailed reset link (signs out every session of the account)",
+     body=PasswordResetBody,
+     responses={204: "the password is set", 404: "the link is unknown, used or expired"})
+def reset_password() -> Any:
+    """Use a reset link once: the account's password is replaced and every token of the
+    account is cut off; sign in with the new password."""
+    body = parse_json(PasswordResetBody)
+    flows.reset_password(body.token, body.new_password)
+    return "", 204
 
 
 @bp.post("/api/v1/identity/invitations/accept")

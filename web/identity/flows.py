@@ -15,8 +15,8 @@ from typing import Any
 from flask import current_app, g, request
 
 from domain.db.base import utcnow
+from domain.identity import recovery, sessions, verification
 from domain.identity import services as identity
-from domain.identity import sessions, verification
 from domain.identity.services import SignIn, VerificationView
 from domain.identity.sessions import RefreshReused, SessionRefused
 from domain.text import CONTROL
@@ -127,3 +127,18 @@ def request_email_verification(caller: Caller) -> VerificationView:
     return verification.request_email_verification(
         management_db(), caller.user_id, tenant_id=caller.tenant_id, actor_session_id=caller.session_id,
         lifetime=lifetime, sealer=sealer(), correlation_id=g.get("request_id"))
+
+
+def request_password_reset(email: str) -> None:
+    """Record a link that sets a new password for the active account with this address, if
+    there is one, and queue its email (notifications); nothing says which it was."""
+    lifetime = current_app.extensions["allotment.settings"].password_reset_lifetime
+    recovery.request_password_reset(management_db(), email, lifetime=lifetime, sealer=sealer(),
+                                    correlation_id=g.get("request_id"))
+
+
+def reset_password(token: str, new_password: str) -> None:
+    """Use a reset link: the new password is set, and every session of the account ends
+    (whoever held the old password, or a token made with it, is out)."""
+    user_id = recovery.reset_password(management_db(), token, new_password)
+    sign_out_everywhere(user_id, "password reset")

@@ -1,11 +1,11 @@
-"""HTML forms of the identity context: sign in, change password, accept an invitation.
+"""HTML forms of the identity context: sign in, change or reset a password, accept an invitation.
 
 The limits mirror the JSON API's bodies (web.identity.api) so both refuse the same input.
 """
 from __future__ import annotations
 
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp
 
 from web.api import SLUG
 from web.forms import NO_CONTROL, PageForm, strip
@@ -36,3 +36,17 @@ class AcceptInvitationForm(PageForm):
                        validators=[Optional(), Length(max=200), NO_CONTROL])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(min=8, max=128)])
 
+
+
+class PasswordResetLinkForm(PageForm):
+    """The address of the account whose password was lost."""
+
+    email = EmailField(_l("Email"), filters=[strip], validators=[DataRequired(), Email(), Length(max=320)])
+
+
+class PasswordResetForm(PageForm):
+    """A new password, typed twice."""
+
+    new_password = PasswordField(_l("New password"), validators=[DataRequired(), Length(min=8, max=128)])
+    confirm_password = PasswordField(_l("New password again"), validators=[
+        DataRequired(), EqualTo("new_password", message=_l("does not match the new password"))])

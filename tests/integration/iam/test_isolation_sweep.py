@@ -47,6 +47,7 @@ from werkzeug.test import TestResponse
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from domain.iam.access import OPERATOR, version_key
+from domain.identity import recovery
 from domain.identity import services as identity
 from domain.identity.models import AuthSession
 from domain.identity.revocation import session_key
@@ -77,6 +78,7 @@ class World:
     b_invitation: uuid.UUID
     b_invitation_token: str
     b_verification_token: str         # a live link verifying B's owner's address
+    b_reset_token: str                # a live link setting B's owner's password
     b_session: uuid.UUID               # B's owner's live session
     b_reseller: uuid.UUID              # a reseller B's owner administers, which sold B
     b_signup: uuid.UUID
@@ -115,6 +117,7 @@ Values = Mapping[str, Callable[[World], list[str]]]
 Body = Callable[[World], Any] | None
 
 # B's things, by the name of the URL variable that carries them.
+RESET_LINK = "the emailed link's secret token is the credential"
 B_VALUES: Values = {
     "user_id": lambda w: [str(w.b.member("owner").user_id), str(w.b.member("employee").user_id)],
     "role_id": lambda w: [str(w.b_roles[w.b_custom_role]), str(w.b_roles["owner"])],
@@ -125,6 +128,7 @@ B_VALUES: Values = {
     "tenant_id": lambda w: [str(w.b.id)],
     "token": lambda w: [w.b_invitation_token],
     "verification_token": lambda w: [w.b_verification_token],
+    "reset_token": lambda w: [w.b_reset_token],
     "database": lambda w: ["management", "trial"],
     "message_id": lambda w: [str(uuid.uuid4())],
     "promotion_id": lambda w: [str(uuid.uuid4())],
@@ -520,6 +524,9 @@ ROUTES: dict[tuple[str, str], Entry] = {
     # Identity API
     ("/api/v1/identity/tokens", "POST"): Public("sign-in with email and password"),
     ("/api/v1/identity/oidc/tokens", "POST"): Public("sign-in with the OIDC provider's ID token"),
+    ("/api/v1/identity/password-reset-links", "POST"): Public(
+        "emails a link to the address it names, if an account has it; the same answer either way"),
+    ("/api/v1/identity/password-resets", "POST"): Public(RESET_LINK),
     ("/api/v1/identity/invitations/accept", "POST"): Public(
         "the invitation's secret token is the credential"),
     ("/api/v1/identity/tokens/refresh", "POST"): CallerScoped(_check_refresh),
@@ -604,6 +611,11 @@ ROUTES: dict[tuple[str, str], Entry] = {
         "the link's secret token (and, to post, the account's password) is the credential"),
     ("/identity/verify/<verification_token>", "POST"): Public(
         "the link's secret token (and, to post, the account's password) is the credential"),
+    ("/identity/password-reset", "GET"): Public("the form asking for a link that sets a lost password"),
+    ("/identity/password-reset", "POST"): Public(
+        "emails a link to the address it names, if an account has it; the same answer either way"),
+    ("/identity/password-reset/<reset_token>", "GET"): Public(RESET_LINK),
+    ("/identity/password-reset/<reset_token>", "POST"): Public(RESET_LINK),
     ("/identity/oidc/login", "GET"): Public("starts the OIDC code flow"),
     ("/identity/oidc/callback", "GET"): Public("OIDC redirect back (state bound to the browser session)"),
     ("/identity/refresh", "POST"): CallerScoped(_check_refresh_page),
@@ -661,6 +673,7 @@ def world(api: FlaskClient, provider: DataProvider) -> World:
         invitation, token = iam.invite(session, b.id, email=refs.email("b-invitee"), role_name="employee",
                                        invited_by=owner, lifetime=timedelta(days=7))
         _, verification = identity.start_email_verification(session, owner, timedelta(days=7))
+        _, reset = recovery.start_password_reset(session, owner, timedelta(hours=1))
         reseller = iam.create_reseller(session, f"Reseller {b.slug}", owner)
         tenancy.assign_reseller(session, b.id, reseller)
         signup_id = uuid.uuid4()
@@ -681,7 +694,7 @@ def world(api: FlaskClient, provider: DataProvider) -> World:
     b_token = tenants.access_token(api, b.member("owner"))
     sessions = api.get("/api/v1/identity/sessions", headers=bearer(b_token)).json["items"]
     assert len(sessions) == 1
-    return World(a, b, roles, custom, invitation.id, token, verification, uuid.UUID(sessions[0]["id"]),
+    return World(a, b, roles, custom, invitation.id, token, verification, reset, uuid.UUID(sessions[0]["id"]),
                  reseller, signup_id, purchase, code)
 
 

@@ -286,6 +286,9 @@ VALID_FORMS: dict[str, dict[str, Value]] = {
     "/iam/users/invite": {"email": lambda w, c: refs.email("invitee"), "role": "employee"},
     "/identity/invitations/<token>": {"name": "Invited Person", "password": "invited password 0123"},
     "/identity/password": {"current_password": tenants.PASSWORD, "new_password": "a new password 0123"},
+    "/identity/password-reset": {"email": lambda w, c: refs.email("forgetful")},
+    "/identity/password-reset/<reset_token>": {"new_password": "a new password 0123",
+                                               "confirm_password": "a new password 0123"},
     "/identity/refresh": {"email": "", "password": "", "tenant": ""},  # spends the refresh cookie
     "/identity/verify/<verification_token>": {"password": tenants.PASSWORD},
     "/identity/sign-in": {"email": lambda w, c: c.caller.email if c.caller else "",

@@ -64,6 +64,7 @@ from tests.support.sweep import (
     invitation_token,
     note,
     param,
+    reset_token,
     resolve,
     served_spec,
     short_hex,
@@ -228,6 +229,7 @@ ACCEPTED = frozenset({
     "tenancy.create_signup: password=NUL",
     "identity.accept_invitation: password=NUL",
     "identity.change_password: new_password=NUL",
+    "identity.reset_password: new_password=NUL",
     "publications.publish_publication: publish_at=wrong type (a number)",
 })
 
@@ -293,6 +295,9 @@ VALID: dict[str, Callable[[World, Call], dict[str, Any]]] = {
     "identity.change_password": lambda w, c: {"current_password": tenants.PASSWORD,
                                               "new_password": "a new password 0123"},
     "identity.switch_tenant": lambda w, c: {"tenant": w.tenant.slug},
+    "identity.request_password_reset": lambda w, c: {"email": refs.email("forgetful")},
+    "identity.reset_password": lambda w, c: {"token": reset_token(w, c),
+                                             "new_password": "a new password 0123"},
     "identity.create_token": lambda w, c: {"email": w.tenant.member("employee").email,
                                            "password": tenants.PASSWORD, "tenant": w.tenant.slug},
     "notifications.set_branding": lambda w, c: {"display_name": "Sweep Org", "sender_address": None,

@@ -1,0 +1,316 @@
+"""A lost password: a link emailed to the account's address sets a new one (API and pages).
+
+The link is emailed by a real ``notifications`` worker (read back from its Maildir), travels
+sealed, works once and for PASSWORD_RESET_MINUTES, dies with a change of address or a
+deactivation, and using it ends every session of the account. Asking answers alike for any
+address; it is limited per address and per IP. Used and expired links are pruned.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+from werkzeug.test import TestResponse
+
+from config.settings import Settings, load_settings
+from domain.db.base import utcnow
+from domain.db.provider import DataProvider
+from domain.identity import recovery
+from domain.identity.models import PasswordReset, User
+from domain.identity.services import PasswordSealer
+from domain.messaging.tables import outbox
+from tests.integration.identity.conftest import REFRESH, mail_to, sessions_of
+from tests.integration.web.helpers import assert_refused
+from tests.integration.web.test_rate_limits import new_ip
+from tests.support import pages, processes, refs, tenants
+from tests.support.apps import web_app
+from tests.support.services import Stack
+from tests.support.tenants import Account, page_csrf, sign_in
+from tests.support.waiting import wait_for
+
+ASK = "/api/v1/identity/password-reset-links"
+USE = "/api/v1/identity/password-resets"
+ASK_PAGE = "/identity/password-reset"
+SUBJECT = "Choose a new password"
+MESSAGE_TYPE = "identity.PasswordResetRequested"
+NEW_PASSWORD = "a brand new password 0123"
+_RESET_LINK = re.compile(r"/identity/password-reset/([A-Za-z0-9_-]{20,100})\b")
+
+
+def ask(client: FlaskClient, email: str, ip: str | None = None) -> TestResponse:
+    """Ask for a reset link by API, from a client address of its own unless ``ip``."""
+    return client.post(ASK, json={"email": email}, environ_base={"REMOTE_ADDR": ip or new_ip()})
+
+
+def use(client: FlaskClient, token: str, password: str = NEW_PASSWORD) -> TestResponse:
+    """Use a reset link by API."""
+    return client.post(USE, json={"token": token, "new_password": password})
+
+
+def reset_emails(maildir: Path, address: str) -> list[EmailMessage]:
+    return [m for m in mail_to(maildir, address) if m["Subject"] == SUBJECT]
+
+
+def wait_for_reset_email(maildir: Path, address: str, count: int = 1) -> EmailMessage:
+    """The ``count``-th reset email to ``address``, once the worker wrote it."""
+    wait_for(lambda: len(reset_emails(maildir, address)) >= count, timeout=60,
+             message=f"password reset email {count} to {address}")
+    return reset_emails(maildir, address)[count - 1]
+
+
+def reset_token(message: EmailMessage) -> str:
+    """The token of the link in a reset email (its plain-text part); it is in the HTML part
+    too and in no header."""
+    text, html = message.get_body(preferencelist=("plain",)), message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    match = _RESET_LINK.search(text.get_content())
+    assert match, text.get_content()
+    token = match.group(1)
+    assert token in html.get_content()
+    assert all(token not in str(value) for _, value in message.items())
+    return token
+
+
+def reset_rows(provider: DataProvider, user_id: uuid.UUID) -> list[PasswordReset]:
+    with provider.management() as session:
+        return list(session.scalars(select(PasswordReset).where(PasswordReset.user_id == user_id)
+                                    .order_by(PasswordReset.created_at)))
+
+
+def requests_for(provider: DataProvider, email: str) -> list[dict[str, Any]]:
+    """The payloads of the reset messages recorded for ``email``."""
+    with provider.unscoped("management") as session:
+        return list(session.scalars(select(outbox.c.payload).where(
+            outbox.c.type == MESSAGE_TYPE, outbox.c.payload["email"].astext == email)))
+
+
+def account_row(provider: DataProvider, user_id: uuid.UUID) -> tuple[str | None, Any]:
+    """The account's password hash and when its address was verified."""
+    with provider.management() as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        return user.password_hash, user.email_verified_at
+
+
+def signs_in(client: FlaskClient, email: str, password: str) -> int:
+    return client.post("/api/v1/identity/tokens", json={"email": email, "password": password},
+                       environ_base={"REMOTE_ADDR": new_ip()}).status_code
+
+
+def live_link(provider: DataProvider, account: Account) -> str:
+    """A live reset link for ``account``, made as a request makes it; its token."""
+    with provider.management() as session:
+        _, token = recovery.start_password_reset(session, account.user_id, timedelta(minutes=60))
+        session.commit()
+    return token
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+def test_a_lost_password_is_replaced_through_the_emailed_link(
+        client: FlaskClient, provider: DataProvider, settings: Settings,
+        all_queues_worker: processes.Process, maildir: Path) -> None:
+    tenant = tenants.create_tenant(provider, ("admin",), prefix="lost", email_verified=False)
+    account = tenant.member("admin")
+    laptop, phone = sign_in(client, account, tenant.slug), sign_in(client, account, tenant.slug)
+
+    # The address as the person types it; the answer is the one an unknown address gets.
+    asked = ask(client, account.email.upper())
+    unknown = ask(client, refs.email("nobody"))
+    assert asked.status_code == unknown.status_code == 202, asked.get_data(as_text=True)[:300]
+    assert asked.json["detail"] == unknown.json["detail"]
+    (row,) = reset_rows(provider, account.user_id)
+    assert row.email == account.email and row.used_at is None
+    assert row.expires_at - row.created_at == pytest.approx(
+        timedelta(minutes=settings.password_reset_minutes), abs=timedelta(seconds=60))
+
+    token = reset_token(wait_for_reset_email(maildir, account.email))
+    # Sealed on the way: not in the outbox payload, not in the worker's log.
+    (payload,) = requests_for(provider, account.email)
+    assert token not in json.dumps(payload)
+    assert PasswordSealer(settings.secret_key).unseal(str(payload["sealed_token"])) == token
+    assert "send_password_reset" in all_queues_worker.log() and token not in all_queues_worker.log()
+
+    assert use(client, token).status_code == 204
+    assert signs_in(client, account.email, account.password) == 401
+    assert signs_in(client, account.email, NEW_PASSWORD) == 200
+    # Every session that held the old password is over, its access and refresh tokens alike.
+    for tokens in (laptop, phone):
+        assert_refused(client.get("/api/v1/iam/me", headers=tenants.bearer(tokens.access_token)), 401,
+                       "Authorization")
+        assert client.post(REFRESH, headers=tokens.refresh_bearer).status_code == 401
+    assert {state.revoked_reason for state in sessions_of(provider, account.user_id).values()
+            if state.revoked_at is not None} == {"password reset"}
+    # The link proved the address, and it works once.
+    assert account_row(provider, account.user_id)[1] is not None
+    assert "already used" in assert_refused(use(client, token, "yet another password 0123"), 404,
+                                            "token")["reason"]
+    assert signs_in(client, account.email, NEW_PASSWORD) == 200
+
+
+def test_an_unknown_or_deactivated_address_gets_the_same_answer_and_no_link(
+        client: FlaskClient, provider: DataProvider) -> None:
+    gone = tenants.create_account(provider, prefix="gone")
+    with provider.management() as session:
+        session.execute(update(User).where(User.id == gone.user_id).values(active=False))
+        session.commit()
+    known = ask(client, tenants.create_account(provider, prefix="known").email)
+    for email in (refs.email("nobody"), gone.email):
+        answer = ask(client, email)
+        assert answer.status_code == 202 and answer.json == {**known.json, "email": email}
+        assert requests_for(provider, email) == []
+    assert reset_rows(provider, gone.user_id) == []
+
+
+@pytest.mark.parametrize("spoiled", ["expired", "address changed", "deactivated", "another link used"])
+def test_a_link_that_is_no_longer_good_sets_nothing(client: FlaskClient, provider: DataProvider,
+                                                     spoiled: str) -> None:
+    account = tenants.create_account(provider, prefix="spoiled")
+    token, other = live_link(provider, account), live_link(provider, account)
+    with provider.management() as session:
+        if spoiled == "expired":
+            session.execute(update(PasswordReset).where(PasswordReset.user_id == account.user_id)
+                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+        elif spoiled == "address changed":
+            session.execute(update(User).where(User.id == account.user_id)
+                            .values(email=refs.email("moved")))
+        elif spoiled == "deactivated":
+            session.execute(update(User).where(User.id == account.user_id).values(active=False))
+        session.commit()
+    if spoiled == "another link used":
+        assert use(client, other).status_code == 204
+    before = account_row(provider, account.user_id)
+
+    assert_refused(use(client, token, "not to be set 0123"), 404, "token")
+    page = client.get(f"{ASK_PAGE}/{token}")
+    assert page.status_code == 404
+    assert "<strong>token</strong>: this password reset link is unknown" in page.get_data(as_text=True)
+    assert account_row(provider, account.user_id) == before
+
+
+def test_bad_input_names_the_field_and_leaves_the_link_usable(client: FlaskClient,
+                                                              provider: DataProvider) -> None:
+    account = tenants.create_account(provider, prefix="badinput")
+    token = live_link(provider, account)
+    before = account_row(provider, account.user_id)
+    assert_refused(use(client, token, "short"), 422, "new_password")
+    assert_refused(client.post(USE, json={"new_password": NEW_PASSWORD}), 422, "token")
+    assert_refused(client.post(USE, json={"token": "not a token!", "new_password": NEW_PASSWORD}), 422,
+                   "token")
+    assert_refused(client.post(USE, data="token=x", content_type="application/x-www-form-urlencoded"), 415,
+                   "Content-Type")
+    assert_refused(client.post(ASK, json={"email": "not an address"}), 422, "email")
+    assert_refused(client.post(ASK, json={"email": account.email, "tenant": "x"}), 422, "tenant")
+    assert account_row(provider, account.user_id) == before
+    assert len(reset_rows(provider, account.user_id)) == 1
+    assert use(client, token).status_code == 204
+
+
+@pytest.fixture(scope="module")
+def tight_app(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The web app with the default limit on reset links (the suite's stack lifts it)."""
+    env = stack.env(VAR_DIR=str(tmp_path_factory.mktemp("reset-limits-var")))
+    del env["RATE_LIMIT_PASSWORD_RESET"]
+    with web_app(load_settings(env)) as app:
+        yield app
+
+
+def test_the_links_asked_for_are_limited_per_address_and_per_ip(tight_app: Flask,
+                                                                 provider: DataProvider) -> None:
+    client = tight_app.test_client()
+    limits = tight_app.extensions["allotment.settings"].rate_limit_password_reset
+    per_hour = int(limits.split(" per hour")[0])
+    account = tenants.create_account(provider, prefix="eager")
+    for _ in range(per_hour):
+        assert ask(client, account.email).status_code == 202
+    refused = ask(client, account.email)
+    assert "for this address" in assert_refused(refused, 429, "email")["reason"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert len(reset_rows(provider, account.user_id)) == per_hour
+    # An unknown address is counted the same way: the limit says nothing of which exist.
+    nobody = refs.email("nobody")
+    for _ in range(per_hour):
+        assert ask(client, nobody).status_code == 202
+    assert_refused(ask(client, nobody), 429, "email")
+    # One client address asking for many addresses is limited too.
+    ip = new_ip()
+    for _ in range(per_hour):
+        assert ask(client, refs.email("sprayed"), ip).status_code == 202
+    by_ip = ask(client, refs.email("sprayed"), ip)
+    assert by_ip.status_code == 429 and "from this address" in by_ip.json["reason"]
+
+
+# --- the pages -------------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("all_queues_worker")
+def test_the_pages_reset_a_lost_password_and_sign_everyone_out(app: Flask, provider: DataProvider,
+                                                               maildir: Path) -> None:
+    account = tenants.create_account(provider, prefix="pages")
+    signed_in = app.test_client()
+    assert pages.sign_in(signed_in, account.email, account.password).status_code == 303
+    assert signed_in.get("/identity/sessions").status_code == 200
+
+    browser = app.test_client()
+    sign_in_page = browser.get("/identity/sign-in").get_data(as_text=True)
+    assert f'href="{ASK_PAGE}" id="forgot-password"' in sign_in_page
+    assert browser.post(ASK_PAGE, data={"email": account.email}).status_code == 400  # no CSRF token
+    assert reset_rows(provider, account.user_id) == []
+    csrf = page_csrf(browser, ASK_PAGE)
+    empty = browser.post(ASK_PAGE, data={"csrf_token": csrf, "email": ""})
+    assert empty.status_code == 422 and pages.field_errors(empty, "email")
+    sent = browser.post(ASK_PAGE, data={"csrf_token": csrf, "email": account.email})
+    assert sent.status_code == 200
+    assert f"If an account has the address {account.email}, a link" in sent.get_data(as_text=True)
+
+    token = reset_token(wait_for_reset_email(maildir, account.email))
+    link = f"{ASK_PAGE}/{token}"
+    shown = browser.get(link)
+    page = shown.get_data(as_text=True)
+    assert shown.status_code == 200 and f'data-field="email">{account.email}<' in page
+    assert '<meta name="referrer" content="no-referrer">' in page  # the token stays on this page
+    csrf = page_csrf(browser, link)
+    mismatch = browser.post(link, data={"csrf_token": csrf, "new_password": NEW_PASSWORD,
+                                        "confirm_password": NEW_PASSWORD + "x"})
+    assert mismatch.status_code == 422
+    assert pages.field_errors(mismatch, "confirm_password") == ["does not match the new password"]
+    assert reset_rows(provider, account.user_id)[0].used_at is None
+
+    done = browser.post(link, data={"csrf_token": csrf, "new_password": NEW_PASSWORD,
+                                    "confirm_password": NEW_PASSWORD})
+    assert done.status_code == 303 and done.headers["Location"] == "/identity/sign-in"
+    assert "is changed and every session of the account is signed out" in browser.get(
+        "/identity/sign-in").get_data(as_text=True)
+    # The browser that was signed in with the old password is sent to sign in.
+    assert pages.goes_to_sign_in(signed_in.get("/identity/sessions"))
+    assert browser.get(link).status_code == 404
+    assert pages.sign_in(browser, account.email, NEW_PASSWORD).status_code == 303
+    assert browser.get("/identity/sessions").status_code == 200
+
+
+# --- pruning ----------------------------------------------------------------------------------
+
+def test_the_hourly_prune_job_removes_dead_links_and_keeps_live_ones(
+        all_queues_worker: processes.Process, provider: DataProvider, app: Flask) -> None:
+    account = tenants.create_account(provider, prefix="prunereset")
+    live_link(provider, account), live_link(provider, account), live_link(provider, account)
+    old_used, old_expired, live = (row.id for row in reset_rows(provider, account.user_id))
+    long_ago = utcnow() - timedelta(days=30)
+    with provider.management() as session:
+        session.execute(update(PasswordReset).where(PasswordReset.id == old_used).values(used_at=long_ago))
+        session.execute(update(PasswordReset).where(PasswordReset.id == old_expired)
+                        .values(expires_at=long_ago))
+        session.commit()
+    publisher = app.extensions["allotment.celery"]
+    report = publisher.send_task("tasks.relay.prune_messages", queue="relay").get(timeout=120)
+    assert report["password_resets"] >= 2
+    assert [row.id for row in reset_rows(provider, account.user_id)] == [live]
