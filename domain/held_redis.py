@@ -24,6 +24,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 
 class HeldRedis:
@@ -33,8 +34,12 @@ class HeldRedis:
         pool = redis.ConnectionPool.from_url(url, socket_timeout=socket_timeout,
                                              socket_connect_timeout=socket_connect_timeout)
         # The pool only parses the URL (scheme, TLS, database, credentials); it lends nothing.
+        # Without the pool's maintenance-notification handler a connection is in no reference
+        # cycle: it is freed, and its socket closed, as soon as its thread ends.
         self._connection_class = pool.connection_class
-        self._connection_kwargs = pool.connection_kwargs
+        self._connection_kwargs = {**pool.connection_kwargs,
+                                   "maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+        self._connection_kwargs.pop("maint_notifications_pool_handler", None)
         self._local = threading.local()
 
     def execute(self, *args: Any) -> Any:
@@ -74,10 +79,17 @@ class HeldRedis:
     @staticmethod
     def _run(connection: redis.Connection, args: tuple[Any, ...]) -> Any:
         # redis-py's connection drops its socket itself on any failure while sending or
-        # reading (a timeout, a lost socket, an interrupt): no late answer is read for the
-        # next command. An error answer (``ResponseError``) leaves it in step.
-        connection.send_command(*args)
-        return connection.read_response()
+        # reading; an exception between the two (a signal's: Celery's soft time limit) would
+        # leave the answer unread for the next command, so the socket is dropped then too.
+        # An error answer (``ResponseError``) leaves the connection in step.
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        except redis.ResponseError:
+            raise
+        except BaseException:
+            connection.disconnect()
+            raise
 
 
 class Script:

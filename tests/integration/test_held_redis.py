@@ -14,6 +14,7 @@ import redis
 
 from config.settings import Settings
 from domain.held_redis import HeldRedis, Script
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -45,14 +46,17 @@ def test_commands_go_on_one_held_connection(held: HeldRedis, onlooker: redis.Red
     assert onlooker.lrange(key, 0, -1) == [b"a", b"b"]
 
 
-def test_each_thread_holds_its_own_connection(held: HeldRedis) -> None:
+def test_each_thread_holds_its_own_connection_until_it_ends(held: HeldRedis, onlooker: redis.Redis) -> None:
     mine = held.execute("CLIENT", "ID")
     theirs: list[int] = []
-    worker = threading.Thread(target=lambda: theirs.extend([held.execute("CLIENT", "ID")] * 2))
+    worker = threading.Thread(target=lambda: theirs.extend(held.execute("CLIENT", "ID") for _ in range(2)))
     worker.start()
     worker.join(timeout=10)
-    assert len(theirs) == 2 and theirs[0] != mine
+    assert len(theirs) == 2 and theirs[0] == theirs[1] != mine
     assert held.execute("CLIENT", "ID") == mine
+    # The ended thread's connection is closed with it, not left for the garbage collector.
+    wait_for(lambda: str(theirs[0]) not in {str(c["id"]) for c in onlooker.client_list()}, timeout=10,
+             message="the ended thread's connection to close")
 
 
 def test_a_forked_child_opens_its_own_and_leaves_the_parents_alone(held: HeldRedis) -> None:
