@@ -47,10 +47,12 @@ class HandlerContext:
         return uuid.UUID(self.envelope.tenant_id) if self.envelope.tenant_id else None
 
     def emit(self, message: Contract, tenant_id: uuid.UUID | None = None) -> None:
-        """Record a new message in this transaction's outbox."""
-        self.emitted += outbox.record(
-            self.session, message, tenant_id=tenant_id or self.tenant_id,
-            correlation_id=self.envelope.correlation_id)
+        """Record a new message in this transaction's outbox, for ``tenant_id`` or, by
+        default, the tenant this one acts for (for no tenant, a message of no tenant)."""
+        if tenant_id is None and not message.tenantless():
+            tenant_id = self.tenant_id
+        self.emitted += outbox.record(self.session, message, tenant_id=tenant_id,
+                                      correlation_id=self.envelope.correlation_id)
 
 
 Handler = Callable[[HandlerContext, Contract], None]
@@ -113,7 +115,7 @@ def message_of(envelope: Envelope, contract: type[C]) -> C:
     has no ``tenant_id``: an account's own, such as its password reset) is recorded for one."""
     message = contract.parse(envelope.version, envelope.payload)
     tenant_id = uuid.UUID(envelope.tenant_id) if envelope.tenant_id else None
-    if tenant_id is not None and "tenant_id" not in type(message).model_fields:
+    if tenant_id is not None and message.tenantless():
         raise PermissionError(f"{envelope.type} {envelope.id} is delivered as tenant {tenant_id} "
                               "and is no tenant's message")
     if (named := message.other_tenant(tenant_id)) is not None:

@@ -78,6 +78,8 @@ def prepare(session: Session | Writes, message: Contract, *, tenant_id: uuid.UUI
     rows itself (e.g. in the same statement as its business row); call ``remember`` after."""
     if (named := message.other_tenant(tenant_id)) is not None:
         raise ValueError(f"{message.message_type} names tenant {named}, recorded for tenant {tenant_id}")
+    if tenant_id is not None and message.tenantless():
+        raise ValueError(f"{message.message_type} is no tenant's message, recorded for tenant {tenant_id}")
     lease_seconds = session.info["lease_seconds"]
     event_id = uuid.uuid4()
     payload = message.model_dump(mode="json")

@@ -40,6 +40,12 @@ class Contract(BaseModel):
         return named if tenant_id is not None and named is not None and named != tenant_id else None
 
     @classmethod
+    def tenantless(cls) -> bool:
+        """True for a message of no tenant (no ``tenant_id`` field: an account's own business,
+        such as its password reset): it is recorded, and run, for no tenant."""
+        return "tenant_id" not in cls.model_fields
+
+    @classmethod
     def parse(cls, version: int, payload: dict[str, Any]) -> Contract:
         """Validate a payload of this version or the previous one."""
         if version == cls.version:

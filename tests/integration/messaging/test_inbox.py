@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import delete, func, insert, select, text
@@ -10,6 +11,7 @@ from sqlalchemy import delete, func, insert, select, text
 from domain.db.fences import tenant_fences
 from domain.db.provider import DataProvider, TenantMoved
 from domain.messaging import handling, inbox, outbox, relay
+from domain.messaging.contracts.identity import PasswordResetRequestedV1
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.handling import HandlerContext
 from domain.messaging.outbox import Envelope
@@ -73,6 +75,26 @@ def test_a_delivery_whose_payload_names_another_tenant_is_refused_and_not_run(
 def test_a_message_naming_another_tenant_than_its_own_is_not_recorded(provider: DataProvider) -> None:
     with provider.management() as session, pytest.raises(ValueError, match="recorded for tenant"):
         outbox.record(session, welcome(uuid.uuid4()), tenant_id=uuid.uuid4(), correlation_id=None)
+
+
+def _reset_asked(user_id: uuid.UUID) -> PasswordResetRequestedV1:
+    return PasswordResetRequestedV1(user_id=user_id, email="someone@example.com", name="Someone",
+                                    sealed_token="sealed", expires_at=datetime.now(UTC))
+
+
+def test_a_message_of_no_tenant_is_recorded_for_no_tenant_only(
+        provider: DataProvider, delivery: tuple[Envelope, uuid.UUID, uuid.UUID]) -> None:
+    envelope, tenant_id, _ = delivery
+    with provider.management() as session:
+        with pytest.raises(ValueError, match="is no tenant's message, recorded for tenant"):
+            outbox.record(session, _reset_asked(uuid.uuid4()), tenant_id=tenant_id, correlation_id=None)
+        # A handler acting for a tenant that emits one records it for no tenant.
+        ctx = HandlerContext(session, envelope, provider)
+        ctx.emit(_reset_asked(uuid.uuid4()))
+        assert [e.tenant_id for e in ctx.emitted] == [None]
+        with pytest.raises(ValueError, match="is no tenant's message"):
+            ctx.emit(_reset_asked(uuid.uuid4()), tenant_id=tenant_id)
+        session.rollback()
 
 
 def test_a_redelivery_completes_a_message_whose_completion_was_lost(
