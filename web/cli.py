@@ -21,9 +21,11 @@ from domain.db import migrate
 from domain.db.provider import DataProvider
 from domain.errors import DomainError
 from domain.identity import services as identity
+from domain.identity import sessions
 from domain.messaging import outbox, relay
 from domain.tenancy import export, migrations, promotion
 from domain.tenancy import queries as tenancy
+from web.auth import revoke_sessions
 from web.storage import send_export, storage
 from workers.publisher import publish, run_group
 
@@ -210,6 +212,26 @@ def create_operator(email: str, name: str) -> None:
             raise click.ClickException(f"{exc.field}: {exc.reason}") from None
         session.commit()
     click.echo(f"operator {email} created")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+def set_password(email: str) -> None:
+    """Set an account's password (from ALLOTMENT_OPERATOR_PASSWORD or a prompt) and end every
+    session of it: how a platform operator who lost theirs gets back in (operators get no
+    password reset link by email)."""
+    password = os.environ.get("ALLOTMENT_OPERATOR_PASSWORD") or getpass.getpass("Password: ")
+    if len(password) < 10:
+        raise click.ClickException("password: must be at least 10 characters")
+    with _provider().management() as session:
+        user = identity.user_by_email(session, email)
+        if user is None:
+            raise click.ClickException("email: no account has this address")
+        identity.set_password(session, user.id, password)
+        ended = sessions.revoke_user(session, user.id, "password set by an operator")
+        revoke_sessions(ended)  # before the commit, as the web flows do
+        session.commit()
+    click.echo(f"password of {user.email} set; {len(ended)} sessions ended")
 
 
 def init_app(app: Flask) -> None:

@@ -7,8 +7,9 @@ and only they — can choose a new password. Using the link sets it, proves the 
 every session of the account (web.identity.flows), as a password change does.
 
 The link is short-lived (PASSWORD_RESET_MINUTES), single use, and dies when the account
-changes its address or is deactivated. Its token travels sealed in the outbox, only its
-hash is kept, and only the email carries it readable.
+changes its address, is deactivated or changes its password. Its token travels sealed in
+the outbox, only its hash is kept, and only the email carries it readable. Accounts with no
+password (an external provider's) and platform operators get no link.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
@@ -41,15 +42,18 @@ class PasswordResetView:
 
 def request_password_reset(session: Session, email: str, *, lifetime: timedelta, sealer: PasswordSealer,
                            correlation_id: str | None) -> bool:
-    """Record a reset link for the active account with this address and the
+    """Record a reset link for the account with this address and the
     ``identity.PasswordResetRequested`` message that emails it, in the caller's
-    transaction; True if there was such an account. The caller answers alike either way.
+    transaction; True if a link was made. The caller answers alike either way.
 
-    An account made by an external provider (no password yet) gets a link too: the owner of
-    its address may give it one.
+    No link is made for an account that is deactivated, that has no password (made by an
+    external provider: it signs in there, and a password set by email would sidestep the
+    provider's own checks and outlive its removal there), or of a platform operator (whose
+    mailbox would then be the key to every tenant: an operator's password is changed by
+    the operator, signed in, or set anew with ``flask users set-password``).
     """
-    user = identity.user_by_email(session, email)
-    if user is None or not user.active:
+    user = session.scalar(select(User).where(User.email == identity.normalize_email(email)))
+    if user is None or not user.active or user.password_hash is None or user.is_operator:
         return False
     view, token = start_password_reset(session, user.id, lifetime)
     outbox.record(session, PasswordResetRequestedV1(
@@ -73,39 +77,41 @@ def start_password_reset(session: Session, user_id: uuid.UUID,
     return PasswordResetView(row.id, user.id, row.email, row.expires_at), token
 
 
-def password_reset(session: Session, token: str, *, lock: bool = False) -> PasswordResetView:
+def password_reset(session: Session, token: str) -> PasswordResetView:
     """The live link behind ``token``; UnknownPasswordReset if it is unknown, used or
-    expired, or its account is deactivated or no longer has the address it was sent to.
-
-    ``lock`` holds the row until the transaction ends: concurrent uses queue behind the
-    first one and then find it used.
-    """
-    query = (select(PasswordReset, User.email, User.active).join(User, User.id == PasswordReset.user_id)
-             .where(PasswordReset.token_hash == identity.token_hash(token)))
-    if lock:
-        query = query.with_for_update(of=PasswordReset)
-    row = session.execute(query).one_or_none()
+    expired, or its account is deactivated or no longer has the address it was sent to."""
+    row = session.execute(
+        select(PasswordReset.id, PasswordReset.user_id, PasswordReset.email, PasswordReset.expires_at,
+               PasswordReset.used_at, User.email, User.active)
+        .join(User, User.id == PasswordReset.user_id)
+        .where(PasswordReset.token_hash == identity.token_hash(token))).one_or_none()
     if row is None:
         raise UnknownPasswordReset()
-    reset, current_email, active = row
-    if (reset.used_at is not None or reset.expires_at <= utcnow() or reset.email != current_email
-            or not active):
+    reset_id, user_id, sent_to, expires_at, used_at, current_email, active = row
+    if used_at is not None or expires_at <= utcnow() or sent_to != current_email or not active:
         raise UnknownPasswordReset()
-    return PasswordResetView(reset.id, reset.user_id, reset.email, reset.expires_at)
+    return PasswordResetView(reset_id, user_id, sent_to, expires_at)
 
 
 def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID:
     """Use a reset link once: the account gets ``new_password`` and its address counts as
     verified; this link and every other live one of the account are spent. Returns the
-    user, whose sessions the caller ends."""
-    view = password_reset(session, token, lock=True)
-    user = session.get(User, view.user_id, with_for_update=True)
-    if user is None:  # cannot happen (foreign key); kept as the same refusal
+    user, whose sessions the caller ends. On UnknownPasswordReset the caller rolls back.
+
+    The account's row is locked first: concurrent uses of its links (a double click, two
+    tabs, the owner racing someone else), a deactivation and a password change all queue
+    there, and each then finds what the one before it did: the link spent, the account
+    deactivated or its address changed.
+    """
+    view = password_reset(session, token)
+    user = session.scalars(select(User).where(User.id == view.user_id).with_for_update(key_share=True)
+                           .execution_options(populate_existing=True)).one()
+    if not user.active or user.email != view.email:
         raise UnknownPasswordReset()
+    if view.id not in identity.spend_password_resets(session, user.id):
+        raise UnknownPasswordReset()  # used or expired meanwhile
     user.password_hash = identity.hash_password(new_password)
     identity.mark_verified(user)
-    session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id,
-                                                PasswordReset.used_at.is_(None)).values(used_at=utcnow()))
     session.flush()
     return user.id
 

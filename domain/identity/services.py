@@ -32,7 +32,7 @@ from domain.identity.errors import (
     UnverifiedEmail,
     WrongPassword,
 )
-from domain.identity.models import EmailVerification, ExternalIdentity, User
+from domain.identity.models import EmailVerification, ExternalIdentity, PasswordReset, User
 from domain.tenancy import queries as tenancy_queries
 
 if TYPE_CHECKING:  # the OIDC client (requests, joserfc) is the web tier's; workers never load it
@@ -192,21 +192,49 @@ def _active_user(session: Session, user_id: uuid.UUID) -> User:
 
 
 def change_password(session: Session, user_id: uuid.UUID, current: str, new: str) -> None:
-    """Replace the password after checking the current one (the caller revokes sessions)."""
+    """Replace the password after checking the current one (the caller revokes sessions);
+    the account's live password reset links are spent: whoever holds one can no longer
+    override the password its owner just chose."""
     user = _active_user(session, user_id)
     if not _password_matches(user.password_hash, current):
         raise WrongPassword()
     user.password_hash = hash_password(new)
     session.flush()
+    spend_password_resets(session, user.id)
+
+
+def set_password(session: Session, user_id: uuid.UUID, new: str) -> None:
+    """Set the password without the current one (an operator's own CLI; the caller revokes
+    sessions); live password reset links are spent, as by ``change_password``."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user", field="user_id")
+    user.password_hash = hash_password(new)
+    session.flush()
+    spend_password_resets(session, user.id)
 
 
 def set_account_active(session: Session, user_id: uuid.UUID, active: bool) -> None:
-    """Deactivate (or reactivate) an account everywhere (platform operators)."""
+    """Deactivate (or reactivate) an account everywhere (platform operators). Deactivating
+    spends its live password reset links, so a reactivation does not bring them back."""
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("no such user", field="user_id")
     user.active = active
     session.flush()
+    if not active:
+        spend_password_resets(session, user.id)
+
+
+def spend_password_resets(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:
+    """Mark the account's live (unused, unexpired) password reset links used; their ids. Run
+    under the account's row lock (its update, or ``recovery.reset_password``'s lock): every
+    use of its links queues there first, so two never deadlock on each other's link rows."""
+    now = utcnow()
+    return list(session.scalars(
+        update(PasswordReset).where(PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None),
+                                    PasswordReset.expires_at > now)
+        .values(used_at=now).returning(PasswordReset.id)))
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ from playwright.sync_api import Page
 
 from domain.db.provider import DataProvider
 from tests.browser.conftest import element_after, make_owner
-from tests.integration.identity.conftest import maildir_of
-from tests.integration.identity.test_password_reset import reset_token, wait_for_reset_email
 from tests.support import processes
+from tests.support.mailbox import maildir_of, reset_token
 
 pytestmark = pytest.mark.e2e
 NEW_PASSWORD = "a password chosen anew 0123"
@@ -33,7 +32,7 @@ def test_a_lost_password_is_replaced_from_the_sign_in_page(page: Page, provider:
     assert press(page, "form#password-reset-link") == 200
     assert owner.email in page.inner_text("#link-sent")
 
-    token = reset_token(wait_for_reset_email(maildir_of(all_queues_worker), owner.email))
+    token = reset_token(maildir_of(all_queues_worker), owner.email)
     page.goto(f"/identity/password-reset/{token}")
     assert page.inner_text('dd[data-field="email"]') == owner.email
     page.fill('[name="new_password"]', NEW_PASSWORD)

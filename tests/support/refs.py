@@ -14,6 +14,11 @@ def email(prefix: str = "user") -> str:
     return f"{prefix}-{secrets.token_hex(5)}@example.com"
 
 
+def client_ip() -> str:
+    """A client address no other request of the run has used (rate limits count per IP)."""
+    return "10." + ".".join(str(secrets.randbelow(256)) for _ in range(3))
+
+
 def signup_body(**overrides: str) -> dict[str, str]:
     """A valid signup request body."""
     name = slug()

@@ -28,7 +28,6 @@ from domain.db.provider import MANAGEMENT, TRIAL, DataProvider
 from domain.employment.rows import COLUMNS
 from domain.iam import services as iam
 from domain.iam.access import OPERATOR
-from domain.identity import recovery
 from domain.identity import services as identity
 from domain.notifications.models import Notice
 from tests.support import pages, refs, tenants
@@ -235,11 +234,7 @@ def verification_token(w: World, c: Call) -> str:
 def reset_token(w: World, c: Call) -> str:
     """A live link setting a new password for a fresh account (using it signs that account
     out everywhere: never the caller's)."""
-    account = tenants.create_account(w.provider, prefix="resetting")
-    with w.provider.management() as session:
-        _, token = recovery.start_password_reset(session, account.user_id, timedelta(hours=1))
-        session.commit()
-    return token
+    return tenants.reset_link(w.provider, tenants.create_account(w.provider, prefix="resetting").user_id)
 
 
 def _import(w: World, c: Call) -> str:

@@ -22,6 +22,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from html import unescape
 from typing import Any
 
@@ -34,6 +35,7 @@ from werkzeug.test import TestResponse
 
 from domain.db.provider import MANAGEMENT, DataProvider
 from domain.iam import services as iam
+from domain.identity import recovery
 from domain.identity import services as identity
 from domain.tenancy.models import Tenant
 from tests.support import refs
@@ -116,6 +118,15 @@ def create_account(provider: DataProvider, *, operator: bool = False, password: 
                                     email_verified=email_verified)
         session.commit()
         return Account(user.id, user.email, password)
+
+
+def reset_link(provider: DataProvider, user_id: uuid.UUID, lifetime: timedelta = timedelta(hours=1)) -> str:
+    """A live link setting a new password for the account, made as its request makes it; its
+    token (which only the email would carry)."""
+    with provider.management() as session:
+        _, token = recovery.start_password_reset(session, user_id, lifetime)
+        session.commit()
+    return token
 
 
 def create_tenant(provider: DataProvider, roles: Iterable[str] = BUILTIN_ROLES, *,

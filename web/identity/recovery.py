@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import current_app, flash, redirect, render_template, url_for
+from flask import current_app, flash, make_response, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from domain.errors import DomainError
@@ -69,5 +69,11 @@ def password_reset_page(reset_token: str) -> Any:
     return clear_token_cookies(response)
 
 
-def _reset_page(form: PasswordResetForm, token: str, view: recovery.PasswordResetView) -> str:
-    return render_template("identity/password_reset.html", form=form, token=token, reset=view)
+def _reset_page(form: PasswordResetForm, token: str, view: recovery.PasswordResetView) -> Response:
+    # The page's address holds the token: no cache keeps it, no link followed from it
+    # carries it on (the template's meta tag says it too, for browsers that read only that).
+    response = make_response(render_template("identity/password_reset.html", form=form, token=token,
+                                             reset=view))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -8,8 +8,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,9 @@ from domain.db.provider import DataProvider
 from domain.identity.models import AuthSession
 from tests.support import processes, tenants
 from tests.support.apps import web_app
+from tests.support.mailbox import maildir_of
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
-from tests.support.services import ROOT, Stack
+from tests.support.services import Stack
 from tests.support.tenants import Account, Tokens
 
 TOKENS = "/api/v1/identity/tokens"
@@ -153,24 +152,6 @@ def oidc_app(oidc_settings: Settings) -> Iterator[Flask]:
 def web(oidc_app: Flask) -> FlaskClient:
     """A browser (or API client) of the OIDC-enabled app; keeps cookies."""
     return oidc_app.test_client()
-
-
-def maildir_of(worker: processes.Process) -> Path:
-    """Where ``worker`` writes mail: its settings' var dir (relative to the checkout it runs in)."""
-    var_dir = load_settings(worker.env).var_dir
-    return (var_dir if var_dir.is_absolute() else ROOT / var_dir) / "mail" / "new"
-
-
-def mail_to(maildir: Path, address: str) -> list[EmailMessage]:
-    """Every email in ``maildir`` addressed to ``address`` (other tests write there too)."""
-    if not maildir.exists():
-        return []
-    found = []
-    for path in sorted(maildir.iterdir()):
-        message: EmailMessage = message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[assignment]
-        if message["To"] == address:
-            found.append(message)
-    return found
 
 
 @pytest.fixture

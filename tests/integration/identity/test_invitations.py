@@ -27,10 +27,11 @@ from domain.iam.models import Invitation
 from domain.identity import services as identity
 from domain.messaging.tables import inbox, outbox
 from domain.notifications.models import EmailDelivery
-from tests.integration.identity.conftest import ME, Org, mail_to, maildir_of
+from tests.integration.identity.conftest import ME, Org
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
 from tests.support.apps import web_app
+from tests.support.mailbox import mail_to, maildir_of
 from tests.support.services import REDIS_DB_OFFLINE, Services
 from tests.support.tenants import Account, Tokens, sign_in, tokens_of
 from tests.support.waiting import wait_for

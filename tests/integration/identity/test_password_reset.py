@@ -8,77 +8,49 @@ address; it is limited per address and per IP. Used and expired links are pruned
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from werkzeug.test import TestResponse
 
 from config.settings import Settings, load_settings
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
-from domain.identity import recovery
+from domain.identity import services as identity
 from domain.identity.models import PasswordReset, User
 from domain.identity.services import PasswordSealer
 from domain.messaging.tables import outbox
-from tests.integration.identity.conftest import REFRESH, mail_to, sessions_of
+from tests.integration.identity.conftest import REFRESH, sessions_of
 from tests.integration.web.helpers import assert_refused
-from tests.integration.web.test_rate_limits import new_ip
-from tests.support import pages, processes, refs, tenants
+from tests.support import mailbox, pages, processes, refs, tenants
 from tests.support.apps import web_app
 from tests.support.services import Stack
-from tests.support.tenants import Account, page_csrf, sign_in
+from tests.support.tenants import page_csrf, sign_in
 from tests.support.waiting import wait_for
 
 ASK = "/api/v1/identity/password-reset-links"
 USE = "/api/v1/identity/password-resets"
 ASK_PAGE = "/identity/password-reset"
-SUBJECT = "Choose a new password"
 MESSAGE_TYPE = "identity.PasswordResetRequested"
 NEW_PASSWORD = "a brand new password 0123"
-_RESET_LINK = re.compile(r"/identity/password-reset/([A-Za-z0-9_-]{20,100})\b")
 
 
 def ask(client: FlaskClient, email: str, ip: str | None = None) -> TestResponse:
     """Ask for a reset link by API, from a client address of its own unless ``ip``."""
-    return client.post(ASK, json={"email": email}, environ_base={"REMOTE_ADDR": ip or new_ip()})
+    return client.post(ASK, json={"email": email}, environ_base={"REMOTE_ADDR": ip or refs.client_ip()})
 
 
 def use(client: FlaskClient, token: str, password: str = NEW_PASSWORD) -> TestResponse:
     """Use a reset link by API."""
     return client.post(USE, json={"token": token, "new_password": password})
-
-
-def reset_emails(maildir: Path, address: str) -> list[EmailMessage]:
-    return [m for m in mail_to(maildir, address) if m["Subject"] == SUBJECT]
-
-
-def wait_for_reset_email(maildir: Path, address: str, count: int = 1) -> EmailMessage:
-    """The ``count``-th reset email to ``address``, once the worker wrote it."""
-    wait_for(lambda: len(reset_emails(maildir, address)) >= count, timeout=60,
-             message=f"password reset email {count} to {address}")
-    return reset_emails(maildir, address)[count - 1]
-
-
-def reset_token(message: EmailMessage) -> str:
-    """The token of the link in a reset email (its plain-text part); it is in the HTML part
-    too and in no header."""
-    text, html = message.get_body(preferencelist=("plain",)), message.get_body(preferencelist=("html",))
-    assert text is not None and html is not None
-    match = _RESET_LINK.search(text.get_content())
-    assert match, text.get_content()
-    token = match.group(1)
-    assert token in html.get_content()
-    assert all(token not in str(value) for _, value in message.items())
-    return token
 
 
 def reset_rows(provider: DataProvider, user_id: uuid.UUID) -> list[PasswordReset]:
@@ -104,15 +76,7 @@ def account_row(provider: DataProvider, user_id: uuid.UUID) -> tuple[str | None,
 
 def signs_in(client: FlaskClient, email: str, password: str) -> int:
     return client.post("/api/v1/identity/tokens", json={"email": email, "password": password},
-                       environ_base={"REMOTE_ADDR": new_ip()}).status_code
-
-
-def live_link(provider: DataProvider, account: Account) -> str:
-    """A live reset link for ``account``, made as a request makes it; its token."""
-    with provider.management() as session:
-        _, token = recovery.start_password_reset(session, account.user_id, timedelta(minutes=60))
-        session.commit()
-    return token
+                       environ_base={"REMOTE_ADDR": refs.client_ip()}).status_code
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -134,7 +98,7 @@ def test_a_lost_password_is_replaced_through_the_emailed_link(
     assert row.expires_at - row.created_at == pytest.approx(
         timedelta(minutes=settings.password_reset_minutes), abs=timedelta(seconds=60))
 
-    token = reset_token(wait_for_reset_email(maildir, account.email))
+    token = mailbox.reset_token(maildir, account.email)
     # Sealed on the way: not in the outbox payload, not in the worker's log.
     (payload,) = requests_for(provider, account.email)
     assert token not in json.dumps(payload)
@@ -176,7 +140,7 @@ def test_an_unknown_or_deactivated_address_gets_the_same_answer_and_no_link(
 def test_a_link_that_is_no_longer_good_sets_nothing(client: FlaskClient, provider: DataProvider,
                                                      spoiled: str) -> None:
     account = tenants.create_account(provider, prefix="spoiled")
-    token, other = live_link(provider, account), live_link(provider, account)
+    token, other = (tenants.reset_link(provider, account.user_id) for _ in range(2))
     with provider.management() as session:
         if spoiled == "expired":
             session.execute(update(PasswordReset).where(PasswordReset.user_id == account.user_id)
@@ -201,7 +165,7 @@ def test_a_link_that_is_no_longer_good_sets_nothing(client: FlaskClient, provide
 def test_bad_input_names_the_field_and_leaves_the_link_usable(client: FlaskClient,
                                                               provider: DataProvider) -> None:
     account = tenants.create_account(provider, prefix="badinput")
-    token = live_link(provider, account)
+    token = tenants.reset_link(provider, account.user_id)
     before = account_row(provider, account.user_id)
     assert_refused(use(client, token, "short"), 422, "new_password")
     assert_refused(client.post(USE, json={"new_password": NEW_PASSWORD}), 422, "token")
@@ -243,11 +207,103 @@ def test_the_links_asked_for_are_limited_per_address_and_per_ip(tight_app: Flask
         assert ask(client, nobody).status_code == 202
     assert_refused(ask(client, nobody), 429, "email")
     # One client address asking for many addresses is limited too.
-    ip = new_ip()
+    ip = refs.client_ip()
     for _ in range(per_hour):
         assert ask(client, refs.email("sprayed"), ip).status_code == 202
     by_ip = ask(client, refs.email("sprayed"), ip)
     assert by_ip.status_code == 429 and "from this address" in by_ip.json["reason"]
+
+
+def test_operators_and_accounts_without_a_password_get_no_link(client: FlaskClient,
+                                                                provider: DataProvider) -> None:
+    operator = tenants.create_account(provider, operator=True)
+    provider_made = tenants.create_account(provider, prefix="oidc-made")
+    with provider.management() as session:
+        session.execute(update(User).where(User.id == provider_made.user_id).values(password_hash=None))
+        session.commit()
+    known = ask(client, tenants.create_account(provider, prefix="known").email)
+    for account in (operator, provider_made):
+        answer = ask(client, account.email)
+        assert answer.status_code == 202 and answer.json == {**known.json, "email": account.email}
+        assert reset_rows(provider, account.user_id) == [] and requests_for(provider, account.email) == []
+
+
+def test_a_password_change_or_a_deactivation_spends_the_live_links(client: FlaskClient,
+                                                                     provider: DataProvider) -> None:
+    changed = tenants.create_account(provider, prefix="changed")
+    token = tenants.reset_link(provider, changed.user_id)
+    tokens = sign_in(client, changed)
+    answer = client.post("/api/v1/identity/password", headers=tenants.bearer(tokens.access_token),
+                         json={"current_password": changed.password, "new_password": NEW_PASSWORD})
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert_refused(use(client, token, "the link holder's choice 0123"), 404, "token")
+    assert signs_in(client, changed.email, NEW_PASSWORD) == 200
+
+    deactivated = tenants.create_account(provider, prefix="deactivated")
+    token = tenants.reset_link(provider, deactivated.user_id)
+    with provider.management() as session:
+        identity.set_account_active(session, deactivated.user_id, False)
+        identity.set_account_active(session, deactivated.user_id, True)  # back within the hour
+        session.commit()
+    assert_refused(use(client, token), 404, "token")
+    assert signs_in(client, deactivated.email, deactivated.password) == 200
+
+
+def _held_up_by_the_account_lock(provider: DataProvider, waiting: int) -> bool:
+    """True once ``waiting`` transactions wait for a row lock on an account."""
+    with provider.unscoped("management") as session:
+        return (session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ILIKE '%FROM users%'")) or 0) >= waiting
+
+
+@pytest.mark.parametrize("links", ["one link twice", "two links of the account"])
+def test_uses_at_once_set_one_password_and_refuse_the_rest(app: Flask, provider: DataProvider,
+                                                           links: str) -> None:
+    # A double click, two tabs, or the owner racing someone else: the requests queue on the
+    # account's row, which the test holds until both wait there, one through the API and
+    # one through the page. One sets its password; the other finds its link spent (404),
+    # never a deadlock or a 500.
+    account = tenants.create_account(provider, prefix="racing")
+    first = tenants.reset_link(provider, account.user_id)
+    second = first if links == "one link twice" else tenants.reset_link(provider, account.user_id)
+    browser = app.test_client()
+    csrf = page_csrf(browser, f"{ASK_PAGE}/{second}")
+    calls = {
+        "api": lambda: use(app.test_client(), first, "chosen through the api 0123").status_code,
+        "page": lambda: browser.post(f"{ASK_PAGE}/{second}", data={
+            "csrf_token": csrf, "new_password": "chosen through the page 0123",
+            "confirm_password": "chosen through the page 0123"}).status_code,
+    }
+    with provider.unscoped("management") as holder:
+        holder.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": account.user_id})
+        with ThreadPoolExecutor(2) as pool:
+            futures = {name: pool.submit(call) for name, call in calls.items()}
+            wait_for(lambda: _held_up_by_the_account_lock(provider, 2), timeout=30,
+                     message="both uses to wait for the account")
+            holder.commit()
+            answers = {name: future.result(timeout=60) for name, future in futures.items()}
+    assert answers in ({"api": 204, "page": 404}, {"api": 404, "page": 303}), answers
+    winner = "api" if answers["api"] == 204 else "page"
+    assert signs_in(client=app.test_client(), email=account.email,
+                    password=f"chosen through the {winner} 0123") == 200
+    assert all(row.used_at is not None for row in reset_rows(provider, account.user_id))
+
+
+def test_the_cli_sets_a_lost_operator_password_and_ends_every_session(
+        app: Flask, client: FlaskClient, provider: DataProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    operator = tenants.create_account(provider, operator=True)
+    tokens = sign_in(client, operator)
+    monkeypatch.setenv("ALLOTMENT_OPERATOR_PASSWORD", NEW_PASSWORD)
+    result = app.test_cli_runner().invoke(args=["users", "set-password", operator.email.upper()])
+    assert result.exit_code == 0, result.output
+    assert f"password of {operator.email} set; 1 sessions ended" in result.output
+    assert signs_in(client, operator.email, operator.password) == 401
+    assert signs_in(client, operator.email, NEW_PASSWORD) == 200
+    assert_refused(client.get("/api/v1/operations/messages", headers=tenants.bearer(tokens.access_token)),
+                   401, "Authorization")
+    unknown = app.test_cli_runner().invoke(args=["users", "set-password", refs.email("nobody")])
+    assert unknown.exit_code != 0 and "email: no account has this address" in unknown.output
 
 
 # --- the pages -------------------------------------------------------------------------------
@@ -272,7 +328,7 @@ def test_the_pages_reset_a_lost_password_and_sign_everyone_out(app: Flask, provi
     assert sent.status_code == 200
     assert f"If an account has the address {account.email}, a link" in sent.get_data(as_text=True)
 
-    token = reset_token(wait_for_reset_email(maildir, account.email))
+    token = mailbox.reset_token(maildir, account.email)
     link = f"{ASK_PAGE}/{token}"
     shown = browser.get(link)
     page = shown.get_data(as_text=True)
@@ -302,7 +358,8 @@ def test_the_pages_reset_a_lost_password_and_sign_everyone_out(app: Flask, provi
 def test_the_hourly_prune_job_removes_dead_links_and_keeps_live_ones(
         all_queues_worker: processes.Process, provider: DataProvider, app: Flask) -> None:
     account = tenants.create_account(provider, prefix="prunereset")
-    live_link(provider, account), live_link(provider, account), live_link(provider, account)
+    for _ in range(3):
+        tenants.reset_link(provider, account.user_id)
     old_used, old_expired, live = (row.id for row in reset_rows(provider, account.user_id))
     long_ago = utcnow() - timedelta(days=30)
     with provider.management() as session:

@@ -24,7 +24,6 @@ from domain.identity import services as identity
 from domain.identity.models import EmailVerification
 from domain.identity.services import PasswordSealer
 from domain.messaging.tables import outbox
-from tests.integration.identity.conftest import mail_to
 from tests.integration.identity.test_email_verification import (
     REFUSAL,
     at_provider,
@@ -38,10 +37,9 @@ from tests.integration.identity.test_email_verification import (
 )
 from tests.integration.identity.test_oidc import NONCE, sign_in_api
 from tests.integration.web.helpers import assert_refused
-from tests.support import pages, processes, refs, tenants
+from tests.support import mailbox, pages, processes, refs, tenants
 from tests.support.oidc_provider import OidcProvider
 from tests.support.tenants import bearer, page_csrf, sign_in, tokens_of
-from tests.support.waiting import wait_for
 
 ASK = "/api/v1/identity/email-verification"
 ASK_PAGE = "/identity/email-verification"
@@ -50,24 +48,9 @@ MESSAGE_TYPE = "identity.EmailVerificationRequested"
 
 
 
-def link_emails(maildir: Path, address: str) -> list[EmailMessage]:
-    """The verification-link emails to ``address`` (not the welcome)."""
-    return [m for m in mail_to(maildir, address) if m["Subject"] == SUBJECT]
-
-
 def wait_for_link_email(maildir: Path, address: str, count: int = 1) -> EmailMessage:
-    """The ``count``-th verification-link email to ``address``, once the worker wrote it."""
-    wait_for(lambda: len(link_emails(maildir, address)) >= count, timeout=60,
-             message=f"verification email {count} to {address}")
-    return link_emails(maildir, address)[count - 1]
-
-
-def assert_body_only(message: EmailMessage, token: str) -> None:
-    """The token is in the email's text and HTML bodies, never in a header."""
-    text, html = message.get_body(preferencelist=("plain",)), message.get_body(preferencelist=("html",))
-    assert text is not None and html is not None
-    assert token in text.get_content() and token in html.get_content()
-    assert all(token not in str(value) for _, value in message.items())
+    """The ``count``-th verification-link email to ``address`` (not the welcome)."""
+    return mailbox.wait_for_email(maildir, address, SUBJECT, count)
 
 
 def outbox_payloads(provider: DataProvider, user_id: uuid.UUID) -> list[dict[str, object]]:
@@ -108,7 +91,7 @@ def test_an_unverified_admin_gets_a_new_link_by_api_and_is_then_linked(
 
     message = wait_for_link_email(maildir, email)
     token = verification_token(message)
-    assert_body_only(message, token)
+    mailbox.assert_body_only(message, token)
     # Sealed on the way: not in the outbox payload (what Flower and the task args show),
     # not in the worker's log.
     (payload,) = outbox_payloads(provider, admin_id)
@@ -194,7 +177,7 @@ def test_the_sessions_page_button_emails_a_link_that_verifies(
 
     message = wait_for_link_email(maildir, account.email)
     token = verification_token(message)
-    assert_body_only(message, token)
+    mailbox.assert_body_only(message, token)
     assert verify_page(browser, token, account.password).status_code == 303
     assert verified_at(provider, account.user_id) is not None
 

@@ -65,11 +65,6 @@ def client(tight_app: Flask) -> FlaskClient:
     return tight_app.test_client()
 
 
-def new_ip() -> str:
-    """A client address no other request of the run has used."""
-    return "10." + ".".join(str(secrets.randbelow(256)) for _ in range(3))
-
-
 def sign_in(client: FlaskClient, email: str, password: str, ip: str) -> TestResponse:
     """POST the sign-in API from ``ip``."""
     return client.post(TOKENS, json={"email": email, "password": password},
@@ -138,14 +133,14 @@ def test_the_fourth_failed_sign_in_for_an_account_is_refused_from_any_address(
         client: FlaskClient, provider: DataProvider) -> None:
     email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(3):  # a new address each time: only the account can be counting
-        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
+        assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, email, WRONG, refs.client_ip()))
     # Locked, even with the right password: the guess is not checked, no session is opened.
-    assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
+    assert_limited_by_account(sign_in(client, email, PASSWORD, refs.client_ip()))
     assert sessions_of(provider, email) == 0
     # Another account is not affected by this one's lock.
     other = tenants.create_account(provider, password=PASSWORD).email
-    assert sign_in(client, other, PASSWORD, new_ip()).status_code == 200
+    assert sign_in(client, other, PASSWORD, refs.client_ip()).status_code == 200
 
 
 # Ways of writing one address that the sign-in reads as that address (pydantic's EmailStr).
@@ -164,12 +159,12 @@ def test_another_spelling_of_the_address_is_the_same_account(client: FlaskClient
     written = SPELLINGS[spelling](email)
     assert written != email
     # The spelling signs in as the account: it is the same address to the sign-in.
-    assert sign_in(client, written, PASSWORD, new_ip()).status_code == 200
+    assert sign_in(client, written, PASSWORD, refs.client_ip()).status_code == 200
     for _ in range(3):
-        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+        assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
     # Its counter is the account's: refused like the address itself, right password or not.
-    assert_limited_by_account(sign_in(client, written, WRONG, new_ip()))
-    assert_limited_by_account(sign_in(client, written, PASSWORD, new_ip()))
+    assert_limited_by_account(sign_in(client, written, WRONG, refs.client_ip()))
+    assert_limited_by_account(sign_in(client, written, PASSWORD, refs.client_ip()))
     assert sessions_of(provider, email) == 1
 
 
@@ -182,10 +177,10 @@ def test_the_punycode_spelling_of_a_domain_is_the_same_account(client: FlaskClie
                              password_hash=tenants.password_hash(PASSWORD), email_verified=True)
         session.commit()
     unicode, punycode = f"{local}@bücher.example", f"{local}@xn--bcher-kva.example"
-    assert sign_in(client, punycode, PASSWORD, new_ip()).status_code == 200
+    assert sign_in(client, punycode, PASSWORD, refs.client_ip()).status_code == 200
     for _ in range(3):
-        assert_refused(sign_in(client, unicode, WRONG, new_ip()), 401, "password")
-    assert_limited_by_account(sign_in(client, punycode, PASSWORD, new_ip()))
+        assert_refused(sign_in(client, unicode, WRONG, refs.client_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, punycode, PASSWORD, refs.client_ip()))
 
 
 def test_password_guesses_on_a_verification_link_count_against_its_account(
@@ -198,7 +193,7 @@ def test_password_guesses_on_a_verification_link_count_against_its_account(
         session.commit()
 
     def verify(password: str) -> TestResponse:
-        ip = new_ip()
+        ip = refs.client_ip()
         csrf = page_csrf(client, f"/identity/verify/{token}", environ_base={"REMOTE_ADDR": ip})
         return client.post(f"/identity/verify/{token}", data={"csrf_token": csrf, "password": password},
                            environ_base={"REMOTE_ADDR": ip})
@@ -207,7 +202,7 @@ def test_password_guesses_on_a_verification_link_count_against_its_account(
         assert verify(WRONG).status_code == 401
     refused = verify(PASSWORD)  # the right one, once the account is locked
     assert_page_limited_by_account(refused)
-    assert_limited_by_account(sign_in(client, account.email, PASSWORD, new_ip()))
+    assert_limited_by_account(sign_in(client, account.email, PASSWORD, refs.client_ip()))
     with provider.management() as session:
         assert session.scalar(select(User.email_verified_at).where(User.id == account.user_id)) is None
 
@@ -233,22 +228,22 @@ def test_the_fourth_wrong_current_password_is_refused_whatever_the_address(
         client: FlaskClient, tight_app: Flask, provider: DataProvider, fourth: str) -> None:
     # A stolen access token, and guesses at the password behind it from many addresses.
     account = tenants.create_account(provider, password=PASSWORD)
-    access = sign_in(client, account.email, PASSWORD, new_ip()).json["access_token"]
+    access = sign_in(client, account.email, PASSWORD, refs.client_ip()).json["access_token"]
     for _ in range(3):
-        assert_refused(change_password(client, tight_app, "api", access, current=WRONG, ip=new_ip()),
+        assert_refused(change_password(client, tight_app, "api", access, current=WRONG, ip=refs.client_ip()),
                        422, "current_password")
-    refused = change_password(client, tight_app, fourth, access, current=PASSWORD, ip=new_ip())
+    refused = change_password(client, tight_app, fourth, access, current=PASSWORD, ip=refs.client_ip())
     assert refused.status_code == 429 and retry_after(refused) > 0
     if fourth == "api":
         assert "account" in assert_refused(refused, 429, "current_password")["reason"]
     else:
         assert "<strong>current_password</strong>" in refused.get_data(as_text=True)
     # The right password, guessed or not, changed nothing: the old one still signs in.
-    assert sign_in(client, account.email, PASSWORD, new_ip()).status_code == 200
+    assert sign_in(client, account.email, PASSWORD, refs.client_ip()).status_code == 200
     # Another user's attempts have a counter of their own.
     other = tenants.create_account(provider, password=PASSWORD)
-    other_access = sign_in(client, other.email, PASSWORD, new_ip()).json["access_token"]
-    changed = change_password(client, tight_app, "api", other_access, current=PASSWORD, ip=new_ip())
+    other_access = sign_in(client, other.email, PASSWORD, refs.client_ip()).json["access_token"]
+    changed = change_password(client, tight_app, "api", other_access, current=PASSWORD, ip=refs.client_ip())
     assert changed.status_code == 200, changed.get_data(as_text=True)[:300]
 
 
@@ -265,14 +260,14 @@ def invitations_of(provider: DataProvider, tenant_id: Any) -> int:
 def test_a_tenant_sends_only_so_many_invitations(client: FlaskClient, tight_app: Flask,
                                                  provider: DataProvider) -> None:
     tenant = tenants.create_tenant(provider, ("owner", "admin"))
-    owner, admin = (sign_in(client, tenant.member(role).email, tenant.member(role).password, new_ip())
+    owner, admin = (sign_in(client, tenant.member(role).email, tenant.member(role).password, refs.client_ip())
                     .json["access_token"] for role in ("owner", "admin"))
     for token in (owner, admin):  # two people of one tenant, from two addresses
         invited = client.post(INVITATIONS, json={"email": refs.email("invitee"), "role": "employee"},
-                              headers=tenants.bearer(token), environ_base={"REMOTE_ADDR": new_ip()})
+                              headers=tenants.bearer(token), environ_base={"REMOTE_ADDR": refs.client_ip()})
         assert invited.status_code == 202, invited.get_data(as_text=True)[:300]
     refused = client.post(INVITATIONS, json={"email": refs.email("invitee"), "role": "employee"},
-                          headers=tenants.bearer(owner), environ_base={"REMOTE_ADDR": new_ip()})
+                          headers=tenants.bearer(owner), environ_base={"REMOTE_ADDR": refs.client_ip()})
     assert "organisation" in assert_refused(refused, 429, "email")["reason"]
     assert retry_after(refused) > 0
     # The users page's form counts on the same counter.
@@ -284,19 +279,19 @@ def test_a_tenant_sends_only_so_many_invitations(client: FlaskClient, tight_app:
     # Another tenant invites as before.
     other = tenants.create_tenant(provider, ("owner",))
     other_token = sign_in(client, other.member("owner").email, other.member("owner").password,
-                          new_ip()).json["access_token"]
+                          refs.client_ip()).json["access_token"]
     invited = client.post(INVITATIONS, json={"email": refs.email("invitee"), "role": "employee"},
-                          headers=tenants.bearer(other_token), environ_base={"REMOTE_ADDR": new_ip()})
+                          headers=tenants.bearer(other_token), environ_base={"REMOTE_ADDR": refs.client_ip()})
     assert invited.status_code == 202, invited.get_data(as_text=True)[:300]
 
 
 def test_one_address_is_limited_across_accounts(client: FlaskClient) -> None:
-    ip = new_ip()
+    ip = refs.client_ip()
     for _ in range(3):
         assert_refused(sign_in(client, refs.email("guess"), WRONG, ip), 401, "password")
     assert_limited_by_address(sign_in(client, refs.email("guess"), WRONG, ip))
     # The same account from elsewhere is still let through: the address is what is limited.
-    assert_refused(sign_in(client, refs.email("guess"), WRONG, new_ip()), 401, "password")
+    assert_refused(sign_in(client, refs.email("guess"), WRONG, refs.client_ip()), 401, "password")
 
 
 def new_ipv6_network() -> str:
@@ -316,16 +311,16 @@ def test_successful_sign_ins_do_not_count_against_the_account(client: FlaskClien
                                                               provider: DataProvider) -> None:
     email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(5):
-        assert sign_in(client, email, PASSWORD, new_ip()).status_code == 200
+        assert sign_in(client, email, PASSWORD, refs.client_ip()).status_code == 200
     for _ in range(3):  # had the successes counted, the first of these would be refused
-        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
+        assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, email, WRONG, refs.client_ip()))
     assert sessions_of(provider, email) == 5
 
 
 def test_successful_sign_ins_count_against_the_address(client: FlaskClient,
                                                        provider: DataProvider) -> None:
-    email, ip = tenants.create_account(provider, password=PASSWORD).email, new_ip()
+    email, ip = tenants.create_account(provider, password=PASSWORD).email, refs.client_ip()
     for _ in range(3):
         assert sign_in(client, email, PASSWORD, ip).status_code == 200
     assert_limited_by_address(sign_in(client, email, PASSWORD, ip))
@@ -336,13 +331,13 @@ def test_successful_sign_ins_count_against_the_address(client: FlaskClient,
 def test_the_sign_in_api_and_form_share_the_account_counter(
         client: FlaskClient, provider: DataProvider, fourth: str) -> None:
     email = tenants.create_account(provider, password=PASSWORD).email
-    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    assert sign_in_form(client, email, WRONG, new_ip()).status_code == 401
-    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
+    assert sign_in_form(client, email, WRONG, refs.client_ip()).status_code == 401
+    assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
     if fourth == "api":
-        assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
+        assert_limited_by_account(sign_in(client, email, PASSWORD, refs.client_ip()))
     else:
-        assert_page_limited_by_account(sign_in_form(client, email.upper(), PASSWORD, new_ip()))
+        assert_page_limited_by_account(sign_in_form(client, email.upper(), PASSWORD, refs.client_ip()))
     assert sessions_of(provider, email) == 0
 
 
@@ -353,13 +348,13 @@ def test_the_sign_up_api_and_form_share_the_account_counter(
     email = refs.email("admin")
     send = {"api": sign_up_api, "form": sign_up_form}
     first, second, third = order
-    assert send[first](client, refs.signup_body(email=email), new_ip()).status_code in (202, 303)
+    assert send[first](client, refs.signup_body(email=email), refs.client_ip()).status_code in (202, 303)
     # Second attempt with the same email: refused as taken (409), and still counted.
-    assert send[second](client, refs.signup_body(email=email), new_ip()).status_code == 409
+    assert send[second](client, refs.signup_body(email=email), refs.client_ip()).status_code == 409
     before = written(provider, "")
     # Third, from a third address and in capitals: the account's counter is full.
     body = refs.signup_body(email=email.upper())
-    response = send[third](client, body, new_ip())
+    response = send[third](client, body, refs.client_ip())
     if third == "api":
         assert_limited_by_account(response)
     else:  # the form's refusal is a page naming the field
@@ -370,7 +365,7 @@ def test_the_sign_up_api_and_form_share_the_account_counter(
 
 
 def test_a_refused_sign_up_writes_nothing(client: FlaskClient, provider: DataProvider) -> None:
-    ip = new_ip()
+    ip = refs.client_ip()
     for _ in range(2):
         assert sign_up_api(client, refs.signup_body(), ip).status_code == 202
     before = written(provider, "")
@@ -386,7 +381,7 @@ def test_a_refused_sign_up_writes_nothing(client: FlaskClient, provider: DataPro
 def test_counters_are_kept_under_the_keys_of_the_previous_release(client: FlaskClient,
                                                                     settings: Settings) -> None:
     # The keys Flask-Limiter wrote: a deploy keeps counting where the old processes left off.
-    ip = new_ip()
+    ip = refs.client_ip()
     assert sign_up_api(client, refs.signup_body(), ip).status_code == 202
     counters = redis.Redis.from_url(settings.broker_url)
     key = f"LIMITS:LIMITER/allotment:ratelimit/{ip}/sign-up:ip/2/1/minute"
@@ -406,14 +401,14 @@ def app_without_counters(stack: Stack, tmp_path_factory: pytest.TempPathFactory)
 def test_without_redis_the_limits_are_counted_in_memory(app_without_counters: Flask,
                                                         provider: DataProvider) -> None:
     client = app_without_counters.test_client()
-    ip = new_ip()
+    ip = refs.client_ip()
     for _ in range(2):
         assert sign_up_api(client, refs.signup_body(), ip).status_code == 202
     assert_limited_by_address(sign_up_api(client, refs.signup_body(), ip))
     email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(3):
-        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    assert_limited_by_account(sign_in(client, email, PASSWORD, new_ip()))
+        assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
+    assert_limited_by_account(sign_in(client, email, PASSWORD, refs.client_ip()))
 
 
 # --- Two processes on one Redis --------------------------------------------------------------
@@ -435,15 +430,15 @@ def test_two_processes_count_on_the_same_counters(client: FlaskClient, provider:
                                                    other_process: str) -> None:
     # Failures seen by the other process count here...
     email = tenants.create_account(provider, password=PASSWORD).email
-    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
-    assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+    assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
+    assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
     reply = sign_in_over_http(other_process, email, WRONG)
     assert (reply.status, reply.json()["field"]) == (401, "password")
-    assert_limited_by_account(sign_in(client, email, WRONG, new_ip()))
+    assert_limited_by_account(sign_in(client, email, WRONG, refs.client_ip()))
     # ...and failures seen here count there (in-memory counters would let this one through).
     email = tenants.create_account(provider, password=PASSWORD).email
     for _ in range(3):
-        assert_refused(sign_in(client, email, WRONG, new_ip()), 401, "password")
+        assert_refused(sign_in(client, email, WRONG, refs.client_ip()), 401, "password")
     reply = sign_in_over_http(other_process, email, PASSWORD)
     assert (reply.status, reply.json()["field"]) == (429, "email"), reply.body
     retry_after(reply)
