@@ -131,9 +131,20 @@ def create_user(session: Session, *, email: str, name: str, password_hash: str |
     return user
 
 
-def authenticate(session: Session, email: str, password: str) -> User:
-    """The active user with these credentials, or BadCredentials."""
-    user = _user_with_email(session, email)
+def authenticate(session: Session, email: str, password: str, *, writes_user: bool = False) -> User:
+    """The active user with these credentials, or BadCredentials.
+
+    The account's row is read under a lock kept until the transaction ends (FOR SHARE; FOR NO
+    KEY UPDATE for a caller that then ``writes_user``, so that two such callers queue instead
+    of deadlocking): a password change or reset, which locks the row before it revokes the
+    account's sessions, either waits for this sign-in to commit its session and then revokes
+    it too, or commits first and this sign-in reads the new password. Without the lock a
+    sign-in that checked the old password could commit its session just after the revocation
+    and keep it.
+    """
+    user = session.scalar(select(User).where(User.email == normalize_email(email))
+                          .with_for_update(read=not writes_user, key_share=writes_user)
+                          .execution_options(populate_existing=True))
     if not _password_matches(user.password_hash if user else None, password) or (
             user is None or not user.active):
         raise BadCredentials()
@@ -290,7 +301,7 @@ def accept_invitation(session: Session, token: str, *, name: str, password: str)
         user = create_user(session, email=view.email, name=name, password_hash=hash_password(password),
                            email_verified=True)
     else:
-        user = authenticate(session, view.email, password)
+        user = authenticate(session, view.email, password, writes_user=True)
     iam.accept(session, token, user.id)
     mark_verified(user)
     session.flush()
@@ -358,7 +369,7 @@ def verify_email(session: Session, token: str, password: str) -> uuid.UUID:
     email), and the address's owner cannot adopt an account someone else made and holds the
     password of. A wrong password changes nothing (the link stays usable). Returns the user."""
     view = email_verification(session, token, lock=True)
-    user = authenticate(session, view.email, password)
+    user = authenticate(session, view.email, password, writes_user=True)
     if user.id != view.user_id:  # the address changed hands since the link was sent
         raise UnknownVerification()
     used = session.execute(

@@ -24,6 +24,7 @@ from werkzeug.test import TestResponse
 from config.settings import Settings, load_settings
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
+from domain.identity import recovery
 from domain.identity import services as identity
 from domain.identity.models import PasswordReset, User
 from domain.identity.services import PasswordSealer
@@ -288,6 +289,23 @@ def test_uses_at_once_set_one_password_and_refuse_the_rest(app: Flask, provider:
     assert signs_in(client=app.test_client(), email=account.email,
                     password=f"chosen through the {winner} 0123") == 200
     assert all(row.used_at is not None for row in reset_rows(provider, account.user_id))
+
+
+def test_a_sign_in_with_the_old_password_racing_a_reset_is_refused(app: Flask,
+                                                                   provider: DataProvider) -> None:
+    # The reset has locked the account and set the new password, not yet committed; a
+    # sign-in with the old password then waits for it and reads the new one. (Had it not
+    # waited, its session would be committed after the reset revoked the account's sessions.)
+    account = tenants.create_account(provider, prefix="raced")
+    token = tenants.reset_link(provider, account.user_id)
+    with provider.management() as resetting, ThreadPoolExecutor(1) as pool:
+        recovery.reset_password(resetting, token, NEW_PASSWORD)
+        signing_in = pool.submit(signs_in, app.test_client(), account.email, account.password)
+        wait_for(lambda: _held_up_by_the_account_lock(provider, 1), timeout=30,
+                 message="the sign-in to wait for the account")
+        resetting.commit()
+        assert signing_in.result(timeout=60) == 401
+    assert sessions_of(provider, account.user_id) == {}
 
 
 def test_the_cli_sets_a_lost_operator_password_and_ends_every_session(
