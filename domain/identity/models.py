@@ -29,40 +29,33 @@ class User(ManagementBase):
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class EmailVerification(ManagementBase):
-    """A link that proves an account's address: single use, expires.
+class EmailedLink:
+    """The columns of a single-use, expiring link emailed to an account's address.
 
     Only a hash of the token is kept: the token itself travels once, sealed in the message
     that emails it and readable only in the email.
     """
 
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))  # where it was sent (the account's address, then)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EmailVerification(EmailedLink, ManagementBase):
+    """A link that proves an account's address."""
+
     __tablename__ = "email_verifications"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
-    email: Mapped[str] = mapped_column(String(320))  # the address it proves (the account's, then)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = created_at_column()
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-
-class PasswordReset(ManagementBase):
-    """A link that sets a new password for an account whose owner lost it: single use,
-    short-lived, valid only while the account still has the address it was sent to.
-
-    Only a hash of the token is kept, as for ``EmailVerification``.
-    """
+class PasswordReset(EmailedLink, ManagementBase):
+    """A link that sets a new password for an account whose owner lost it: short-lived,
+    valid only while the account still has the address it was sent to."""
 
     __tablename__ = "password_resets"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
-    email: Mapped[str] = mapped_column(String(320))  # where it was sent (the account's, then)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = created_at_column()
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuthSession(ManagementBase):

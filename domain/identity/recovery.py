@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
@@ -118,6 +118,4 @@ def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID
 
 def prune_password_resets(session: Session, *, older_than: datetime) -> int:
     """Delete the reset links used or expired before ``older_than``; how many."""
-    result = session.execute(delete(PasswordReset).where(or_(
-        PasswordReset.used_at < older_than, PasswordReset.expires_at < older_than)))
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return identity.prune_emailed_links(session, PasswordReset, older_than=older_than)

@@ -32,7 +32,7 @@ from domain.identity.errors import (
     UnverifiedEmail,
     WrongPassword,
 )
-from domain.identity.models import EmailVerification, ExternalIdentity, PasswordReset, User
+from domain.identity.models import EmailedLink, EmailVerification, ExternalIdentity, PasswordReset, User
 from domain.tenancy import queries as tenancy_queries
 
 if TYPE_CHECKING:  # the OIDC client (requests, joserfc) is the web tier's; workers never load it
@@ -391,8 +391,12 @@ def email_verified(session: Session, user_id: uuid.UUID) -> bool:
 def prune_email_verifications(session: Session, *, older_than: datetime) -> int:
     """Delete the verification links used or expired before ``older_than`` (they can never
     verify anything again); how many. Live links, and dead ones younger than that, stay."""
-    result = session.execute(delete(EmailVerification).where(or_(
-        EmailVerification.used_at < older_than, EmailVerification.expires_at < older_than)))
+    return prune_emailed_links(session, EmailVerification, older_than=older_than)
+
+
+def prune_emailed_links(session: Session, link: type[EmailedLink], *, older_than: datetime) -> int:
+    """Delete the links of the ``link`` table used or expired before ``older_than``; how many."""
+    result = session.execute(delete(link).where(or_(link.used_at < older_than, link.expires_at < older_than)))
     return result.rowcount or 0  # type: ignore[attr-defined]
 
 
