@@ -104,13 +104,14 @@ def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID
     deactivated or its address changed.
     """
     view = password_reset(session, token)
+    new_hash = identity.hash_password(new_password)  # before the lock: argon2 takes a while
     user = session.scalars(select(User).where(User.id == view.user_id).with_for_update(key_share=True)
                            .execution_options(populate_existing=True)).one()
     if not user.active or user.email != view.email:
         raise UnknownPasswordReset()
     if view.id not in identity.spend_password_resets(session, user.id):
         raise UnknownPasswordReset()  # used or expired meanwhile
-    user.password_hash = identity.hash_password(new_password)
+    user.password_hash = new_hash
     identity.mark_verified(user)
     session.flush()
     return user.id

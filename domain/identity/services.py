@@ -189,14 +189,21 @@ def sign_in(session: Session, email: str, password: str, tenant_slug: str | None
 
 
 def switch_tenant(session: Session, user_id: uuid.UUID, tenant_slug: str) -> SignIn:
-    """A signed-in user moves to another of their tenants (a new session is started)."""
-    user = _active_user(session, user_id)
+    """A signed-in user moves to another of their tenants (a new session is started). The
+    account's row stays locked (FOR SHARE) until the new session commits, as a sign-in's."""
+    user = _active_user(session, user_id, writes=False)
     return SignIn(user.id, choose_tenant(session, user.id, user.is_operator, tenant_slug),
                   user.is_operator)
 
 
-def _active_user(session: Session, user_id: uuid.UUID) -> User:
-    user = session.get(User, user_id)
+def _active_user(session: Session, user_id: uuid.UUID, *, writes: bool) -> User:
+    """The active account, read afresh under a row lock kept until the transaction ends (FOR
+    SHARE, or FOR NO KEY UPDATE for a caller that ``writes`` it): a password change, a reset
+    or a deactivation that commits first is seen, and one that comes after waits for this
+    transaction (see ``authenticate``)."""
+    user = session.scalar(select(User).where(User.id == user_id)
+                          .with_for_update(read=not writes, key_share=writes)
+                          .execution_options(populate_existing=True))
     if user is None or not user.active:
         raise BadCredentials()
     return user
@@ -206,7 +213,7 @@ def change_password(session: Session, user_id: uuid.UUID, current: str, new: str
     """Replace the password after checking the current one (the caller revokes sessions);
     the account's live password reset links are spent: whoever holds one can no longer
     override the password its owner just chose."""
-    user = _active_user(session, user_id)
+    user = _active_user(session, user_id, writes=True)
     if not _password_matches(user.password_hash, current):
         raise WrongPassword()
     user.password_hash = hash_password(new)
@@ -416,7 +423,7 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     linked = session.scalar(select(ExternalIdentity.user_id).where(
         ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject))
     if linked is not None:
-        return _active_user(session, linked)
+        return _active_user(session, linked, writes=False)
     if not email or not email_verified:
         raise BadExternalIdentity("the provider did not vouch for an email address", field="email")
     user = _user_with_email(session, email)

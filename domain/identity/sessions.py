@@ -80,7 +80,16 @@ def start_session(session: Session, *, user_id: uuid.UUID, tenant_id: uuid.UUID 
                   user_agent: str | None = None, ip: str | None = None,
                   ends_by: datetime | None = None) -> SessionGrant:
     """Open a session for a user who has just proved who they are, for ``lifetime`` and not
-    past ``ends_by`` (the end of the session it was opened from, when it proved nothing new)."""
+    past ``ends_by`` (the end of the session it was opened from, when it proved nothing new).
+
+    The account's row is locked (FOR SHARE) until the session commits, and a deactivated
+    account gets none (``SessionRefused``): ``revoke_user`` locks the same row before it
+    looks for sessions, so a session is either seen and revoked by it, or started after it
+    and refused, never committed unseen just after it.
+    """
+    active = session.scalar(select(User.active).where(User.id == user_id).with_for_update(read=True))
+    if not active:
+        raise SessionRefused("account is deactivated")
     now = utcnow()
     ends = now + lifetime if ends_by is None else min(now + lifetime, ends_by)
     row = AuthSession(id=uuid.uuid4(), user_id=user_id, tenant_id=tenant_id, method=method,
@@ -135,7 +144,9 @@ def revoke(session: Session, session_id: uuid.UUID, reason: str) -> None:
 def revoke_user(session: Session, user_id: uuid.UUID, reason: str, *,
                 tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
     """Sign out every live session of a user (only those for ``tenant_id`` if given);
-    return their ids for the revocation store."""
+    return their ids for the revocation store. The account's row is locked first (FOR NO
+    KEY UPDATE): sessions being started wait, or are waited for (``start_session``)."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     query = select(AuthSession.id).where(AuthSession.user_id == user_id,
                                          AuthSession.revoked_at.is_(None))
     if tenant_id is not None:

@@ -251,11 +251,12 @@ def test_a_password_change_or_a_deactivation_spends_the_live_links(client: Flask
 
 
 def _held_up_by_the_account_lock(provider: DataProvider, waiting: int) -> bool:
-    """True once ``waiting`` transactions wait for a row lock on an account."""
+    """True once ``waiting`` transactions wait for a row lock on an account (reading or
+    writing the ``users`` table)."""
     with provider.unscoped("management") as session:
         return (session.scalar(text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query ILIKE '%FROM users%'")) or 0) >= waiting
+            "AND wait_event_type = 'Lock' AND query ~* '(from|update) users'")) or 0) >= waiting
 
 
 @pytest.mark.parametrize("links", ["one link twice", "two links of the account"])
@@ -276,14 +277,16 @@ def test_uses_at_once_set_one_password_and_refuse_the_rest(app: Flask, provider:
             "csrf_token": csrf, "new_password": "chosen through the page 0123",
             "confirm_password": "chosen through the page 0123"}).status_code,
     }
-    with provider.unscoped("management") as holder:
-        holder.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": account.user_id})
-        with ThreadPoolExecutor(2) as pool:
+    # The pool outlives the holding transaction: a failure inside ends the transaction (its
+    # lock released) before the pool waits for its threads.
+    with ThreadPoolExecutor(2) as pool:
+        with provider.unscoped("management") as holder:
+            holder.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": account.user_id})
             futures = {name: pool.submit(call) for name, call in calls.items()}
             wait_for(lambda: _held_up_by_the_account_lock(provider, 2), timeout=30,
                      message="both uses to wait for the account")
             holder.commit()
-            answers = {name: future.result(timeout=60) for name, future in futures.items()}
+        answers = {name: future.result(timeout=60) for name, future in futures.items()}
     assert answers in ({"api": 204, "page": 404}, {"api": 404, "page": 303}), answers
     winner = "api" if answers["api"] == 204 else "page"
     assert signs_in(client=app.test_client(), email=account.email,
@@ -298,14 +301,54 @@ def test_a_sign_in_with_the_old_password_racing_a_reset_is_refused(app: Flask,
     # waited, its session would be committed after the reset revoked the account's sessions.)
     account = tenants.create_account(provider, prefix="raced")
     token = tenants.reset_link(provider, account.user_id)
-    with provider.management() as resetting, ThreadPoolExecutor(1) as pool:
-        recovery.reset_password(resetting, token, NEW_PASSWORD)
-        signing_in = pool.submit(signs_in, app.test_client(), account.email, account.password)
-        wait_for(lambda: _held_up_by_the_account_lock(provider, 1), timeout=30,
-                 message="the sign-in to wait for the account")
-        resetting.commit()
+    with ThreadPoolExecutor(1) as pool:
+        with provider.management() as resetting:
+            recovery.reset_password(resetting, token, NEW_PASSWORD)
+            signing_in = pool.submit(signs_in, app.test_client(), account.email, account.password)
+            wait_for(lambda: _held_up_by_the_account_lock(provider, 1), timeout=30,
+                     message="the sign-in to wait for the account")
+            resetting.commit()
         assert signing_in.result(timeout=60) == 401
     assert sessions_of(provider, account.user_id) == {}
+
+
+def test_a_password_change_with_the_old_password_racing_a_reset_is_refused(
+        app: Flask, provider: DataProvider) -> None:
+    # Someone holding a session and the old password changes it while the owner's reset is
+    # under way: the change waits for the reset and checks against the new password.
+    account = tenants.create_account(provider, prefix="changing")
+    access = sign_in(app.test_client(), account).access_token
+    token = tenants.reset_link(provider, account.user_id)
+    change = {"current_password": account.password, "new_password": "the intruder's choice 0123"}
+    with ThreadPoolExecutor(1) as pool:
+        with provider.management() as resetting:
+            recovery.reset_password(resetting, token, NEW_PASSWORD)
+            changing = pool.submit(lambda: app.test_client().post(
+                "/api/v1/identity/password", json=change, headers=tenants.bearer(access)))
+            wait_for(lambda: _held_up_by_the_account_lock(provider, 1), timeout=30,
+                     message="the password change to wait for the account")
+            resetting.commit()
+        assert_refused(changing.result(timeout=60), 422, "current_password")
+    assert signs_in(app.test_client(), account.email, NEW_PASSWORD) == 200
+
+
+def test_a_tenant_switch_racing_a_deactivation_starts_no_session(app: Flask, provider: DataProvider) -> None:
+    # A session kept alive by switching tenants again and again while an operator deactivates
+    # the account: the switch waits for the deactivation and starts nothing.
+    tenant = tenants.create_tenant(provider, ("admin",), prefix="switching")
+    account = tenant.member("admin")
+    access = sign_in(app.test_client(), account, tenant.slug).access_token
+    before = set(sessions_of(provider, account.user_id))
+    with ThreadPoolExecutor(1) as pool:
+        with provider.management() as deactivating:
+            identity.set_account_active(deactivating, account.user_id, False)
+            switching = pool.submit(lambda: app.test_client().post(
+                "/api/v1/identity/tenant", json={"tenant": tenant.slug}, headers=tenants.bearer(access)))
+            wait_for(lambda: _held_up_by_the_account_lock(provider, 1), timeout=30,
+                     message="the switch to wait for the account")
+            deactivating.commit()
+        assert switching.result(timeout=60).status_code == 401
+    assert set(sessions_of(provider, account.user_id)) == before
 
 
 def test_the_cli_sets_a_lost_operator_password_and_ends_every_session(
