@@ -23,6 +23,9 @@ def _no_control_characters(value: str) -> str:
 # A tenant's slug: 3-63 lower-case letters, digits and dashes, no dash at either end.
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$"
 
+# The token of an emailed link (domain.links), as a JSON body carries it.
+LinkToken = Annotated[str, Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+
 # Text a person typed: no NUL or other control characters (PostgreSQL refuses NUL in text).
 PlainText = Annotated[str, AfterValidator(_no_control_characters)]
 

@@ -6,9 +6,7 @@ user loses access, revokes their sessions (identity).
 """
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from domain import links
 from domain.db.base import utcnow
 from domain.errors import Conflict, DomainError, NotFound
 from domain.iam.access import resolve
@@ -274,10 +273,6 @@ def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, activ
 
 # --- invitations -----------------------------------------------------------------------
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class InvitationView:
     """A live invitation as the accept page shows it."""
@@ -296,9 +291,9 @@ def invite(session: Session, tenant_id: uuid.UUID, *, email: str, role_name: str
     role = _role_named(session, tenant_id, role_name, field="role")
     _check_grant(session, tenant_id, invited_by, frozenset(role.permissions),
                  roles={role.name} & {"owner"}, field="role")
-    token = secrets.token_urlsafe(32)
+    token = links.new_token()
     row = Invitation(id=uuid.uuid4(), tenant_id=tenant_id, email=email, role_id=role.id,
-                     token_hash=_token_hash(token), invited_by=invited_by,
+                     token_hash=links.token_hash(token), invited_by=invited_by,
                      expires_at=utcnow() + lifetime)
     session.add(row)
     session.flush()
@@ -312,7 +307,7 @@ def invitation(session: Session, token: str, *, lock: bool = False) -> Invitatio
     behind the first one and then find it used.
     """
     query = (select(Invitation, Role.name).join(Role, Role.id == Invitation.role_id)
-             .where(Invitation.token_hash == _token_hash(token)))
+             .where(Invitation.token_hash == links.token_hash(token)))
     if lock:
         query = query.with_for_update(of=Invitation)
     row = session.execute(query).one_or_none()

@@ -13,7 +13,6 @@ password (an external provider's) and platform operators get no link.
 """
 from __future__ import annotations
 
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain import links
 from domain.db.base import utcnow
 from domain.identity import services as identity
 from domain.identity.errors import UnknownPasswordReset
@@ -69,9 +69,9 @@ def start_password_reset(session: Session, user_id: uuid.UUID,
     user = session.get(User, user_id)
     if user is None:
         raise UnknownPasswordReset()
-    token = secrets.token_urlsafe(32)
+    token = links.new_token()
     row = PasswordReset(id=uuid.uuid4(), user_id=user.id, email=user.email,
-                        token_hash=identity.token_hash(token), expires_at=utcnow() + lifetime)
+                        token_hash=links.token_hash(token), expires_at=utcnow() + lifetime)
     session.add(row)
     session.flush()
     return PasswordResetView(row.id, user.id, row.email, row.expires_at), token
@@ -84,7 +84,7 @@ def password_reset(session: Session, token: str) -> PasswordResetView:
         select(PasswordReset.id, PasswordReset.user_id, PasswordReset.email, PasswordReset.expires_at,
                PasswordReset.used_at, User.email, User.active)
         .join(User, User.id == PasswordReset.user_id)
-        .where(PasswordReset.token_hash == identity.token_hash(token))).one_or_none()
+        .where(PasswordReset.token_hash == links.token_hash(token))).one_or_none()
     if row is None:
         raise UnknownPasswordReset()
     reset_id, user_id, sent_to, expires_at, used_at, current_email, active = row

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from domain import links
 from domain.db.base import utcnow
 from domain.db.sql import Read, Sql, read_one, violated_constraint
 from domain.errors import NotFound
@@ -317,11 +317,6 @@ def accept_invitation(session: Session, token: str, *, name: str, password: str)
 
 # --- proving an account's address ----------------------------------------------------------
 
-def token_hash(token: str) -> str:
-    """How a link's token is kept: its SHA-256 (the token is random, 256 bits)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class VerificationView:
     """A live verification link as its page shows it."""
@@ -339,9 +334,9 @@ def start_email_verification(session: Session, user_id: uuid.UUID,
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("no such user", field="user_id")
-    token = secrets.token_urlsafe(32)
+    token = links.new_token()
     row = EmailVerification(id=uuid.uuid4(), user_id=user.id, email=user.email,
-                            token_hash=token_hash(token), expires_at=utcnow() + lifetime)
+                            token_hash=links.token_hash(token), expires_at=utcnow() + lifetime)
     session.add(row)
     session.flush()
     return VerificationView(row.id, user.id, row.email, row.expires_at), token
@@ -355,7 +350,7 @@ def email_verification(session: Session, token: str, *, lock: bool = False) -> V
     first one and then find it used.
     """
     query = (select(EmailVerification, User.email).join(User, User.id == EmailVerification.user_id)
-             .where(EmailVerification.token_hash == token_hash(token)))
+             .where(EmailVerification.token_hash == links.token_hash(token)))
     if lock:
         query = query.with_for_update(of=EmailVerification)
     row = session.execute(query).one_or_none()

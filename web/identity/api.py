@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from domain.identity import services as identity
 from domain.identity import sessions
 from domain.tenancy import queries as tenancy_queries
-from web.api import SLUG, PlainText, accepted, parse_json
+from web.api import SLUG, LinkToken, PlainText, accepted, parse_json
 from web.auth import API, TokenPair, invalidate_permissions, refresh_claims, requires
 from web.db import management_db
 from web.errors import ApiError
@@ -68,7 +68,7 @@ class AcceptBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    token: str = Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    token: LinkToken
     name: PlainText = Field(default="", max_length=200)
     password: str = Field(min_length=8, max_length=128)
 
@@ -107,7 +107,7 @@ class PasswordResetBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token: str = Field(min_length=20, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
+    token: LinkToken
     new_password: str = Field(min_length=8, max_length=128)
 
 

@@ -7,7 +7,6 @@ HttpOnly cookies (web.auth). Every POST is CSRF-checked before it reaches a view
 """
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt.exceptions import PyJWTError
 from werkzeug.wrappers import Response
 
+from domain import links
 from domain.errors import DomainError, NotFound
 from domain.iam import services as iam
 from domain.identity import services as identity
@@ -42,8 +42,6 @@ from web.i18n import gettext
 from web.identity import bp, flows
 from web.identity.forms import AcceptInvitationForm, PasswordForm, SignInForm
 from web.ratelimit import limit_email_verification, limit_password_change, limit_sign_in
-
-_INVITATION_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 
 def _home() -> str:
@@ -295,7 +293,7 @@ def _invitation_page(form: AcceptInvitationForm, token: str, view: iam.Invitatio
 def invitation_page(token: str) -> Any:
     """Show a live invitation; accepting it joins the tenant (creating the account if
     needed) and signs in."""
-    if not _INVITATION_TOKEN.fullmatch(token):
+    if not links.well_formed(token):
         raise NotFound("this invitation is unknown, already used or expired", field="token")
     db = management_db()
     view = iam.invitation(db, token)

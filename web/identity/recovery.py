@@ -10,12 +10,12 @@ address (with the token) on as a referrer.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import current_app, flash, make_response, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
+from domain import links
 from domain.errors import DomainError
 from domain.identity import recovery
 from domain.identity.errors import UnknownPasswordReset
@@ -26,9 +26,6 @@ from web.i18n import gettext
 from web.identity import bp, flows
 from web.identity.forms import PasswordResetForm, PasswordResetLinkForm
 from web.ratelimit import limit_password_reset
-
-# What a token made by ``recovery.request_password_reset`` looks like (and a bit more).
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 
 @bp.route("/identity/password-reset", methods=["GET", "POST"])
@@ -50,7 +47,7 @@ def _link_page(form: PasswordResetLinkForm, *, sent: str | None = None) -> str:
 @bp.route("/identity/password-reset/<reset_token>", methods=["GET", "POST"])
 def password_reset_page(reset_token: str) -> Any:
     """Show a live reset link; with a new password (twice), set it and sign everyone out."""
-    if not _TOKEN.fullmatch(reset_token):
+    if not links.well_formed(reset_token):
         raise UnknownPasswordReset()
     view = recovery.password_reset(management_db(), reset_token)
     form = PasswordResetForm()

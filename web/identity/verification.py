@@ -10,13 +10,13 @@ used or expired link is a 404 page naming ``token``.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, Length
 
+from domain import links
 from domain.errors import DomainError
 from domain.identity import services as identity
 from domain.identity.errors import UnknownVerification
@@ -26,9 +26,6 @@ from web.forms import PageForm, place_error
 from web.i18n import _l, gettext
 from web.identity import bp
 from web.ratelimit import limit_sign_in_as
-
-# What a token made by ``identity.start_email_verification`` looks like (and a bit more).
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 
 class VerifyEmailForm(PageForm):
@@ -45,7 +42,7 @@ def _address_of_link() -> str | None:
     """The address of the link the request names (its account's sign-in counters count the
     password guesses made here); None for a link that is not live."""
     token = (request.view_args or {}).get("verification_token", "")
-    if not _TOKEN.fullmatch(token):
+    if not links.well_formed(token):
         return None
     try:
         return identity.email_verification(management_db(), token).email
@@ -58,7 +55,7 @@ def _address_of_link() -> str | None:
 def verify_email_page(verification_token: str) -> Any:
     """Show a live verification link; with the account's password, verify its address."""
     token = verification_token
-    if not _TOKEN.fullmatch(token):
+    if not links.well_formed(token):
         raise UnknownVerification()
     db = management_db()
     view = identity.email_verification(db, token)
