@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
 
 from config.celery import QUEUES
 from config.settings import Settings, load_settings
@@ -96,6 +97,15 @@ def app(settings: Settings) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A test client of the web app."""
     return app.test_client()
+
+
+@pytest.fixture
+def broker_redis(settings: Settings) -> Iterator[Redis]:
+    """A plain client of the app's broker Redis, which also holds revocations, IAM versions
+    and rate-limit counters."""
+    client = Redis.from_url(settings.broker_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

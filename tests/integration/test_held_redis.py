@@ -1,6 +1,6 @@
 """Commands on a connection each thread holds (domain.held_redis), on the session's real Redis.
 
-Each test keeps to keys of its own; a second, ordinary client looks on.
+Each test keeps to keys of its own; an ordinary client of the same Redis looks on.
 """
 from __future__ import annotations
 
@@ -25,28 +25,22 @@ def held(settings: Settings) -> Iterator[HeldRedis]:
 
 
 @pytest.fixture
-def onlooker(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.broker_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def key(onlooker: redis.Redis) -> Iterator[str]:
+def key(broker_redis: redis.Redis) -> Iterator[str]:
     name = f"test-held-{uuid.uuid4().hex}"
     yield name
-    onlooker.delete(name)
+    broker_redis.delete(name)
 
 
-def test_commands_go_on_one_held_connection(held: HeldRedis, onlooker: redis.Redis, key: str) -> None:
+def test_commands_go_on_one_held_connection(held: HeldRedis, broker_redis: redis.Redis, key: str) -> None:
     first = held.execute("CLIENT", "ID")
     assert held.execute("RPUSH", key, "a", "b") == 2
     assert held.execute("LRANGE", key, 0, -1) == [b"a", b"b"]
     assert held.execute("CLIENT", "ID") == first
-    assert onlooker.lrange(key, 0, -1) == [b"a", b"b"]
+    assert broker_redis.lrange(key, 0, -1) == [b"a", b"b"]
 
 
-def test_each_thread_holds_its_own_connection_until_it_ends(held: HeldRedis, onlooker: redis.Redis) -> None:
+def test_each_thread_holds_its_own_connection_until_it_ends(held: HeldRedis,
+                                                             broker_redis: redis.Redis) -> None:
     mine = held.execute("CLIENT", "ID")
     theirs: list[int] = []
     worker = threading.Thread(target=lambda: theirs.extend(held.execute("CLIENT", "ID") for _ in range(2)))
@@ -55,7 +49,7 @@ def test_each_thread_holds_its_own_connection_until_it_ends(held: HeldRedis, onl
     assert len(theirs) == 2 and theirs[0] == theirs[1] != mine
     assert held.execute("CLIENT", "ID") == mine
     # The ended thread's connection is closed with it, not left for the garbage collector.
-    wait_for(lambda: str(theirs[0]) not in {str(c["id"]) for c in onlooker.client_list()}, timeout=10,
+    wait_for(lambda: str(theirs[0]) not in {str(c["id"]) for c in broker_redis.client_list()}, timeout=10,
              message="the ended thread's connection to close")
 
 
@@ -76,12 +70,12 @@ def test_a_forked_child_opens_its_own_and_leaves_the_parents_alone(held: HeldRed
     assert held.execute("CLIENT", "ID") == mine  # the child's exit did not take the parent's socket
 
 
-def test_a_dropped_connection_is_opened_again(held: HeldRedis, onlooker: redis.Redis, key: str) -> None:
+def test_a_dropped_connection_is_opened_again(held: HeldRedis, broker_redis: redis.Redis, key: str) -> None:
     first = held.execute("CLIENT", "ID")
-    onlooker.client_kill_filter(_id=first)
+    broker_redis.client_kill_filter(_id=first)
     assert held.execute("SET", key, "after") == b"OK"
     assert held.execute("CLIENT", "ID") != first
-    assert onlooker.get(key) == b"after"
+    assert broker_redis.get(key) == b"after"
 
 
 def test_an_error_answer_leaves_the_connection_in_step(held: HeldRedis, key: str) -> None:
@@ -101,12 +95,12 @@ def test_after_a_timeout_no_late_answer_is_read_for_the_next_command(held: HeldR
     assert held.execute("ECHO", "next") == b"next"
 
 
-def test_a_script_redis_does_not_hold_is_sent_whole_then_by_its_sha(held: HeldRedis, onlooker: redis.Redis,
-                                                                    key: str) -> None:
+def test_a_script_redis_does_not_hold_is_sent_whole_then_by_its_sha(
+        held: HeldRedis, broker_redis: redis.Redis, key: str) -> None:
     script = Script(f"-- {uuid.uuid4().hex}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
-    assert onlooker.script_exists(script.sha) == [False]
+    assert broker_redis.script_exists(script.sha) == [False]
     assert held.run_script(script, [key], [5]) == 5
-    assert onlooker.script_exists(script.sha) == [True]
+    assert broker_redis.script_exists(script.sha) == [True]
     assert held.run_script(script, [key], [2]) == 7
 
 

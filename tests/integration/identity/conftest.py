@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from redis import Redis
 from sqlalchemy import select
 
 from config.settings import Settings, load_settings
@@ -118,14 +117,6 @@ def other_app(settings: Settings) -> Iterator[Flask]:
 def other_client(other_app: Flask) -> FlaskClient:
     """A test client of the second web app."""
     return other_app.test_client()
-
-
-@pytest.fixture
-def broker_redis(settings: Settings) -> Iterator[Redis]:
-    """The Redis database of the app's broker, which also holds revocations and IAM versions."""
-    client = Redis.from_url(settings.broker_url)
-    yield client
-    client.close()
 
 
 # --- the OpenID Connect provider's app, and the Maildir the shared worker writes --------------

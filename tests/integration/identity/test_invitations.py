@@ -31,7 +31,7 @@ from tests.integration.identity.conftest import ME, Org
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
 from tests.support.apps import web_app
-from tests.support.mailbox import mail_to, maildir_of
+from tests.support.mailbox import link_secret, mail_to, maildir_of
 from tests.support.services import REDIS_DB_OFFLINE, Services
 from tests.support.tenants import Account, Tokens, sign_in, tokens_of
 from tests.support.waiting import wait_for
@@ -46,12 +46,8 @@ OFFLINE_DB = REDIS_DB_OFFLINE
 # --- the Maildir a worker writes ---------------------------------------------------------
 
 def invitation_token(message: EmailMessage) -> str:
-    """The token in the accept link of an invitation email (the plain-text part)."""
-    text = message.get_body(preferencelist=("plain",))
-    assert text is not None
-    match = _LINK.search(text.get_content())
-    assert match, text.get_content()
-    return match.group(1)
+    """The token in the accept link of an invitation email (in its bodies only)."""
+    return link_secret(message, _LINK)
 
 
 def wait_for_mail(maildir: Path, address: str) -> EmailMessage:

@@ -16,7 +16,6 @@ import pytest
 import redis
 from celery import Celery
 
-from config.settings import Settings
 from domain.messaging.outbox import Envelope
 from workers import publisher as publishing
 from workers.publisher import SENT_AT_HEADER, publish, web_publisher
@@ -34,19 +33,11 @@ def envelope(**changes: Any) -> Envelope:
 
 
 @pytest.fixture
-def broker(settings: Settings) -> Iterator[redis.Redis]:
-    """A client of the session's broker."""
-    client = redis.Redis.from_url(settings.broker_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def queue(broker: redis.Redis) -> Iterator[str]:
+def queue(broker_redis: redis.Redis) -> Iterator[str]:
     """A queue name nobody else uses, removed afterwards."""
     name = f"test-publisher-{uuid.uuid4().hex}"
     yield name
-    broker.delete(name)
+    broker_redis.delete(name)
 
 
 def publisher_message(app: Celery, sent: Envelope) -> tuple[str, Any]:
@@ -54,23 +45,23 @@ def publisher_message(app: Celery, sent: Envelope) -> tuple[str, Any]:
     return publishing._task_message(app, sent)
 
 
-def kombu_wrote(app: Celery, broker: redis.Redis, queue: str, message: Any) -> dict[str, Any]:
+def kombu_wrote(app: Celery, broker_redis: redis.Redis, queue: str, message: Any) -> dict[str, Any]:
     """What kombu's producer stores for ``message`` sent to ``queue`` the way ``publish``
     sent it before the fast path (default exchange, JSON)."""
     with app.producer_or_acquire() as producer:
         producer.publish(message.body, exchange="", routing_key=queue, headers=message.headers,
                          serializer="json", **message.properties)
-    raw = broker.rpop(queue)
+    raw = broker_redis.rpop(queue)
     assert raw is not None
     return json.loads(raw)  # type: ignore[no-any-return]
 
 
-def fast_path_wrote(app: Celery, broker: redis.Redis, queue: str, message: Any) -> dict[str, Any]:
+def fast_path_wrote(app: Celery, broker_redis: redis.Redis, queue: str, message: Any) -> dict[str, Any]:
     """What the fast path stores for the same message."""
     sender = publishing._redis_sender(app)
     assert sender is not None
     assert sender.send([(queue, message)]) == 1
-    raw = broker.rpop(queue)
+    raw = broker_redis.rpop(queue)
     assert raw is not None
     return json.loads(raw)  # type: ignore[no-any-return]
 
@@ -85,11 +76,11 @@ def without_delivery_tag(message: dict[str, Any]) -> dict[str, Any]:
     {"signup_id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4())},
     {"title": "Grüße, \"quotes\" and \\ backslashes", "nested": {"list": [1, 2.5, None, True]}},
 ], ids=["provisioning", "unicode and nesting"])
-def test_the_fast_path_stores_what_kombu_stores(publisher: Celery, broker: redis.Redis, queue: str,
+def test_the_fast_path_stores_what_kombu_stores(publisher: Celery, broker_redis: redis.Redis, queue: str,
                                                 payload: dict[str, Any]) -> None:
     _, message = publisher_message(publisher, envelope(payload=payload))
-    ours = fast_path_wrote(publisher, broker, queue, message)
-    theirs = kombu_wrote(publisher, broker, queue, message)
+    ours = fast_path_wrote(publisher, broker_redis, queue, message)
+    theirs = kombu_wrote(publisher, broker_redis, queue, message)
     assert without_delivery_tag(ours) == without_delivery_tag(theirs)
     assert ours["properties"]["delivery_tag"] != theirs["properties"]["delivery_tag"]
     # The body is the task's arguments: the envelope, as the handler will read it.
@@ -97,23 +88,23 @@ def test_the_fast_path_stores_what_kombu_stores(publisher: Celery, broker: redis
     assert (args[0]["payload"], kwargs) == (payload, {})
 
 
-def test_several_messages_go_in_order_in_one_batch(publisher: Celery, broker: redis.Redis,
+def test_several_messages_go_in_order_in_one_batch(publisher: Celery, broker_redis: redis.Redis,
                                                    queue: str) -> None:
     sender = publishing._redis_sender(publisher)
     assert sender is not None
     sent = [envelope() for _ in range(3)]
     assert sender.send([(queue, publisher_message(publisher, e)[1]) for e in sent]) == 3
-    ids = [json.loads(raw)["headers"]["id"] for raw in reversed(broker.lrange(queue, 0, -1))]
+    ids = [json.loads(raw)["headers"]["id"] for raw in reversed(broker_redis.lrange(queue, 0, -1))]
     assert ids == [e.id for e in sent]  # consumers pop from the tail: first sent, first out
 
 
 def test_publish_goes_to_the_handlers_queue_with_the_delivery_as_task_id(
-        publisher: Celery, broker: redis.Redis, queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        publisher: Celery, broker_redis: redis.Redis, queue: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Routed to this test's queue so no worker of the session takes the message first.
     monkeypatch.setattr(publishing, "queue_for_task", lambda name: queue)
     sent = envelope()
     assert publish(publisher, [sent]) == 1
-    stored = json.loads(broker.rpop(queue) or b"{}")
+    stored = json.loads(broker_redis.rpop(queue) or b"{}")
     assert stored["headers"]["id"] == sent.id
     assert stored["headers"]["task"] == "tasks.tenancy.provision_tenant"
     assert stored["headers"][SENT_AT_HEADER] == sent.sent_at

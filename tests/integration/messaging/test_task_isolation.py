@@ -582,19 +582,24 @@ def _task_failure(w: World, task_id: str) -> str:
     return repr(result.result)
 
 
-def test_a_promotion_command_runs_only_its_own_tenants_promotion(world: World) -> None:
-    task = "tasks.tenancy.promote_tenant"
-    a, b = world.a, world.b
-    own = PromoteTenantV1(promotion_id=a.promotion, tenant_id=a.id)
-    # Recorded for A, naming B and B's promotion: refused, kept on the row like a handler's refusal.
-    naming = PromoteTenantV1(promotion_id=b.promotion, tenant_id=b.id)
-    forged = record_delivery(world.provider, own, "tenancy.promote_tenant", tenant_id=a.id,
+def _forged_command_is_refused(world: World, task: str, own: Contract, naming: Contract, other: Side) -> None:
+    """A command recorded for A whose payload names ``other`` and its thing (``naming``
+    instead of A's ``own``) is refused, the refusal kept on its row like a handler's, and
+    writes nothing of either."""
+    forged = record_delivery(world.provider, own, task.removeprefix("tasks."), tenant_id=world.a.id,
                              payload=naming.model_dump(mode="json"))
     assert bus.task_name(forged.handler) == task
-    before = _state(world, a, b)
+    before = _state(world, world.a, other)
     row = deliver(world.publisher, world.provider, forged)
     assert row["completed_at"] is None and "PermissionError" in row["last_error"]
-    assert _changes(before, _state(world, a, b)) == [[], [], []]
+    assert _changes(before, _state(world, world.a, other)) == [[], [], []]
+
+
+def test_a_promotion_command_runs_only_its_own_tenants_promotion(world: World) -> None:
+    a, b = world.a, world.b
+    _forged_command_is_refused(world, "tasks.tenancy.promote_tenant",
+                               PromoteTenantV1(promotion_id=a.promotion, tenant_id=a.id),
+                               PromoteTenantV1(promotion_id=b.promotion, tenant_id=b.id), b)
     # For A, naming B's promotion: not found for A (its delivery confirmed: nothing to retry).
     borrowed = record_delivery(world.provider, PromoteTenantV1(promotion_id=b.promotion, tenant_id=a.id),
                                "tenancy.promote_tenant", tenant_id=a.id)
@@ -606,17 +611,10 @@ def test_a_promotion_command_runs_only_its_own_tenants_promotion(world: World) -
 
 @pytest.mark.parametrize("owner", "BD")
 def test_an_import_command_runs_only_its_own_tenants_import(world: World, owner: str) -> None:
-    task = "tasks.employment.run_import"
     a, other = world.a, world.side(owner)
-    own = RunImportV1(import_id=a.import_id, tenant_id=a.id)
-    naming = RunImportV1(import_id=other.import_id, tenant_id=other.id)
-    forged = record_delivery(world.provider, own, "employment.run_import", tenant_id=a.id,
-                             payload=naming.model_dump(mode="json"))
-    assert bus.task_name(forged.handler) == task
-    before = _state(world, a, other)
-    row = deliver(world.publisher, world.provider, forged)
-    assert row["completed_at"] is None and "PermissionError" in row["last_error"]
-    assert _changes(before, _state(world, a, other)) == [[], [], []]
+    _forged_command_is_refused(world, "tasks.employment.run_import",
+                               RunImportV1(import_id=a.import_id, tenant_id=a.id),
+                               RunImportV1(import_id=other.import_id, tenant_id=other.id), other)
     # For A, naming the other's import: not found in A, the failure kept on the row.
     borrowed = record_delivery(world.provider, RunImportV1(import_id=other.import_id, tenant_id=a.id),
                                "employment.run_import", tenant_id=a.id)
