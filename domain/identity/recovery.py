@@ -14,7 +14,6 @@ password (an external provider's) and platform operators get no link.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -25,19 +24,9 @@ from domain.db.base import utcnow
 from domain.identity import services as identity
 from domain.identity.errors import UnknownPasswordReset
 from domain.identity.models import PasswordReset, User
-from domain.identity.services import PasswordSealer
+from domain.identity.services import LinkView, PasswordSealer
 from domain.messaging import outbox
 from domain.messaging.contracts.identity import PasswordResetRequestedV1
-
-
-@dataclass(frozen=True)
-class PasswordResetView:
-    """A live password reset link as its page shows it."""
-
-    id: uuid.UUID
-    user_id: uuid.UUID
-    email: str
-    expires_at: datetime
 
 
 def request_password_reset(session: Session, email: str, *, lifetime: timedelta, sealer: PasswordSealer,
@@ -63,21 +52,13 @@ def request_password_reset(session: Session, email: str, *, lifetime: timedelta,
 
 
 def start_password_reset(session: Session, user_id: uuid.UUID,
-                         lifetime: timedelta) -> tuple[PasswordResetView, str]:
+                         lifetime: timedelta) -> tuple[LinkView, str]:
     """Record a reset link for the account's current address; return it and its token,
     which only the email to that address may carry (the database keeps its hash)."""
-    user = session.get(User, user_id)
-    if user is None:
-        raise UnknownPasswordReset()
-    token = links.new_token()
-    row = PasswordReset(id=uuid.uuid4(), user_id=user.id, email=user.email,
-                        token_hash=links.token_hash(token), expires_at=utcnow() + lifetime)
-    session.add(row)
-    session.flush()
-    return PasswordResetView(row.id, user.id, row.email, row.expires_at), token
+    return identity.start_link(session, PasswordReset, user_id, lifetime)
 
 
-def password_reset(session: Session, token: str) -> PasswordResetView:
+def password_reset(session: Session, token: str) -> LinkView:
     """The live link behind ``token``; UnknownPasswordReset if it is unknown, used or
     expired, or its account is deactivated or no longer has the address it was sent to."""
     row = session.execute(
@@ -90,7 +71,7 @@ def password_reset(session: Session, token: str) -> PasswordResetView:
     reset_id, user_id, sent_to, expires_at, used_at, current_email, active = row
     if used_at is not None or expires_at <= utcnow() or sent_to != current_email or not active:
         raise UnknownPasswordReset()
-    return PasswordResetView(reset_id, user_id, sent_to, expires_at)
+    return LinkView(reset_id, user_id, sent_to, expires_at)
 
 
 def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID:

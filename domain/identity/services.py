@@ -318,8 +318,9 @@ def accept_invitation(session: Session, token: str, *, name: str, password: str)
 # --- proving an account's address ----------------------------------------------------------
 
 @dataclass(frozen=True)
-class VerificationView:
-    """A live verification link as its page shows it."""
+class LinkView:
+    """A live emailed link (a verification, a password reset) as its page shows it: its
+    account, the address it was sent to, until when it works."""
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -328,21 +329,28 @@ class VerificationView:
 
 
 def start_email_verification(session: Session, user_id: uuid.UUID,
-                             lifetime: timedelta) -> tuple[VerificationView, str]:
+                             lifetime: timedelta) -> tuple[LinkView, str]:
     """Record a verification link for the account's current address; return it and its
     token, which only the email to that address may carry (the database keeps its hash)."""
+    return start_link(session, EmailVerification, user_id, lifetime)
+
+
+def start_link(session: Session, link: type[EmailedLink], user_id: uuid.UUID,
+               lifetime: timedelta) -> tuple[LinkView, str]:
+    """Record a link of the ``link`` table for the account's current address, working for
+    ``lifetime``; return it and its token (the database keeps only its hash)."""
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("no such user", field="user_id")
     token = links.new_token()
-    row = EmailVerification(id=uuid.uuid4(), user_id=user.id, email=user.email,
-                            token_hash=links.token_hash(token), expires_at=utcnow() + lifetime)
+    row = link(id=uuid.uuid4(), user_id=user.id, email=user.email, token_hash=links.token_hash(token),
+               expires_at=utcnow() + lifetime)
     session.add(row)
     session.flush()
-    return VerificationView(row.id, user.id, row.email, row.expires_at), token
+    return LinkView(row.id, user.id, row.email, row.expires_at), token
 
 
-def email_verification(session: Session, token: str, *, lock: bool = False) -> VerificationView:
+def email_verification(session: Session, token: str, *, lock: bool = False) -> LinkView:
     """The live verification behind ``token``; UnknownVerification if unknown, used,
     expired, or the account's address is no longer the one it was sent to.
 
@@ -360,7 +368,7 @@ def email_verification(session: Session, token: str, *, lock: bool = False) -> V
     if (verification.used_at is not None or verification.expires_at <= utcnow()
             or verification.email != current_email):
         raise UnknownVerification()
-    return VerificationView(verification.id, verification.user_id, verification.email,
+    return LinkView(verification.id, verification.user_id, verification.email,
                             verification.expires_at)
 
 

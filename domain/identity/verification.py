@@ -14,14 +14,14 @@ from sqlalchemy.orm import Session
 from domain.errors import NotFound
 from domain.identity import services as identity
 from domain.identity.errors import AlreadyVerified
-from domain.identity.services import PasswordSealer, VerificationView
+from domain.identity.services import LinkView, PasswordSealer
 from domain.messaging import outbox
 from domain.messaging.contracts.identity import EmailVerificationRequestedV1
 
 
 def request_email_verification(session: Session, user_id: uuid.UUID, *, tenant_id: uuid.UUID | None,
                                actor_session_id: uuid.UUID, lifetime: timedelta, sealer: PasswordSealer,
-                               correlation_id: str | None) -> VerificationView:
+                               correlation_id: str | None) -> LinkView:
     """Record a new verification link for the account's current address and the
     ``identity.EmailVerificationRequested`` message that emails it; AlreadyVerified (409,
     ``email``) if the address is verified already.

@@ -17,7 +17,7 @@ from flask import current_app, g, request
 from domain.db.base import utcnow
 from domain.identity import recovery, sessions, verification
 from domain.identity import services as identity
-from domain.identity.services import SignIn, VerificationView
+from domain.identity.services import LinkView, SignIn
 from domain.identity.sessions import RefreshReused, SessionRefused
 from domain.text import CONTROL
 from web.auth import AccessUnavailable, Caller, TokenPair, Unauthorized, issue_tokens, revoke_sessions
@@ -120,7 +120,7 @@ def change_password(caller: Caller, current: str, new: str) -> TokenPair:
     return start(SignIn(caller.user_id, caller.tenant_id, caller.operator), "password")
 
 
-def request_email_verification(caller: Caller) -> VerificationView:
+def request_email_verification(caller: Caller) -> LinkView:
     """Record a new link verifying the caller's own address and queue its email
     (notifications); AlreadyVerified (409, ``email``) if it is verified."""
     lifetime = current_app.extensions["allotment.settings"].email_verification_lifetime

@@ -19,6 +19,7 @@ from domain import links
 from domain.errors import DomainError
 from domain.identity import recovery
 from domain.identity.errors import UnknownPasswordReset
+from domain.identity.services import LinkView
 from web.auth import clear_token_cookies
 from web.db import management_db
 from web.forms import place_error
@@ -66,7 +67,7 @@ def password_reset_page(reset_token: str) -> Any:
     return clear_token_cookies(response)
 
 
-def _reset_page(form: PasswordResetForm, token: str, view: recovery.PasswordResetView) -> Response:
+def _reset_page(form: PasswordResetForm, token: str, view: LinkView) -> Response:
     # The page's address holds the token: no cache keeps it, no link followed from it
     # carries it on (the template's meta tag says it too, for browsers that read only that).
     response = make_response(render_template("identity/password_reset.html", form=form, token=token,

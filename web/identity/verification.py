@@ -20,7 +20,7 @@ from domain import links
 from domain.errors import DomainError
 from domain.identity import services as identity
 from domain.identity.errors import UnknownVerification
-from domain.identity.services import VerificationView
+from domain.identity.services import LinkView
 from web.db import management_db
 from web.forms import PageForm, place_error
 from web.i18n import _l, gettext
@@ -34,7 +34,7 @@ class VerifyEmailForm(PageForm):
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=128)])
 
 
-def _page(form: VerifyEmailForm, token: str, view: VerificationView) -> str:
+def _page(form: VerifyEmailForm, token: str, view: LinkView) -> str:
     return render_template("identity/verify_email.html", form=form, token=token, verification=view)
 
 
