@@ -11,11 +11,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from domain import links
 from domain.db.base import utcnow
+from domain.db.sql import Read, Sql
 from domain.errors import Conflict, DomainError, NotFound
 from domain.iam.access import resolve
 from domain.iam.models import Invitation, Membership, Reseller, ResellerAdmin, Role, TenantUser
@@ -129,6 +130,20 @@ def is_member(session: Session, user_id: uuid.UUID, tenant_id: uuid.UUID) -> boo
     """True if ``user_id`` is an active member of ``tenant_id``."""
     return bool(session.scalar(select(TenantUser.active).where(
         TenantUser.tenant_id == tenant_id, TenantUser.user_id == user_id)))
+
+
+# Built once: every notification of a tenant checks its recipients with it.
+_ACTIVE_MEMBERS = Sql(select(TenantUser.user_id).where(
+    TenantUser.tenant_id == bindparam("tenant", type_=Uuid()),
+    TenantUser.user_id == any_(bindparam("ids", type_=ARRAY(Uuid()))),
+    TenantUser.active.is_(True)))
+
+
+def active_members_read(tenant_id: uuid.UUID, user_ids: list[uuid.UUID]) -> Read[set[uuid.UUID]]:
+    """Which of ``user_ids`` are active members of ``tenant_id``, as a read to make with others
+    in one round trip (``read_together``)."""
+    return Read(_ACTIVE_MEMBERS, {"tenant": tenant_id, "ids": list(user_ids)},
+                lambda rows: {row[0] for row in rows})
 
 
 def tenants_of(session: Session, user_id: uuid.UUID) -> list[uuid.UUID]:

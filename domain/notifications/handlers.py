@@ -57,7 +57,7 @@ def send_email_verification(ctx: HandlerContext, msg: EmailVerificationRequested
     link = _public_link(ctx, f"/identity/verify/{token}")
     announcement = Announcement(msg.tenant_id, "security", texts.EMAIL_VERIFICATION,
                                 {"email": str(msg.email), "expires": msg.expires_at},
-                                link="/identity/sessions", extra={"verify_url": link})
+                                link="/identity/sessions", extra={"verify_url": link}, members_only=False)
     notify(ctx, announcement, [Person(msg.user_id, str(msg.email), msg.name)], management=ctx.session)
 
 

@@ -66,6 +66,9 @@ class Announcement:
     params: Mapping[str, object]  # placeholder values; datetimes are written in each reader's language
     link: str = "/notifications"  # where the email's button leads (a path of the web app)
     extra: Mapping[str, Any] = field(default_factory=dict)  # more for the email template
+    # Reaches only the tenant's active members (and operators); False for an account's own
+    # message, which names a tenant only as the one its owner was signed in to.
+    members_only: bool = True
 
 
 class TenantTexts:
@@ -114,7 +117,8 @@ def audience(session: Session, ctx: HandlerContext, announcement: Announcement,
              people: list[Person]) -> Audience:
     """Resolve ``people`` on the management database ``session`` (reads only)."""
     catalogues, texts = ctx.ports["catalogues"], _texts(ctx)
-    recipients = resolve(session, catalogues, people, announcement.category)
+    members_of = announcement.tenant_id if announcement.members_only else None
+    recipients = resolve(session, catalogues, people, announcement.category, members_of)
     translators = {locale: texts.translator(session, catalogues, announcement.tenant_id, locale)
                    for locale in {r.locale for r in recipients}}
     emailing = any(r.email_on and r.email for r in recipients)

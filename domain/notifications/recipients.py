@@ -5,6 +5,12 @@ welcome does). The management database says the rest: the account (an inactive a
 gets nothing), its language (translations) and its choices for the event's category. A
 person the database does not know still gets the in-app notice, and the email when the
 event carries an address.
+
+A tenant's event reaches only the people it names who are, when it is handled, active
+members of that tenant (IAM), or platform operators: a member deactivated since the event,
+or someone of another tenant, gets neither notice nor email. An invitee, named by address
+only, is not a member yet and is not checked; nor is an account's own message (its address
+verification), which concerns the account and not a tenant.
 """
 from __future__ import annotations
 
@@ -44,18 +50,23 @@ class Recipient:
     in_app: bool
 
 
-def resolve(session: Session, catalogues: Catalogues, people: list[Person], category: str) -> list[Recipient]:
-    """The recipients of ``people`` for an event of ``category`` (each person once)."""
+def resolve(session: Session, catalogues: Catalogues, people: list[Person], category: str,
+            members_of: uuid.UUID | None = None) -> list[Recipient]:
+    """The recipients of ``people`` for an event of ``category`` (each person once);
+    ``members_of``: of those named by user id, only the tenant's active members and operators."""
     user_ids = [p.user_id for p in people if p.user_id is not None]
     users: dict[uuid.UUID, identity.UserRow] = {}
     locales: dict[uuid.UUID, str] = {}
     choices: dict[uuid.UUID, Choice] = {}
-    if user_ids:  # accounts, languages and choices in one round trip
+    members: set[uuid.UUID] | None = None
+    if user_ids:  # accounts, languages, choices and standing in the tenant in one round trip
         chosen_read = choices_read(user_ids, category)  # None: every channel on, whatever they chose
-        users, locales, *chosen = read_together(
+        members_read = iam.active_members_read(members_of, user_ids) if members_of is not None else None
+        users, locales, *rest = read_together(
             session, identity.users_read(user_ids), translations.locales_read(user_ids),
-            *([chosen_read] if chosen_read is not None else []))
-        choices = chosen[0] if chosen else {}
+            *(read for read in (chosen_read, members_read) if read is not None))
+        choices = rest.pop(0) if chosen_read is not None else {}
+        members = rest.pop(0) if members_read is not None else None
     unknown = [p.email for p in people if p.user_id is None and p.email]
     for email in unknown:  # an invitee who already has an account reads in their language
         found = identity.user_by_email(session, email)
@@ -69,6 +80,9 @@ def resolve(session: Session, catalogues: Catalogues, people: list[Person], cate
         user = users.get(person.user_id) if person.user_id else by_email.get(person.email or "")
         if (user is not None and not user.active) or (person.user_id or person.email) in seen:
             continue
+        if (members is not None and person.user_id is not None and person.user_id not in members
+                and not (user is not None and user.operator)):
+            continue  # not (or no longer) one of the tenant's people
         seen.add(person.user_id or person.email)
         choice = choices.get(person.user_id, Choice()) if person.user_id else Choice(in_app=False)
         locale = translations.locale_of(catalogues, locales.get(user.id) if user else None)

@@ -18,7 +18,9 @@ by name, so a new task joins the sweep when it is classified:
     completes without touching its owner; what it does for A is ``then``: ``IGNORED``
     (nothing of A changes but its inbox row) or ``CARRIED`` (a notification: A's own notices
     and emails, written from what the event carries, which names things only to describe them
-    and is never looked up by them).
+    and is never looked up by them). A notification whose people are B's is ``IGNORED``: it
+    reaches only A's active members, so B's get neither notice nor email; the ones left
+    ``CARRIED`` address an email (an invitation) or an account's own message (its verification).
 
   Each thing is real and in the state in which its handler would still act on it
   (tests/support/things.py), so a handler that reached it would change its owner.
@@ -269,7 +271,8 @@ TASKS: dict[str, Entry] = {
         lambda w, s, to: PublishPublicationV1(publication_id=s.publication, tenant_id=to), "publication_id",
         IGNORED, "reads the publication on the tenant's own session (filter, RLS)"),
     "tasks.notifications.record_welcome_notice": Handled(
-        _welcome, "admin_user_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _welcome, "admin_user_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     "tasks.notifications.send_invitation": Handled(
         _invited, "invitation_id", CARRIED, "an email only, recorded for the message's tenant"),
     "tasks.notifications.send_email_verification": Handled(
@@ -278,19 +281,25 @@ TASKS: dict[str, Entry] = {
     "tasks.notifications.send_password_reset": Tenantless(
         _password_reset_requested, "an email only, to the account's own address, for no tenant"),
     "tasks.notifications.record_purchase_receipt": Handled(
-        _completed, "purchase_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _completed, "purchase_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     "tasks.notifications.record_purchase_failure": Handled(
-        _failed, "purchase_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _failed, "purchase_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     "tasks.notifications.record_refund_notice": Handled(
-        _refunded, "purchase_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _refunded, "purchase_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     "tasks.notifications.record_promotion_notice": Handled(
-        _promoted, "promotion_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _promoted, "promotion_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     "tasks.notifications.record_asset_notice": Handled(
-        _processed, "asset_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _processed, "asset_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     "tasks.notifications.record_trial_notice": Handled(
         _trial_ending, None, CARRIED, "reminds the admins of the tenant the message names"),
     "tasks.notifications.record_publication_notice": Handled(
-        _published, "publication_id", CARRIED, "notices on the tenant's own session (notify checks it)"),
+        _published, "publication_id", IGNORED,
+        "reaches only the tenant's active members: the other tenant's people get nothing"),
     # -- plain tasks taking an envelope or an id ------------------------------------------------
     "tasks.tenancy.promote_tenant": SweptHere(
         "test_a_promotion_command_runs_only_its_own_tenants_promotion",

@@ -1,7 +1,8 @@
 """Who an event reaches, and how: the trial-ending reminder (beat, once per tenant) reaches
 the tenant's owners and admins; a publication reaches its audience or every active member;
-each person's choices decide between the notice and the email; the embedded Maildir is a
-real mailbox Python's ``mailbox`` reads back."""
+a tenant's event reaches no one who is not its active member (or an operator); each
+person's choices decide between the notice and the email; the embedded Maildir is a real
+mailbox Python's ``mailbox`` reads back."""
 from __future__ import annotations
 
 import mailbox
@@ -77,6 +78,34 @@ def test_a_publication_reaches_its_audience_or_every_active_member(
     assert sorted((d.recipient, d.state) for d in sent) == sorted(
         [(owner.email, "sent"), (admin.email, "sent"), (employee.email, "sent"), (admin.email, "sent")])
     assert len(smtp.handler.to(admin.email)) == 2 and smtp.handler.to(hr.email) == []
+
+
+def test_a_tenants_event_reaches_only_its_active_members_and_operators(
+        plane: Plane, smtp: SmtpServer, workers: Callable[..., processes.Process]) -> None:
+    org = plane.tenant(("owner", "admin", "employee"))
+    other = plane.tenant(("owner",))
+    owner, admin, employee = (org.member(r) for r in ("owner", "admin", "employee"))
+    stranger = other.member("owner")  # a real account, of another tenant only
+    operator = tenants.create_account(plane.provider, operator=True)
+    with plane.provider.management() as session:  # deactivated in org since the event was raised
+        iam.set_active(session, org.id, employee.user_id, False, changed_by=None)
+        session.commit()
+    workers("members", **smtp.env())
+    named = [owner, employee, stranger, operator, admin]
+    memo = plane.announce(PublicationPublishedV1(publication_id=uuid.uuid4(), tenant_id=org.id,
+                                                 title="Board memo", author_name="Olga Owner",
+                                                 recipient_ids=[a.user_id for a in named]))
+    failed = plane.announce(payment_failed(org.id, stranger.user_id))  # mandatory category: still no one
+    plane.wait_handled(memo)
+    plane.wait_handled(failed)
+    reached = [owner, operator, admin]
+    assert {a.email: len(plane.notices(org.id, a.user_id)) for a in named} == {
+        a.email: 1 if a in reached else 0 for a in named}
+    assert plane.notices(other.id, stranger.user_id) == []
+    assert sorted((d.recipient, d.state) for d in plane.wait_settled(memo.event_id)) == sorted(
+        (a.email, "sent") for a in reached)
+    assert plane.deliveries(failed.event_id) == []
+    assert sorted(r.message["To"] for r in smtp.handler.received) == sorted(a.email for a in reached)
 
 
 def test_each_persons_choices_decide_between_the_notice_and_the_email(
