@@ -52,6 +52,7 @@ from bench.dispatch import Consumer, Drain, start_consumer
 from config.settings import load_settings
 from domain.bootstrap import build_catalogues, build_provider
 from domain.db.provider import DataProvider
+from domain.iam.models import TenantUser
 from domain.identity.models import User
 from domain.messaging import outbox
 from domain.messaging.contracts import Contract
@@ -93,13 +94,16 @@ class Recipients:
 
 
 def seed(provider: DataProvider, count: int) -> Recipients:
-    """A trial tenant and ``count`` accounts (one insert)."""
+    """A trial tenant and ``count`` accounts, its active members (a tenant's events reach only
+    those; one insert each)."""
     with provider.management() as session:
         tenant_id, _ = add_trial_tenant(session, "Bench Mail Org")
         users = [(uuid.uuid4(), f"bench-{i:06d}-{uuid.uuid4().hex[:6]}@example.com") for i in range(count)]
         rows = [{"id": u, "email": e, "name": f"Reader {i}", "password_hash": None, "is_operator": False,
                  "active": True} for i, (u, e) in enumerate(users)]
         session.execute(insert(User), rows)
+        session.execute(insert(TenantUser), [{"tenant_id": tenant_id, "user_id": u, "active": True}
+                                             for u, _ in users])
         session.commit()
     return Recipients(tenant_id, "Bench Mail Org", users)
 

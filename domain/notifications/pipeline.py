@@ -10,10 +10,10 @@ Throttled emails keep their notice even where the app channel is off: the digest
 of notices.
 
 The reads that resolve the recipients and the recording of the emails run on the
-management database in autocommit: the accounts, languages and choices read together in one
-round trip (no BEGIN, no COMMIT), and the emails' rate locks and rows as one transaction in
-one round trip (``deliveries.record``). The notices are one statement in the handler's
-transaction.
+management database in autocommit: the accounts, languages, choices and standing in the
+tenant read together in one round trip (no BEGIN, no COMMIT), and the emails' rate locks and
+rows as one transaction in one round trip (``deliveries.record``). The notices are one
+statement in the handler's transaction.
 A tenant's branding and text overrides are read once per ``TENANT_TEXTS_SECONDS`` per
 process (``TenantTexts``): a change reaches emails within that.
 """
@@ -117,8 +117,8 @@ def audience(session: Session, ctx: HandlerContext, announcement: Announcement,
              people: list[Person]) -> Audience:
     """Resolve ``people`` on the management database ``session`` (reads only)."""
     catalogues, texts = ctx.ports["catalogues"], _texts(ctx)
-    members_of = announcement.tenant_id if announcement.members_only else None
-    recipients = resolve(session, catalogues, people, announcement.category, members_of)
+    member_tenant = announcement.tenant_id if announcement.members_only else None
+    recipients = resolve(session, catalogues, people, announcement.category, member_tenant)
     translators = {locale: texts.translator(session, catalogues, announcement.tenant_id, locale)
                    for locale in {r.locale for r in recipients}}
     emailing = any(r.email_on and r.email for r in recipients)

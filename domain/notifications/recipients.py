@@ -2,15 +2,17 @@
 
 An event names people by user id (and sometimes carries their address and name, as the
 welcome does). The management database says the rest: the account (an inactive account
-gets nothing), its language (translations) and its choices for the event's category. A
-person the database does not know still gets the in-app notice, and the email when the
-event carries an address.
+gets nothing), its language (translations) and its choices for the event's category. Of an
+event of no tenant, or an account's own message, a person the database does not know still
+gets the in-app notice, and the email when the event carries an address.
 
 A tenant's event reaches only the people it names who are, when it is handled, active
 members of that tenant (IAM), or platform operators: a member deactivated since the event,
 or someone of another tenant, gets neither notice nor email. An invitee, named by address
 only, is not a member yet and is not checked; nor is an account's own message (its address
-verification), which concerns the account and not a tenant.
+verification), which concerns the account and not a tenant. (An operator who is not a
+member gets the email; the notice is written too, but no page of a tenant they cannot enter
+shows it, and no digest of theirs covers that tenant.)
 """
 from __future__ import annotations
 
@@ -51,9 +53,9 @@ class Recipient:
 
 
 def resolve(session: Session, catalogues: Catalogues, people: list[Person], category: str,
-            members_of: uuid.UUID | None = None) -> list[Recipient]:
+            member_tenant: uuid.UUID | None = None) -> list[Recipient]:
     """The recipients of ``people`` for an event of ``category`` (each person once);
-    ``members_of``: of those named by user id, only the tenant's active members and operators."""
+    ``member_tenant``: of those named by user id, only its active members and operators."""
     user_ids = [p.user_id for p in people if p.user_id is not None]
     users: dict[uuid.UUID, identity.UserRow] = {}
     locales: dict[uuid.UUID, str] = {}
@@ -61,7 +63,8 @@ def resolve(session: Session, catalogues: Catalogues, people: list[Person], cate
     members: set[uuid.UUID] | None = None
     if user_ids:  # accounts, languages, choices and standing in the tenant in one round trip
         chosen_read = choices_read(user_ids, category)  # None: every channel on, whatever they chose
-        members_read = iam.active_members_read(members_of, user_ids) if members_of is not None else None
+        members_read = (iam.active_members_read(member_tenant, user_ids)
+                        if member_tenant is not None else None)
         users, locales, *rest = read_together(
             session, identity.users_read(user_ids), translations.locales_read(user_ids),
             *(read for read in (chosen_read, members_read) if read is not None))

@@ -20,7 +20,8 @@ by name, so a new task joins the sweep when it is classified:
     and emails, written from what the event carries, which names things only to describe them
     and is never looked up by them). A notification whose people are B's is ``IGNORED``: it
     reaches only A's active members, so B's get neither notice nor email; the ones left
-    ``CARRIED`` address an email (an invitation) or an account's own message (its verification).
+    ``CARRIED`` that name a thing address an email (an invitation) or are an account's own
+    message (its verification). The trial reminder names no thing: it reaches A's admins.
 
   Each thing is real and in the state in which its handler would still act on it
   (tests/support/things.py), so a handler that reached it would change its owner.

@@ -1,8 +1,8 @@
 """The welcome's path to its recipient, counted on the wire: every event of the notifications
-context takes it, so its round trips are a budget. The recipient's account, language and
-choices are read in one round trip, the email recorded in one, and the notice written in the
-handler's transaction (BEGIN, the RLS settings, the write gate with the inbox claim, the
-notices, COMMIT).
+context takes it, so its round trips are a budget. The recipient's account, language,
+choices and standing in the tenant are read in one round trip, the email recorded in one,
+and the notice written in the handler's transaction (BEGIN, the RLS settings, the write
+gate with the inbox claim, the notices, COMMIT).
 
 Each count follows a welcome to the same person, as in a running worker: the tenant's
 route, branding and texts are then in the process's caches (the route read just before, the

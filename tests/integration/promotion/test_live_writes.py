@@ -14,13 +14,15 @@ from celery.result import AsyncResult
 from sqlalchemy import func, select
 
 from domain.db.provider import TRIAL
+from domain.iam import services as iam
+from domain.identity import services as identity
 from domain.messaging import outbox
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.tables import outbox as outbox_table
 from domain.notifications.models import Notice
 from tests.integration.promotion.conftest import Plane, rows_in
 from tests.integration.promotion.helpers import SteadyWriter
-from tests.support import processes
+from tests.support import processes, refs
 from tests.support.waiting import wait_for
 from workers.publisher import publish
 
@@ -29,7 +31,9 @@ ROWS = 20_000
 
 class EventFeeder(threading.Thread):
     """Records an event for the tenant every ``interval`` seconds, each becoming one notice
-    through the notifications worker (a tenant-database write on the worker's side)."""
+    through the notifications worker (a tenant-database write on the worker's side). Each
+    welcomes a new member, made in the event's transaction (a tenant's event reaches only its
+    members)."""
 
     def __init__(self, plane: Plane, tenant_id: uuid.UUID, interval: float) -> None:
         super().__init__(name="event-feeder", daemon=True)
@@ -42,11 +46,13 @@ class EventFeeder(threading.Thread):
         """Feed until told to stop."""
         try:
             while not self.halt.is_set():
-                user = uuid.uuid4()
                 with self.plane.provider.management() as session:
+                    email = refs.email("fed")
+                    user = identity.create_user(session, email=email, name="Fed", password_hash=None).id
+                    iam.grant_role(session, user, self.tenant_id, "employee")
                     outbox.record(session, TenantProvisionedV1(
                         tenant_id=self.tenant_id, tenant_name="Busy", admin_user_id=user,
-                        admin_name="Fed", admin_email="fed@example.com"),
+                        admin_name="Fed", admin_email=email),
                         tenant_id=self.tenant_id, correlation_id=None)
                     pending = outbox.take_pending(session)
                     session.commit()
