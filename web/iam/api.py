@@ -244,7 +244,9 @@ def delete_role(role_id: uuid.UUID) -> Any:
 @bp.post("/api/v1/iam/invitations")
 @requires("users:manage")
 @limit_invitations
-@doc("Invite someone by email", body=InviteBody, responses={202: InvitationOut}, auth=True)
+@doc("Invite someone by email", body=InviteBody, auth=True,
+     responses={202: InvitationOut, 403: "the inviter's own address is not verified, or the role "
+                                         "holds more than the inviter does"})
 def invite() -> Any:
     """Record the invitation; the notifications worker emails the link."""
     body = parse_json(InviteBody)

@@ -25,6 +25,7 @@ from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from domain.iam.models import Invitation
 from domain.identity import services as identity
+from domain.identity.models import User
 from domain.messaging.tables import inbox, outbox
 from domain.notifications.models import EmailDelivery
 from tests.integration.identity.conftest import ME, Org
@@ -219,6 +220,27 @@ def test_only_a_user_manager_may_invite(client: FlaskClient, provider: DataProvi
         assert session.scalar(select(Invitation.id).where(Invitation.email == email)) is None
     with provider.unscoped("management") as session:
         assert session.scalar(select(outbox.c.id).where(outbox.c.payload["email"].astext == email)) is None
+
+
+def test_an_admin_whose_address_is_unverified_invites_no_one(
+        client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    unverified = tenants.add_member(provider, org.tenant_id, "admin",
+                                    account=tenants.create_account(provider, email_verified=False))
+    admin, email = sign_in(client, unverified), refs.email("spammed")
+    response = client.post(INVITATIONS, headers=admin.bearer, json={"email": email, "role": "employee"})
+    body = assert_refused(response, 403, None)
+    assert "verify your own email address" in body["reason"]
+    with provider.management() as session:
+        assert session.scalar(select(Invitation.id).where(Invitation.email == email)) is None
+    with provider.unscoped("management") as session:
+        assert session.scalar(select(outbox.c.id).where(outbox.c.payload["email"].astext == email)) is None
+
+    with provider.management() as session:  # as the link in the welcome email does
+        user = session.get(User, unverified.user_id)
+        assert user is not None
+        identity.mark_verified(user)
+        session.commit()
+    invite(client, admin, email, role="employee")
 
 
 # --- a task acting for a user who was cut off ---------------------------------------------

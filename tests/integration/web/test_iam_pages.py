@@ -11,10 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 from werkzeug.test import TestResponse
 
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
+from domain.identity.models import User
 from domain.identity.services import PasswordSealer
 from tests.integration.messaging.helpers import outbox_rows
 from tests.support import refs
@@ -234,6 +236,19 @@ def invitations_to(provider: DataProvider, email: str) -> list[dict[str, object]
     """The UserInvited messages recorded for ``email``."""
     return [dict(row["payload"]) for row in outbox_rows(provider, type="iam.UserInvited")
             if row["payload"]["email"] == email]
+
+
+def test_an_admin_whose_address_is_unverified_is_told_to_verify_it_before_inviting(
+        team: Team, provider: DataProvider) -> None:
+    with provider.management() as session:
+        session.execute(update(User).where(User.id == team.admin.user_id).values(email_verified_at=None))
+        session.commit()
+    email = refs.email("spammed")
+    response = act(team, "/iam/users/invite", {"email": email, "role": "employee"})
+    assert response.status_code == 403
+    assert field_errors(response, "email") == [
+        "verify your own email address (the link we emailed you) before inviting anyone"]
+    assert invitations_to(provider, email) == []
 
 
 def test_the_invite_form_records_an_invitation_the_invitee_can_accept(
