@@ -4,10 +4,14 @@ from the commit of a submit to the commit of its effect.
 
     .venv/bin/python -m bench.dispatch [--messages 3000] [--latency-messages 200]
 
-Ours: ``TenantProvisionedV1`` events recorded with ``domain.messaging.outbox.record`` in
-real transactions on the management database, sent by ``workers.publisher.publish``, and
-handled by ``tasks.notifications.record_welcome_notice`` in a real ``celery worker``
-(one inbox row + one notice row in the trial database, then the outbox row completed).
+Ours: events recorded with ``domain.messaging.outbox.record`` in real transactions on the
+management database, sent by ``workers.publisher.publish`` and handled in a real ``celery
+worker``. By default (``--handler welcome``) ``TenantProvisionedV1`` events handled by
+``tasks.notifications.record_welcome_notice`` (the welcome email rendered and recorded on
+the management database, then one inbox row + one notice row in the trial database);
+``--handler edges`` measures the plane under the lightest handler there is,
+``tasks.employment.remove_edges`` (one DELETE that finds nothing, the inbox row and the
+outbox row's completion in one transaction on the management database).
 Baseline: ``bench.apps:raw_celery``'s noop task, same configuration and worker options.
 See bench/README.md.
 """
@@ -47,19 +51,41 @@ from bench.common import (
 from config.settings import load_settings
 from domain.bootstrap import build_provider
 from domain.db.base import utcnow
-from domain.db.provider import TRIAL, DataProvider
+from domain.db.provider import MANAGEMENT, TRIAL, DataProvider
+from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.messaging import outbox
+from domain.messaging.contracts import Contract
+from domain.messaging.contracts.employment import EmployeeDeletedV1
 from domain.messaging.contracts.tenancy import TenantProvisionedV1
 from domain.messaging.outbox import Envelope
-from domain.messaging.tables import outbox as outbox_table
-from domain.notifications.models import Notice
+from domain.messaging.tables import inbox
 from workers.publisher import publish, web_publisher, without_result_override
 
-LEDGER_QUEUE, RAW_QUEUE = "notifications", "default"
+RAW_QUEUE = "default"
 POLL_SECONDS = 0.002  # how often the latency run looks for the effect
-WELCOME = "notifications.record_welcome_notice"
 ADMIN_EMAIL = "ada@example.com"  # every welcome's recipient (so past the hourly rate, throttled)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """The handler our messages go to: its event, its queue, and where its effect commits."""
+
+    name: str      # as the inbox names it: the task's name without "tasks."
+    queue: str
+    database: str  # where its inbox row is committed with its effect
+    event: Callable[[uuid.UUID, uuid.UUID], Contract]  # (tenant, its admin) -> one event
+
+
+HANDLERS = {
+    "welcome": Handler("notifications.record_welcome_notice", "notifications", TRIAL,
+                       lambda tenant_id, admin_id: TenantProvisionedV1(
+                           tenant_id=tenant_id, tenant_name="Bench Org", admin_user_id=admin_id,
+                           admin_name="Ada Admin", admin_email=ADMIN_EMAIL)),
+    # A random employee: no edges, so the effect is one DELETE that finds nothing.
+    "edges": Handler("employment.remove_edges", "employment", MANAGEMENT,
+                     lambda tenant_id, _: EmployeeDeletedV1(tenant_id=tenant_id, employee_id=uuid.uuid4())),
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +158,7 @@ class Consumer:
 class Latencies:
     """Submit commit -> effect, in milliseconds, for messages sent one at a time."""
 
-    to_effect_start: list[float]  # notice.created_at: the effect transaction's start (lower bound)
+    to_effect_start: list[float]  # inbox.processed_at: the effect transaction's start (lower bound)
     to_completion: list[float]    # the effect's commit seen by this process, polling (upper bound)
 
 
@@ -143,11 +169,14 @@ def worker_argv(app: str, queue: str, name: str, concurrency: int) -> list[str]:
 
 
 def create_tenant(provider: DataProvider) -> tuple[uuid.UUID, uuid.UUID]:
-    """A trial tenant for the events and its admin's account, as provisioning leaves them
-    (routing reads the tenant, the welcome its recipient, from the management database)."""
+    """A trial tenant for the events, its default roles and its admin, its owner, as
+    provisioning leaves them (routing reads the tenant, the welcome its recipient and the
+    recipient's standing in the tenant, from the management database)."""
     with provider.management() as session:
         tenant_id, _ = add_trial_tenant(session, "Bench Org")
         admin = identity.create_user(session, email=ADMIN_EMAIL, name="Ada Admin", password_hash=None)
+        iam.create_default_roles(session, tenant_id)
+        iam.grant_role(session, admin.id, tenant_id, "owner")
         session.commit()
     return tenant_id, admin.id
 
@@ -158,15 +187,14 @@ class Ledger:
 
     provider: DataProvider
     publisher: Celery
+    handler: Handler
     tenant_id: uuid.UUID
     admin_id: uuid.UUID
     consumer: Consumer
 
     def submit(self) -> Envelope:
-        """Record one TenantProvisionedV1 in its own transaction, as the provisioning handler does."""
-        event = TenantProvisionedV1(tenant_id=self.tenant_id, tenant_name="Bench Org",
-                                    admin_user_id=self.admin_id, admin_name="Ada Admin",
-                                    admin_email=ADMIN_EMAIL)
+        """Record one event in its own transaction, as a handler emitting it does."""
+        event = self.handler.event(self.tenant_id, self.admin_id)
         with self.provider.management() as session:
             (envelope,) = outbox.record(session, event, tenant_id=self.tenant_id, correlation_id=None)
             outbox.take_pending(session)  # published by the caller, when it chooses
@@ -174,9 +202,10 @@ class Ledger:
         return envelope
 
     def effects(self) -> int:
-        """Committed effects so far: inbox rows of the welcome handler in the trial database."""
-        with self.provider.unscoped(TRIAL) as session:
-            return int(session.scalar(text("SELECT count(*) FROM inbox WHERE handler = :h"), {"h": WELCOME}))
+        """Committed effects so far: the handler's inbox rows."""
+        with self.provider.unscoped(self.handler.database) as session:
+            return int(session.scalar(text("SELECT count(*) FROM inbox WHERE handler = :h"),
+                                      {"h": self.handler.name}))
 
     def send(self, count: int) -> Callable[[], None]:
         """Record ``count`` messages now (untimed); return the call that publishes them."""
@@ -188,7 +217,7 @@ class Ledger:
 
         return publish_all
 
-    def latency(self, count: int, trial_url: str) -> Latencies:
+    def latency(self, count: int) -> Latencies:
         """Submit and publish ``count`` messages one at a time, as a request would, each
         after the previous one's effect: latency without queueing behind other messages."""
         committed: dict[uuid.UUID, datetime] = {}
@@ -196,7 +225,8 @@ class Ledger:
         # The effect's commit is seen when its inbox row becomes visible to this process:
         # one SELECT per poll on a connection of its own in autocommit (no session, no
         # BEGIN), so the watching costs the machine little and adds little to the figure.
-        with psycopg.connect(trial_url.replace("+psycopg", ""), autocommit=True) as watcher:
+        url = self.provider.url_of(self.handler.database).replace("+psycopg", "")
+        with psycopg.connect(url, autocommit=True) as watcher:
             for _ in range(count):
                 envelope = self.submit()
                 delivery = uuid.UUID(envelope.id)
@@ -208,17 +238,14 @@ class Ledger:
         return self._latencies(committed, seen)
 
     def _latencies(self, committed: dict[uuid.UUID, datetime], seen: dict[uuid.UUID, datetime]) -> Latencies:
-        rows = outbox_table.c
-        with self.provider.management() as session:
-            ours = session.execute(select(rows.id, rows.event_id).where(rows.id.in_(committed))).all()
-        events = {event: delivery for delivery, event in ours}
-        with self.provider.unscoped(TRIAL) as session:
-            started = session.execute(select(Notice.event_id, Notice.created_at)
-                                      .where(Notice.event_id.in_(events))).all()
+        # processed_at is now() in the effect's transaction: when it started.
+        with self.provider.unscoped(self.handler.database) as session:
+            started = session.execute(select(inbox.c.message_id, inbox.c.processed_at)
+                                      .where(inbox.c.message_id.in_(committed))).all()
         if len(started) != len(committed):
             raise BenchError("some effects are missing")
         return Latencies(
-            [(at - committed[events[event]]).total_seconds() * 1000 for event, at in started],
+            [(at - committed[delivery]).total_seconds() * 1000 for delivery, at in started],
             [(seen[d] - at).total_seconds() * 1000 for d, at in committed.items()])
 
 
@@ -249,6 +276,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=200, help="warm-up messages per worker (200)")
     parser.add_argument("--latency-messages", type=int, default=200,
                         help="messages sent one at a time for the latency figure (200)")
+    parser.add_argument("--handler", choices=sorted(HANDLERS), default="welcome",
+                        help="our messages' handler: the welcome notice (default), or the lightest "
+                             "there is, the employment graph's clean-up (edges)")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork children per worker (2)")
     parser.add_argument("--timeout", type=float, default=180.0, help="deadline of each wait, seconds (180)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES,
@@ -279,13 +309,14 @@ def measure(args: argparse.Namespace, stack: Stack) -> tuple[Drain, Latencies, D
 
     broker = redis.Redis.from_url(server.url(0))
     stack.on_close(broker.close)
-    ours = start_consumer(stack, "workers.app", LEDGER_QUEUE, "ledger", env=env, args=args,
+    handler = HANDLERS[args.handler]
+    ours = start_consumer(stack, "workers.app", handler.queue, "ledger", env=env, args=args,
                           control=publisher, broker=broker)
-    plane = Ledger(provider, publisher, tenant_id, admin_id, ours)
+    plane = Ledger(provider, publisher, handler, tenant_id, admin_id, ours)
     ours.warm(args.warmup, plane.send(args.warmup), plane.effects)
     ledger = ours.drain(args.messages, plane.send(args.messages), plane.effects)
     print(f"  ledger: {ledger.per_second:.1f} messages/s", file=sys.stderr, flush=True)
-    latencies = plane.latency(args.latency_messages, databases.trial)
+    latencies = plane.latency(args.latency_messages)
     ours.worker.stop()
     stack.flush_broker()
 
@@ -302,15 +333,15 @@ def measure(args: argparse.Namespace, stack: Stack) -> tuple[Drain, Latencies, D
     return ledger, latencies, raw
 
 
-def report(ledger: Drain, latencies: Latencies, raw: Drain) -> int:
+def report(handler: str, ledger: Drain, latencies: Latencies, raw: Drain) -> int:
     """Print the figures, the targets and the final line; the exit status (0: it measured)."""
     print(table(["path", "messages", "send s", "drain s", "per s", "worker cpu ms/msg"],
                 [[name, d.count, f"{d.send_seconds:.2f}", f"{d.seconds:.2f}", f"{d.per_second:.1f}",
                   f"{d.worker_cpu_ms:.2f}"]
-                 for name, d in (("ledger (outbox->worker->inbox)", ledger), ("raw celery noop", raw))]))
+                 for name, d in ((f"ledger ({handler})", ledger), ("raw celery noop", raw))]))
     print()
     print(f"latency, submit commit -> effect, {len(latencies.to_completion)} messages one at a time:")
-    bounds = (("effect transaction start (notice.created_at)", latencies.to_effect_start),
+    bounds = (("effect transaction start (inbox.processed_at)", latencies.to_effect_start),
               (f"effect commit seen ({POLL_SECONDS * 1000:g} ms polls)", latencies.to_completion))
     print(table(["measured to", "p50 ms", "p90 ms", "p99 ms"],
                 [[label, *(f"{percentile(values, p):.1f}" for p in (50, 90, 99))]
@@ -327,7 +358,8 @@ def report(ledger: Drain, latencies: Latencies, raw: Drain) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it measured (targets met or not), 1 on errors."""
     args = parse_args(argv)
-    return run_bench(args.postgres, lambda stack: measure(args, stack), lambda figures: report(*figures))
+    return run_bench(args.postgres, lambda stack: measure(args, stack),
+                     lambda figures: report(args.handler, *figures))
 
 
 if __name__ == "__main__":
