@@ -134,20 +134,25 @@ def create_user(session: Session, *, email: str, name: str, password_hash: str |
 def authenticate(session: Session, email: str, password: str, *, writes_user: bool = False) -> User:
     """The active user with these credentials, or BadCredentials.
 
-    The account's row is read under a lock kept until the transaction ends (FOR SHARE; FOR NO
-    KEY UPDATE for a caller that then ``writes_user``, so that two such callers queue instead
-    of deadlocking): a password change or reset, which locks the row before it revokes the
-    account's sessions, either waits for this sign-in to commit its session and then revokes
-    it too, or commits first and this sign-in reads the new password. Without the lock a
-    sign-in that checked the old password could commit its session just after the revocation
-    and keep it.
+    The password is checked against an unlocked read, so that argon2's tens of milliseconds
+    hold no lock. Then the account's row is read again under a lock kept until the
+    transaction ends (FOR SHARE; FOR NO KEY UPDATE for a caller that then ``writes_user``, so
+    that two such callers queue instead of deadlocking), and the sign-in stands only if the
+    hash it checked is still the account's. A password change or reset, which locks the row
+    before it revokes the account's sessions, either commits first (this sign-in then finds
+    another hash, or waits for that commit and then finds it) and refuses it, or waits for
+    this sign-in to commit its session and then revokes it too. Without the lock a sign-in
+    that checked the old password could commit its session just after the revocation and
+    keep it.
     """
-    user = session.scalar(select(User).where(User.email == normalize_email(email))
-                          .with_for_update(read=not writes_user, key_share=writes_user)
-                          .execution_options(populate_existing=True))
-    if not _password_matches(user.password_hash if user else None, password) or (
-            user is None or not user.active):
+    seen = session.execute(select(User.id, User.password_hash, User.active)
+                           .where(User.email == normalize_email(email))).first()
+    if not _password_matches(seen.password_hash if seen else None, password) or (
+            seen is None or not seen.active):
         raise BadCredentials()
+    user = _locked_user(session, seen.id, writes=writes_user)
+    if user is None or not user.active or user.password_hash != seen.password_hash:
+        raise BadCredentials()  # changed (or deactivated) since it was checked
     return user
 
 
@@ -201,22 +206,37 @@ def _active_user(session: Session, user_id: uuid.UUID, *, writes: bool) -> User:
     SHARE, or FOR NO KEY UPDATE for a caller that ``writes`` it): a password change, a reset
     or a deactivation that commits first is seen, and one that comes after waits for this
     transaction (see ``authenticate``)."""
-    user = session.scalar(select(User).where(User.id == user_id)
-                          .with_for_update(read=not writes, key_share=writes)
-                          .execution_options(populate_existing=True))
+    user = _locked_user(session, user_id, writes=writes)
     if user is None or not user.active:
         raise BadCredentials()
     return user
 
 
+def _locked_user(session: Session, user_id: uuid.UUID, *, writes: bool) -> User | None:
+    return session.scalar(select(User).where(User.id == user_id)
+                          .with_for_update(read=not writes, key_share=writes)
+                          .execution_options(populate_existing=True))
+
+
 def change_password(session: Session, user_id: uuid.UUID, current: str, new: str) -> None:
     """Replace the password after checking the current one (the caller revokes sessions);
     the account's live password reset links are spent: whoever holds one can no longer
-    override the password its owner just chose."""
-    user = _active_user(session, user_id, writes=True)
-    if not _password_matches(user.password_hash, current):
+    override the password its owner just chose.
+
+    Both argon2 steps (checking the current password, hashing the new one) run before the
+    account's row is locked; under the lock the change goes ahead only if the hash it checked
+    is still the account's, so a reset or another change that committed meanwhile is never
+    overwritten (see ``authenticate``)."""
+    seen = session.execute(select(User.password_hash, User.active).where(User.id == user_id)).first()
+    if seen is None or not seen.active:
+        raise BadCredentials()
+    if not _password_matches(seen.password_hash, current):
         raise WrongPassword()
-    user.password_hash = hash_password(new)
+    new_hash = hash_password(new)
+    user = _active_user(session, user_id, writes=True)
+    if user.password_hash != seen.password_hash:
+        raise WrongPassword()  # no longer the current password: it changed since it was checked
+    user.password_hash = new_hash
     session.flush()
     spend_password_resets(session, user.id)
 

@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import OperationalError
 from werkzeug.test import TestResponse
 
 from config.settings import Settings, load_settings
@@ -297,8 +298,9 @@ def test_uses_at_once_set_one_password_and_refuse_the_rest(app: Flask, provider:
 def test_a_sign_in_with_the_old_password_racing_a_reset_is_refused(app: Flask,
                                                                    provider: DataProvider) -> None:
     # The reset has locked the account and set the new password, not yet committed; a
-    # sign-in with the old password then waits for it and reads the new one. (Had it not
-    # waited, its session would be committed after the reset revoked the account's sessions.)
+    # sign-in with the old password checks it against the committed hash, then waits for the
+    # account and finds another hash. (Had it not waited, or not looked again, its session
+    # would be committed after the reset revoked the account's sessions.)
     account = tenants.create_account(provider, prefix="raced")
     token = tenants.reset_link(provider, account.user_id)
     with ThreadPoolExecutor(1) as pool:
@@ -315,7 +317,7 @@ def test_a_sign_in_with_the_old_password_racing_a_reset_is_refused(app: Flask,
 def test_a_password_change_with_the_old_password_racing_a_reset_is_refused(
         app: Flask, provider: DataProvider) -> None:
     # Someone holding a session and the old password changes it while the owner's reset is
-    # under way: the change waits for the reset and checks against the new password.
+    # under way: the change waits for the reset and finds the hash it checked replaced.
     account = tenants.create_account(provider, prefix="changing")
     access = sign_in(app.test_client(), account).access_token
     token = tenants.reset_link(provider, account.user_id)
@@ -330,6 +332,50 @@ def test_a_password_change_with_the_old_password_racing_a_reset_is_refused(
             resetting.commit()
         assert_refused(changing.result(timeout=60), 422, "current_password")
     assert signs_in(app.test_client(), account.email, NEW_PASSWORD) == 200
+
+
+class LockProbe:
+    """The process's argon2 hasher, which, each time it works, first tries to lock the
+    account's row from a connection of its own (NOWAIT) and notes whether it could."""
+
+    def __init__(self, hasher: Any, provider: DataProvider, user_id: uuid.UUID) -> None:
+        self.hasher, self.provider, self.user_id = hasher, provider, user_id
+        self.free: list[tuple[str, bool]] = []
+
+    def _probe(self, step: str) -> None:
+        with self.provider.unscoped("management") as other:
+            try:
+                other.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE NOWAIT"),
+                              {"id": self.user_id})
+                self.free.append((step, True))
+            except OperationalError:  # LockNotAvailable: someone holds the row
+                self.free.append((step, False))
+            other.rollback()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self._probe("verify")
+        return self.hasher.verify(password_hash, password)  # type: ignore[no-any-return]
+
+    def hash(self, password: str) -> str:
+        self._probe("hash")
+        return self.hasher.hash(password)  # type: ignore[no-any-return]
+
+
+def test_argon2_works_while_the_account_is_unlocked(app: Flask, provider: DataProvider,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Checking or hashing a password takes argon2 tens of milliseconds: a sign-in or a change
+    # that held the account's row meanwhile would keep a reset, a change or a deactivation
+    # of that account waiting for it.
+    account = tenants.create_account(provider, prefix="unlocked")
+    probe = LockProbe(identity._hasher, provider, account.user_id)
+    monkeypatch.setattr(identity, "_hasher", probe)
+    client = app.test_client()
+    access = sign_in(client, account).access_token
+    changed = client.post("/api/v1/identity/password", headers=tenants.bearer(access),
+                          json={"current_password": account.password, "new_password": NEW_PASSWORD})
+    assert changed.status_code == 200, changed.get_data(as_text=True)[:300]
+    assert probe.free == [("verify", True), ("verify", True), ("hash", True)]
+    assert signs_in(client, account.email, NEW_PASSWORD) == 200
 
 
 def test_a_tenant_switch_racing_a_deactivation_starts_no_session(app: Flask, provider: DataProvider) -> None:
