@@ -25,14 +25,19 @@ from domain.tenancy import queries as tenancy_queries
 from domain.translations.catalogues import Catalogues
 
 
-def build_provider(settings: Settings) -> DataProvider:
+def build_provider(settings: Settings, *, web: bool = False) -> DataProvider:
     """The data provider for one process; routing changes travel over the broker's Redis.
 
     Every process that reaches the data (web, workers, the CLI) builds one at its start, so
-    this is also where the process's password hashing takes its configured profile."""
+    this is also where the process's password hashing takes its configured profile. ``web``:
+    the web app's, whose connections carry WEB_LOCK_TIMEOUT_MS and WEB_STATEMENT_TIMEOUT_MS."""
     use_password_profile(settings.password_hash_profile)
+    limits = {"lock_timeout": settings.web_lock_timeout_ms,
+              "statement_timeout": settings.web_statement_timeout_ms} if web else {}
+    limits = {name: ms for name, ms in limits.items() if ms}  # 0: PostgreSQL's own (none)
     return DataProvider(settings, tenancy_queries.placement_of, tenancy_queries.dedicated_databases,
-                        RedisRoutingChannel(settings.redis_url))
+                        RedisRoutingChannel(settings.redis_url),
+                        connection_settings={name: str(ms) for name, ms in limits.items()})
 
 
 def build_ports(settings: Settings) -> dict[str, Any]:

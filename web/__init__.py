@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["allotment.settings"] = settings
-    app.extensions["allotment.provider"] = build_provider(settings)
+    app.extensions["allotment.provider"] = build_provider(settings, web=True)
     app.extensions["allotment.sealer"] = PasswordSealer(settings.secret_key)
     app.extensions["allotment.celery"] = web_publisher(settings.broker_url, settings.result_backend)
     csrf.init_app(app)

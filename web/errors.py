@@ -8,9 +8,11 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from domain.db.sql import timed_out
 from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 2  # after a database timeout: the lock or load behind it is often gone by then
 
 
 class ApiError(Exception):
@@ -80,5 +82,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
+        if timed_out(exc):  # WEB_STATEMENT_TIMEOUT_MS / WEB_LOCK_TIMEOUT_MS: rolled back, retryable
+            log.warning("a database statement of %s %s timed out: %s", request.method, request.path,
+                        str(exc).splitlines()[0])
+            body, status = error_response(503, "database_timeout",
+                                          "the database did not answer in time; try again shortly")
+            return body, status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
         log.exception("unhandled error")
         return error_response(500, "internal_error", "an unexpected error occurred")

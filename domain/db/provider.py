@@ -238,8 +238,14 @@ class DataProvider:
     """Routes tenants to databases and hands out sessions bound to them."""
 
     def __init__(self, settings: Settings, placement_of: PlacementLookup,
-                 dedicated: DedicatedLister, channel: RoutingChannel | None = None) -> None:
+                 dedicated: DedicatedLister, channel: RoutingChannel | None = None,
+                 connection_settings: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        # PostgreSQL settings every connection starts with (libpq ``options``): the web
+        # process's lock and statement timeouts.
+        self._connect_args = {"options": " ".join(f"-c {name}={value}" for name, value
+                                                   in sorted(connection_settings.items()))} \
+            if connection_settings else {}
         self._channel = channel
         self._placement_of = placement_of
         self._dedicated = dedicated
@@ -258,7 +264,7 @@ class DataProvider:
                 self._engines.move_to_end(url)
                 return engine
             engine = create_engine(url, pool_size=self.settings.db_pool_size, max_overflow=5,
-                                   pool_recycle=1800)
+                                   pool_recycle=1800, connect_args=self._connect_args)
             event.listen(engine, "checkin", self._closer(url, weakref.ref(engine)))
             self._engines[url] = engine
             while len(self._engines) > self.settings.engine_cache_size:

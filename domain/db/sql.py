@@ -36,6 +36,14 @@ def bound_params(name: str, row: Mapping[str, Any]) -> dict[str, Any]:
     return {f"{name}_{c}": value for c, value in row.items()}
 
 
+def timed_out(exc: BaseException) -> bool:
+    """True if PostgreSQL cancelled the statement behind ``exc`` because it waited for a lock
+    longer than ``lock_timeout`` or ran longer than ``statement_timeout`` (or an operator
+    cancelled it): nothing it did was kept, and the same request may succeed later."""
+    found = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(found, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled)
+
+
 def violated_constraint(exc: IntegrityError) -> str | None:
     """The name of the constraint the failed statement broke, if PostgreSQL named one."""
     diag = getattr(exc.orig, "diag", None)

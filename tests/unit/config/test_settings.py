@@ -151,6 +151,9 @@ def test_settings_are_frozen() -> None:
     ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
     ({"WEB_CONCURRENCY": "many"}, "WEB_CONCURRENCY"),
     ({"WEB_THREADS": "0"}, "WEB_THREADS"),
+    ({"WEB_STATEMENT_TIMEOUT_MS": "30000"}, "WEB_STATEMENT_TIMEOUT_MS"),  # past gunicorn's timeout
+    ({"WEB_STATEMENT_TIMEOUT_MS": "-1"}, "WEB_STATEMENT_TIMEOUT_MS"),
+    ({"WEB_LOCK_TIMEOUT_MS": "soon"}, "WEB_LOCK_TIMEOUT_MS"),
     ({"FLOWER_ADDRESS": "-flower"}, "FLOWER_ADDRESS"),
     ({"FLOWER_PORT": "0"}, "FLOWER_PORT"),
     ({"COOKIE_SECURE": "sometimes"}, "COOKIE_SECURE"),

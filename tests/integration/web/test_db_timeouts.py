@@ -1,0 +1,103 @@
+"""A web request whose database work runs longer than WEB_STATEMENT_TIMEOUT_MS, or waits for
+a lock longer than WEB_LOCK_TIMEOUT_MS, is answered 503 with Retry-After (JSON for the API, a
+page for a form) instead of keeping its gunicorn worker until it is killed; its transaction
+is rolled back, and the same request succeeds once the database is free. Only the web app's
+connections carry the limits: a worker's (or the tests' own) provider has none.
+
+The held-up request meets a row lock this test holds on the account: the password change
+locks the account's row before it writes.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from config.settings import Settings
+from domain.bootstrap import build_provider
+from domain.db.provider import DataProvider
+from tests.integration.web.helpers import assert_refused
+from tests.support import pages, tenants
+from tests.support.apps import web_app
+
+LIMITS = {"lock": {"web_lock_timeout_ms": 300, "web_statement_timeout_ms": 0},
+          "statement": {"web_lock_timeout_ms": 0, "web_statement_timeout_ms": 300}}
+NEW_PASSWORD = "a password chosen later 0123"
+HOLD_SECONDS = 10
+
+
+@pytest.fixture(scope="module", params=sorted(LIMITS))
+def limited(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Flask]:
+    """The web app with a 300 ms limit on lock waits, or on statements (locks waits included)."""
+    with web_app(settings.model_copy(update=LIMITS[request.param])) as app:
+        yield app
+
+
+class HeldAccount:
+    """Holds an account's row (FOR UPDATE) on a connection of the test's own, for at most
+    HOLD_SECONDS: should the request not give up, PostgreSQL ends the holder's session then,
+    and the request goes through (and the test fails) instead of waiting forever."""
+
+    def __init__(self, provider: DataProvider, user_id: Any) -> None:
+        self.provider, self.user_id = provider, user_id
+
+    def __enter__(self) -> HeldAccount:
+        self.session = self.provider.unscoped("management")
+        self.session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{HOLD_SECONDS}s'"))
+        self.session.execute(text("SELECT id FROM users WHERE id = :id FOR UPDATE"), {"id": self.user_id})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(DBAPIError):  # ended by PostgreSQL after HOLD_SECONDS
+            self.session.rollback()
+        self.session.close()
+
+
+def test_an_api_request_held_up_past_its_limit_gets_503_and_changes_nothing(
+        limited: Flask, provider: DataProvider) -> None:
+    account = tenants.create_account(provider, prefix="held")
+    client = limited.test_client()
+    access = tenants.sign_in(client, account).access_token
+    change = {"current_password": account.password, "new_password": NEW_PASSWORD}
+    with HeldAccount(provider, account.user_id):
+        answer = client.post("/api/v1/identity/password", headers=tenants.bearer(access), json=change)
+    body = assert_refused(answer, 503, None)
+    assert body["error"] == "database_timeout" and answer.headers["Retry-After"] == "2"
+    assert "try again" in body["reason"]
+    assert client.post("/api/v1/identity/tokens", json={"email": account.email,
+                                                        "password": account.password}).status_code == 200
+
+    again = client.post("/api/v1/identity/password", headers=tenants.bearer(access), json=change)
+    assert again.status_code == 200, again.get_data(as_text=True)[:300]
+    assert client.post("/api/v1/identity/tokens", json={"email": account.email,
+                                                        "password": NEW_PASSWORD}).status_code == 200
+
+
+def test_a_form_held_up_past_its_limit_gets_a_503_page(limited: Flask, provider: DataProvider) -> None:
+    member = pages.make_member(provider)
+    browser = pages.signed_in_browser(limited, member)
+    form = {"current_password": pages.PASSWORD, "new_password": NEW_PASSWORD}
+    with HeldAccount(provider, member.user_id):
+        answer = pages.post(browser, "/identity/password", form)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
+    assert answer.mimetype == "text/html" and "try again" in answer.get_data(as_text=True)
+    assert pages.api_token(limited, member)  # the old password still works
+    assert pages.post(browser, "/identity/password", form).status_code == 303
+
+
+def test_only_the_web_apps_connections_carry_the_limits(app: Flask, settings: Settings) -> None:
+    web = app.extensions["allotment.provider"]
+    worker = build_provider(settings)
+    try:
+        with web.management() as session:
+            assert session.scalar(text("SHOW statement_timeout")) == "20s"  # the default
+            assert session.scalar(text("SHOW lock_timeout")) == "0"
+        with worker.management() as session:
+            assert session.scalar(text("SHOW statement_timeout")) == "0"
+    finally:
+        worker.dispose()
