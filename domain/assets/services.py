@@ -90,6 +90,8 @@ def _declared(upload: Upload) -> tuple[str, str]:
     if len(raw) > MAX_TYPE_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in raw):
         raise InvalidUpload("not a content type", field="content_type")
     declared = kinds.normalise(raw)
+    if len(declared) > MAX_TYPE_CHARS:  # lower-casing can lengthen it ("İ" becomes two characters)
+        raise InvalidUpload("not a content type", field="content_type")
     if declared == kinds.GENERIC:  # nothing specific said: the name's extension speaks for it
         declared = kinds.type_of_name(filename) or kinds.GENERIC
     if "/" not in declared:

@@ -45,6 +45,7 @@ from domain.errors import DomainError, NotFound
 from domain.graph import services as graph
 from domain.messaging import outbox
 from domain.messaging.contracts.employment import RunImportV1
+from domain.text import CONTROL
 
 log = logging.getLogger(__name__)
 BATCH = 1_000
@@ -75,7 +76,8 @@ def record_import(db: Session, tenant_id: uuid.UUID, filename: str, data: bytes,
     records = rows.read(content)
     if not records:
         raise InvalidInput("the file has no employees below its header line", field=rows.FILE)
-    name = (filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1][:255] or "upload.csv"
+    base = (filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1]
+    name = CONTROL.sub("", base)[:255] or "upload.csv"  # PostgreSQL's text takes no NUL
     job = ImportJob(id=uuid.uuid4(), tenant_id=tenant_id, filename=name, content=content,
                     created_by=created_by, status="pending", phase="employees", rows_total=len(records),
                     rows_done=0, managers_done=0, created=0, updated=0, unchanged=0, failed=0, edges=0)

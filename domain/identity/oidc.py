@@ -210,7 +210,7 @@ class IdTokenVerifier:
             raise _refuse("a nonce is required to accept an ID token")
         header = _header(id_token)
         alg = header.get("alg")
-        if alg not in ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise _refuse(f"ID tokens signed with {alg!r} are not accepted "
                           f"(only {', '.join(sorted(ALGORITHMS))})")
         kid = header.get("kid")

@@ -21,7 +21,7 @@ from domain.notifications.models import TenantBranding
 from domain.tenancy import queries as tenancy
 from domain.text import CONTROL
 
-_LOGO = re.compile(r"https://[^\s\"'<>]{1,490}")
+_LOGO = re.compile(r"https://[^\s\"'<>\x00-\x1f\x7f]{1,490}")
 
 
 @dataclass(frozen=True)

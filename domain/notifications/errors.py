@@ -22,6 +22,13 @@ class InvalidFeedback(DomainError):
     status = 422
 
 
+class SubscriptionUnconfirmed(DomainError):
+    """SNS's SubscribeURL could not be fetched (502): the subscription stays pending, and
+    SNS (or an operator, from its console) sends the confirmation again."""
+
+    status = 502
+
+
 class MailTransient(Transient):
     """The transport failed in a way that may pass (a connection refused, a 4xx reply, SES
     throttling): nothing was sent; it is retried with backoff. ``recipient_only``: only this

@@ -9,9 +9,11 @@ which must be an https URL of SNS itself (nothing else is fetched).
 """
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from domain.notifications.deliveries import mark_undeliverable
-from domain.notifications.errors import InvalidFeedback
+from domain.notifications.errors import InvalidFeedback, SubscriptionUnconfirmed
 from domain.text import CONTROL
 
 _SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
@@ -118,7 +120,16 @@ def _addresses(rows: list[dict[str, Any]]) -> list[str]:
     """The rows' email addresses, lower-cased; what cannot be one of ours is left out (we never
     send to an address without ``@``, longer than 320 characters or with a control character)."""
     found = [r["emailAddress"].strip().lower() for r in rows if isinstance(r.get("emailAddress"), str)]
-    return sorted({a for a in found if "@" in a and len(a) <= 320 and not CONTROL.search(a)})
+    return sorted({a for a in found if "@" in a and len(a) <= 320 and not CONTROL.search(a) and _utf8(a)})
+
+
+def _utf8(text: str) -> bool:
+    """False for text UTF-8 cannot carry (a lone surrogate, which JSON's \\ud800 escapes allow)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def record(session: Session, feedback: Feedback) -> int:
@@ -127,11 +138,18 @@ def record(session: Session, feedback: Feedback) -> int:
                for address in feedback.addresses)
 
 
-def confirm_subscription(feedback: Feedback, timeout: float = 10.0) -> None:
-    """Confirm an SNS subscription by fetching its (checked) SubscribeURL."""
+def confirm_subscription(feedback: Feedback, timeout: float = 5.0,
+                         fetch: Callable[..., Any] = urllib.request.urlopen) -> None:
+    """Confirm an SNS subscription by fetching its (checked) SubscribeURL; SubscriptionUnconfirmed
+    (502, naming ``SubscribeURL``) when SNS cannot be reached or refuses (an expired link)."""
     assert feedback.subscribe_url is not None
-    with urllib.request.urlopen(feedback.subscribe_url, timeout=timeout):  # noqa: S310 - checked https SNS URL
-        pass
+    try:
+        with fetch(feedback.subscribe_url, timeout=timeout):  # checked: an https SNS URL
+            pass
+    except (OSError, http.client.HTTPException) as exc:  # URLError, HTTPError, timeouts, resets
+        raise SubscriptionUnconfirmed(f"SNS's subscription link could not be fetched "
+                                      f"({type(exc).__name__}); the subscription stays pending",
+                                      field="SubscribeURL") from None
 
 
 def receive(session: Session, body: Any) -> Feedback:

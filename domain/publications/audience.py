@@ -20,6 +20,7 @@ from domain.iam import services as iam
 from domain.identity import services as identity
 from domain.publications.errors import InvalidInput
 from domain.publications.models import AUDIENCES
+from domain.text import CONTROL
 
 MAX_PEOPLE = 10_000
 
@@ -83,6 +84,8 @@ def _checked_people(db: Session, ids: Sequence[uuid.UUID]) -> tuple[uuid.UUID, .
 def employee_ids_by_email(db: Session, emails: Iterable[str]) -> tuple[uuid.UUID, ...]:
     """The employees with these work emails, in order (an unknown email is refused by name)."""
     wanted = [e.strip().lower() for e in emails if e.strip()]
+    if any(CONTROL.search(email) for email in wanted):
+        raise InvalidInput("a work email has no control characters", field="audience.employee_ids")
     found = employment.ids_by_email(db, wanted)
     for email in wanted:
         if email not in found:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,6 +34,9 @@ from domain.publications.values import clean_body, clean_title
 
 MAX_SECTIONS = 50
 MAX_ATTACHMENTS = 20
+# How far ahead a publication may be scheduled (a date past it is a typo, and PostgreSQL's
+# timestamps end with the year 9999).
+MAX_SCHEDULE_AHEAD = timedelta(days=10 * 365)
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,8 @@ def request_publishing(db: Session, tenant_id: uuid.UUID, publication_id: uuid.U
     now = now or utcnow()
     if publish_at is not None and publish_at.tzinfo is None:
         raise InvalidInput("must carry a time zone (e.g. 2030-01-31T09:00:00Z)", field="publish_at")
+    if publish_at is not None and publish_at > now + MAX_SCHEDULE_AHEAD:
+        raise InvalidInput(f"must be within {MAX_SCHEDULE_AHEAD.days // 365} years", field="publish_at")
     audiences.checked(db, queries.audience_of(row))  # the unit or the people may have gone since
     row.error = None
     if publish_at is not None and publish_at > now:

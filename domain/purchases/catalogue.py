@@ -78,6 +78,8 @@ def create_product(session: Session, spec: ProductSpec) -> ProductView:
 
 
 def _locked(session: Session, code: str) -> Product:
+    if not CODE.fullmatch(code):  # no product has such a code (nor a NUL PostgreSQL would refuse)
+        raise ProductNotFound()
     product = session.scalar(select(Product).where(Product.code == code).with_for_update())
     if product is None:
         raise ProductNotFound()

@@ -31,7 +31,8 @@ class FeedbackOut(BaseModel):
 
 @bp.post("/api/v1/notifications/ses-feedback")
 @doc("SES bounces and complaints, posted by Amazon SNS (HTTP basic auth: SES_FEEDBACK_TOKEN)",
-     responses={200: FeedbackOut, 401: "wrong or missing token", 404: "SES feedback is not configured"})
+     responses={200: FeedbackOut, 401: "wrong or missing token", 404: "SES feedback is not configured",
+                502: "a subscription's SubscribeURL could not be fetched (it stays pending)"})
 def ses_feedback() -> Any:
     """Mark the addresses of SES's permanent bounces and complaints undeliverable."""
     token = current_app.extensions["allotment.settings"].ses_feedback_token

@@ -107,6 +107,9 @@ def test_a_missing_name_or_a_broken_content_type_is_refused(local_world: World,
         **bearer(token), "Content-Type": "text/plain"})
     _refused(response, 422, "filename", "required")
     _refused(local_world.upload(token, b"abc", "a.txt", "nonsense"), 422, "content_type", "type/subtype")
+    # 136 characters that lower-case to 266 ("İ" becomes two), past the column's 255: was a 500
+    _refused(local_world.upload(token, b"abc", "a.txt", "image/" + "\u0130" * 130), 422, "content_type",
+             "not a content type")
 
 
 def test_a_confirm_for_someone_elses_upload_is_not_found(local_world: World,

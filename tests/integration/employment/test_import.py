@@ -20,6 +20,7 @@ from tests.integration.employment.importing import (
     people_file,
     post_file,
     prepare,
+    status,
     upload,
 )
 from tests.integration.web.helpers import assert_refused
@@ -152,6 +153,12 @@ def test_a_file_that_is_not_a_csv_of_known_columns_is_refused_at_the_upload(
     refused = assert_refused(post_file(api, org, data), 422, "file")
     assert said in refused["reason"]
     assert tenants.changed(before, tenants.tenant_fingerprint(plane.provider, org.id)) == []
+
+
+def test_a_file_name_keeps_no_control_characters(api: FlaskClient, make_org) -> None:  # type: ignore[no-untyped-def]
+    org: Org = make_org()  # its own: a worker may run this import, and the module's org counts its people
+    accepted = upload(api, org, b"name,work_email\nAda,ada@example.com\n", name="peo\x00ple\x07.csv")
+    assert status(api, org, accepted["id"])["filename"] == "people.csv"
 
 
 def test_uploads_without_a_file_or_too_big_are_refused(api: FlaskClient, plane: Plane, org: Org) -> None:

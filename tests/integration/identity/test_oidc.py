@@ -189,6 +189,8 @@ FORGERIES: dict[str, Callable[[OidcProvider], dict[str, Any]]] = {
     "nonce missing from the request": lambda idp: {"id_token": idp.mint(NONCE)},
     "nonce missing from the token": lambda idp: {"id_token": idp.mint(None), "nonce": NONCE},
     "unknown kid": lambda idp: {"id_token": idp.mint(NONCE, header={"kid": "made-up"}), "nonce": NONCE},
+    # {"alg": ["RS256"]}, {} and nothing signed: was a 500 (a list is no key of the algorithms)
+    "alg a list": lambda idp: {"id_token": "eyJhbGciOlsiUlMyNTYiXX0.e30.AAAA", "nonce": NONCE},
 }
 
 

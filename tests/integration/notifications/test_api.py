@@ -151,6 +151,7 @@ def test_branding_is_for_tenant_admins_and_checked(plane: Plane, client: FlaskCl
         "logo_url": "https://brand.example/logo.svg"}
     for bad, field in (({"logo_url": "http://brand.example/logo.svg"}, "logo_url"),
                        ({"logo_url": "javascript:alert(1)"}, "logo_url"),
+                       ({"logo_url": "https://brand.example/\u0000.png"}, "logo_url"),
                        ({"sender_address": "not an address"}, "sender_address"),
                        ({"display_name": "Bad\nName"}, "display_name"),
                        ({"colour": "green"}, "colour")):
@@ -204,5 +205,13 @@ def test_ses_feedback_marks_permanent_bounces_and_complaints_only(plane: Plane, 
                                 "SubscribeURL"),
                                (json.dumps({"Type": "SubscriptionConfirmation",
                                             "SubscribeURL": "http://sns.us-east-1.amazonaws.com/x"}), 422,
+                                "SubscribeURL"),
+                               # SNS's shape, but no such region: the fetch fails (the name is unknown)
+                               (json.dumps({"Type": "SubscriptionConfirmation",
+                                            "SubscribeURL": "https://sns.nowhere-1.amazonaws.com/x"}), 502,
                                 "SubscribeURL")):
         assert_refused(posting.post(FEEDBACK, data=bad, auth=("sns", TOKEN)), status, field)
+    # JSON's escapes can carry a lone surrogate, which no address of ours is (nor UTF-8 can hold)
+    odd = _bounce("Permanent", ("\ud800@example.com", "failed"), ("fine@example.com", "failed"))
+    assert "\\ud800" in odd
+    assert posting.post(FEEDBACK, data=odd, auth=("sns", TOKEN)).json == {"kind": "bounce", "addresses": 1}

@@ -64,6 +64,10 @@ def test_the_draft_form_refuses_bad_values_beside_their_fields(plane: Plane, org
     assert unknown.status_code == 404
     assert errors_by_field(unknown) == {"people": ["no employee has the work email nobody@example.com"]}
     assert 'value="For some"' in unknown.get_data(as_text=True)  # kept, to correct
+    nul = call(plane, org, "POST", "/publications", form={
+        "title": "For some", "audience_kind": "people", "people": "a\x00b@example.com"})
+    assert nul.status_code == 422
+    assert errors_by_field(nul) == {"people": ["a work email has no control characters"]}
     no_unit = call(plane, org, "POST", "/publications",
                    form={"title": "For a unit", "audience_kind": "org_unit"})
     assert (no_unit.status_code, list(errors_by_field(no_unit))) == (422, ["org_unit_id"])

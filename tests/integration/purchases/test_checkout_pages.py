@@ -89,9 +89,11 @@ def test_a_stale_form_used_for_another_product_gets_a_new_key(browser: FlaskClie
     ({"offer": "forged"}, "offer", "choose one of the products"),
     # '²' is a digit to str.isdigit() but not to int(): was a 500.
     ({"offer": "no-such-product|\u00b2|EUR"}, "offer", "choose one of the products"),
+    # PostgreSQL's text takes no NUL: was a 500.
+    ({"offer": "x\x00|1500|EUR"}, "offer", "no such product"),
     ({"idempotency_key": ""}, "idempotency_key", "required"),
 ], ids=["card failing the Luhn check", "not a test card", "no card", "no product", "unknown product",
-        "forged offer", "a price in superscript digits", "no key"])
+        "forged offer", "a price in superscript digits", "a NUL in the code", "no key"])
 def test_bad_input_is_shown_beside_its_field_and_writes_nothing(
         browser: FlaskClient, provider: DataProvider, shop: Shop, *, change: dict[str, str], field: str,
         reason: str) -> None:

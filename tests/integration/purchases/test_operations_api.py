@@ -108,10 +108,12 @@ def test_a_bad_change_is_refused_and_the_product_is_unchanged(
     assert _product_rows(provider, shop.addon.code) == before
 
 
+@pytest.mark.parametrize("code", ["no-such-product", "a%00b"], ids=["unknown", "a NUL in the code"])
 @pytest.mark.parametrize(("method", "suffix"), [("PATCH", ""), ("POST", "/retire"), ("POST", "/reactivate")],
                          ids=["change", "retire", "reactivate"])
-def test_an_unknown_product_is_not_found(api: FlaskClient, shop: Shop, method: str, suffix: str) -> None:
-    response = api.open(f"{PRODUCTS}/no-such-product{suffix}", method=method,
+def test_an_unknown_product_is_not_found(api: FlaskClient, shop: Shop, method: str, suffix: str,
+                                         code: str) -> None:
+    response = api.open(f"{PRODUCTS}/{code}{suffix}", method=method,
                         json={"name": "x"} if method == "PATCH" else None, headers=_op(shop))
     assert_refused(response, 404, "product_code")
 

@@ -3,12 +3,15 @@ reports do not, and a subscription is confirmed only at an https URL of SNS itse
 from __future__ import annotations
 
 import json
+from email.message import Message
+from http.client import RemoteDisconnected
 from typing import Any
+from urllib.error import HTTPError, URLError
 
 import pytest
 
-from domain.notifications.errors import InvalidFeedback
-from domain.notifications.feedback import parse
+from domain.notifications.errors import InvalidFeedback, SubscriptionUnconfirmed
+from domain.notifications.feedback import confirm_subscription, parse
 
 SNS = "sns.us-east-1.amazonaws.com"
 
@@ -76,6 +79,24 @@ def test_what_is_not_an_sns_message_is_refused_naming_the_field(body: Any, field
     assert refused.value.field == field
 
 
+@pytest.mark.parametrize("failure", [
+    URLError("Name or service not known"),
+    HTTPError("https://sns.eu-west-1.amazonaws.com/", 403, "Forbidden", Message(), None),  # expired token
+    TimeoutError("timed out"),
+    RemoteDisconnected("closed"),
+], ids=["unknown host", "refused", "timeout", "disconnected"])
+def test_a_subscription_link_that_cannot_be_fetched_is_a_502_naming_it(failure: Exception) -> None:
+    found = parse({"Type": "SubscriptionConfirmation",
+                   "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"})
+
+    def fetch(url: str, timeout: float) -> Any:
+        raise failure
+
+    with pytest.raises(SubscriptionUnconfirmed) as refused:
+        confirm_subscription(found, fetch=fetch)
+    assert (refused.value.status, refused.value.field) == (502, "SubscribeURL")
+
+
 def test_a_subscription_at_sns_is_accepted() -> None:
     url = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=abc"
     found = parse({"Type": "SubscriptionConfirmation", "SubscribeURL": url})
@@ -85,7 +106,8 @@ def test_a_subscription_at_sns_is_accepted() -> None:
 def test_what_cannot_be_stored_is_left_out_of_a_bounce() -> None:
     found = parse(_notification({"notificationType": "Bounce", "bounce": {
         "bounceType": "Permanent", "bounceSubType": "No\x00Email" + "x" * 1000,
-        "bouncedRecipients": [{"emailAddress": "nul\x00@example.com"}, {"emailAddress": "ok@example.com"}]}}))
+        "bouncedRecipients": [{"emailAddress": "nul\x00@example.com"}, {"emailAddress": "\ud800@example.com"},
+                              {"emailAddress": "ok@example.com"}]}}))
     assert found.addresses == ["ok@example.com"]  # never one of ours: we send to none with a NUL
     assert found.detail.startswith("Permanent/NoEmailxxx")
     assert len(found.detail) == 200 and "\x00" not in found.detail
