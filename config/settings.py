@@ -172,13 +172,14 @@ class Settings(BaseModel):
     web_concurrency: int = Field(default_factory=lambda: cpus() + 1, ge=1)
     web_threads: int = Field(default=1, ge=1)
     # A web request's database work: a statement that runs (or waits for a lock) longer than
-    # WEB_STATEMENT_TIMEOUT_MS, or waits for a lock longer than WEB_LOCK_TIMEOUT_MS, is
-    # cancelled by PostgreSQL and the request answered 503 with Retry-After, its transaction
-    # rolled back (0: no limit). Both stay under gunicorn's 30-second worker timeout, past
-    # which the worker is killed and the client gets no answer at all. No lock limit by
-    # default: a write that meets a promotion's copy waits for it (DESIGN §5). The web app's
+    # WEB_STATEMENT_TIMEOUT_MS, or waits for one lock longer than WEB_LOCK_TIMEOUT_MS, is
+    # cancelled by PostgreSQL and the request answered 503 with Retry-After (0: no limit). Only
+    # the lock limit reaches a COMMIT (a deferred constraint's check waits there): PostgreSQL
+    # stops the statement timer before it commits. Both stay under gunicorn's 30-second worker
+    # timeout, past which the worker is killed and the client gets no answer at all. A write
+    # that meets a tenant promotion's copy waits for it up to these limits. The web app's
     # connections only (the CLI's included); workers have Celery's time limits.
-    web_lock_timeout_ms: int = Field(default=0, ge=0, le=25_000)
+    web_lock_timeout_ms: int = Field(default=20_000, ge=0, le=25_000)
     web_statement_timeout_ms: int = Field(default=20_000, ge=0, le=25_000)
     flower_address: str = "127.0.0.1"
     flower_port: Port = 5555

@@ -23,8 +23,10 @@ from flask import Flask, current_app, g
 from werkzeug.exceptions import ServiceUnavailable
 
 from domain.db.provider import DataProvider, ProviderSession, StatementWriter, TenantMoved
+from domain.db.sql import timed_out
 from domain.identity.services import PasswordSealer
 from domain.messaging import outbox
+from web.errors import timeout_response
 from workers.publisher import publish
 
 
@@ -89,7 +91,7 @@ class App(Flask):
         while True:
             try:
                 answer = super().dispatch_request()
-                for session in g.get("tenant_dbs", {}).values():
+                for session in _open_sessions():  # what fails at the database fails in the view
                     session.flush()
                 return answer
             except TenantMoved:
@@ -127,13 +129,24 @@ def init_app(app: Flask) -> None:
         failed = response.status_code >= 400
         # A one-statement writer's statement committed as it ran, whatever the answer.
         pending = outbox.take_pending(g.writer) if "writer" in g else []
-        for session in _open_sessions():
-            if failed:
-                outbox.discard_pending(session)
+        try:
+            for session in _open_sessions():
+                if failed:
+                    outbox.discard_pending(session)
+                    session.rollback()
+                else:
+                    pending += outbox.take_pending(session)
+                    session.commit()
+        except Exception as exc:
+            # A COMMIT is a statement too: deferred constraint checks wait for locks there.
+            # What committed before it stays (its outbox rows are sent by the relay); the rest
+            # is rolled back. Errors raised here never reach the app's error handlers.
+            if not timed_out(exc):
+                raise
+            for session in _open_sessions():
                 session.rollback()
-            else:
-                pending += outbox.take_pending(session)
-                session.commit()
+            g.pop("after_commit", None)
+            return timeout_response(exc)
         publish(app.extensions["allotment.celery"], pending)
         callbacks = g.pop("after_commit", [])
         if not failed:

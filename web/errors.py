@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -83,10 +83,16 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
         if timed_out(exc):  # WEB_STATEMENT_TIMEOUT_MS / WEB_LOCK_TIMEOUT_MS: rolled back, retryable
-            log.warning("a database statement of %s %s timed out: %s", request.method, request.path,
-                        str(exc).splitlines()[0])
-            body, status = error_response(503, "database_timeout",
-                                          "the database did not answer in time; try again shortly")
-            return body, status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return timeout_response(exc)
         log.exception("unhandled error")
         return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+def timeout_response(exc: BaseException) -> Any:
+    """503 ``database_timeout`` with Retry-After, for a statement PostgreSQL cancelled (a view's,
+    or its unit of work's commit)."""
+    log.warning("a database statement of %s %s timed out: %s", request.method, request.path,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    body, status = error_response(503, "database_timeout",
+                                  "the database did not answer in time; try again shortly")
+    return make_response(body, status, {"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -23,6 +23,7 @@ thousands of open pools.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, create_engine, event, select, text
+from sqlalchemy import Engine, bindparam, create_engine, event, make_url, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from config.settings import Settings, database_on
@@ -243,9 +244,8 @@ class DataProvider:
         self.settings = settings
         # PostgreSQL settings every connection starts with (libpq ``options``): the web
         # process's lock and statement timeouts.
-        self._connect_args = {"options": " ".join(f"-c {name}={value}" for name, value
-                                                   in sorted(connection_settings.items()))} \
-            if connection_settings else {}
+        self._options = " ".join(f"-c {name}={value}"
+                                 for name, value in sorted((connection_settings or {}).items()))
         self._channel = channel
         self._placement_of = placement_of
         self._dedicated = dedicated
@@ -264,13 +264,22 @@ class DataProvider:
                 self._engines.move_to_end(url)
                 return engine
             engine = create_engine(url, pool_size=self.settings.db_pool_size, max_overflow=5,
-                                   pool_recycle=1800, connect_args=self._connect_args)
+                                   pool_recycle=1800, connect_args=self._connect_args(url))
             event.listen(engine, "checkin", self._closer(url, weakref.ref(engine)))
             self._engines[url] = engine
             while len(self._engines) > self.settings.engine_cache_size:
                 _, old = self._engines.popitem(last=False)
                 old.dispose()
             return engine
+
+    def _connect_args(self, url: str) -> dict[str, str]:
+        """Our ``options`` after the ones the URL (or else PGOPTIONS) already gives, which an
+        ``options`` argument would otherwise replace."""
+        if not self._options:
+            return {}
+        given = make_url(url).query.get("options") or os.environ.get("PGOPTIONS") or ""
+        given = " ".join(given) if isinstance(given, tuple) else given
+        return {"options": f"{given} {self._options}".strip()}
 
     def _closer(self, url: str, engine: weakref.ref[Engine]) -> Callable[[Any, Any], None]:
         """A checkin hook closing connections of an engine no longer in the cache."""

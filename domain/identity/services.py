@@ -151,7 +151,8 @@ def authenticate(session: Session, email: str, password: str, *, writes_user: bo
             seen is None or not seen.active):
         raise BadCredentials()
     user = _locked_user(session, seen.id, writes=writes_user)
-    if user is None or not user.active or user.password_hash != seen.password_hash:
+    if (user is None or not user.active or user.password_hash != seen.password_hash
+            or user.email != normalize_email(email)):
         raise BadCredentials()  # changed (or deactivated) since it was checked
     return user
 

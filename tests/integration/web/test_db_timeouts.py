@@ -29,6 +29,7 @@ LIMITS = {"lock": {"web_lock_timeout_ms": 300, "web_statement_timeout_ms": 0},
           "statement": {"web_lock_timeout_ms": 0, "web_statement_timeout_ms": 300}}
 NEW_PASSWORD = "a password chosen later 0123"
 HOLD_SECONDS = 10
+UNITS = "/api/v1/employment/org-units"
 
 
 @pytest.fixture(scope="module", params=sorted(LIMITS))
@@ -90,13 +91,54 @@ def test_a_form_held_up_past_its_limit_gets_a_503_page(limited: Flask, provider:
     assert pages.post(browser, "/identity/password", form).status_code == 303
 
 
+@pytest.fixture(scope="module")
+def lock_limited(settings: Settings) -> Iterator[Flask]:
+    """The web app with a 300 ms limit on lock waits only."""
+    with web_app(settings.model_copy(update=LIMITS["lock"])) as app:
+        yield app
+
+
+def test_a_commit_held_up_past_its_lock_limit_gets_503_and_keeps_nothing(
+        lock_limited: Flask, provider: DataProvider) -> None:
+    # A unit's parent is checked at COMMIT (a deferred foreign key), which waits for a lock on
+    # the parent's row: the request's last statement is the one cancelled. (Only lock_timeout
+    # reaches there: PostgreSQL stops a statement's timer before it commits.)
+    tenant = tenants.create_tenant(provider, ("admin",), prefix="commit")
+    client = lock_limited.test_client()
+    token = tenants.bearer(tenants.access_token(client, tenant.member("admin"), tenant.slug))
+    parent = client.post(UNITS, json={"name": "Parent"}, headers=token).json["id"]
+    with provider.tenant(tenant.id) as holder:
+        holder.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{HOLD_SECONDS}s'"))
+        holder.execute(text("SELECT id FROM org_units WHERE id = :id FOR UPDATE"), {"id": parent})
+        answer = client.post(UNITS, json={"name": "Child", "parent_id": parent}, headers=token)
+        holder.rollback()
+    body = assert_refused(answer, 503, None)
+    assert body["error"] == "database_timeout" and answer.headers["Retry-After"] == "2"
+    names = [u["name"] for u in client.get(UNITS, headers=token).json["items"]]
+    assert names == ["Parent"]
+    assert client.post(UNITS, json={"name": "Child", "parent_id": parent}, headers=token).status_code == 201
+
+
+def test_the_limits_come_after_the_options_a_database_url_gives(settings: Settings) -> None:
+    provider = build_provider(settings, web=True)
+    try:
+        url = provider.url_of("management")
+        with_options = f"{url}{'&' if '?' in url else '?'}options=-c%20application_name%3Dmine"
+        engine = provider.engine(with_options)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW application_name").scalar() == "mine"
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "20s"
+    finally:
+        provider.dispose()
+
+
 def test_only_the_web_apps_connections_carry_the_limits(app: Flask, settings: Settings) -> None:
     web = app.extensions["allotment.provider"]
     worker = build_provider(settings)
     try:
         with web.management() as session:
-            assert session.scalar(text("SHOW statement_timeout")) == "20s"  # the default
-            assert session.scalar(text("SHOW lock_timeout")) == "0"
+            assert session.scalar(text("SHOW statement_timeout")) == "20s"  # the defaults
+            assert session.scalar(text("SHOW lock_timeout")) == "20s"
         with worker.management() as session:
             assert session.scalar(text("SHOW statement_timeout")) == "0"
     finally:
