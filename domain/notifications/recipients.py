@@ -10,9 +10,10 @@ A tenant's event reaches only the people it names who are, when it is handled, a
 members of that tenant (IAM), or platform operators: a member deactivated since the event,
 or someone of another tenant, gets neither notice nor email. An invitee, named by address
 only, is not a member yet and is not checked; nor is an account's own message (its address
-verification), which concerns the account and not a tenant. (An operator who is not a
-member gets the email; the notice is written too, but no page of a tenant they cannot enter
-shows it, and no digest of theirs covers that tenant.)
+verification), which concerns the account and not a tenant. An operator who is not a
+member gets the email only: no page of a tenant they cannot enter would show them a notice.
+(Past the hourly rate, a throttled email keeps its notice for the digest, as everyone's does,
+and no digest of theirs covers that tenant.)
 """
 from __future__ import annotations
 
@@ -83,11 +84,13 @@ def resolve(session: Session, catalogues: Catalogues, people: list[Person], cate
         user = users.get(person.user_id) if person.user_id else by_email.get(person.email or "")
         if (user is not None and not user.active) or (person.user_id or person.email) in seen:
             continue
-        if (members is not None and person.user_id is not None and person.user_id not in members
-                and not (user is not None and user.operator)):
+        outsider = members is not None and person.user_id is not None and person.user_id not in members
+        if outsider and not (user is not None and user.operator):
             continue  # not (or no longer) one of the tenant's people
         seen.add(person.user_id or person.email)
         choice = choices.get(person.user_id, Choice()) if person.user_id else Choice(in_app=False)
+        if outsider:  # an operator: by email only, since no page of the tenant is theirs to read
+            choice = Choice(email=choice.email, in_app=False)
         locale = translations.locale_of(catalogues, locales.get(user.id) if user else None)
         email = user.email if user is not None else person.email
         name = user.name if user is not None else (person.name or email or "")
