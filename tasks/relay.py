@@ -33,8 +33,9 @@ def prune_messages(self: Any) -> dict[str, int]:
     verification and password reset links used or expired longer ago than that (beat)."""
     retention = timedelta(days=self.app.settings.message_retention_days)
     report = relay.prune_all(self.app.provider, retention=retention)
+    dead_before = utcnow() - retention
     with self.app.provider.management() as session:
-        report["verifications"] = identity.prune_email_verifications(session, older_than=utcnow() - retention)
-        report["password_resets"] = recovery.prune_password_resets(session, older_than=utcnow() - retention)
+        report["verifications"] = identity.prune_email_verifications(session, older_than=dead_before)
+        report["password_resets"] = recovery.prune_password_resets(session, older_than=dead_before)
         session.commit()
     return report

@@ -196,14 +196,20 @@ def users_cli() -> None:
     """Accounts."""
 
 
+def _operator_password() -> str:
+    """The password an operator gives a command: ALLOTMENT_OPERATOR_PASSWORD, or a prompt."""
+    password = os.environ.get("ALLOTMENT_OPERATOR_PASSWORD") or getpass.getpass("Password: ")
+    if len(password) < 10:
+        raise click.ClickException("password: must be at least 10 characters")
+    return password
+
+
 @users_cli.command("create-operator")
 @click.argument("email")
 @click.option("--name", default="Operator")
 def create_operator(email: str, name: str) -> None:
     """Create a platform operator (password from ALLOTMENT_OPERATOR_PASSWORD or a prompt)."""
-    password = os.environ.get("ALLOTMENT_OPERATOR_PASSWORD") or getpass.getpass("Password: ")
-    if len(password) < 10:
-        raise click.ClickException("password: must be at least 10 characters")
+    password = _operator_password()
     with _provider().management() as session:
         try:
             identity.create_user(session, email=email, name=name,
@@ -220,9 +226,7 @@ def set_password(email: str) -> None:
     """Set an account's password (from ALLOTMENT_OPERATOR_PASSWORD or a prompt) and end every
     session of it: how a platform operator who lost theirs gets back in (operators get no
     password reset link by email)."""
-    password = os.environ.get("ALLOTMENT_OPERATOR_PASSWORD") or getpass.getpass("Password: ")
-    if len(password) < 10:
-        raise click.ClickException("password: must be at least 10 characters")
+    password = _operator_password()
     with _provider().management() as session:
         user = identity.user_by_email(session, email)
         if user is None:

@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import links
-from domain.db.base import utcnow
 from domain.identity import services as identity
 from domain.identity.errors import UnknownPasswordReset
 from domain.identity.models import PasswordReset, User
@@ -61,17 +59,10 @@ def start_password_reset(session: Session, user_id: uuid.UUID,
 def password_reset(session: Session, token: str) -> LinkView:
     """The live link behind ``token``; UnknownPasswordReset if it is unknown, used or
     expired, or its account is deactivated or no longer has the address it was sent to."""
-    row = session.execute(
-        select(PasswordReset.id, PasswordReset.user_id, PasswordReset.email, PasswordReset.expires_at,
-               PasswordReset.used_at, User.email, User.active)
-        .join(User, User.id == PasswordReset.user_id)
-        .where(PasswordReset.token_hash == links.token_hash(token))).one_or_none()
-    if row is None:
+    found = identity.live_link(session, PasswordReset, token)
+    if found is None or not found[1]:
         raise UnknownPasswordReset()
-    reset_id, user_id, sent_to, expires_at, used_at, current_email, active = row
-    if used_at is not None or expires_at <= utcnow() or sent_to != current_email or not active:
-        raise UnknownPasswordReset()
-    return LinkView(reset_id, user_id, sent_to, expires_at)
+    return found[0]
 
 
 def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID:
@@ -86,9 +77,8 @@ def reset_password(session: Session, token: str, new_password: str) -> uuid.UUID
     """
     view = password_reset(session, token)
     new_hash = identity.hash_password(new_password)  # before the lock: argon2 takes a while
-    user = session.scalars(select(User).where(User.id == view.user_id).with_for_update(key_share=True)
-                           .execution_options(populate_existing=True)).one()
-    if not user.active or user.email != view.email:
+    user = identity.locked_user(session, view.user_id, writes=True)
+    if user is None or not user.active or user.email != view.email:
         raise UnknownPasswordReset()
     if view.id not in identity.spend_password_resets(session, user.id):
         raise UnknownPasswordReset()  # used or expired meanwhile

@@ -150,7 +150,7 @@ def authenticate(session: Session, email: str, password: str, *, writes_user: bo
     if not _password_matches(seen.password_hash if seen else None, password) or (
             seen is None or not seen.active):
         raise BadCredentials()
-    user = _locked_user(session, seen.id, writes=writes_user)
+    user = locked_user(session, seen.id, writes=writes_user)
     if (user is None or not user.active or user.password_hash != seen.password_hash
             or user.email != normalize_email(email)):
         raise BadCredentials()  # changed (or deactivated) since it was checked
@@ -207,13 +207,15 @@ def _active_user(session: Session, user_id: uuid.UUID, *, writes: bool) -> User:
     SHARE, or FOR NO KEY UPDATE for a caller that ``writes`` it): a password change, a reset
     or a deactivation that commits first is seen, and one that comes after waits for this
     transaction (see ``authenticate``)."""
-    user = _locked_user(session, user_id, writes=writes)
+    user = locked_user(session, user_id, writes=writes)
     if user is None or not user.active:
         raise BadCredentials()
     return user
 
 
-def _locked_user(session: Session, user_id: uuid.UUID, *, writes: bool) -> User | None:
+def locked_user(session: Session, user_id: uuid.UUID, *, writes: bool) -> User | None:
+    """The account read afresh under a row lock kept until the transaction ends: FOR SHARE,
+    or FOR NO KEY UPDATE for a caller that ``writes`` it."""
     return session.scalar(select(User).where(User.id == user_id)
                           .with_for_update(read=not writes, key_share=writes)
                           .execution_options(populate_existing=True))
@@ -378,19 +380,28 @@ def email_verification(session: Session, token: str, *, lock: bool = False) -> L
     ``lock`` holds the row until the transaction ends: concurrent uses queue behind the
     first one and then find it used.
     """
-    query = (select(EmailVerification, User.email).join(User, User.id == EmailVerification.user_id)
-             .where(EmailVerification.token_hash == links.token_hash(token)))
+    found = live_link(session, EmailVerification, token, lock=lock)
+    if found is None:
+        raise UnknownVerification()
+    return found[0]
+
+
+def live_link(session: Session, link: type[EmailedLink], token: str, *,
+              lock: bool = False) -> tuple[LinkView, bool] | None:
+    """The link of the ``link`` table behind ``token``, and whether its account is active;
+    None if it is unknown, used, expired, or its account no longer has the address it was
+    sent to. ``lock`` holds the link's row until the transaction ends."""
+    query = (select(link, User.email, User.active).join(User, User.id == link.user_id)
+             .where(link.token_hash == links.token_hash(token)))
     if lock:
-        query = query.with_for_update(of=EmailVerification)
+        query = query.with_for_update(of=link)
     row = session.execute(query).one_or_none()
     if row is None:
-        raise UnknownVerification()
-    verification, current_email = row
-    if (verification.used_at is not None or verification.expires_at <= utcnow()
-            or verification.email != current_email):
-        raise UnknownVerification()
-    return LinkView(verification.id, verification.user_id, verification.email,
-                            verification.expires_at)
+        return None
+    found, current_email, active = row
+    if found.used_at is not None or found.expires_at <= utcnow() or found.email != current_email:
+        return None
+    return LinkView(found.id, found.user_id, found.email, found.expires_at), active
 
 
 def verify_email(session: Session, token: str, password: str) -> uuid.UUID:
