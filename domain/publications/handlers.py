@@ -23,7 +23,7 @@ from domain.messaging.handling import HandlerContext
 from domain.publications import audience
 from domain.publications.models import Delivery, Publication, Section
 from domain.publications.queries import audience_of
-from domain.publications.rendering import to_html
+from domain.publications.rendering import NestedTooDeep, to_html
 
 log = logging.getLogger(__name__)
 BATCH = 500  # recipients per PublicationPublished part (one notifications transaction each)
@@ -42,7 +42,11 @@ def publish_publication(ctx: HandlerContext, msg: PublishPublicationV1) -> None:
     if row is None or row.status != "publishing":  # deleted, or already out: nothing to do
         log.info("publication %s is not waiting to be published", msg.publication_id)
         return
-    _render(db, row)
+    try:
+        _render(db, row)
+    except NestedTooDeep as exc:  # saved before the limit; a draft saved since passed it
+        row.status, row.error = "failed", f"body: {exc}"
+        return
     try:
         employees = audience.resolve(db, audience_of(row))
     except audience.AudienceGone as exc:

@@ -29,8 +29,7 @@ from domain.publications.audience import Audience
 from domain.publications.errors import InvalidInput, NotEditable, PublicationNotFound, SectionNotFound
 from domain.publications.models import EDITABLE, Publication, Section
 from domain.publications.queries import PublicationView, SectionView
-from domain.publications.rendering import to_html
-from domain.publications.values import clean_body, clean_title
+from domain.publications.values import clean_title, rendered_body
 
 MAX_SECTIONS = 50
 MAX_ATTACHMENTS = 20
@@ -83,10 +82,10 @@ def _checked_attachments(db: Session, author: Author, asset_ids: Sequence[uuid.U
 
 
 def _apply(db: Session, row: Publication, author: Author, draft: Draft) -> None:
-    title, body = clean_title(draft.title), clean_body(draft.body)
+    title, (body, body_html) = clean_title(draft.title), rendered_body(draft.body)
     audience = audiences.checked(db, draft.audience)
     attachments = _checked_attachments(db, author, draft.attachments)
-    row.title, row.body, row.body_html = title, body, to_html(body)
+    row.title, row.body, row.body_html = title, body, body_html
     row.audience_kind, row.audience_unit_id = audience.kind, audience.org_unit_id
     row.audience_sub_units, row.audience_people = audience.sub_units, list(audience.employee_ids)
     row.attachments = attachments
@@ -118,9 +117,9 @@ def create_publication(db: Session, management: Session, tenant_id: uuid.UUID, a
     checked = [_checked_section(s, f"sections.{i}.") for i, s in enumerate(sections)]
     db.add(row)
     db.flush()
-    for position, (heading, body) in enumerate(checked):
+    for position, (heading, body, body_html) in enumerate(checked):
         db.add(Section(id=uuid.uuid4(), tenant_id=tenant_id, publication_id=row.id, position=position,
-                       heading=heading, body=body, body_html=to_html(body)))
+                       heading=heading, body=body, body_html=body_html))
     db.flush()
     return queries.view_of(db, row)
 
@@ -142,8 +141,9 @@ def delete_publication(db: Session, publication_id: uuid.UUID) -> None:
 
 # --- sections ---------------------------------------------------------------------------
 
-def _checked_section(fields: SectionFields, prefix: str = "") -> tuple[str, str]:
-    return clean_title(fields.heading, f"{prefix}heading"), clean_body(fields.body, f"{prefix}body")
+def _checked_section(fields: SectionFields, prefix: str = "") -> tuple[str, str, str]:
+    """The heading, the body and the body's HTML."""
+    return clean_title(fields.heading, f"{prefix}heading"), *rendered_body(fields.body, f"{prefix}body")
 
 
 def _sections(db: Session, publication_id: uuid.UUID) -> list[Section]:
@@ -166,12 +166,12 @@ def _section_view(section: Section) -> SectionView:
 def add_section(db: Session, publication_id: uuid.UUID, fields: SectionFields) -> SectionView:
     """A new section at the end of a draft."""
     row = _editable(db, publication_id)
-    heading, body = _checked_section(fields)
+    heading, body, body_html = _checked_section(fields)
     count = db.scalar(select(func.count()).select_from(Section).where(Section.publication_id == row.id)) or 0
     if count >= MAX_SECTIONS:
         raise InvalidInput(f"at most {MAX_SECTIONS} sections", field="sections")
     section = Section(id=uuid.uuid4(), tenant_id=row.tenant_id, publication_id=row.id, position=count,
-                      heading=heading, body=body, body_html=to_html(body))
+                      heading=heading, body=body, body_html=body_html)
     db.add(section)
     _touch(db, row)
     return _section_view(section)
@@ -182,8 +182,7 @@ def update_section(db: Session, publication_id: uuid.UUID, section_id: uuid.UUID
     """Replace a section's heading and body."""
     row = _editable(db, publication_id)
     section = _section(db, publication_id, section_id)
-    section.heading, section.body = _checked_section(fields)
-    section.body_html = to_html(section.body)
+    section.heading, section.body, section.body_html = _checked_section(fields)
     _touch(db, row)
     return _section_view(section)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from domain.publications.errors import InvalidInput
+from domain.publications.rendering import NestedTooDeep, to_html
 from domain.text import CONTROL
 
 MAX_TITLE = 200
@@ -32,3 +33,12 @@ def clean_body(value: str, field: str = "body") -> str:
     if _CONTROL_IN_BODY.search(value):
         raise InvalidInput("must not contain control characters", field=field)
     return value.rstrip()
+
+
+def rendered_body(value: str, field: str = "body") -> tuple[str, str]:
+    """A Markdown body checked (``clean_body``) and its HTML; refused if that nests too deep."""
+    body = clean_body(value, field)
+    try:
+        return body, to_html(body)
+    except NestedTooDeep as exc:
+        raise InvalidInput(str(exc), field=field) from None

@@ -16,6 +16,7 @@ from domain.messaging.contracts.publications import PublishPublicationV1
 from domain.messaging.outbox import Envelope
 from domain.messaging.tables import outbox
 from domain.publications import handlers
+from domain.publications.models import Publication
 from tests.integration.publications.conftest import (
     API,
     PUBLISH,
@@ -30,6 +31,7 @@ from tests.integration.publications.conftest import (
     messages,
     notices_of,
     publish,
+    status_of,
     unit,
     wait_published,
 )
@@ -138,3 +140,29 @@ def test_a_redelivered_command_publishes_once(api: FlaskClient, plane: Plane,
     assert handling.handle(plane.provider, fresh, PublishPublicationV1, "tenant",
                            handlers.publish_publication).emitted == []
     assert (deliveries(plane, org.id, view["id"]), messages(plane, org.id, PUBLISHED, view["id"])) == before
+
+
+def test_a_body_saved_before_the_nesting_limit_fails_its_publication_with_the_reason(
+        api: FlaskClient, plane: Plane, make_org: Callable[..., Org]) -> None:
+    org = make_org()
+    view = draft(api, org, title="Quoted", sections=[{"heading": "Fine", "body": "fine"}])
+    # Saved by a version that let it through: the API now refuses such a body (test_api).
+    with plane.provider.tenant(org.id) as db:
+        row = db.get(Publication, uuid.UUID(view["id"]))
+        assert row is not None
+        row.body = "> " * 100 + "deep"
+        db.commit()
+    publish(api, org, view["id"])
+    wait_for(lambda: status_of(plane, org.id, view["id"]) == "failed", timeout=60,
+             message="the publication failed")
+    failed = api.get(f"{API}/{view['id']}", headers=org.auth()).json
+    assert failed["error"].startswith("body: must not nest quotes, lists or emphasis this deep")
+    assert (failed["recipients"], deliveries(plane, org.id, view["id"]), messages(plane, org.id, PUBLISHED,
+                                                                                  view["id"])) == (0, {}, [])
+    # Failed: nothing went out, so its author can mend it and publish it again.
+    mended = api.put(f"{API}/{view['id']}", json={"title": "Quoted", "body": "> shallow"}, headers=org.auth())
+    assert mended.status_code == 200, mended.json
+    publish(api, org, view["id"])
+    wait_published(plane, org.id, view["id"])
+    assert api.get(f"{API}/{view['id']}", headers=org.auth()).json["body_html"] == (
+        "<blockquote>\n<p>shallow</p>\n</blockquote>")
