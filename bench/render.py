@@ -11,7 +11,8 @@ rendered by the web worker that saves it, so its cost is a request's. Ours is
 - the inputs that make Markdown parsers backtrack (cmark's own pathological tests and the
   ones that cost markdown-it-py seconds): unclosed and nested brackets, images, emphasis,
   links, reference definitions, block quotes and lists nested deep (refused when their HTML
-  would nest past ``MAX_DEPTH``: the time until that refusal).
+  would nest past ``MAX_DEPTH``: the time until that refusal), and tables whose rows are
+  padded to a header a thousand columns wide (refused past ``MAX_TABLE_CELLS``).
 
 Each is rendered ``--rounds`` times, alternating, and the median CPU time kept. The
 previous renderer (markdown-it-py, still installed by the test tools) is shown beside it
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from bench.common import Target, final_line, table, targets_line
-from domain.publications.rendering import NestedTooDeep, to_html
+from domain.publications.rendering import TooComplex, to_html
 
 PROSE_BLOCK = """## Summer party
 
@@ -71,11 +72,13 @@ PATHOLOGICAL: dict[str, Callable[[int], str]] = {
     "nested quotes (refused)": lambda n: "> " * (n // 2) + "a",
     "nested lists (refused)": lambda n: "".join("  " * i + "* a\n" for i in range(int((n / 2) ** 0.5))),
     "table cells": lambda n: "|a|\n|-|\n" + "|x" * (n // 2),
+    "padded table rows (refused)": lambda n: "|" + "h|" * 1000 + "\n|" + "-|" * 1000 + "\n" + "|x|\n" * n,
+    "padded rows, widest allowed": lambda n: "|" + "h|" * 1000 + "\n|" + "-|" * 1000 + "\n" + "|x|\n" * 18,
 }
 
 
 def _ours(markdown: str) -> None:
-    with contextlib.suppress(NestedTooDeep):  # refused: what it cost to find out is the figure
+    with contextlib.suppress(TooComplex):  # refused: what it cost to find out is the figure
         to_html(markdown)
 
 

@@ -23,7 +23,7 @@ from domain.messaging.handling import HandlerContext
 from domain.publications import audience
 from domain.publications.models import Delivery, Publication, Section
 from domain.publications.queries import audience_of
-from domain.publications.rendering import NestedTooDeep, to_html
+from domain.publications.rendering import TooComplex, to_html
 
 log = logging.getLogger(__name__)
 BATCH = 500  # recipients per PublicationPublished part (one notifications transaction each)
@@ -42,10 +42,8 @@ def publish_publication(ctx: HandlerContext, msg: PublishPublicationV1) -> None:
     if row is None or row.status != "publishing":  # deleted, or already out: nothing to do
         log.info("publication %s is not waiting to be published", msg.publication_id)
         return
-    try:
-        _render(db, row)
-    except NestedTooDeep as exc:  # saved before the limit; a draft saved since passed it
-        row.status, row.error = "failed", f"body: {exc}"
+    if (refused := _render(db, row)) is not None:  # saved before the limits; drafts saved since pass them
+        row.status, row.error = "failed", refused
         return
     try:
         employees = audience.resolve(db, audience_of(row))
@@ -65,11 +63,18 @@ def publish_publication(ctx: HandlerContext, msg: PublishPublicationV1) -> None:
                                         part=number, parts=len(parts)))
 
 
-def _render(db: Session, row: Publication) -> None:
-    """Freeze the HTML of the body and sections as rendered now."""
-    row.body_html = to_html(row.body)
+def _render(db: Session, row: Publication) -> str | None:
+    """Freeze the HTML of the body and sections as rendered now; or why a body cannot be."""
+    try:
+        row.body_html = to_html(row.body)
+    except TooComplex as exc:
+        return f"body: {exc}"
     for section in db.scalars(select(Section).where(Section.publication_id == row.id)):
-        section.body_html = to_html(section.body)
+        try:
+            section.body_html = to_html(section.body)
+        except TooComplex as exc:
+            return f"sections.{section.position}.body: {exc}"
+    return None
 
 
 def _record_deliveries(db: Session, tenant_id: uuid.UUID, publication_id: uuid.UUID,

@@ -82,9 +82,10 @@ def _checked_attachments(db: Session, author: Author, asset_ids: Sequence[uuid.U
 
 
 def _apply(db: Session, row: Publication, author: Author, draft: Draft) -> None:
-    title, (body, body_html) = clean_title(draft.title), rendered_body(draft.body)
+    title = clean_title(draft.title)
     audience = audiences.checked(db, draft.audience)
     attachments = _checked_attachments(db, author, draft.attachments)
+    body, body_html = rendered_body(draft.body)  # the costliest check last
     row.title, row.body, row.body_html = title, body, body_html
     row.audience_kind, row.audience_unit_id = audience.kind, audience.org_unit_id
     row.audience_sub_units, row.audience_people = audience.sub_units, list(audience.employee_ids)
@@ -111,9 +112,9 @@ def create_publication(db: Session, management: Session, tenant_id: uuid.UUID, a
     user = identity.users_by_id(management, [author.user_id]).get(author.user_id)
     row = Publication(id=uuid.uuid4(), tenant_id=tenant_id, author_id=author.user_id,
                       author_name=user.name if user else "", status="draft")
-    _apply(db, row, author, draft)
     if len(sections) > MAX_SECTIONS:
         raise InvalidInput(f"at most {MAX_SECTIONS} sections", field="sections")
+    _apply(db, row, author, draft)
     checked = [_checked_section(s, f"sections.{i}.") for i, s in enumerate(sections)]
     db.add(row)
     db.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from domain.publications.errors import InvalidInput
-from domain.publications.rendering import NestedTooDeep, to_html
+from domain.publications.rendering import TooComplex, to_html
 from domain.text import CONTROL
 
 MAX_TITLE = 200
@@ -36,9 +36,10 @@ def clean_body(value: str, field: str = "body") -> str:
 
 
 def rendered_body(value: str, field: str = "body") -> tuple[str, str]:
-    """A Markdown body checked (``clean_body``) and its HTML; refused if that nests too deep."""
+    """A Markdown body checked (``clean_body``) and its HTML; refused if that would cost far
+    more than its length (``rendering.TooComplex``)."""
     body = clean_body(value, field)
     try:
         return body, to_html(body)
-    except NestedTooDeep as exc:
+    except TooComplex as exc:
         raise InvalidInput(str(exc), field=field) from None

@@ -3,12 +3,21 @@ on what a browser would act on (every tag, attribute and URL of the output), not
 from __future__ import annotations
 
 import re
+import threading
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
 
-from domain.publications.rendering import ATTRIBUTES, MAX_DEPTH, TAGS, URL_SCHEMES, NestedTooDeep, to_html
+from domain.publications.rendering import (
+    ATTRIBUTES,
+    MAX_DEPTH,
+    MAX_TABLE_CELLS,
+    TAGS,
+    URL_SCHEMES,
+    TooComplex,
+    to_html,
+)
 
 PAYLOADS: dict[str, str] = {
     "script-tag": "<script>alert(1)</script>",
@@ -164,15 +173,76 @@ NESTED = {  # the HTML parser behind nh3 takes seconds on these (its time grows 
 
 @pytest.mark.parametrize("markdown", NESTED.values(), ids=list(NESTED))
 def test_a_body_nested_too_deep_is_refused(markdown: str) -> None:
-    with pytest.raises(NestedTooDeep, match=f"at most {MAX_DEPTH} levels"):
+    with pytest.raises(TooComplex, match=f"at most {MAX_DEPTH} levels"):
         to_html(markdown)
 
 
 def test_the_nesting_limit_counts_elements() -> None:
     quoted = to_html("> " * (MAX_DEPTH - 1) + "a")  # the quotes and the paragraph inside them
     assert quoted.count("<blockquote>") == MAX_DEPTH - 1 and "<p>a</p>" in quoted
-    with pytest.raises(NestedTooDeep):
+    with pytest.raises(TooComplex):
         to_html("> " * MAX_DEPTH + "a")
     # Elements that close themselves, side by side, nest nothing.
     flat = to_html("a  \nb  \nc\n\n***\n\n" * 100 + "![x](https://example.com/x.png) " * 100)
     assert (flat.count("<br>"), flat.count("<hr>"), flat.count("<img")) == (200, 100, 100)
+
+
+def _table(columns: int, rows: int, row: str = "|x|", prefix: str = "") -> str:
+    return "".join(f"{prefix}{line}\n" for line in
+                   ["|" + "h|" * columns, "|" + ":-:|" * columns, *[row] * rows])
+
+
+@pytest.mark.parametrize("prefix", ["", "> ", "- ", "1. ", "> - "],
+                         ids=["top", "quote", "list", "ordered", "quoted-list"])
+def test_a_table_is_padded_to_its_header_so_its_cells_are_counted_before_parsing(prefix: str) -> None:
+    # One short row per line, each padded to the header's thousand columns: 5-11 KB of
+    # Markdown would be 5-20 MB of HTML. Counted on the Markdown, wherever the table stands.
+    wide = _table(1_000, 600, prefix=prefix)
+    assert len(wide) < 12_000
+    with pytest.raises(TooComplex, match=f"{MAX_TABLE_CELLS:,} table cells"):
+        to_html(wide)
+
+
+def test_tables_within_the_cell_budget_render_whole() -> None:
+    columns, rows = 20, MAX_TABLE_CELLS // 20 - 2  # with the header and delimiter rows: the budget
+    html = to_html(_table(columns, rows, row="|" + "1|" * columns))
+    assert html.count("</td>") == columns * rows and html.count("</th>") == columns
+    # A blank line ends a table: what follows is not its rows.
+    assert to_html(_table(3, 1) + "\n" + "text\n" * (MAX_TABLE_CELLS // 2)).count("</td>") == 3
+    with pytest.raises(TooComplex):  # the budget is for the body's tables together
+        to_html("\n".join([_table(20, MAX_TABLE_CELLS // 40)] * 2))
+
+
+def test_rendering_returns_what_it_allocates() -> None:
+    # cmarkgfm's own helper keeps each document's tree and HTML (about 5 MB per 100,000
+    # characters); the process must not grow with every body it renders.
+    body = ("Join **us** at [the garden](https://example.com) *on Friday* ~~or not~~.\n\n"
+            "| a | b |\n|---|---|\n| 1 | 2 |\n\n" * 2_000)[:100_000]
+    to_html(body)
+
+    def resident_mib() -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096 / 2**20
+
+    before = resident_mib()
+    for _ in range(60):
+        to_html(body)
+    assert resident_mib() - before < 64  # kept: about 300 MiB
+
+
+def test_threads_rendering_at_once_each_get_their_own_document() -> None:
+    # cmark-gfm switches its strikethrough rule on and off in a table every parser shares.
+    body = "word ~~gone~~ *kept* " * 200
+    expected = to_html(body)
+    results: list[str] = []
+
+    def render() -> None:
+        results.extend(to_html(body) for _ in range(100))
+
+    threads = [threading.Thread(target=render) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert expected.count("<del>") == 200
+    assert results == [expected] * 400
