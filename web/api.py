@@ -2,6 +2,7 @@
 status URL."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Self, TypeVar
 
 from flask import jsonify, request
@@ -42,10 +43,37 @@ def parse_json(model: type[M]) -> M:
         raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "expected a JSON object", "body")
+    if _SURROGATE_ESCAPE.search(request.get_data(cache=True)):
+        try:
+            _refuse_lone_surrogates(data, ())
+        except RecursionError:
+            raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _refusal(exc, "body") from None
+
+
+# JSON's \uXXXX escapes can write half of a UTF-16 pair alone, which no Unicode text holds:
+# UTF-8 cannot carry it to PostgreSQL, to argon2 or to a parser in C. A body with such an
+# escape is looked through (a pair that makes one character is fine).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_lone_surrogates(value: Any, path: tuple[str, ...]) -> None:
+    if isinstance(value, str):
+        if _LONE_SURROGATE.search(value):
+            raise ApiError(422, "validation_failed", "must be Unicode text (a lone surrogate escape)",
+                           ".".join(path) or "body")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            named = (*path, cut(_LONE_SURROGATE.sub("?", key)))
+            _refuse_lone_surrogates(key, named)
+            _refuse_lone_surrogates(item, named)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_lone_surrogates(item, (*path, str(index)))
 
 
 def parse_query(model: type[M]) -> M:

@@ -312,7 +312,9 @@ def _key_of(email: str | None) -> str:
     if email is None or not email.strip():
         return f"ip:{_remote_address()}"
     secret = current_app.config["SECRET_KEY"].encode()
-    digest = hmac.new(secret, account_of(email).encode(), hashlib.sha256).hexdigest()[:32]
+    # surrogatepass: JSON can carry half a UTF-16 pair, which the view then refuses (422).
+    account = account_of(email).encode("utf-8", "surrogatepass")
+    digest = hmac.new(secret, account, hashlib.sha256).hexdigest()[:32]
     return "account:" + digest
 
 

@@ -112,8 +112,10 @@ def _list(report: dict[str, Any], name: str, key: str) -> list[Any]:
 
 
 def _text(value: object) -> str:
-    """A word of SES's, kept as a detail: control characters dropped, at most DETAIL_LENGTH."""
-    return CONTROL.sub("", str(value))[:DETAIL_LENGTH]
+    """A word of SES's, kept as a detail: control characters dropped, a lone surrogate (JSON's
+    \\ud800) made "?", at most DETAIL_LENGTH."""
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    return CONTROL.sub("", text)[:DETAIL_LENGTH]
 
 
 def _addresses(rows: list[dict[str, Any]]) -> list[str]:

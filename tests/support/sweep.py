@@ -39,6 +39,7 @@ from web.openapi import openapi_path
 # A NUL character in text long enough for any minLength of the API and short enough for its
 # smallest maxLength, with an "@" (a check for an email address's "@" alone lets it through).
 NUL = "nul \x00 inside, at@example.com"
+LONE_SURROGATE = "half \ud800 a pair, at@example.com"  # sent as JSON's "\\ud800" escape
 OVERSIZED_LENGTH = 100_001  # one more than the largest maxLength of the API (a publication's body)
 OVERSIZED = "o" * OVERSIZED_LENGTH
 

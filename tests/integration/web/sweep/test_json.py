@@ -8,8 +8,9 @@ body their operation does not describe (``UNDESCRIBED_BODIES``: SES feedback). E
 malformed JSON, JSON nested too deep, JSON that is no object, a JSON body sent as
 ``text/plain``, ``{}`` (when it has required properties), and for each property of its
 schema (nested: ``audience.kind``, ``sections.0.heading``) the wrong type, a string with a
-NUL character and a string of 100,001 characters (over the largest ``maxLength`` of the
-API); an integer also gets 2**64. A map (``categories``) gets keys with a NUL, of 100,001
+NUL character, one with a lone surrogate (JSON's ``\\ud800``, which no Unicode text holds)
+and a string of 100,001 characters (over the largest ``maxLength`` of the API); an integer
+also gets 2**64. A map (``categories``) gets keys with a NUL, a lone surrogate, of 100,001
 characters and unknown, more entries than it takes, and its entry under ``MAP_KEYS``
 spoiled like an object's properties. The rest of the body is valid (``VALID``, else made
 from the schema). A path argument is filled with a real thing made for the test
@@ -50,6 +51,7 @@ from werkzeug.test import TestResponse
 
 from tests.support import refs, tenants
 from tests.support.sweep import (
+    LONE_SURROGATE,
     NUL,
     OVERSIZED,
     SES_FEEDBACK_TOKEN,
@@ -165,7 +167,7 @@ def wrong_type(schema: dict[str, Any]) -> tuple[str, Any]:
 
 def property_cases(schema: dict[str, Any], components: dict[str, Any],
                    parent: tuple[str, ...] = ()) -> Iterator[JsonCase]:
-    """Wrong type, NUL and oversized for each property, and for the properties of an object
+    """Wrong type, NUL, a lone surrogate and oversized for each property, and for the properties of an object
     property (``audience.kind``) and of the first item of a list of objects
     (``sections.0.heading``); an integer also gets one no 64-bit column holds."""
     for name, raw in schema.get("properties", {}).items():
@@ -177,6 +179,8 @@ def property_cases(schema: dict[str, Any], components: dict[str, Any],
         as_list = prop.get("type") == "array"
         yield JsonCase(f"{label}=wrong type ({described})", named, path=path, value=wrong)
         yield JsonCase(f"{label}=NUL", named, path=path, value=[NUL] if as_list else NUL)
+        yield JsonCase(f"{label}=lone surrogate", named, path=path,
+                       value=[LONE_SURROGATE] if as_list else LONE_SURROGATE)
         yield JsonCase(f"{label}=oversized", named, path=path, value=[OVERSIZED] if as_list else OVERSIZED)
         if prop.get("type") == "integer":
             yield JsonCase(f"{label}=2**64", named, path=path, value=2**64)
@@ -197,13 +201,15 @@ MAP_KEYS = {"categories": "assets"}
 
 def map_cases(label: str, path: tuple[str, ...], entries: dict[str, Any], prop: dict[str, Any],
               components: dict[str, Any]) -> Iterator[JsonCase]:
-    """A map's keys as NUL, as 100,001 characters and as one it does not know, more entries
-    than its maximum, and its entry under ``MAP_KEYS`` spoiled property by property."""
+    """A map's keys as NUL, as a lone surrogate, as 100,001 characters and as one it does not
+    know, more entries than its maximum, and its entry under ``MAP_KEYS`` spoiled property by
+    property."""
     key = MAP_KEYS.get(label)
     assert key is not None, f"{label} is a map: give the sweep one of its keys in MAP_KEYS"
     entry = example(entries, components)
     named = frozenset({label})
-    for case, bad_key in (("NUL", NUL), ("oversized", OVERSIZED), ("unknown", "no-such-key")):
+    for case, bad_key in (("NUL", NUL), ("lone surrogate", LONE_SURROGATE), ("oversized", OVERSIZED),
+                          ("unknown", "no-such-key")):
         yield JsonCase(f"{label}=a key {case}", named, path=(*path, bad_key), value=entry)
     if "maxProperties" in prop:
         crowd = {f"key{n}": entry for n in range(prop["maxProperties"] + 1)}
