@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -24,6 +25,9 @@ COLUMNS = ("name", "work_email", "job_type", "org_unit", "start_date", "end_date
 REQUIRED = ("name", "work_email")
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 100_000
+# Room for a spreadsheet's blank rows and a long row's quoted text, not for a file of commas.
+MAX_LINES = 2 * MAX_ROWS
+MAX_LINE = 16 * 1024
 FILE = "file"
 
 
@@ -89,7 +93,7 @@ def _header(cells: list[str]) -> list[str]:
     if unknown:
         raise InvalidInput(f"unknown column {unknown[0]!r}; the columns are {', '.join(COLUMNS)}",
                            field=FILE)
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    repeated = sorted(c for c, times in Counter(columns).items() if times > 1)
     if repeated:
         raise InvalidInput(f"the column {repeated[0]!r} appears twice", field=FILE)
     missing = [c for c in REQUIRED if c not in columns]
@@ -98,9 +102,21 @@ def _header(cells: list[str]) -> list[str]:
     return columns
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The file's lines for the CSV reader, each checked before it is split into cells: a
+    line of millions of commas, or millions of blank lines, would cost the request seconds
+    of CPU and hundreds of MB before a row could be refused."""
+    for number, line in enumerate(io.StringIO(text, newline=""), 1):
+        if number > MAX_LINES:
+            raise InvalidInput(f"the file has more than {MAX_LINES:,} lines", field=FILE)
+        if len(line) > MAX_LINE:
+            raise InvalidInput(f"line {number} is longer than {MAX_LINE:,} characters", field=FILE)
+        yield line
+
+
 def read(text: str) -> list[Record]:
     """The file's rows (blank lines skipped); InvalidInput naming ``file`` for a bad header."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(_lines(text), strict=True)
     try:
         first = next(reader, None)
         if first is None or not any(c.strip() for c in first):

@@ -142,6 +142,9 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
     "missing-column": (b"name,job_type\nA,Engineer\n", "work_email"),
     "repeated-column": (b"name,work_email,name\nA,a@example.com,B\n", "twice"),
     "broken-quotes": (b'name,work_email\n"A,a@example.com\n', "CSV"),
+    "a-column-named-thousands-of-times": (b"work_email" + b",name" * 3_000 + b"\n", "'name' appears twice"),
+    "a-line-of-commas": (b"name,work_email\nA,a@example.com" + b"," * 20_000 + b"\n", "line 2 is longer"),
+    "lines-past-the-limit": (b"name,work_email\nA,a@example.com\n" + b"\r\n" * 200_000, "200,000 lines"),
 }
 
 
