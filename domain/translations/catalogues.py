@@ -12,9 +12,20 @@ TEMPLATE = "messages.pot"
 PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdifr]")
 
 
+# What a tenant's text may hold besides words: "%%" and a placeholder as bare as "%(name)s".
+# A width or precision is memory spent on every rendering: "%(name)2000000000s" is 2 GB.
+_PLAIN_CONVERSION = re.compile(r"%%|%\(\w+\)[sdifr]")
+
+
 def placeholders(text: str) -> set[str]:
     """The names of the ``%(name)s`` placeholders in ``text``."""
     return set(PLACEHOLDER.findall(text))
+
+
+def plain_conversions(text: str) -> bool:
+    """True when every ``%`` of ``text`` is ``%%`` or a placeholder with no flags, width or
+    precision (``%(name)s``, ``%(count)d``)."""
+    return "%" not in _PLAIN_CONVERSION.sub("", text)
 
 
 class Catalogues:

@@ -17,7 +17,7 @@ from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.db.sql import Read, Sql, read_one
 from domain.errors import NotFound
-from domain.translations.catalogues import Catalogues, placeholders
+from domain.translations.catalogues import Catalogues, placeholders, plain_conversions
 from domain.translations.errors import InvalidTranslation
 from domain.translations.models import TranslationOverride, UserLocale
 from domain.translations.translator import Translator
@@ -68,6 +68,9 @@ def _check_text(catalogues: Catalogues, key: str, text: str) -> str:
                                  field="text")
     if len(text) > MAX_TEXT or _CONTROL.search(text):
         raise InvalidTranslation(f"at most {MAX_TEXT} characters, no control characters", field="text")
+    if not plain_conversions(text):
+        raise InvalidTranslation("a placeholder is written %(name)s, with no flags, width or precision; "
+                                 "a lone % must be written %%", field="text")
     allowed = placeholders(key)
     unknown = sorted(placeholders(text) - allowed)
     if unknown:

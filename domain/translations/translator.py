@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from babel.dates import format_datetime
 
-from domain.translations.catalogues import Catalogues
+from domain.translations.catalogues import Catalogues, plain_conversions
 
 
 def N_(key: str) -> str:  # noqa: N802 - gettext's name for "mark for extraction, translate later"
@@ -22,7 +22,8 @@ class Translator:
                  overrides: Mapping[str, str] | None = None) -> None:
         self.locale = locale
         self.catalogues = catalogues
-        self.overrides = overrides or {}
+        # A text saved before its conversions were checked (services._check_text) is left out.
+        self.overrides = {key: text for key, text in (overrides or {}).items() if plain_conversions(text)}
 
     def gettext(self, key: str, /, **params: object) -> str:
         """The text of ``key`` with ``params`` filled in."""

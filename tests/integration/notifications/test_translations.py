@@ -83,6 +83,8 @@ def test_overrides_are_checked_and_a_tenant_never_reaches_anothers(plane: Plane,
            ({"locale": "en", "key": "no such string", "text": "x"}, "key"),
            ({"locale": "en", "key": READY, "text": "%(name)s is ready"}, "text"),
            ({"locale": "en", "key": READY, "text": "100% %(filename)s"}, "text"),
+           ({"locale": "en", "key": READY, "text": "%(filename)200s is ready"}, "text"),
+           ({"locale": "en", "key": READY, "text": "%(filename)-9.3s is ready"}, "text"),
            ({"locale": "en", "key": READY, "text": "   "}, "text"),
            ({"locale": "en", "key": READY, "text": "bad\x00text"}, "text"),
            ({"locale": "en", "key": READY}, "text")]

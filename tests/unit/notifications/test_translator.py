@@ -40,6 +40,14 @@ def test_a_broken_text_falls_back_instead_of_failing(catalogues: Catalogues) -> 
     assert broken(READY, filename="a.pdf") == "a.pdf ist bereit"
 
 
+def test_an_override_with_a_width_or_flags_is_left_out(catalogues: Catalogues) -> None:
+    # Saved before overrides were checked for them: a width is memory spent on each rendering.
+    for text in ("%(filename)200s", "%(filename)-5s!", "%(filename).3s", "%(filename) d"):
+        assert Translator("de", catalogues, {READY: text})(READY, filename="a.pdf") == "a.pdf ist bereit"
+    kept = Translator("de", catalogues, {READY: "100 %% fertig: %(filename)s"})
+    assert kept(READY, filename="a.pdf") == "100 % fertig: a.pdf"
+
+
 def test_dates_are_written_the_locales_way(catalogues: Catalogues) -> None:
     moment = datetime(2026, 3, 4, 15, 30, tzinfo=UTC)
     assert Translator("en", catalogues).datetime(moment) == "Mar 4, 2026, 3:30:00\u202fPM UTC"
