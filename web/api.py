@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from werkzeug.exceptions import BadRequest
 
 from domain.text import CONTROL, whole_number
-from web.errors import ApiError, cut
+from web.errors import MAX_DETAILS, ApiError, cut
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,7 +88,8 @@ def parse_query(model: type[M]) -> M:
 def _refusal(exc: ValidationError, whole: str) -> ApiError:
     # Each part cut before the join: a key made of dots must not make a field of a thousand parts.
     details = [{"field": ".".join(cut(str(p)) for p in err["loc"]) or whole, "reason": err["msg"]}
-               for err in exc.errors()]
+               for err in exc.errors(include_url=False, include_context=False,
+                                     include_input=False)[:MAX_DETAILS]]
     return ApiError(422, "validation_failed", details[0]["reason"], details[0]["field"], details)
 
 

@@ -44,11 +44,17 @@ def _bounded(field: str | None) -> str | None:
     return cut(".".join(cut(part) for part in field.split(".")), 256)
 
 
+# The errors an answer lists: a body of a hundred thousand unknown keys is one mistake made
+# many times, and its answer need not be megabytes.
+MAX_DETAILS = 20
+
+
 def error_response(status: int, error: str, reason: str, field: str | None = None,
                    details: list[dict[str, Any]] | None = None) -> Any:
-    """The JSON error body and status (or an HTML page for browsers)."""
+    """The JSON error body and status (or an HTML page for browsers); at most ``MAX_DETAILS``
+    of the errors, the first ones."""
     field = _bounded(field)
-    details = [{**d, "field": _bounded(d.get("field"))} for d in details or ()]
+    details = [{**d, "field": _bounded(d.get("field"))} for d in (details or [])[:MAX_DETAILS]]
     if _wants_json():
         body: dict[str, Any] = {"error": error, "field": field, "reason": reason}
         if details:

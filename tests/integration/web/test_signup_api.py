@@ -90,6 +90,14 @@ def test_every_invalid_field_is_listed(client: FlaskClient) -> None:
     assert {e["field"] for e in body["errors"]} == {"slug", "email", "password"}
 
 
+def test_a_body_of_many_mistakes_lists_the_first_twenty(client: FlaskClient) -> None:
+    unknown = {f"unknown{n:05}": n for n in range(20_000)}
+    response = client.post(SIGNUPS, json={**refs.signup_body(), **unknown})
+    body = assert_refused(response, 422, "unknown00000")
+    assert [e["field"] for e in body["errors"]] == [f"unknown{n:05}" for n in range(20)]
+    assert len(response.get_data()) < 4096
+
+
 def signup(client: FlaskClient, body: Body) -> tuple[Any, str]:
     """Post a signup with a fresh request id; return the response and the id."""
     request_id = refs.slug("req")
