@@ -69,7 +69,8 @@ def _render(db: Session, row: Publication) -> str | None:
         row.body_html = to_html(row.body)
     except TooComplex as exc:
         return f"body: {exc}"
-    for section in db.scalars(select(Section).where(Section.publication_id == row.id)):
+    sections = select(Section).where(Section.publication_id == row.id).order_by(Section.position)
+    for section in db.scalars(sections):
         try:
             section.body_html = to_html(section.body)
         except TooComplex as exc:

@@ -113,16 +113,20 @@ _CONTAINER = re.compile(r"^(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[
 _DELIMITER_ROW = re.compile(r"\|?(?:[ \t]*:?-+:?[ \t]*\|)+(?:[ \t]*:?-+:?[ \t]*)?")
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")  # cmark's, not str.splitlines()'s (which also ends at U+2028 ...)
+
+
 def _table_cells(markdown: str) -> int:
     """At least as many cells as the body's tables would have: each delimiter row's columns
-    times its table's lines, a table ending at the first blank line (one pass)."""
+    times its table's lines, a table ending at the first blank line (one pass). Lines and
+    blanks as cmark sees them: a line of U+00A0 or U+3000 is not blank to it."""
     cells = columns = 0
-    for line in markdown.splitlines():
-        content = line[_CONTAINER.match(line).end():]  # type: ignore[union-attr]  # matches ""
-        if not content.strip():
+    for line in _LINE_END.split(markdown):
+        content = line[_CONTAINER.match(line).end():].strip(" \t")  # type: ignore[union-attr]  # matches ""
+        if not content:
             columns = 0
-        elif _DELIMITER_ROW.fullmatch(content.rstrip()):
-            columns = max(columns, content.strip().strip("|").count("|") + 1)
+        elif _DELIMITER_ROW.fullmatch(content):
+            columns = max(columns, content.strip("|").count("|") + 1)
             cells += 2 * columns  # the header row and this one
         else:
             cells += columns
@@ -156,10 +160,12 @@ def _without_empty_targets(tag: str, attribute: str, value: str) -> str | None:
 
 def to_html(markdown: str) -> str:
     """The sanitised HTML of ``markdown``; ``TooComplex`` if it would cost far more than its length."""
-    if _table_cells(markdown) > MAX_TABLE_CELLS:
+    if _table_cells(markdown) > MAX_TABLE_CELLS:  # refused before cmark pads them
         raise TooComplex(f"must not have more than {MAX_TABLE_CELLS:,} table cells in all")
     # cmark reads UTF-8: a lone surrogate (which JSON can carry) would not encode.
     rendered = _cmark_html(markdown.encode("utf-8", "replace").decode("utf-8"))
+    if rendered.count("</td>") + rendered.count("</th>") > MAX_TABLE_CELLS:  # what the count above missed
+        raise TooComplex(f"must not have more than {MAX_TABLE_CELLS:,} table cells in all")
     if not _depth_within(rendered, MAX_DEPTH):
         raise TooComplex(f"must not nest quotes, lists or emphasis this deep (at most {MAX_DEPTH} "
                          "levels, its paragraphs and table cells counted)")

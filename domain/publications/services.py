@@ -167,10 +167,10 @@ def _section_view(section: Section) -> SectionView:
 def add_section(db: Session, publication_id: uuid.UUID, fields: SectionFields) -> SectionView:
     """A new section at the end of a draft."""
     row = _editable(db, publication_id)
-    heading, body, body_html = _checked_section(fields)
     count = db.scalar(select(func.count()).select_from(Section).where(Section.publication_id == row.id)) or 0
     if count >= MAX_SECTIONS:
         raise InvalidInput(f"at most {MAX_SECTIONS} sections", field="sections")
+    heading, body, body_html = _checked_section(fields)
     section = Section(id=uuid.uuid4(), tenant_id=row.tenant_id, publication_id=row.id, position=count,
                       heading=heading, body=body, body_html=body_html)
     db.add(section)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from domain.publications import rendering
 from domain.publications.rendering import (
     ATTRIBUTES,
     MAX_DEPTH,
@@ -201,6 +202,25 @@ def test_a_table_is_padded_to_its_header_so_its_cells_are_counted_before_parsing
     assert len(wide) < 12_000
     with pytest.raises(TooComplex, match=f"{MAX_TABLE_CELLS:,} table cells"):
         to_html(wide)
+
+
+@pytest.mark.parametrize("line", ["\u00a0", "\u3000", "x\u2028", "\u2028x", "\x85"],
+                         ids=["no-break-space", "ideographic-space", "line-separator-after",
+                              "line-separator-before", "next-line"])
+def test_a_line_blank_to_python_but_not_to_cmark_does_not_end_the_count(line: str) -> None:
+    # cmark ends lines at CR and LF only, and a blank line holds spaces and tabs only: for
+    # it, the table goes on past such a line, padding every row after it.
+    body = _table(1_000, 520).replace("|x|\n", f"{line}\n", 1)
+    assert rendering._table_cells(body) > MAX_TABLE_CELLS  # counted before cmark pads them
+    with pytest.raises(TooComplex, match="table cells"):
+        to_html(body)
+
+
+def test_cells_the_markdown_count_misses_are_counted_in_the_html(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rendering, "_table_cells", lambda markdown: 0)
+    with pytest.raises(TooComplex, match="table cells"):
+        to_html(_table(1_000, 30))
+    assert to_html(_table(10, 30)).count("</td>") == 300
 
 
 def test_tables_within_the_cell_budget_render_whole() -> None:
