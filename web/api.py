@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Self, TypeVar
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from werkzeug.exceptions import BadRequest
 
 from domain.text import CONTROL, whole_number
 from web.errors import MAX_DETAILS, ApiError, cut
@@ -35,19 +34,19 @@ def parse_json(model: type[M]) -> M:
     """The request body as ``model``; 415/400/422 naming the field and the reason."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "expected application/json", "Content-Type")
-    # Not silent=True: a literal ``null`` is valid JSON, just not an object. RecursionError:
+    # UTF-8 only, decoded strictly (RFC 8259): the json module would also take UTF-16 and
+    # UTF-32, and UTF-8 bytes of a lone surrogate, which no Unicode text holds (a byte-order
+    # mark is dropped). A literal ``null`` is valid JSON, just not an object. RecursionError:
     # deeply nested input is malformed for us too.
+    raw = request.get_data(cache=True)
     try:
-        data = request.get_json()
-    except (BadRequest, RecursionError):
+        data = current_app.json.loads(raw.decode("utf-8-sig"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "expected a JSON object", "body")
-    if _SURROGATE_ESCAPE.search(request.get_data(cache=True)):
-        try:
-            _refuse_lone_surrogates(data, ())
-        except RecursionError:
-            raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
+    if _SURROGATE_ESCAPE.search(raw) and (at := _lone_surrogate_at(data)) is not None:
+        raise ApiError(422, "validation_failed", "must be Unicode text (a lone surrogate escape)", at)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -56,24 +55,44 @@ def parse_json(model: type[M]) -> M:
 
 # JSON's \uXXXX escapes can write half of a UTF-16 pair alone, which no Unicode text holds:
 # UTF-8 cannot carry it to PostgreSQL, to argon2 or to a parser in C. A body with such an
-# escape is looked through (a pair that makes one character is fine).
+# escape is looked through (a pair that makes one character is fine); strictly decoded, a
+# body can carry one no other way.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _refuse_lone_surrogates(value: Any, path: tuple[str, ...]) -> None:
-    if isinstance(value, str):
-        if _LONE_SURROGATE.search(value):
-            raise ApiError(422, "validation_failed", "must be Unicode text (a lone surrogate escape)",
-                           ".".join(path) or "body")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            named = (*path, cut(_LONE_SURROGATE.sub("?", key)))
-            _refuse_lone_surrogates(key, named)
-            _refuse_lone_surrogates(item, named)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _refuse_lone_surrogates(item, (*path, str(index)))
+_Node = tuple[Any, str] | None  # (parent node, name): a path, put together only when needed
+
+
+def _lone_surrogate_at(data: Any) -> str | None:
+    """The field (``sections.0.heading``) of the first text in ``data`` holding a lone
+    surrogate, or None. One visit per value, iterative: a path is put together only for the
+    field it names."""
+    stack: list[tuple[Any, _Node]] = [(data, None)]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                return _path(at)
+        elif isinstance(value, dict):
+            for key, item in reversed(list(value.items())):  # popped in the document's order
+                node = (at, cut(_LONE_SURROGATE.sub("?", key)))
+                if _LONE_SURROGATE.search(key):
+                    return _path(node)
+                if isinstance(item, str | dict | list):
+                    stack.append((item, node))
+        elif isinstance(value, list):
+            stack.extend((item, (at, str(index))) for index, item in reversed(list(enumerate(value)))
+                         if isinstance(item, str | dict | list))
+    return None
+
+
+def _path(node: _Node) -> str:
+    names: list[str] = []
+    while node is not None:
+        node, name = node
+        names.append(name)
+    return ".".join(reversed(names)) or "body"
 
 
 def parse_query(model: type[M]) -> M:

@@ -90,6 +90,26 @@ def test_every_invalid_field_is_listed(client: FlaskClient) -> None:
     assert {e["field"] for e in body["errors"]} == {"slug", "email", "password"}
 
 
+@pytest.mark.parametrize("encoded", [
+    '{"email": "\ud800@example.com"}'.encode("utf-8", "surrogatepass"),   # a lone surrogate's UTF-8 bytes
+    '{"email": "\\ud800@example.com"}'.encode("utf-16-le"),             # UTF-16: the escape hidden
+    '{"email": "ada@example.com"}'.encode("utf-32"),
+    b'{"email": "\xff@example.com"}',
+], ids=["surrogate-bytes", "utf-16", "utf-32", "not-utf-8"])
+def test_a_body_that_is_not_utf_8_is_malformed(client: FlaskClient, encoded: bytes) -> None:
+    response = client.post(SIGNUPS, data=encoded, content_type="application/json")
+    assert_refused(response, 400, "body")
+
+
+def test_a_lone_surrogate_escape_is_refused_naming_its_field_and_a_pair_is_text(client: FlaskClient) -> None:
+    body = json.dumps({**refs.signup_body(), "admin_name": "Ada \ud83d\ude00",
+                       "organisation_name": "Org \ud800"})
+    response = client.post(SIGNUPS, data=body, content_type="application/json")
+    assert_refused(response, 422, "organisation_name")
+    body = json.dumps({**refs.signup_body(), "admin_name": "Ada \ud83d\ude00"})  # an emoji, escaped
+    assert client.post(SIGNUPS, data=body, content_type="application/json").status_code == 202
+
+
 def test_a_body_of_many_mistakes_lists_the_first_twenty(client: FlaskClient) -> None:
     unknown = {f"unknown{n:05}": n for n in range(20_000)}
     response = client.post(SIGNUPS, json={**refs.signup_body(), **unknown})
