@@ -68,10 +68,10 @@ def _check_text(catalogues: Catalogues, key: str, text: str) -> str:
                                  field="text")
     if len(text) > MAX_TEXT or _CONTROL.search(text):
         raise InvalidTranslation(f"at most {MAX_TEXT} characters, no control characters", field="text")
-    if not plain_conversions(text):
+    allowed = placeholders(key)
+    if allowed and not plain_conversions(text):  # a text without placeholders is shown as written
         raise InvalidTranslation("a placeholder is written %(name)s, with no flags, width or precision; "
                                  "a lone % must be written %%", field="text")
-    allowed = placeholders(key)
     unknown = sorted(placeholders(text) - allowed)
     if unknown:
         known = ", ".join(f"%({name})s" for name in sorted(allowed)) or "none"

@@ -22,12 +22,15 @@ class Translator:
                  overrides: Mapping[str, str] | None = None) -> None:
         self.locale = locale
         self.catalogues = catalogues
-        # A text saved before its conversions were checked (services._check_text) is left out.
-        self.overrides = {key: text for key, text in (overrides or {}).items() if plain_conversions(text)}
+        self.overrides = overrides or {}
+        # Texts saved before their conversions were checked (services._check_text): left out
+        # where they would be filled in.
+        self._unfillable = {key for key, text in self.overrides.items() if not plain_conversions(text)}
 
     def gettext(self, key: str, /, **params: object) -> str:
         """The text of ``key`` with ``params`` filled in."""
-        for text in (self.overrides.get(key), self.catalogues.lookup(self.locale, key),
+        override = None if params and key in self._unfillable else self.overrides.get(key)
+        for text in (override, self.catalogues.lookup(self.locale, key),
                      self.catalogues.lookup(self.catalogues.default_locale, key)):
             if text:
                 try:

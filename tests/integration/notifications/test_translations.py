@@ -104,6 +104,10 @@ def test_overrides_are_checked_and_a_tenant_never_reaches_anothers(plane: Plane,
     assert next(s for s in ours if s["key"] == READY)["text"] == "%(filename)s liegt bereit"
     assert client.delete(f"{OVERRIDES}/{made['id']}", headers=admin_a).status_code == 204
     assert client.get(OVERRIDES, headers=admin_a).json["items"] == []
+    # A text with nothing to fill in is shown as written: a % in it is the text's.
+    plain = _override(client, admin_a, "Notifications", "100% Hinweise", locale="de")
+    assert plain["text"] == "100% Hinweise"
+    assert client.delete(f"{OVERRIDES}/{plain['id']}", headers=admin_a).status_code == 204
     assert_refused(client.get("/api/v1/translations/strings?locale=../x", headers=admin_a), 422, "locale")
 
 

@@ -46,6 +46,9 @@ def test_an_override_with_a_width_or_flags_is_left_out(catalogues: Catalogues) -
         assert Translator("de", catalogues, {READY: text})(READY, filename="a.pdf") == "a.pdf ist bereit"
     kept = Translator("de", catalogues, {READY: "100 %% fertig: %(filename)s"})
     assert kept(READY, filename="a.pdf") == "100 % fertig: a.pdf"
+    # A text with nothing to fill in is shown as written, its % included.
+    plain = Translator("de", catalogues, {"Notifications": "100% Hinweise"})
+    assert plain("Notifications") == "100% Hinweise"
 
 
 def test_dates_are_written_the_locales_way(catalogues: Catalogues) -> None:
