@@ -67,12 +67,23 @@ def everyone_under(db: Session, graph_db: Session, tenant_id: uuid.UUID,
     return graph_queries.subordinates(graph_db, tenant_id, employee_id)
 
 
-def subordinates(db: Session, graph_db: Session, tenant_id: uuid.UUID,
-                 employee_id: uuid.UUID) -> list[ReportLine]:
-    """Everyone under the employee at any depth, named, nearest first."""
+# Subordinates named per page: a manager of a hundred thousand (one import can make one) cost
+# the whole list's names and 21 MB of JSON per request.
+MAX_SUBORDINATES_PER_PAGE = 1_000
+
+
+def subordinates(db: Session, graph_db: Session, tenant_id: uuid.UUID, employee_id: uuid.UUID, *,
+                 page: int = 1, per_page: int = MAX_SUBORDINATES_PER_PAGE) -> queries.Page[ReportLine]:
+    """One page of everyone under the employee at any depth, named, nearest first. Only the
+    page's people are named; ``total`` is everyone the graph has under them (a page leaves
+    out a GUID the tenant no longer has, until its edges are gone)."""
+    per_page = max(1, min(per_page, MAX_SUBORDINATES_PER_PAGE))
+    page = max(1, page)
     under = everyone_under(db, graph_db, tenant_id, employee_id)
-    found = queries.people(db, [person for person, _, _ in under])
-    return [ReportLine(found[person], manager, depth) for person, manager, depth in under if person in found]
+    part = under[(page - 1) * per_page:page * per_page]
+    found = queries.people(db, [person for person, _, _ in part])
+    lines = [ReportLine(found[person], manager, depth) for person, manager, depth in part if person in found]
+    return queries.Page(lines, len(under), page, per_page)
 
 
 def org_chart(db: Session, graph_db: Session, tenant_id: uuid.UUID, org_unit_id: uuid.UUID, *,

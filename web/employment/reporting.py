@@ -7,11 +7,11 @@ import uuid
 from typing import Any, Literal
 
 from flask import g, jsonify
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.employment import relations, reporting
 from domain.employment.reporting import ReportLine
-from web.api import Query, parse_json, parse_query
+from web.api import Number, Query, parse_json, parse_query
 from web.auth import requires
 from web.employment import bp
 from web.employment.common import READ, WRITE, OrgUnitOut, PersonOut, db, graph_db
@@ -63,6 +63,24 @@ class LineList(BaseModel):
     """People in a reporting structure, nearest first."""
 
     items: list[LineOut]
+
+
+class LinePage(BaseModel):
+    """One page of people in a reporting structure, nearest first."""
+
+    items: list[LineOut]
+    total: int
+    page: int
+    per_page: int
+    pages: int
+
+
+class SubordinatesQuery(Query):
+    """Paging of everyone under a person."""
+
+    page: Number = Field(default=1, ge=1, le=1_000_000)
+    per_page: Number = Field(default=reporting.MAX_SUBORDINATES_PER_PAGE, ge=1,
+                             le=reporting.MAX_SUBORDINATES_PER_PAGE)
 
 
 class ChartQuery(Query):
@@ -137,11 +155,15 @@ def chain_of_command(employee_id: uuid.UUID) -> Any:
 
 @bp.get("/api/v1/employment/employees/<uuid:employee_id>/subordinates")
 @requires(READ)
-@doc("Everyone under an employee, at any depth", responses={200: LineList}, auth=True)
+@doc("Everyone under an employee, at any depth (paged, 1,000 a page at most)", query=SubordinatesQuery,
+     responses={200: LinePage}, auth=True)
 def subordinates(employee_id: uuid.UUID) -> Any:
     """Direct and indirect reports, nearest first."""
-    lines = reporting.subordinates(db(), graph_db(), g.tenant_id, employee_id)
-    return jsonify(LineList(items=_lines(lines)).model_dump(mode="json"))
+    query = parse_query(SubordinatesQuery)
+    found = reporting.subordinates(db(), graph_db(), g.tenant_id, employee_id, page=query.page,
+                                   per_page=query.per_page)
+    return jsonify(LinePage(items=_lines(found.items), total=found.total, page=found.page,
+                            per_page=found.per_page, pages=found.pages).model_dump(mode="json"))
 
 
 @bp.get("/api/v1/employment/org-units/<uuid:org_unit_id>/chart")

@@ -13,6 +13,7 @@ import random
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -88,13 +89,26 @@ def test_the_chain_of_command_goes_up_to_the_top(api: FlaskClient, world: World)
 def test_everyone_under_a_person_at_any_depth(api: FlaskClient, world: World) -> None:
     tree = world.tree
     for person in [tree.top, *_sample(tree, 10, seed=5)]:
-        response = api.get(f"{API}/employees/{person}/subordinates", headers=world.a.auth("employee"))
-        assert response.status_code == 200
-        found = {uuid.UUID(i["person"]["id"]): i["depth"] for i in response.json["items"]}
+        items: list[dict[str, Any]] = []
+        for page in range(1, 4):  # nobody has more than 3,000 under them: SIZE is 2,000
+            response = api.get(f"{API}/employees/{person}/subordinates", query_string={"page": page},
+                               headers=world.a.auth("employee"))
+            assert response.status_code == 200
+            items += response.json["items"]
+            assert (response.json["total"], response.json["per_page"]) == (len(tree.under(person)), 1_000)
+        assert len(items) == len(tree.under(person))
+        found = {uuid.UUID(i["person"]["id"]): i["depth"] for i in items}
         assert found == tree.under(person)
-        managers = {uuid.UUID(i["person"]["id"]): uuid.UUID(i["manager_id"]) for i in response.json["items"]}
+        assert [i["depth"] for i in items] == sorted(i["depth"] for i in items)  # nearest first, across pages
+        managers = {uuid.UUID(i["person"]["id"]): uuid.UUID(i["manager_id"]) for i in items}
         assert all(tree.manager[p] == m for p, m in managers.items())
     assert len(tree.under(tree.top)) == SIZE - 1
+    small = api.get(f"{API}/employees/{tree.top}/subordinates", query_string={"page": 3, "per_page": 7},
+                    headers=world.a.auth("employee")).json
+    assert (len(small["items"]), small["page"], small["pages"]) == (7, 3, -(-(SIZE - 1) // 7))
+    for bad in ({"per_page": 1_001}, {"per_page": 0}, {"page": "x"}):
+        assert_refused(api.get(f"{API}/employees/{tree.top}/subordinates", query_string=bad,
+                               headers=world.a.auth("employee")), 422, next(iter(bad)))
 
 
 def test_direct_reports(api: FlaskClient, world: World) -> None:
