@@ -38,7 +38,7 @@ WITH RECURSIVE under(id, manager_id, depth) AS (
          WHERE to_id = u.id AND (tenant_id = :tenant AND relation = :relation) IS TRUE OFFSET 0) e
      WHERE u.depth < :max_depth
 )
-SELECT id, manager_id, depth FROM under ORDER BY depth
+SELECT id, manager_id, depth FROM under ORDER BY depth, id
 """
 # The same statement in the driver's own parameter style.
 _SUBORDINATES_DRIVER = re.sub(r":(\w+)", r"%(\1)s", SUBORDINATES_SQL)

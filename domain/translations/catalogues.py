@@ -1,6 +1,7 @@
 """The compiled gettext catalogues of the product, one per locale, loaded once per process."""
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -15,17 +16,27 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdifr]")
 # What a tenant's text may hold besides words: "%%" and a placeholder as bare as "%(name)s".
 # A width or precision is memory spent on every rendering: "%(name)2000000000s" is 2 GB.
 _PLAIN_CONVERSION = re.compile(r"%%|%\(\w+\)[sdifr]")
+# A "%" that a later "%" formatting would read as a width or precision ("%20s", "%(x).9f",
+# "%*d"), where the text is shown as written but may still be formatted by a caller (a form
+# library's message); "10 % Rabatt" is words.
+_WIDTH = re.compile(r"%(?:\(\w*\))?[-#0 +]*(?:\d|\*|\.)")
 
 
-def placeholders(text: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def placeholders(text: str) -> frozenset[str]:
     """The names of the ``%(name)s`` placeholders in ``text``."""
-    return set(PLACEHOLDER.findall(text))
+    return frozenset(PLACEHOLDER.findall(text))
 
 
 def plain_conversions(text: str) -> bool:
     """True when every ``%`` of ``text`` is ``%%`` or a placeholder with no flags, width or
     precision (``%(name)s``, ``%(count)d``)."""
     return "%" not in _PLAIN_CONVERSION.sub("", text)
+
+
+def has_width(text: str) -> bool:
+    """True when a ``%`` of ``text`` (not ``%%``) would be read as a width or precision."""
+    return _WIDTH.search(text.replace("%%", "")) is not None
 
 
 class Catalogues:

@@ -17,7 +17,7 @@ from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.db.sql import Read, Sql, read_one
 from domain.errors import NotFound
-from domain.translations.catalogues import Catalogues, placeholders, plain_conversions
+from domain.translations.catalogues import Catalogues, has_width, placeholders, plain_conversions
 from domain.translations.errors import InvalidTranslation
 from domain.translations.models import TranslationOverride, UserLocale
 from domain.translations.translator import Translator
@@ -69,9 +69,11 @@ def _check_text(catalogues: Catalogues, key: str, text: str) -> str:
     if len(text) > MAX_TEXT or _CONTROL.search(text):
         raise InvalidTranslation(f"at most {MAX_TEXT} characters, no control characters", field="text")
     allowed = placeholders(key)
-    if allowed and not plain_conversions(text):  # a text without placeholders is shown as written
+    # A text with placeholders is filled in: each % is a bare placeholder or %%. One without
+    # is shown as written ("100% sicher"), but never with a width a formatter would honour.
+    if (not plain_conversions(text)) if allowed else has_width(text):
         raise InvalidTranslation("a placeholder is written %(name)s, with no flags, width or precision; "
-                                 "a lone % must be written %%", field="text")
+                                 "a % before a number must be written %%", field="text")
     unknown = sorted(placeholders(text) - allowed)
     if unknown:
         known = ", ".join(f"%({name})s" for name in sorted(allowed)) or "none"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from babel.dates import format_datetime
 
-from domain.translations.catalogues import Catalogues, plain_conversions
+from domain.translations.catalogues import Catalogues, has_width, placeholders, plain_conversions
 
 
 def N_(key: str) -> str:  # noqa: N802 - gettext's name for "mark for extraction, translate later"
@@ -22,22 +22,23 @@ class Translator:
                  overrides: Mapping[str, str] | None = None) -> None:
         self.locale = locale
         self.catalogues = catalogues
-        self.overrides = overrides or {}
-        # Texts saved before their conversions were checked (services._check_text): left out
-        # where they would be filled in.
-        self._unfillable = {key for key, text in self.overrides.items() if not plain_conversions(text)}
+        # Texts saved before their conversions were checked (services._check_text) are left out.
+        self.overrides = {key: text for key, text in (overrides or {}).items()
+                          if (plain_conversions(text) if placeholders(key) else not has_width(text))}
 
     def gettext(self, key: str, /, **params: object) -> str:
         """The text of ``key`` with ``params`` filled in."""
-        override = None if params and key in self._unfillable else self.overrides.get(key)
-        for text in (override, self.catalogues.lookup(self.locale, key),
+        # Only a string with placeholders is filled in: one without is shown as written, "%" and
+        # all, whatever its caller passes.
+        fill = bool(params) and bool(placeholders(key))
+        for text in (self.overrides.get(key), self.catalogues.lookup(self.locale, key),
                      self.catalogues.lookup(self.catalogues.default_locale, key)):
             if text:
                 try:
-                    return text % params if params else text
+                    return text % params if fill else text
                 except (KeyError, ValueError, TypeError):
                     continue  # a broken translation falls back to the next source
-        return key % params if params else key
+        return key % params if fill else key
 
     __call__ = gettext
 

@@ -99,7 +99,9 @@ def test_everyone_under_a_person_at_any_depth(api: FlaskClient, world: World) ->
         assert len(items) == len(tree.under(person))
         found = {uuid.UUID(i["person"]["id"]): i["depth"] for i in items}
         assert found == tree.under(person)
-        assert [i["depth"] for i in items] == sorted(i["depth"] for i in items)  # nearest first, across pages
+        # Nearest first, then by id, across pages: an order that one person's move cannot reshuffle.
+        order = [(i["depth"], i["person"]["id"]) for i in items]
+        assert order == sorted(order)
         managers = {uuid.UUID(i["person"]["id"]): uuid.UUID(i["manager_id"]) for i in items}
         assert all(tree.manager[p] == m for p, m in managers.items())
     assert len(tree.under(tree.top)) == SIZE - 1

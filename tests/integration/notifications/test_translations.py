@@ -85,6 +85,8 @@ def test_overrides_are_checked_and_a_tenant_never_reaches_anothers(plane: Plane,
            ({"locale": "en", "key": READY, "text": "100% %(filename)s"}, "text"),
            ({"locale": "en", "key": READY, "text": "%(filename)200s is ready"}, "text"),
            ({"locale": "en", "key": READY, "text": "%(filename)-9.3s is ready"}, "text"),
+           ({"locale": "en", "key": "Notifications", "text": "%200s inbox"}, "text"),
+           ({"locale": "en", "key": "Notifications", "text": "%(x).9f inbox"}, "text"),
            ({"locale": "en", "key": READY, "text": "   "}, "text"),
            ({"locale": "en", "key": READY, "text": "bad\x00text"}, "text"),
            ({"locale": "en", "key": READY}, "text")]

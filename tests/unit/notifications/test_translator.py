@@ -46,9 +46,13 @@ def test_an_override_with_a_width_or_flags_is_left_out(catalogues: Catalogues) -
         assert Translator("de", catalogues, {READY: text})(READY, filename="a.pdf") == "a.pdf ist bereit"
     kept = Translator("de", catalogues, {READY: "100 %% fertig: %(filename)s"})
     assert kept(READY, filename="a.pdf") == "100 % fertig: a.pdf"
-    # A text with nothing to fill in is shown as written, its % included.
+    # A text with nothing to fill in is shown as written, its % included, whoever calls it
+    # with what (the notifications pipeline passes its parameters to every text of an email).
     plain = Translator("de", catalogues, {"Notifications": "100% Hinweise"})
-    assert plain("Notifications") == "100% Hinweise"
+    assert plain("Notifications") == plain("Notifications", tenant="Acme") == "100% Hinweise"
+    # ... but never with a width a later formatter would honour (a form library's message).
+    for text in ("%2000000000s", "%(x).9f", "%*d", "100% 5 Sterne"):
+        assert Translator("de", catalogues, {"Notifications": text})("Notifications") == "Benachrichtigungen"
 
 
 def test_dates_are_written_the_locales_way(catalogues: Catalogues) -> None:
