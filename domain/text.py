@@ -7,7 +7,16 @@ import re
 # name, an address, a storage key or a header; contexts refuse them or drop them.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# Half of a UTF-16 pair standing alone, which JSON's "\ud800" escape can write: no Unicode text
+# holds one, and UTF-8 cannot carry it (to PostgreSQL, to a parser in C).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 _DIGITS = re.compile(r"[0-9]+")
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate made "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def whole_number(text: str, max_digits: int) -> int | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Self, TypeVar
 from flask import current_app, jsonify, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from domain.text import CONTROL, whole_number
+from domain.text import CONTROL, LONE_SURROGATE, whole_number
 from web.errors import MAX_DETAILS, ApiError, cut
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,7 +58,6 @@ def parse_json(model: type[M]) -> M:
 # escape is looked through (a pair that makes one character is fine); strictly decoded, a
 # body can carry one no other way.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 _Node = tuple[Any, str] | None  # (parent node, name): a path, put together only when needed
@@ -72,12 +71,12 @@ def _lone_surrogate_at(data: Any) -> str | None:
     while stack:
         value, at = stack.pop()
         if isinstance(value, str):
-            if _LONE_SURROGATE.search(value):
+            if LONE_SURROGATE.search(value):
                 return _path(at)
         elif isinstance(value, dict):
             for key, item in reversed(list(value.items())):  # popped in the document's order
-                node = (at, cut(_LONE_SURROGATE.sub("?", key)))
-                if _LONE_SURROGATE.search(key):
+                node = (at, cut(LONE_SURROGATE.sub("?", key)))
+                if LONE_SURROGATE.search(key):
                     return _path(node)
                 if isinstance(item, str | dict | list):
                     stack.append((item, node))
@@ -143,6 +142,22 @@ def accepted(status_url: str, **body: Any) -> Any:
     response.status_code = 202
     response.headers["Location"] = status_url
     return response
+
+
+class PageOut(BaseModel):
+    """Where one page of a longer list stands; a subclass declares its ``items``."""
+
+    total: int
+    page: int
+    per_page: int
+    pages: int
+
+    @classmethod
+    def of(cls, found: Any, items: list[Any]) -> Self:
+        """The answer for ``found``, a domain page (``total``, ``page``, ``per_page``,
+        ``pages``), with ``items`` its items as the API shows them."""
+        return cls(items=items, total=found.total, page=found.page, per_page=found.per_page,
+                   pages=found.pages)
 
 
 class FromView(BaseModel):

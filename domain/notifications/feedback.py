@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from domain.notifications.deliveries import mark_undeliverable
 from domain.notifications.errors import InvalidFeedback, SubscriptionUnconfirmed
-from domain.text import CONTROL
+from domain.text import CONTROL, LONE_SURROGATE, without_lone_surrogates
 
 _SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 DETAIL_LENGTH = 200  # SES's bounce and complaint types are short words: more is not SES's
@@ -114,24 +114,15 @@ def _list(report: dict[str, Any], name: str, key: str) -> list[Any]:
 def _text(value: object) -> str:
     """A word of SES's, kept as a detail: control characters dropped, a lone surrogate (JSON's
     \\ud800) made "?", at most DETAIL_LENGTH."""
-    text = str(value).encode("utf-8", "replace").decode("utf-8")
-    return CONTROL.sub("", text)[:DETAIL_LENGTH]
+    return CONTROL.sub("", without_lone_surrogates(str(value)))[:DETAIL_LENGTH]
 
 
 def _addresses(rows: list[dict[str, Any]]) -> list[str]:
     """The rows' email addresses, lower-cased; what cannot be one of ours is left out (we never
     send to an address without ``@``, longer than 320 characters or with a control character)."""
     found = [r["emailAddress"].strip().lower() for r in rows if isinstance(r.get("emailAddress"), str)]
-    return sorted({a for a in found if "@" in a and len(a) <= 320 and not CONTROL.search(a) and _utf8(a)})
-
-
-def _utf8(text: str) -> bool:
-    """False for text UTF-8 cannot carry (a lone surrogate, which JSON's \\ud800 escapes allow)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return sorted({a for a in found
+                   if "@" in a and len(a) <= 320 and not CONTROL.search(a) and not LONE_SURROGATE.search(a)})
 
 
 def record(session: Session, feedback: Feedback) -> int:

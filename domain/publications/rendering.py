@@ -41,6 +41,8 @@ import nh3
 from cmarkgfm import _cmark
 from cmarkgfm.cmark import Options
 
+from domain.text import without_lone_surrogates
+
 TAGS = frozenset({
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s", "code", "pre",
     "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th", "td",
@@ -63,6 +65,9 @@ MAX_TABLE_CELLS = 20_000
 class TooComplex(ValueError):
     """A body whose HTML would cost far more than its length: too many table cells, or
     elements nested too deep."""
+
+
+_TOO_MANY_CELLS = f"must not have more than {MAX_TABLE_CELLS:,} table cells in all"
 
 
 # --- cmark-gfm ---------------------------------------------------------------------------
@@ -111,8 +116,6 @@ def _cmark_html(text: str) -> str:
 # at least one pipe, every cell dashes with optional colons.
 _CONTAINER = re.compile(r"^(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[ \t]*")
 _DELIMITER_ROW = re.compile(r"\|?(?:[ \t]*:?-+:?[ \t]*\|)+(?:[ \t]*:?-+:?[ \t]*)?")
-
-
 _LINE_END = re.compile(r"\r\n|\r|\n")  # cmark's, not str.splitlines()'s (which also ends at U+2028 ...)
 
 
@@ -161,11 +164,10 @@ def _without_empty_targets(tag: str, attribute: str, value: str) -> str | None:
 def to_html(markdown: str) -> str:
     """The sanitised HTML of ``markdown``; ``TooComplex`` if it would cost far more than its length."""
     if _table_cells(markdown) > MAX_TABLE_CELLS:  # refused before cmark pads them
-        raise TooComplex(f"must not have more than {MAX_TABLE_CELLS:,} table cells in all")
-    # cmark reads UTF-8: a lone surrogate (which JSON can carry) would not encode.
-    rendered = _cmark_html(markdown.encode("utf-8", "replace").decode("utf-8"))
+        raise TooComplex(_TOO_MANY_CELLS)
+    rendered = _cmark_html(without_lone_surrogates(markdown))  # cmark reads UTF-8
     if rendered.count("</td>") + rendered.count("</th>") > MAX_TABLE_CELLS:  # what the count above missed
-        raise TooComplex(f"must not have more than {MAX_TABLE_CELLS:,} table cells in all")
+        raise TooComplex(_TOO_MANY_CELLS)
     if not _depth_within(rendered, MAX_DEPTH):
         raise TooComplex(f"must not nest quotes, lists or emphasis this deep (at most {MAX_DEPTH} "
                          "levels, its paragraphs and table cells counted)")

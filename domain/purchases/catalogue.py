@@ -77,10 +77,17 @@ def create_product(session: Session, spec: ProductSpec) -> ProductView:
     return product_view(product)
 
 
+def product_row(session: Session, code: str, *, lock: bool = False) -> Product | None:
+    """The product with ``code`` (its row locked with ``lock``), or None. A code no product
+    can have is not looked for (nor a NUL PostgreSQL would refuse)."""
+    if not CODE.fullmatch(code):
+        return None
+    query = select(Product).where(Product.code == code)
+    return session.scalar(query.with_for_update() if lock else query)
+
+
 def _locked(session: Session, code: str) -> Product:
-    if not CODE.fullmatch(code):  # no product has such a code (nor a NUL PostgreSQL would refuse)
-        raise ProductNotFound()
-    product = session.scalar(select(Product).where(Product.code == code).with_for_update())
+    product = product_row(session, code, lock=True)
     if product is None:
         raise ProductNotFound()
     return product

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain.purchases.errors import ProductNotFound, PurchaseNotFound
+from domain.purchases.errors import PurchaseNotFound
 from domain.purchases.models import (
     STATUS_LABELS,  # noqa: F401 - public for pages: the models are private
     Product,
@@ -93,14 +93,6 @@ def products(session: Session, *, include_retired: bool = False) -> list[Product
     if not include_retired:
         query = query.where(Product.active.is_(True))
     return [product_view(p) for p in session.scalars(query)]
-
-
-def product(session: Session, code: str) -> ProductView:
-    """One product by code (ProductNotFound)."""
-    found = session.scalar(select(Product).where(Product.code == code))
-    if found is None:
-        raise ProductNotFound()
-    return product_view(found)
 
 
 def purchase_of_tenant(session: Session, tenant_id: uuid.UUID, purchase_id: uuid.UUID) -> PurchaseView:

@@ -21,7 +21,7 @@ from domain.db.base import utcnow
 from domain.errors import Conflict
 from domain.messaging import outbox
 from domain.messaging.contracts.purchases import ChargePurchaseV1, RefundPurchaseV1
-from domain.purchases.catalogue import CODE
+from domain.purchases.catalogue import product_row
 from domain.purchases.errors import (
     IDEMPOTENCY_KEY,
     CurrencyMismatch,
@@ -81,9 +81,7 @@ def _by_key(session: Session, tenant_id: uuid.UUID, key: str) -> Purchase | None
 
 def _offered(session: Session, request: PurchaseRequest) -> Product:
     """The product, if it can be bought at the price the buyer was shown."""
-    if not CODE.fullmatch(request.product_code):  # no product has such a code
-        raise UnknownProduct()
-    product = session.scalar(select(Product).where(Product.code == request.product_code))
+    product = product_row(session, request.product_code)
     if product is None:
         raise UnknownProduct()
     if not product.active:

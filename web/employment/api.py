@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from domain.employment import queries, services, structure
 from domain.employment.services import EmployeeFields
-from web.api import Number, PlainText, Query, parse_json, parse_query
+from web.api import Number, PageOut, PlainText, Query, parse_json, parse_query
 from web.auth import requires
 from web.employment import bp
 from web.employment.common import READ, WRITE, EmployeeOut, OrgUnitOut, db, graph_db
@@ -54,14 +54,10 @@ class EmployeeQuery(Query):
     org_unit_id: uuid.UUID | None = None
 
 
-class EmployeePage(BaseModel):
+class EmployeePage(PageOut):
     """One page of employees, by name."""
 
     items: list[EmployeeOut]
-    total: int
-    page: int
-    per_page: int
-    pages: int
 
 
 class JobTypeBody(BaseModel):
@@ -120,9 +116,7 @@ def list_employees() -> Any:
     query = parse_query(EmployeeQuery)
     found = queries.list_employees(db(), search=query.q, page=query.page, per_page=query.per_page,
                                    org_unit_id=query.org_unit_id)
-    return jsonify(EmployeePage(items=[EmployeeOut.of(e) for e in found.items], total=found.total,
-                                page=found.page, per_page=found.per_page, pages=found.pages)
-                   .model_dump(mode="json"))
+    return jsonify(EmployeePage.of(found, [EmployeeOut.of(e) for e in found.items]).model_dump(mode="json"))
 
 
 @bp.post("/api/v1/employment/employees")

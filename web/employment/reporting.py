@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.employment import relations, reporting
 from domain.employment.reporting import ReportLine
-from web.api import Number, Query, parse_json, parse_query
+from web.api import Number, PageOut, Query, parse_json, parse_query
 from web.auth import requires
 from web.employment import bp
 from web.employment.common import READ, WRITE, OrgUnitOut, PersonOut, db, graph_db
@@ -65,14 +65,10 @@ class LineList(BaseModel):
     items: list[LineOut]
 
 
-class LinePage(BaseModel):
+class LinePage(PageOut):
     """One page of people in a reporting structure, nearest first."""
 
     items: list[LineOut]
-    total: int
-    page: int
-    per_page: int
-    pages: int
 
 
 class SubordinatesQuery(Query):
@@ -162,8 +158,7 @@ def subordinates(employee_id: uuid.UUID) -> Any:
     query = parse_query(SubordinatesQuery)
     found = reporting.subordinates(db(), graph_db(), g.tenant_id, employee_id, page=query.page,
                                    per_page=query.per_page)
-    return jsonify(LinePage(items=_lines(found.items), total=found.total, page=found.page,
-                            per_page=found.per_page, pages=found.pages).model_dump(mode="json"))
+    return jsonify(LinePage.of(found, _lines(found.items)).model_dump(mode="json"))
 
 
 @bp.get("/api/v1/employment/org-units/<uuid:org_unit_id>/chart")

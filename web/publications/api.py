@@ -11,7 +11,7 @@ from domain.publications import queries, reading, services
 from domain.publications.audience import MAX_PEOPLE, Audience
 from domain.publications.services import MAX_ATTACHMENTS, MAX_SECTIONS, Draft, SectionFields
 from domain.publications.values import MAX_BODY, MAX_TITLE
-from web.api import Number, PlainText, Query, accepted, parse_json, parse_query
+from web.api import Number, PageOut, PlainText, Query, accepted, parse_json, parse_query
 from web.auth import requires
 from web.openapi import doc
 from web.publications import bp
@@ -106,24 +106,16 @@ class ListQuery(Query):
     per_page: Number = Field(default=25, ge=1, le=queries.MAX_PER_PAGE)
 
 
-class PublicationPage(BaseModel):
+class PublicationPage(PageOut):
     """One page of the tenant's publications, newest first."""
 
     items: list[SummaryOut]
-    total: int
-    page: int
-    per_page: int
-    pages: int
 
 
-class ReceivedPage(BaseModel):
+class ReceivedPage(PageOut):
     """One page of the publications addressed to the caller, newest first."""
 
     items: list[ReceivedOut]
-    total: int
-    page: int
-    per_page: int
-    pages: int
 
 
 class SectionList(BaseModel):
@@ -159,9 +151,7 @@ def list_publications() -> Any:
     """One page of the tenant's publications, newest first."""
     query = parse_query(ListQuery)
     found = queries.publications(db(), page=query.page, per_page=query.per_page)
-    return jsonify(PublicationPage(items=[SummaryOut.of(s) for s in found.items], total=found.total,
-                                   page=found.page, per_page=found.per_page, pages=found.pages)
-                   .model_dump(mode="json"))
+    return jsonify(PublicationPage.of(found, [SummaryOut.of(s) for s in found.items]).model_dump(mode="json"))
 
 
 @bp.post("/api/v1/publications")
@@ -278,9 +268,7 @@ def list_received() -> Any:
     """One page of the publications addressed to the caller."""
     query = parse_query(ListQuery)
     found = reading.received(db(), management(), g.caller.user_id, page=query.page, per_page=query.per_page)
-    return jsonify(ReceivedPage(items=[ReceivedOut.of(r) for r in found.items], total=found.total,
-                                page=found.page, per_page=found.per_page, pages=found.pages)
-                   .model_dump(mode="json"))
+    return jsonify(ReceivedPage.of(found, [ReceivedOut.of(r) for r in found.items]).model_dump(mode="json"))
 
 
 @bp.get("/api/v1/publications/received/<uuid:publication_id>")
