@@ -4,6 +4,13 @@ dimensions read from the container, and a poster frame.
 The frame size is checked before anything is decoded (the same pixel limit as images);
 the poster is the first frame at or after a tenth of the duration (at most one second in),
 scaled to the largest rendition size and saved as JPEG.
+
+The time a frame is shown at is the file's to say, and so is how close together the frames
+are: at a microsecond apart, the first second holds a million of them. So the poster is
+looked for in at most ``MAX_POSTER_FRAMES`` decoded frames (two seconds at 60 frames a
+second, any real video's first second), the last of them when none is far enough in, and
+every decoded frame is held to the pixel limit (a stream may change its size midway, past
+the size its header gave).
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from domain.assets.images import Picture
 POSTER_NAME = "poster"
 POSTER_TYPE = "image/jpeg"
 POSTER_EXTENSION = "jpg"
+MAX_POSTER_FRAMES = 120
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ def process_video(path: Path, *, poster_edge: int, max_pixels: int) -> VideoResu
             meta = {"width": width, "height": height, "codec": stream.codec_context.name,
                     "duration_seconds": round(duration, 3) if duration is not None else None,
                     "frame_rate": _rate(stream), "container": container.format.name}
-            frame = _poster_frame(container, stream, duration)
+            frame = _poster_frame(container, stream, duration, max_pixels)
     except av.FFmpegError as exc:
         raise Rejected(f"the video cannot be read: {exc}") from None
     if frame is None:
@@ -71,11 +79,16 @@ def _rate(stream: Any) -> float | None:
     return round(float(Fraction(rate)), 3) if rate else None
 
 
-def _poster_frame(container: Any, stream: Any, duration: float | None) -> Image.Image | None:
+def _poster_frame(container: Any, stream: Any, duration: float | None, max_pixels: int) -> Image.Image | None:
+    """The poster: the first frame at or after ``at``, else the last one decoded (within
+    ``MAX_POSTER_FRAMES``); None when no frame decodes."""
     at = min(duration / 10, 1.0) if duration else 0.0
-    first: Image.Image | None = None
-    for frame in container.decode(stream):
-        first = first or frame.to_image()
-        if frame.time is None or frame.time >= at:
-            return frame.to_image()  # type: ignore[no-any-return]
-    return first
+    last = None
+    for count, frame in enumerate(container.decode(stream), start=1):
+        if frame.width * frame.height > max_pixels:
+            raise Rejected(f"a frame of the video has {frame.width * frame.height:,} pixels, more "
+                           f"than the {max_pixels:,} allowed")
+        last = frame
+        if frame.time is None or frame.time >= at or count >= MAX_POSTER_FRAMES:
+            break
+    return last.to_image() if last is not None else None  # type: ignore[no-any-return]
