@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.orm import Session
 
+from domain.db.sql import Sql, pipelined
 from domain.errors import Conflict, DomainError, NotFound
 from domain.graph.models import Edge
 from domain.graph.queries import MAX_DEPTH, targets
@@ -242,10 +243,16 @@ def clear_target(session: Session, tenant_id: uuid.UUID, relation: str, source: 
     return result.first() is not None
 
 
+_EDGES = Edge.__table__.c
+# Built once: a deleted employee's removal runs it for every deletion (the graph is on the
+# management database, so it goes straight to the driver; no session holds edges as objects).
+_REMOVE_EDGES_OF = Sql(delete(Edge.__table__).where(
+    _EDGES.tenant_id == bindparam("tenant"),
+    (_EDGES.from_id == bindparam("guid")) | (_EDGES.to_id == bindparam("guid"))).returning(_EDGES.from_id))
+
+
 def remove_edges_of(session: Session, tenant_id: uuid.UUID, guid: uuid.UUID) -> int:
     """Remove every edge of the tenant from or to ``guid``; how many there were."""
-    result = session.execute(delete(Edge).where(
-        Edge.tenant_id == tenant_id, (Edge.from_id == guid) | (Edge.to_id == guid))
-        .returning(Edge.from_id))
-    return len(result.all())
+    (removed,) = pipelined(session.connection(), (_REMOVE_EDGES_OF, {"tenant": tenant_id, "guid": guid}))
+    return len(removed)
 
