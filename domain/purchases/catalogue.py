@@ -95,12 +95,16 @@ def _locked(session: Session, code: str) -> Product:
 
 def update_product(session: Session, code: str, *, name: str | None = None,
                    price_minor: int | None = None, currency: str | None = None) -> ProductView:
-    """Rename or reprice a product (what is not given stays)."""
+    """Rename or reprice a product (what is not given stays). A new currency needs its price:
+    the same minor units are another amount in another currency (1500 is 15.00 EUR, 1500 JPY)."""
     product = _locked(session, code)
     if price_minor is not None or currency is not None:
         price = product.price_minor if price_minor is None else price_minor
         currency = currency or product.currency
         _check_price(price, currency)
+        if price_minor is None and currency != product.currency:
+            raise InvalidProduct(f"give the price in {currency} too (a new currency needs its price)",
+                                 field="price_minor")
         product.price_minor, product.currency = price, currency
     if name is not None:
         product.name = _check_name(name)

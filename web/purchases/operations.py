@@ -47,7 +47,7 @@ class ProductBody(BaseModel):
 
 
 class ProductChange(BaseModel):
-    """A new name and/or price (what is left out stays)."""
+    """A new name and/or price (what is left out stays); a new currency comes with its price_minor."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

@@ -98,14 +98,24 @@ def test_a_taken_code_is_a_conflict_and_the_product_is_unchanged(api: FlaskClien
 
 @pytest.mark.parametrize(("body", "field"), [
     ({}, "body"), ({"price_minor": -5}, "price_minor"), ({"currency": "XYZ"}, "currency"),
-    ({"code": "renamed"}, "code"), ({"name": ""}, "name"),
-], ids=["nothing to change", "negative price", "unknown currency", "code is not changeable", "empty name"])
+    ({"code": "renamed"}, "code"), ({"name": ""}, "name"), ({"currency": "JPY"}, "price_minor"),
+    ({"name": "Renamed", "currency": "GBP"}, "price_minor"),
+], ids=["nothing to change", "negative price", "unknown currency", "code is not changeable", "empty name",
+        "a new currency without its price", "a rename and a new currency without its price"])
 def test_a_bad_change_is_refused_and_the_product_is_unchanged(
         api: FlaskClient, provider: DataProvider, shop: Shop, body: dict[str, Any], field: str) -> None:
     before = _product_rows(provider, shop.addon.code)
     response = api.patch(f"{PRODUCTS}/{shop.addon.code}", json=body, headers=_op(shop))
     assert_refused(response, 422, field)
     assert _product_rows(provider, shop.addon.code) == before
+
+
+def test_a_currency_the_product_already_has_keeps_its_price(api: FlaskClient, provider: DataProvider,
+                                                              shop: Shop) -> None:
+    product = add_product(provider, price_minor=2000)
+    response = api.patch(f"{PRODUCTS}/{product.code}", json={"currency": "EUR"}, headers=_op(shop))
+    assert response.status_code == 200, response.json
+    assert (response.json["price_minor"], response.json["currency"]) == (2000, "EUR")
 
 
 @pytest.mark.parametrize("code", ["no-such-product", "a%00b"], ids=["unknown", "a NUL in the code"])
