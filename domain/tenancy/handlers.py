@@ -1,7 +1,10 @@
 """Message handlers of the tenancy context."""
 from __future__ import annotations
 
-from sqlalchemy import select
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from domain.db.base import utcnow
 from domain.iam import services as iam
@@ -64,10 +67,13 @@ def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
         return
     if session.scalar(select(PlanChange.id).where(PlanChange.purchase_id == msg.purchase_id)):
         return
+    # Stamped under the lock by the database's clock: the changes of a tenant are ordered as
+    # they were applied (a transaction's now() is when it began, maybe before a wait here).
+    applied_at = func.clock_timestamp()
     if msg.product_kind == "plan" and msg.plan:
         session.add(PlanChange(tenant_id=tenant.id, purchase_id=msg.purchase_id, kind="plan",
                                product_code=msg.product_code, plan_before=tenant.plan,
-                               plan_after=msg.plan))
+                               plan_after=msg.plan, created_at=applied_at))
         tenant.plan = msg.plan
         # A tenant being offboarded keeps its plan change but is not moved: its data is
         # about to be deleted (and the offboarding would drop the database it moved to).
@@ -78,23 +84,40 @@ def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
                                         correlation_id=ctx.envelope.correlation_id)
     else:
         session.add(PlanChange(tenant_id=tenant.id, purchase_id=msg.purchase_id, kind="addon",
-                               product_code=msg.product_code))
+                               product_code=msg.product_code, created_at=applied_at))
     session.flush()
 
 
 def revert_plan(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
-    """Undo what a refunded purchase gave: the plan goes back, an add-on goes away.
+    """Undo what a refunded purchase gave: an add-on goes away, and the tenant's plan is the
+    one its newest plan purchase still standing gave (none left: the plan it had before).
 
-    The tenant's data stays where it is: a refunded plan does not move a promoted tenant
-    back to the trial database (an operator offboards or keeps it).
+    Under the tenant's lock, as ``apply_plan``. The tenant's data stays where it is: a
+    refunded plan does not move a promoted tenant back to the trial database (an operator
+    offboards or keeps it).
     """
     session = ctx.session
+    tenant = session.get(Tenant, msg.tenant_id, with_for_update=True)
+    if tenant is None:
+        return
     change = session.scalar(select(PlanChange).where(PlanChange.purchase_id == msg.purchase_id,
-                                                     PlanChange.tenant_id == msg.tenant_id)
-                            .with_for_update())
+                                                     PlanChange.tenant_id == tenant.id))
     if change is None or change.reverted_at is not None:
         return
-    tenant = session.get(Tenant, change.tenant_id, with_for_update=True)
-    if change.kind == "plan" and tenant is not None and tenant.plan == change.plan_after:
-        tenant.plan = change.plan_before or TRIAL_PLAN
     change.reverted_at = utcnow()
+    session.flush()
+    if change.kind == "plan":
+        tenant.plan = _standing_plan(session, tenant.id) or tenant.plan
+
+
+def _standing_plan(session: Session, tenant_id: uuid.UUID) -> str | None:
+    """The plan the tenant's newest plan change not reverted gave; with none left, the plan it
+    had before its first (None when no purchase ever gave it a plan)."""
+    plans = select(PlanChange).where(PlanChange.tenant_id == tenant_id, PlanChange.kind == "plan",
+                                     PlanChange.plan_after.is_not(None))
+    newest = session.scalar(plans.where(PlanChange.reverted_at.is_(None))
+                            .order_by(PlanChange.created_at.desc(), PlanChange.id.desc()).limit(1))
+    if newest is not None:
+        return newest.plan_after
+    first = session.scalar(plans.order_by(PlanChange.created_at, PlanChange.id).limit(1))
+    return None if first is None else first.plan_before or TRIAL_PLAN
