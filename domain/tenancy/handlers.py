@@ -56,7 +56,11 @@ def provision_tenant(ctx: HandlerContext, msg: ProvisionTenantV1) -> None:
 
 
 def apply_plan(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
-    """Give the tenant what it bought; a paid plan promotes a trial tenant."""
+    """Give the tenant what it bought; a paid plan promotes a trial tenant.
+
+    Under the tenant's lock, as ``revert_plan``: a purchase refunded first has its change
+    recorded already (reverted), and is given nothing.
+    """
     session = ctx.session
     tenant = session.get(Tenant, msg.tenant_id, with_for_update=True)
     if tenant is None or tenant.status == "deleted":
@@ -92,17 +96,24 @@ def revert_plan(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
     """Undo what a refunded purchase gave: an add-on goes away, and the tenant's plan is the
     one its newest plan purchase still standing gave (none left: the plan it had before).
 
-    Under the tenant's lock, as ``apply_plan``. The tenant's data stays where it is: a
-    refunded plan does not move a promoted tenant back to the trial database (an operator
-    offboards or keeps it).
+    Under the tenant's lock, as ``apply_plan``. A purchase refunded before it was applied gets
+    its change recorded as reverted, so that ``apply_plan`` gives it nothing (nor promotes).
+    The tenant's data stays where it is: a refunded plan does not move a promoted tenant
+    back to the trial database (an operator offboards or keeps it).
     """
     session = ctx.session
     tenant = session.get(Tenant, msg.tenant_id, with_for_update=True)
-    if tenant is None:
+    # Another tenant's purchase is not this one's to revert, nor to mark reverted for good.
+    if tenant is None or not purchases.is_purchase_of(session, tenant.id, msg.purchase_id):
         return
-    change = session.scalar(select(PlanChange).where(PlanChange.purchase_id == msg.purchase_id,
-                                                     PlanChange.tenant_id == tenant.id))
-    if change is None or change.reverted_at is not None:
+    change = session.scalar(select(PlanChange).where(PlanChange.purchase_id == msg.purchase_id))
+    if change is None:
+        session.add(PlanChange(tenant_id=tenant.id, purchase_id=msg.purchase_id, kind=msg.product_kind,
+                               product_code=msg.product_code, created_at=func.clock_timestamp(),
+                               reverted_at=utcnow()))
+        session.flush()
+        return
+    if change.reverted_at is not None:
         return
     change.reverted_at = utcnow()
     session.flush()
@@ -114,7 +125,7 @@ def _standing_plan(session: Session, tenant_id: uuid.UUID) -> str | None:
     """The plan the tenant's newest plan change not reverted gave; with none left, the plan it
     had before its first (None when no purchase ever gave it a plan)."""
     plans = select(PlanChange).where(PlanChange.tenant_id == tenant_id, PlanChange.kind == "plan",
-                                     PlanChange.plan_after.is_not(None))
+                                     PlanChange.plan_after.is_not(None))  # not a refund-first's mark
     newest = session.scalar(plans.where(PlanChange.reverted_at.is_(None))
                             .order_by(PlanChange.created_at.desc(), PlanChange.id.desc()).limit(1))
     if newest is not None:

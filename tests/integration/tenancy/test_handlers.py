@@ -1,7 +1,7 @@
 """The tenancy handlers act only on what belongs to the tenant their message names: a message
 carrying another tenant's signup or purchase changes nothing (``domain.messaging.handling``
 already refuses one whose envelope and payload name different tenants). A refund leaves the
-plan the purchases still standing give."""
+plan the purchases still standing give, whichever of a purchase's two events comes first."""
 from __future__ import annotations
 
 import uuid
@@ -151,3 +151,46 @@ def test_refunds_in_any_order_leave_the_plan_of_the_newest_purchase_standing(
     assert _plan(provider, buyer.id) == "pro"
     _revert(provider, buyer, pro)  # its plan_before is "standard", which was refunded
     assert _plan(provider, buyer.id) == "trial"
+
+
+@pytest.mark.parametrize("refund_first", [True, False], ids=["refund first", "apply first"])
+def test_a_refunded_plan_is_not_left_applied_whichever_event_comes_first(
+        provider: DataProvider, buyer: TenantWithMembers, refund_first: bool) -> None:
+    paid = _bought(provider, buyer, "pro")
+    if refund_first:
+        _revert(provider, buyer, paid)
+        _apply(provider, buyer, paid)
+    else:
+        _apply(provider, buyer, paid)
+        _revert(provider, buyer, paid)
+    assert _plan(provider, buyer.id) == "trial"
+    assert _reverted(provider, paid)
+    # Applied first, it asked for the promotion a paid plan gets (a refund keeps the data where
+    # it is); refunded first, it never asks for one.
+    assert _promotions(provider, buyer.id) == (0 if refund_first else 1)
+
+
+def test_an_add_on_refunded_before_it_is_applied_is_never_given(provider: DataProvider,
+                                                                buyer: TenantWithMembers) -> None:
+    paid = _bought(provider, buyer, None)
+    _revert(provider, buyer, paid)
+    _apply(provider, buyer, paid)
+    with provider.management() as session:
+        change = session.scalars(select(PlanChange).where(PlanChange.purchase_id == paid.view.id)).one()
+        assert (change.kind, change.reverted_at is not None) == ("addon", True)
+    assert _plan(provider, buyer.id) == "trial"
+
+
+def test_a_refund_naming_another_tenant_does_not_keep_the_buyer_from_its_purchase(
+        provider: DataProvider, buyer: TenantWithMembers) -> None:
+    other = tenants.create_tenant(provider, ("owner",))
+    paid = _bought(provider, buyer, "pro")
+    refund = PurchaseRefundedV1(purchase_id=paid.view.id, tenant_id=other.id,
+                                buyer_user_id=other.member("owner").user_id,
+                                product_code=paid.view.product_code, product_name="Pro", product_kind="plan",
+                                amount_minor=1500, currency="EUR", refund_id="re_1")
+    handling.handle(provider, _envelope(refund, "tenancy.revert_plan"), PurchaseRefundedV1, "management",
+                    handlers.revert_plan)
+    _apply(provider, buyer, paid)
+    assert _plan(provider, buyer.id) == "pro"
+    assert not _reverted(provider, paid)
