@@ -33,7 +33,13 @@ def record_charge(ctx: HandlerContext, msg: PurchaseCompletedV1) -> None:
 
 
 def record_refund(ctx: HandlerContext, msg: PurchaseRefundedV1) -> None:
-    """Book the refund of a purchase (a negative amount)."""
+    """Book the refund of a purchase (a negative amount); a free purchase's books nothing.
+
+    A refund entry is negative (the table's sign_follows_kind): a refund of nothing moved no
+    money and has no entry. The purchase's zero charge stays its record; the balance is the same.
+    """
+    if msg.amount_minor == 0:
+        return
     _book(ctx, tenant_id=msg.tenant_id, purchase_id=msg.purchase_id, kind="refund",
           amount_minor=-msg.amount_minor, currency=msg.currency, product_code=msg.product_code,
           description=f"Refund: {msg.product_name}", reference=msg.refund_id)

@@ -213,6 +213,38 @@ def test_a_refund_goes_through_the_gateway_once_and_is_booked(
                             json={"reason": "failed anyway"}, headers=operator), 409, "purchase_id")
 
 
+def _handled(provider: DataProvider, handler: str, purchase_id: str) -> Any:
+    """The purchase's delivery to ``handler`` (completed_at, last_error) once it completed or failed."""
+    with provider.management() as session:
+        row = session.execute(text("SELECT completed_at, last_error FROM outbox WHERE handler = :handler"
+                                   " AND payload->>'purchase_id' = :id"),
+                              {"handler": handler, "id": purchase_id}).first()
+    return row if row is not None and (row.completed_at or row.last_error) else None
+
+
+def test_a_free_purchase_is_refunded_and_its_refund_books_nothing(api: FlaskClient,
+                                                                  provider: DataProvider) -> None:
+    # A refund is booked negative and a ledger entry's sign follows its kind: a refund of
+    # nothing moved no money. Its delivery failed on that check, again at every re-send.
+    shop = open_shop(api, provider)
+    free = add_product(provider, price_minor=0)
+    purchase_id = buy(api, shop, shop.body(free)).json["id"]
+    assert outcome(api, shop, purchase_id)["status"] == "completed"
+    [charge] = entries_of(api, shop, purchase_id, 1)
+    assert (charge["kind"], charge["amount_minor"]) == ("charge", 0)
+    response = api.post(f"/api/v1/operations/purchases/{purchase_id}/refund", json={"reason": "given twice"},
+                        headers=bearer(shop.operator_token))
+    assert response.status_code == 202
+    assert outcome(api, shop, purchase_id)["status"] == "refunded"
+    booking = wait_for(lambda: _handled(provider, "billing.record_refund", purchase_id), timeout=60,
+                       message="the refund's booking to be handled")
+    assert booking.last_error is None and booking.completed_at is not None
+    body = ledger(api, shop)
+    assert [(e["purchase_id"], e["kind"], e["amount_minor"]) for e in body["entries"]] == [
+        (purchase_id, "charge", 0)]
+    assert body["balance"] == [{"currency": "EUR", "amount_minor": 0}]
+
+
 def test_the_ledger_balance_is_charges_less_refunds_per_currency(api: FlaskClient,
                                                                  provider: DataProvider) -> None:
     shop = open_shop(api, provider)
