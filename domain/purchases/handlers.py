@@ -7,6 +7,7 @@ charge or refund, never a second one.
 """
 from __future__ import annotations
 
+import logging
 from typing import Literal, cast
 
 from domain.db.base import utcnow
@@ -23,7 +24,10 @@ from domain.purchases.gateway import GatewayUnavailable, OutcomeUnknown, Payment
 from domain.purchases.models import Purchase
 
 UNAVAILABLE = "payment gateway unavailable"
+REFUND_REFUSED = "the refund was refused"
 ProductKind = Literal["plan", "addon"]
+
+log = logging.getLogger(__name__)
 
 
 def charge_key(purchase: Purchase) -> str:
@@ -87,7 +91,10 @@ def refund_purchase(ctx: HandlerContext, msg: RefundPurchaseV1) -> None:
 
     A gateway that cannot be reached is retried, then left to the relay (the purchase
     stays ``refund_requested`` and operators see the delivery's error): a refund is owed,
-    so it is never given up on silently.
+    so it is never given up on silently. A gateway that refuses it (``PaymentRefused``: the
+    charge was refunded or disputed there already) would refuse every re-send: the purchase
+    goes back to ``completed``, the charge standing, with the refusal as its
+    ``failure_reason`` for operators, who may ask again once it is settled at the gateway.
     """
     purchase = ctx.session.get(Purchase, msg.purchase_id, with_for_update=True)
     if (purchase is None or purchase.tenant_id != msg.tenant_id or purchase.status != "refund_requested"
@@ -97,9 +104,14 @@ def refund_purchase(ctx: HandlerContext, msg: RefundPurchaseV1) -> None:
     try:
         refund = gateway.refund(purchase.charge_id, purchase.amount_minor,
                                 idempotency_key=refund_key(purchase))
+    except PaymentRefused as exc:
+        log.warning("the gateway refused the refund of purchase %s: %s", purchase.id, exc.reason)
+        purchase.status, purchase.failure_reason = "completed", f"{REFUND_REFUSED}: {exc.reason}"
+        return
     except GatewayUnavailable as exc:
         raise Transient(f"{UNAVAILABLE}: {exc.reason}") from exc
     purchase.status, purchase.refund_id, purchase.refunded_at = "refunded", refund.id, utcnow()
+    purchase.failure_reason = None  # an earlier refusal of its refund, if any
     ctx.emit(PurchaseRefundedV1(
         purchase_id=purchase.id, tenant_id=purchase.tenant_id, buyer_user_id=purchase.buyer_user_id,
         product_code=purchase.product_code, product_name=purchase.product_name,

@@ -43,7 +43,8 @@ class Product(ManagementBase):
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-# pending -> completed | failed; completed -> refund_requested -> refunded.
+# pending -> completed | failed; completed -> refund_requested -> refunded (or back to
+# completed, with the reason, when the gateway refuses the refund).
 STATUSES = ("pending", "completed", "failed", "refund_requested", "refunded")
 # How pages name each status (translated when shown; a unit test holds it to STATUSES).
 STATUS_LABELS: dict[str, str] = {
@@ -55,7 +56,8 @@ STATUS_LABELS: dict[str, str] = {
 class Purchase(ManagementBase):
     """One purchase request and where it stands: the job row its status URL reads.
 
-    ``status``: pending -> completed | failed; completed -> refund_requested -> refunded.
+    ``status``: pending -> completed | failed; completed -> refund_requested -> refunded (or
+    back to completed, the gateway's refusal as ``failure_reason``).
     What was bought is copied from the catalogue when it is recorded (a later price change
     does not touch it). The card is kept only as the gateway's token and its last four
     digits; ``request_hash`` is the SHA-256 of the canonical request, which a retry with the

@@ -80,7 +80,8 @@ class ProductList(BaseModel):
 
 class PurchaseOut(BaseModel):
     """A purchase and where it stands: pending, completed, failed (with the reason),
-    refund_requested or refunded."""
+    refund_requested or refunded (a completed one whose refund the gateway refused has the
+    refusal as its failure_reason)."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID

@@ -17,6 +17,7 @@ from domain.messaging import outbox
 from domain.messaging.contracts.purchases import ChargePurchaseV1
 from domain.messaging.contracts.tenancy import TenantPromotedV1
 from domain.messaging.outbox import Envelope
+from domain.purchases.sandbox import SandboxGateway
 from tests.integration.messaging.helpers import inbox_has
 from tests.integration.purchases.helpers import (
     ANSWER_LOST,
@@ -243,6 +244,32 @@ def test_a_free_purchase_is_refunded_and_its_refund_books_nothing(api: FlaskClie
     assert [(e["purchase_id"], e["kind"], e["amount_minor"]) for e in body["entries"]] == [
         (purchase_id, "charge", 0)]
     assert body["balance"] == [{"currency": "EUR", "amount_minor": 0}]
+
+
+def test_a_refund_the_gateway_refuses_leaves_the_purchase_completed_with_the_reason(
+        api: FlaskClient, provider: DataProvider) -> None:
+    # Refunded at the gateway already (by hand, on its dashboard): ours exceeds what is left,
+    # a refusal every re-send would get again. It was re-sent until dead, refund_requested.
+    shop = open_shop(api, provider)
+    purchase_id = buy(api, shop, shop.body()).json["id"]
+    assert outcome(api, shop, purchase_id)["status"] == "completed"
+    [charge] = sandbox_charges(provider, purchase_id)
+    settings = provider.settings
+    SandboxGateway(settings.database_url, settings.secret_key).refund(
+        charge.id, charge.amount_minor, idempotency_key=f"dashboard-{purchase_id}")
+    operator = bearer(shop.operator_token)
+    url = f"/api/v1/operations/purchases/{purchase_id}/refund"
+    assert api.post(url, json={"reason": "asked twice"}, headers=operator).status_code == 202
+    delivery = wait_for(lambda: _handled(provider, "purchases.refund_purchase", purchase_id), timeout=60,
+                        message="the refund command to be handled")
+    assert delivery.last_error is None and delivery.completed_at is not None
+    shown = api.get(f"/api/v1/operations/purchases/{purchase_id}", headers=operator).json
+    assert (shown["status"], shown["failure_reason"]) == (
+        "completed", "the refund was refused: the refund exceeds what is left of the charge")
+    with provider.management() as session:  # nothing was refunded: nothing announced
+        assert session.scalar(text("SELECT count(*) FROM outbox WHERE type = 'purchases.PurchaseRefunded'"
+                                   " AND payload->>'purchase_id' = :id"), {"id": purchase_id}) == 0
+    assert api.post(url, json={"reason": "settled"}, headers=operator).status_code == 202  # may ask again
 
 
 def test_the_ledger_balance_is_charges_less_refunds_per_currency(api: FlaskClient,

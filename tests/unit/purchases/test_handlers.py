@@ -157,6 +157,16 @@ def test_a_refund_is_never_given_up_while_the_gateway_is_down() -> None:
     assert purchase.status == "refund_requested"
 
 
+def test_a_refused_refund_leaves_the_purchase_completed_with_the_reason_and_is_not_retried() -> None:
+    purchase = _purchase("refund_requested")
+    message = RefundPurchaseV1(purchase_id=purchase.id, tenant_id=purchase.tenant_id, reason="asked")
+    refusal = PaymentRefused("the refund exceeds what is left of the charge", "amount_too_large")
+    session = _run(handlers.refund_purchase, purchase, FakeGateway(refusal), message=message)
+    assert (purchase.status, purchase.failure_reason) == (
+        "completed", "the refund was refused: the refund exceeds what is left of the charge")
+    assert session.written == []  # nothing announced: nothing was refunded
+
+
 def test_a_message_naming_another_tenant_does_nothing() -> None:
     purchase, gateway = _purchase(), FakeGateway()
     message = ChargePurchaseV1(purchase_id=purchase.id, tenant_id=uuid.uuid4())
