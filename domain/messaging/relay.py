@@ -27,6 +27,9 @@ from domain.messaging.tables import inbox, outbox
 MAX_BACKOFF = timedelta(hours=1)
 MAX_QUEUED_LEASES = 20
 log = logging.getLogger(__name__)
+# What a database that cannot be swept raises: it is down, or it lives on a placement server
+# the settings no longer name (retired, renamed); the relay goes on with the others.
+UNREACHABLE = (SQLAlchemyError, LookupError)
 
 
 # (handler, sent_at epoch seconds) -> True if that copy is still waiting in its queue.
@@ -133,7 +136,7 @@ def release_parked_all(provider: DataProvider, db_key: str) -> list[Envelope]:
                 release_parked(session, queue, wait=False)
             released = take_pending(session)
             session.commit()
-    except SQLAlchemyError:
+    except UNREACHABLE:
         log.exception("relay could not release parked messages of %s", db_key)
         return []
     return released
@@ -197,7 +200,7 @@ def sweep_all(provider: DataProvider, *, lease_seconds: float, max_attempts: int
                                batch=batch, still_queued=still_queued,
                                handled=inbox_lookup(provider, db_key))
                 session.commit()
-        except SQLAlchemyError:
+        except UNREACHABLE:
             log.exception("relay could not sweep %s", db_key)
             report["failed"] += 1
             continue
@@ -233,7 +236,7 @@ def inbox_lookup(provider: DataProvider, origin: str) -> Handled:
                 with provider.unscoped(db_key) as session:
                     found.update(session.scalars(
                         select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))))
-            except (SQLAlchemyError, LookupError):
+            except UNREACHABLE:
                 log.warning("relay could not read the inbox of %s", db_key, exc_info=True)
         return found
 
@@ -247,7 +250,7 @@ def _consumer_database(provider: DataProvider, handler: str, tenant_id: uuid.UUI
     if target == "tenant" and tenant_id is not None:
         try:
             return provider.route(tenant_id).db_key
-        except NotFound:
+        except (NotFound, LookupError):  # gone, or on a server no longer configured
             return None
     return None
 
@@ -264,7 +267,7 @@ def list_all(provider: DataProvider, state: str, limit: int = 100) -> MessageLis
         try:
             with provider.unscoped(db_key) as session:
                 rows += list_messages(session, state, limit)
-        except (SQLAlchemyError, LookupError):
+        except UNREACHABLE:
             log.warning("could not list messages of %s", db_key, exc_info=True)
             unreachable.append(db_key)
     if state == "dead":
@@ -339,13 +342,13 @@ def prune_all(provider: DataProvider, *, retention: timedelta) -> dict[str, int]
     for db_key in databases:
         try:
             report["confirmed"] += confirm_dead_handled(provider, db_key, since=cutoff)
-        except SQLAlchemyError:
+        except UNREACHABLE:
             log.exception("could not confirm the dead deliveries of %s", db_key)
     for db_key in databases:
         try:
             with provider.unscoped(db_key) as session:
                 report["deleted"] += prune(session, older_than=cutoff)
-        except SQLAlchemyError:
+        except UNREACHABLE:
             log.exception("could not prune %s", db_key)
             report["failed"] += 1
             continue
@@ -375,7 +378,7 @@ def outbox_counts(provider: DataProvider) -> list[OutboxCounts]:
                     func.min(outbox.c.created_at).filter(outbox.c.completed_at.is_(None),
                                                          outbox.c.dead_at.is_(None)),
                 )).one()
-        except (SQLAlchemyError, LookupError):
+        except UNREACHABLE:
             log.warning("could not count messages of %s", db_key, exc_info=True)
             continue
         counts.append(OutboxCounts(db_key, row[0], row[1], row[2]))

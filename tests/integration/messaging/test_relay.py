@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 from celery import Celery
 from sqlalchemy import text
@@ -138,3 +139,42 @@ def test_a_message_within_its_lease_is_left_alone(provider: DataProvider, publis
     assert envelope.id not in resent_ids(sweep_once(provider, publisher))
     assert outbox_row(provider, envelope.id)["attempts"] == 0  # type: ignore[index]
     publish(publisher, [envelope])  # deliver it after all, so it leaves nothing overdue behind
+
+
+def test_a_tenant_on_a_server_no_longer_configured_does_not_stop_the_relay(
+        provider: DataProvider, fast_provider: DataProvider) -> None:
+    # An operator retired a placement server (PLACEMENT_SERVERS no longer names it) while a
+    # tenant still points at it: its database cannot be reached, the others must be swept.
+    stranded = trial_tenant(provider)
+    placed = text("UPDATE tenants SET placement_server = :server, database_name = :name WHERE id = :id")
+    with provider.management() as session:
+        session.execute(placed, {"server": "retired", "name": "allot_gone", "id": stranded})
+        session.commit()
+    for each in (provider, fast_provider):
+        each.invalidate()
+    sent: list[Envelope] = []
+    try:
+        (theirs,) = record(fast_provider, welcome(stranded), tenant_id=stranded)  # its consumer: unroutable
+        (other,) = record(fast_provider, harmless())
+        wait_for(lambda: is_overdue(fast_provider, other.id) and is_overdue(fast_provider, theirs.id),
+                 timeout=30, message="both deliveries to be overdue")
+        settings = fast_provider.settings
+        report = relay.sweep_all(fast_provider, lease_seconds=settings.message_lease_seconds,
+                                 max_attempts=settings.message_max_attempts, batch=settings.relay_batch_size,
+                                 publish=lambda envelopes: len(sent.extend(envelopes) or envelopes))
+        # The management database was swept whole (both re-sent: nothing says the stranded one
+        # was handled); the retired server's database is counted as failed, not fatal.
+        assert {other.id, theirs.id} <= {envelope.id for envelope in sent}
+        assert report["failed"] == 1
+        assert report["databases"] == len(fast_provider.all_databases()) - 1
+        # Pruning and the operators' listing go on past it too.
+        assert relay.prune_all(fast_provider, retention=timedelta(days=7))["failed"] == 1
+        assert "dedicated:allot_gone@retired" in relay.list_all(fast_provider, "overdue").unreachable
+    finally:
+        with provider.management() as session:
+            session.execute(placed, {"server": None, "name": None, "id": stranded})
+            session.execute(text("UPDATE outbox SET completed_at = now() WHERE id = ANY(:ids)"),
+                            {"ids": [uuid.UUID(e.id) for e in sent]})
+            session.commit()
+        for each in (provider, fast_provider):
+            each.invalidate()
