@@ -161,13 +161,18 @@ def gated_writes(session: Session, *writes: tuple[Sql, Mapping[str, Any]]) -> li
     if fenced:
         session.info["on_moved"](tenant_id)
         raise TenantMoved(tenant_id)
-    session.info["gate_passed"] = True
+    # Passed inside a savepoint, the lock goes with it if it is rolled back: where it was
+    # passed is kept, so that the gate is passed again once that savepoint ends.
+    session.info["gate_passed"] = session.get_nested_transaction() or True
     return rows
 
 
 @event.listens_for(ProviderSession, "after_transaction_end")
 def _reset_gate(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:  # the outermost transaction: its lock is released
+    # The outermost transaction: its lock is released. The savepoint the gate was passed in:
+    # its lock is released if it was rolled back (if released, the next write's gate costs
+    # a check, the lock being re-entrant).
+    if transaction.parent is None or session.info.get("gate_passed") is transaction:
         session.info.pop("gate_passed", None)
 
 
