@@ -7,6 +7,7 @@ from domain.assets import models as assets_models
 from domain.billing import models as billing_models
 from domain.db.base import ManagementBase, TenantBase
 from domain.db.fences import metadata as fences_metadata
+from domain.db.migrate import LOCK_KEY  # noqa: F401 - the env scripts' lock
 from domain.employment import models as employment_models
 from domain.graph import models as graph_models
 from domain.iam import models as iam_models
@@ -29,7 +30,3 @@ MODEL_MODULES = (iam_models, identity_models, notifications_models, tenancy_mode
                  publications_models)  # TENANT
 MANAGEMENT: list[MetaData] = [ManagementBase.metadata, messaging_metadata]
 TENANT: list[MetaData] = [TenantBase.metadata, messaging_metadata, fences_metadata]
-
-# Held for the whole migration transaction (advisory locks are per database), so two
-# migrators of one database run one after the other; the second then finds it at head.
-LOCK_KEY = 0x616C6C6F746D6E74  # "allotmnt"

@@ -17,6 +17,12 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
 
 Environment = Literal["management", "tenant"]
+# Held by every migration for its whole transaction (advisory locks are per database), so
+# two migrators of one database run one after the other; the second then finds it at head.
+# A tenant promotion holds it shared on the trial database while it moves a tenant, so a
+# migration waits there (holding no table lock) instead of queueing its ALTER TABLE behind
+# the copy's snapshot, with every trial tenant's queries queued behind the ALTER.
+LOCK_KEY = 0x616C6C6F746D6E74  # "allotmnt"
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 # environment -> (mtime of its versions folder, head revision): see head().
 _heads: dict[str, tuple[int, str | None]] = {}

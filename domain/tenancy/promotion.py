@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from alembic.util import CommandError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -326,37 +327,68 @@ class _Runner:
         self.record(step="placed", server=server, database=f"{prefix}_t_{tenant_id.hex}")
 
     def move_under_lock(self, tenant_id: uuid.UUID, url: str) -> None:
-        """Copy, verify, fence and switch while the tenant's writes wait."""
-        self.tables(url)  # before the writes wait
+        """Copy, verify, fence and switch while the tenant's writes wait, and migrations of the
+        trial database wait too (they would change what is copied)."""
         with copying.connect(self.provider.url_of(TRIAL), autocommit=True) as lock:
-            self.checkpoint("copied")
-            lock.execute("SELECT pg_advisory_lock(%s)", (write_lock_key(tenant_id),))
-            held_since = time.monotonic()
+            # First, so that a migration waiting for it holds no lock the tenant's writes need.
+            lock.execute("SELECT pg_advisory_lock_shared(%s)", (migrate.LOCK_KEY,))
             try:
-                self.copy(tenant_id, url)
-                self.checkpoint("verified")
-                self.verify(tenant_id, url)
-                self.record(step="verified")
-                self.checkpoint("fenced")
-                lock.execute("INSERT INTO tenant_fences (tenant_id, moved_to) VALUES (%s, %s) "
-                             "ON CONFLICT (tenant_id) DO NOTHING",
-                             (tenant_id, self.target_key()))
-                self.record(step="fenced")
-                self.checkpoint("switched")
-                self.switch(tenant_id, stall_ms=int((time.monotonic() - held_since) * 1000))
+                self.checkpoint("copied")
+                self.match_schema(url)  # before the writes wait
+                self.move_while_writes_wait(lock, tenant_id, url)
             finally:
-                lock.execute("SELECT pg_advisory_unlock(%s)", (write_lock_key(tenant_id),))
+                lock.execute("SELECT pg_advisory_unlock_shared(%s)", (migrate.LOCK_KEY,))
+
+    def match_schema(self, url: str) -> None:
+        """Bring the new database to the trial database's revision, which a deploy may have
+        moved on since this promotion migrated it (a run resumed after it), and reflect the
+        tables to copy afresh. A trial database behind it (a deploy not yet migrated) waits:
+        the promotion fails this run and is resumed later."""
+        trial = migrate.current_revision(self.provider.url_of(TRIAL))
+        ours, role = migrate.current_revision(url), self.provider.settings.tenant_db_role
+        if ours != trial:
+            try:
+                migrate.upgrade("tenant", url, role, revision=trial or "base")
+            except CommandError:  # the trial database is behind: an upgrade cannot go back
+                raise RuntimeError(f"the new database is at revision {ours}, the trial database at {trial}: "
+                                   "migrate every tenant database, then the promotion resumes") from None
+        self._tables = None
+
+    def move_while_writes_wait(self, lock: psycopg.Connection, tenant_id: uuid.UUID, url: str) -> None:
+        """Copy, verify, fence and switch holding the tenant's write lock on ``lock``."""
+        self.tables(url)
+        lock.execute("SELECT pg_advisory_lock(%s)", (write_lock_key(tenant_id),))
+        held_since = time.monotonic()
+        try:
+            self.copy(tenant_id, url)
+            self.checkpoint("verified")
+            self.verify(tenant_id, url)
+            self.record(step="verified")
+            self.checkpoint("fenced")
+            lock.execute("INSERT INTO tenant_fences (tenant_id, moved_to) VALUES (%s, %s) "
+                         "ON CONFLICT (tenant_id) DO NOTHING",
+                         (tenant_id, self.target_key()))
+            self.record(step="fenced")
+            self.checkpoint("switched")
+            self.switch(tenant_id, stall_ms=int((time.monotonic() - held_since) * 1000))
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s)", (write_lock_key(tenant_id),))
 
     def target_key(self) -> str:
         promotion = self.load()
         return dedicated_key(promotion.server or "", promotion.database or "")
 
     def tables(self, url: str) -> list[Any]:
-        # Reflected once per run (it costs ~0.1 s): the schemas are the same tenant head.
+        """The tables of the new database at ``url``, reflected once per run (it costs ~0.1 s)
+        and again when ``match_schema`` brought it to the trial database's revision."""
         if self._tables is None:
-            with self.provider.engine(url).connect() as conn:
-                self._tables = tenant_tables(conn)
+            self._tables = self.reflect(url)
         return self._tables
+
+    def reflect(self, url: str) -> list[Any]:
+        """The tenant tables of the database at ``url``, parents first."""
+        with self.provider.engine(url).connect() as conn:
+            return tenant_tables(conn)
 
     def copy(self, tenant_id: uuid.UUID, url: str) -> None:
         tables = self.tables(url)
@@ -415,8 +447,8 @@ class _Runner:
             if remaining > 0:
                 time.sleep(remaining)
         with copying.connect(self.provider.url_of(TRIAL), autocommit=True) as trial:
-            tables = self.tables(self.provider.url_of(TRIAL))
-            copying.delete_rows(trial, tables, tenant_id)
+            # The trial database's own tables: a migration may have run since the copy.
+            copying.delete_rows(trial, self.reflect(self.provider.url_of(TRIAL)), tenant_id)
         with self.provider.management() as session:
             tenant = session.get(Tenant, tenant_id)
             assert tenant is not None

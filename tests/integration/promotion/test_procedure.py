@@ -10,8 +10,10 @@ import threading
 import uuid
 
 import psycopg
+from alembic import command
 from sqlalchemy import func, select, update
 
+from domain.db import migrate
 from domain.db.provider import TRIAL, server_label
 from domain.messaging.tables import outbox
 from domain.notifications.models import Notice
@@ -20,6 +22,7 @@ from domain.tenancy.copying import connect
 from domain.tenancy.models import Tenant
 from tests.integration.promotion.conftest import Plane, rows_in
 from tests.integration.promotion.helpers import held_before, wait_until_waiting_at
+from tests.support.waiting import wait_for
 
 TABLES = ("notices", "outbox", "inbox")
 
@@ -123,3 +126,65 @@ def test_a_copy_that_does_not_verify_leaves_the_tenant_on_trial(plane: Plane) ->
     again = promotion.run(plane.provider, _request(plane, tenant.id))
     assert again.progress.status == "completed"
     assert rows_in(plane.provider.route(tenant.id).url, "notices", tenant.id) == 200
+
+
+def _dedicated_url(plane: Plane, promotion_id: uuid.UUID) -> str:
+    row = plane.promotion(promotion_id)
+    return plane.provider.url_of(f"dedicated:{row.database}@{row.server}")
+
+
+def test_a_run_after_a_deploy_migrated_trial_brings_the_new_database_to_trials_revision(plane: Plane) -> None:
+    tenant = plane.tenant(rows=20)
+    promotion_id = _request(plane, tenant.id)
+    outcome: list[promotion.RunResult] = []
+    with held_before(plane.provider, "copied") as held:
+        runner = threading.Thread(target=lambda: outcome.append(promotion.run(plane.provider, promotion_id)))
+        runner.start()
+        wait_until_waiting_at(held, "copied")
+        # As if this run had migrated the new database before a deploy, since when trial is
+        # one revision ahead (a resumed run finds it so).
+        url = _dedicated_url(plane, promotion_id)
+        previous = migrate.revision_before_head("tenant")
+        command.downgrade(migrate.alembic_config("tenant", url, plane.settings.tenant_db_role), previous)
+        assert migrate.current_revision(url) == previous
+    runner.join(60)
+
+    assert outcome and outcome[0].progress.status == "completed", outcome[0].progress.error
+    assert migrate.current_revision(url) == migrate.head("tenant")
+    assert rows_in(url, "notices", tenant.id) == 20
+    assert rows_in(plane.provider.url_of(TRIAL), "notices", tenant.id) == 0
+
+
+# A migration of this database waiting for its lock (a bigint key is shown in two halves).
+MIGRATION_WAITING = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                     "AND mode = 'ExclusiveLock' AND classid = %s AND objid = %s AND objsubid = 1 "
+                     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+def test_a_migration_of_trial_waits_until_the_tenant_has_moved(plane: Plane) -> None:
+    tenant = plane.tenant(rows=20)
+    promotion_id = _request(plane, tenant.id)
+    outcome: list[promotion.RunResult] = []
+    step_when_migrating: list[str] = []
+    trial = plane.provider.url_of(TRIAL).replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def migrate_trial() -> None:  # what the migration environment does first, in its transaction
+        with psycopg.connect(trial) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (migrate.LOCK_KEY,))
+            step_when_migrating.append(plane.promotion(promotion_id).step)
+
+    with held_before(plane.provider, "copied") as held, psycopg.connect(trial, autocommit=True) as watcher:
+        runner = threading.Thread(target=lambda: outcome.append(promotion.run(plane.provider, promotion_id)))
+        runner.start()
+        wait_until_waiting_at(held, "copied")
+        migration = threading.Thread(target=migrate_trial)
+        migration.start()
+        halves = (migrate.LOCK_KEY >> 32, migrate.LOCK_KEY & 0xFFFFFFFF)
+        wait_for(lambda: watcher.execute(MIGRATION_WAITING, halves).fetchone() == (1,), timeout=30,
+                 message="the migration to wait for the promotion")
+    runner.join(60)
+    migration.join(60)
+
+    assert outcome and outcome[0].progress.status == "completed", outcome[0].progress.error
+    # It ran once the tenant was switched: never while the copy's snapshot was read.
+    assert step_when_migrating and step_when_migrating[0] in ("switched", "purged")
