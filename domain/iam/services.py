@@ -105,7 +105,12 @@ def create_default_roles(session: Session, tenant_id: uuid.UUID) -> dict[str, Ro
 
 
 def _role_named(session: Session, tenant_id: uuid.UUID, name: str, field: str = "roles") -> Role:
-    role = session.scalar(select(Role).where(Role.tenant_id == tenant_id, Role.name == name))
+    # FOR KEY SHARE until the transaction ends, as the foreign key of the membership or
+    # invitation about to be written would take it: a ``delete_role`` that locked the role
+    # first is waited for (and the role then found gone, 404), one that comes after waits for
+    # this transaction and then sees what it wrote.
+    role = session.scalar(select(Role).where(Role.tenant_id == tenant_id, Role.name == name)
+                          .with_for_update(read=True, key_share=True))
     if role is None:
         raise NotFound(f"no role named {name!r}", field=field)
     return role
@@ -186,8 +191,11 @@ def create_role(session: Session, tenant_id: uuid.UUID, name: str, permissions: 
     return RoleRow(role.id, role.name, perms, False)
 
 
-def _custom_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID) -> Role:
-    role = session.scalar(select(Role).where(Role.id == role_id, Role.tenant_id == tenant_id))
+def _custom_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID, *, lock: bool = False) -> Role:
+    query = select(Role).where(Role.id == role_id, Role.tenant_id == tenant_id)
+    if lock:  # FOR UPDATE: grants and invitations being written with the role are waited for
+        query = query.with_for_update()
+    role = session.scalar(query)
     if role is None:
         raise NotFound("no such role", field="role_id")
     if role.builtin:
@@ -207,12 +215,20 @@ def update_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID,
 
 
 def delete_role(session: Session, tenant_id: uuid.UUID, role_id: uuid.UUID) -> None:
-    """Delete a custom role nobody holds."""
-    role = _custom_role(session, tenant_id, role_id)
+    """Delete a custom role nobody holds and no pending invitation offers. Its spent
+    invitations (accepted or expired) go with it: they can grant nothing any more, and an
+    accepted one's effect is the membership it made."""
+    role = _custom_role(session, tenant_id, role_id, lock=True)
     held = session.scalar(select(func.count()).select_from(Membership)
                           .where(Membership.role_id == role.id))
     if held:
         raise Conflict(f"{held} member(s) hold this role; take it from them first", field="role_id")
+    pending = session.scalar(select(func.count()).select_from(Invitation).where(
+        Invitation.role_id == role.id, Invitation.accepted_at.is_(None), Invitation.expires_at > utcnow()))
+    if pending:
+        raise Conflict(f"{pending} pending invitation(s) offer this role; it can be deleted once they "
+                       "are accepted or expire", field="role_id")
+    session.execute(delete(Invitation).where(Invitation.role_id == role.id))
     session.delete(role)
     session.flush()
 

@@ -234,7 +234,9 @@ def update_role(role_id: uuid.UUID) -> Any:
 
 @bp.delete("/api/v1/iam/roles/<uuid:role_id>")
 @requires("users:manage")
-@doc("Delete a custom role nobody holds", responses={204: "deleted", 409: "still held"}, auth=True)
+@doc("Delete a custom role nobody holds", auth=True,
+     responses={204: "deleted (with its accepted and expired invitations)",
+                409: "still held, or offered by a pending invitation"})
 def delete_role(role_id: uuid.UUID) -> Any:
     """Remove the role."""
     flows.delete_role(g.caller, role_id)

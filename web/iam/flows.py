@@ -49,7 +49,7 @@ def update_role(caller: Caller, role_id: uuid.UUID, permissions: list[str]) -> R
 
 
 def delete_role(caller: Caller, role_id: uuid.UUID) -> None:
-    """Delete a custom role nobody holds."""
+    """Delete a custom role nobody holds and no pending invitation offers."""
     tenant_id = _tenant(caller)
     iam.delete_role(management_db(), tenant_id, role_id)
     invalidate_permissions(tenant_id)

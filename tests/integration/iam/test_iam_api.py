@@ -5,15 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.errors import Conflict
 from domain.iam import services as iam
+from domain.iam.models import Invitation
 from domain.iam.services import BUILTIN_ROLES
 from domain.identity.services import PasswordSealer
 from domain.messaging.tables import outbox
@@ -159,6 +162,35 @@ def test_a_role_somebody_holds_cannot_be_deleted(api: FlaskClient, provider: Dat
     # Once nobody holds it, it goes.
     assert set_roles(api, org.owner, org.account("employee").user_id, ["employee"]).status_code == 200
     assert api.delete(f"{ROLES}/{role['id']}", headers=bearer(org.owner)).status_code == 204
+
+
+def test_a_role_a_pending_invitation_offers_cannot_be_deleted_and_spent_ones_go_with_it(
+        api: FlaskClient, provider: DataProvider, org: Org) -> None:
+    # Every invitation keeps its role: deleting a role ever offered in one was a 500 (the
+    # invitations' foreign key), and the role could never be deleted.
+    role = create_role(api, org.owner, "auditor", ["notifications:read"])
+    offered = [api.post(INVITATIONS, json={"email": refs.email(kind), "role": "auditor"},
+                        headers=bearer(org.owner)).json for kind in ("accepted", "pending")]
+    joined = api.post("/api/v1/identity/invitations/accept", json={
+        "token": invitation_token(provider, offered[0]["id"]), "name": "Ada",
+        "password": "invitee password 01"})
+    assert joined.status_code == 200, joined.get_data(as_text=True)[:300]
+    joiner = uuid.UUID(me(api, joined.json["access_token"]).json["user_id"])
+    assert set_roles(api, org.owner, joiner, ["employee"]).status_code == 200
+
+    before = fingerprint(provider, org)
+    refused = api.delete(f"{ROLES}/{role['id']}", headers=bearer(org.owner))
+    assert "1 pending invitation" in assert_refused(refused, 409, "role_id")["reason"]
+    assert fingerprint(provider, org) == before
+    with provider.management() as session:  # the pending one expires
+        session.execute(update(Invitation).where(Invitation.id == uuid.UUID(offered[1]["id"]))
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    assert api.delete(f"{ROLES}/{role['id']}", headers=bearer(org.owner)).status_code == 204
+    assert "auditor" not in role_ids(api, org.owner)
+    for invitation in offered:  # spent, they went with their role
+        assert_refused(api.get(invitation["status_url"], headers=bearer(org.owner)), 404, "invitation_id")
+    assert me(api, joined.json["access_token"]).json["permissions"] == sorted(BUILTIN_ROLES["employee"])
 
 
 def test_changing_a_role_changes_what_its_holders_may_do_at_once(api: FlaskClient, org: Org) -> None:
