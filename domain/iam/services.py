@@ -255,7 +255,30 @@ def member(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Member
     return MemberRow(user_id, row.active, _role_names(session, tenant_id, user_id))
 
 
+def _locked_member(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> MemberRow:
+    """``member``, its standing row locked (FOR NO KEY UPDATE) until the transaction ends:
+    changes to one member's roles or standing queue there, so a request submitted twice
+    finds what the first one did instead of colliding with it."""
+    row = session.scalar(select(TenantUser).where(TenantUser.tenant_id == tenant_id,
+                                                  TenantUser.user_id == user_id)
+                         .with_for_update(key_share=True).execution_options(populate_existing=True))
+    if row is None:
+        raise NotFound("no such user in this tenant", field="user_id")
+    return MemberRow(user_id, row.active, _role_names(session, tenant_id, user_id))
+
+
+def _lock_owners(session: Session, tenant_id: uuid.UUID) -> None:
+    """Hold the tenant's built-in owner role (FOR NO KEY UPDATE) until the transaction ends.
+    Every change that can leave the tenant with fewer active owners takes it before counting
+    them, so two at once queue and the second counts what the first did (each would otherwise
+    count the other's owner). Grants and invitations only take FOR KEY SHARE on the role:
+    they are not held up."""
+    session.execute(select(Role.id).where(Role.tenant_id == tenant_id, Role.name == "owner",
+                                          Role.builtin.is_(True)).with_for_update(key_share=True))
+
+
 def _owners(session: Session, tenant_id: uuid.UUID, excluding: uuid.UUID) -> int:
+    """Active owners of the tenant other than ``excluding`` (count under ``_lock_owners``)."""
     return session.scalar(
         select(func.count()).select_from(Membership)
         .join(Role, Role.id == Membership.role_id)
@@ -269,15 +292,17 @@ def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
               role_names: list[str], *, granted_by: uuid.UUID | None) -> MemberRow:
     """Replace a member's roles; the tenant always keeps an active owner, and nobody
     grants more than they hold."""
-    current = member(session, tenant_id, user_id)
+    current = _locked_member(session, tenant_id, user_id)
     if not role_names:
         raise InvalidInput("a member needs at least one role", field="roles")
     wanted = {name: _role_named(session, tenant_id, name) for name in dict.fromkeys(role_names)}
     granted = frozenset(p for role in wanted.values() for p in role.permissions)
     owner_change = {"owner"} if ("owner" in wanted) != ("owner" in current.roles) else set()
     _check_grant(session, tenant_id, granted_by, granted, roles=owner_change, field="roles")
-    if "owner" in current.roles and "owner" not in wanted and not _owners(session, tenant_id, user_id):
-        raise Conflict("the tenant's last owner cannot give up the owner role", field="roles")
+    if "owner" in current.roles and "owner" not in wanted:
+        _lock_owners(session, tenant_id)
+        if not _owners(session, tenant_id, user_id):
+            raise Conflict("the tenant's last owner cannot give up the owner role", field="roles")
     session.execute(delete(Membership).where(Membership.tenant_id == tenant_id,
                                              Membership.user_id == user_id))
     for role in wanted.values():
@@ -292,11 +317,13 @@ def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, activ
     always keeps an active owner, and only an owner changes an owner's standing."""
     if not active and user_id == changed_by:
         raise Conflict("you cannot deactivate yourself", field="user_id")
-    current = member(session, tenant_id, user_id)
+    current = _locked_member(session, tenant_id, user_id)
     if "owner" in current.roles:
         _check_grant(session, tenant_id, changed_by, frozenset(), roles={"owner"}, field="user_id")
-    if not active and "owner" in current.roles and not _owners(session, tenant_id, user_id):
-        raise Conflict("the tenant's last owner cannot be deactivated", field="user_id")
+    if not active and "owner" in current.roles:
+        _lock_owners(session, tenant_id)
+        if not _owners(session, tenant_id, user_id):
+            raise Conflict("the tenant's last owner cannot be deactivated", field="user_id")
     session.execute(update(TenantUser).where(TenantUser.tenant_id == tenant_id,
                                              TenantUser.user_id == user_id).values(active=active))
     return member(session, tenant_id, user_id)

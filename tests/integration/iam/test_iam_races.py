@@ -69,3 +69,62 @@ def test_an_invitation_racing_the_deletion_of_its_role_is_not_found(
                                      headers=bearer(token))) as answer:
         pass
     assert "auditor" in assert_refused(answer.result(timeout=60), 404, "role")["reason"]
+
+
+def test_a_role_change_submitted_twice_at_once_answers_the_same_twice(
+        api: FlaskClient, provider: DataProvider, org: TenantWithMembers) -> None:
+    # A double click: the second replacement of the member's roles collided with the rows the
+    # first one inserted (a 500 on the memberships' primary key).
+    owner, member = org.member("owner"), org.member("employee")
+    token = tenants.access_token(api, owner)
+    roles = ["hr_manager", "employee"]
+    with while_held(provider, lambda held: iam.set_roles(held, org.id, member.user_id, roles,
+                                                          granted_by=owner.user_id),
+                    lambda: api.put(f"{MEMBERS}/{member.user_id}/roles", json={"roles": roles},
+                                    headers=bearer(token))) as answer:
+        pass
+    second = answer.result(timeout=60)
+    assert second.status_code == 200, second.get_data(as_text=True)[:500]
+    assert second.json["roles"] == ["employee", "hr_manager"]
+
+
+def _other_owner(provider: DataProvider, org: TenantWithMembers) -> tenants.Account:
+    """The tenant's admin, made its second owner."""
+    with provider.management() as session:
+        iam.set_roles(session, org.id, org.member("admin").user_id, ["owner"], granted_by=None)
+        session.commit()
+    return org.member("admin")
+
+
+def _active_owners(provider: DataProvider, org: TenantWithMembers) -> list[str]:
+    with provider.management() as session:
+        return [str(m.user_id) for m in iam.list_members(session, org.id) if m.active and "owner" in m.roles]
+
+
+@pytest.mark.parametrize("change", ["both step down", "each deactivates the other"])
+def test_two_owners_leaving_at_once_leave_one_owner(api: FlaskClient, provider: DataProvider,
+                                                    org: TenantWithMembers, change: str) -> None:
+    # Each change counted the other owner, who was still there when it looked: both went
+    # through and the tenant had no active owner left.
+    first, second = org.member("owner"), _other_owner(provider, org)
+    token = tenants.access_token(api, second)
+    if change == "both step down":
+        def held_change(held: Session) -> Any:
+            return iam.set_roles(held, org.id, first.user_id, ["admin"], granted_by=first.user_id)
+
+        def racing() -> Any:
+            return api.put(f"{MEMBERS}/{second.user_id}/roles", json={"roles": ["admin"]},
+                           headers=bearer(token))
+        field = "roles"
+    else:
+        def held_change(held: Session) -> Any:
+            return iam.set_active(held, org.id, second.user_id, False, changed_by=first.user_id)
+
+        def racing() -> Any:
+            return api.post(f"{MEMBERS}/{first.user_id}/deactivate", headers=bearer(token))
+        field = "user_id"
+    with while_held(provider, held_change, racing) as answer:
+        pass
+    assert "last owner" in assert_refused(answer.result(timeout=60), 409, field)["reason"]
+    assert _active_owners(provider, org) == [str(second.user_id if change == "both step down"
+                                                 else first.user_id)]
