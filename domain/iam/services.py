@@ -66,6 +66,23 @@ def _check_grant(session: Session, tenant_id: uuid.UUID, granter: uuid.UUID | No
         raise Escalation("only an owner can grant or take the owner role", field=field)
 
 
+def _check_outranked(session: Session, tenant_id: uuid.UUID, changer: uuid.UUID | None,
+                     user_id: uuid.UUID) -> None:
+    """Nobody changes the roles or standing of a member who holds a permission they do not
+    (a user manager cannot strip, deactivate or cut off an admin). The member's roles count
+    whatever their standing: a lesser manager does not bring back a deactivated admin either."""
+    if changer is None:
+        return
+    theirs = frozenset(p for perms in session.scalars(
+        select(Role.permissions).join(Membership, Membership.role_id == Role.id)
+        .where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)) for p in perms)
+    held = resolve(session, changer, tenant_id)
+    extra = sorted(theirs - held.permissions) if held.member else sorted(theirs)
+    if extra:
+        raise Escalation(f"this member holds {extra[0]!r}, which you do not: only someone holding every "
+                         "permission they hold may change their roles or standing", field="user_id")
+
+
 def _role_names(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[str]:
     return list(session.scalars(select(Role.name).join(Membership, Membership.role_id == Role.id)
                                 .where(Membership.tenant_id == tenant_id,
@@ -290,11 +307,12 @@ def _owners(session: Session, tenant_id: uuid.UUID, excluding: uuid.UUID) -> int
 
 def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
               role_names: list[str], *, granted_by: uuid.UUID | None) -> MemberRow:
-    """Replace a member's roles; the tenant always keeps an active owner, and nobody
-    grants more than they hold."""
+    """Replace a member's roles; the tenant always keeps an active owner, nobody grants more
+    than they hold, and nobody changes a member who holds more than they do."""
     current = _locked_member(session, tenant_id, user_id)
     if not role_names:
         raise InvalidInput("a member needs at least one role", field="roles")
+    _check_outranked(session, tenant_id, granted_by, user_id)
     wanted = {name: _role_named(session, tenant_id, name) for name in dict.fromkeys(role_names)}
     granted = frozenset(p for role in wanted.values() for p in role.permissions)
     owner_change = {"owner"} if ("owner" in wanted) != ("owner" in current.roles) else set()
@@ -313,11 +331,13 @@ def set_roles(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID,
 
 def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, active: bool, *,
                changed_by: uuid.UUID | None) -> MemberRow:
-    """Deactivate (or reactivate) a member; nobody deactivates themselves, the tenant
-    always keeps an active owner, and only an owner changes an owner's standing."""
+    """Deactivate (or reactivate) a member; nobody deactivates themselves or changes a
+    member who holds more than they do, the tenant always keeps an active owner, and only an
+    owner changes an owner's standing."""
     if not active and user_id == changed_by:
         raise Conflict("you cannot deactivate yourself", field="user_id")
     current = _locked_member(session, tenant_id, user_id)
+    _check_outranked(session, tenant_id, changed_by, user_id)
     if "owner" in current.roles:
         _check_grant(session, tenant_id, changed_by, frozenset(), roles={"owner"}, field="user_id")
     if not active and "owner" in current.roles:
@@ -327,6 +347,15 @@ def set_active(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, activ
     session.execute(update(TenantUser).where(TenantUser.tenant_id == tenant_id,
                                              TenantUser.user_id == user_id).values(active=active))
     return member(session, tenant_id, user_id)
+
+
+def manageable_member(session: Session, tenant_id: uuid.UUID, user_id: uuid.UUID, *,
+                      managed_by: uuid.UUID | None) -> MemberRow:
+    """The member, if ``managed_by`` may act on their standing (cut off their sessions):
+    NotFound for anyone else's user, Escalation (403) for a member who holds more."""
+    row = member(session, tenant_id, user_id)
+    _check_outranked(session, tenant_id, managed_by, user_id)
+    return row
 
 
 # --- invitations -----------------------------------------------------------------------

@@ -56,9 +56,10 @@ def delete_role(caller: Caller, role_id: uuid.UUID) -> None:
 
 
 def cut_off(caller: Caller, user_id: uuid.UUID) -> int:
-    """End every session a member has in the caller's tenant."""
+    """End every session a member has in the caller's tenant (one who holds no more than
+    the caller does)."""
     tenant_id = _tenant(caller)
-    iam.member(management_db(), tenant_id, user_id)  # NotFound for anyone else's user
+    iam.manageable_member(management_db(), tenant_id, user_id, managed_by=caller.user_id)
     return sign_out_everywhere(user_id, "cut off by a tenant admin", tenant_id=tenant_id)
 
 

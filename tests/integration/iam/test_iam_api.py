@@ -325,6 +325,46 @@ def test_a_cut_off_member_must_sign_in_again(api: FlaskClient, org: Org) -> None
     assert me(api, tenants.access_token(api, member)).status_code == 200
 
 
+# --- a lesser user manager ---------------------------------------------------------------
+
+def lesser_manager(api: FlaskClient, org: Org) -> str:
+    """Make the employee a user manager holding nothing else (the custom role
+    ``member_manager``: users:manage only); their token."""
+    create_role(api, org.owner, "member_manager", ["users:manage"])
+    manager = org.account("employee")
+    assert set_roles(api, org.owner, manager.user_id, ["member_manager"]).status_code == 200
+    return tenants.access_token(api, manager)
+
+
+@pytest.mark.parametrize("target", ["admin", "hr_manager", "owner"])
+def test_a_lesser_user_manager_cannot_change_a_member_who_holds_more(
+        api: FlaskClient, provider: DataProvider, org: Org, target: str) -> None:
+    # users:manage was all it took to strip an admin of their roles, deactivate or cut them off.
+    token, victim = lesser_manager(api, org), org.account(target).user_id
+    before = fingerprint(provider, org)
+    for response in (set_roles(api, token, victim, ["member_manager"]),
+                     api.post(f"{MEMBERS}/{victim}/deactivate", headers=bearer(token)),
+                     api.post(f"{MEMBERS}/{victim}/cut-off", headers=bearer(token))):
+        assert "which you do not" in assert_refused(response, 403, "user_id")["reason"]
+    assert fingerprint(provider, org) == before
+    assert me(api, org.admin).status_code == 200
+
+
+def test_a_lesser_user_manager_manages_members_who_hold_no_more(
+        api: FlaskClient, provider: DataProvider, org: Org) -> None:
+    token = lesser_manager(api, org)
+    peer = tenants.add_member(provider, org.tenant.id, "member_manager")
+    for action in ("deactivate", "reactivate", "cut-off"):
+        assert api.post(f"{MEMBERS}/{peer.user_id}/{action}", headers=bearer(token)).status_code == 200
+    assert set_roles(api, token, peer.user_id, ["member_manager"]).status_code == 200
+    # An admin deactivated by an owner is not brought back by them: their roles count.
+    admin = org.account("admin").user_id
+    assert api.post(f"{MEMBERS}/{admin}/deactivate", headers=bearer(org.owner)).status_code == 200
+    refused = api.post(f"{MEMBERS}/{admin}/reactivate", headers=bearer(token))
+    assert_refused(refused, 403, "user_id")
+    assert api.get(f"{MEMBERS}/{admin}", headers=bearer(org.owner)).json["active"] is False
+
+
 # --- invitations -------------------------------------------------------------------------
 
 def invitation_token(provider: DataProvider, invitation_id: str) -> str:

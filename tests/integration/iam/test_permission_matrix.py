@@ -54,8 +54,10 @@ class Matrix:
     people: list[uuid.UUID]  # every account the matrix made, members or not
 
     def fresh_member(self) -> Account:
-        """A new employee of the tenant (a target nobody else uses)."""
-        account = tenants.add_member(self.provider, self.tenant.id, "employee")
+        """A new member of the tenant (a target nobody else uses) holding the custom
+        member_manager role: no more than any users:manage holder, who may therefore change
+        their roles and standing (a member who holds more is refused, test_iam_api)."""
+        account = tenants.add_member(self.provider, self.tenant.id, MEMBER_MANAGER)
         self.people.append(account.user_id)
         return account
 
