@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from domain import links
 from domain.db.base import utcnow
 from domain.db.sql import Read, Sql
-from domain.errors import Conflict, DomainError, NotFound
+from domain.errors import Conflict, DomainError, Forbidden, NotFound
 from domain.iam.access import resolve
 from domain.iam.models import Invitation, Membership, Reseller, ResellerAdmin, Role, TenantUser
 
@@ -58,12 +58,21 @@ def _check_grant(session: Session, tenant_id: uuid.UUID, granter: uuid.UUID | No
     """
     if granter is None:
         return
+    refusal = _grant_refusal(session, tenant_id, granter, permissions, roles=roles)
+    if refusal:
+        raise Escalation(refusal, field=field)
+
+
+def _grant_refusal(session: Session, tenant_id: uuid.UUID, granter: uuid.UUID,
+                   permissions: frozenset[str], *, roles: set[str]) -> str | None:
+    """Why ``granter`` may not grant ``permissions`` (and the owner role, if in ``roles``)."""
     held = resolve(session, granter, tenant_id)
     extra = sorted(permissions - held.permissions) if held.member else sorted(permissions)
     if extra:
-        raise Escalation(f"you cannot grant {extra[0]!r}, which you do not hold", field=field)
+        return f"you cannot grant {extra[0]!r}, which you do not hold"
     if "owner" in roles and "owner" not in _role_names(session, tenant_id, granter):
-        raise Escalation("only an owner can grant or take the owner role", field=field)
+        return "only an owner can grant or take the owner role"
+    return None
 
 
 def _check_outranked(session: Session, tenant_id: uuid.UUID, changer: uuid.UUID | None,
@@ -405,18 +414,43 @@ def invitation(session: Session, token: str, *, lock: bool = False) -> Invitatio
 
 
 def accept(session: Session, token: str, user_id: uuid.UUID) -> InvitationView:
-    """Use the invitation once: the user joins the tenant with the invited role."""
+    """Use the invitation once: the user joins the tenant with the invited role.
+
+    Refused if its inviter may no longer grant that role (deactivated, demoted, no longer a
+    user manager: 403), or if the user is deactivated in the tenant (409): an invitation
+    never undoes a deactivation, which only an admin's reactivation does."""
     view = invitation(session, token)
     used = session.execute(
         update(Invitation).where(Invitation.id == view.id, Invitation.accepted_at.is_(None),
                                  Invitation.expires_at > utcnow())
-        .values(accepted_at=utcnow(), accepted_by=user_id).returning(Invitation.id)).first()
+        .values(accepted_at=utcnow(), accepted_by=user_id)
+        .returning(Invitation.invited_by, Invitation.role_id)).first()
     if used is None:  # someone else used it between the read and the update
         raise NotFound("this invitation is unknown, already used or expired", field="token")
+    _check_inviter(session, view.tenant_id, used.invited_by, used.role_id)
+    standing = session.scalar(select(TenantUser.active).where(
+        TenantUser.tenant_id == view.tenant_id, TenantUser.user_id == user_id)
+        .with_for_update(key_share=True))
+    if standing is False:
+        raise Conflict("you are deactivated in this tenant, which an invitation does not undo: "
+                       "ask one of its admins to reactivate you", field="token")
     grant_role(session, user_id, view.tenant_id, view.role)
-    session.execute(update(TenantUser).where(TenantUser.tenant_id == view.tenant_id,
-                                             TenantUser.user_id == user_id).values(active=True))
     return view
+
+
+def _check_inviter(session: Session, tenant_id: uuid.UUID, invited_by: uuid.UUID, role_id: uuid.UUID) -> None:
+    """The inviter's authority, checked again when the invitation is used: still an active
+    user manager who may grant the role. Their standing row is read FOR SHARE, so a change
+    of their roles or standing under way (it holds the row) is waited for and seen."""
+    session.execute(select(TenantUser.user_id).where(TenantUser.tenant_id == tenant_id,
+                                                     TenantUser.user_id == invited_by)
+                    .with_for_update(read=True))
+    role = session.get(Role, role_id)
+    if (role is None or not resolve(session, invited_by, tenant_id).may("users:manage")
+            or _grant_refusal(session, tenant_id, invited_by, frozenset(role.permissions),
+                              roles={role.name} & {"owner"})):
+        raise Forbidden("whoever invited you can no longer grant this role: ask for a new invitation",
+                        field="token")
 
 
 # --- resellers -------------------------------------------------------------------------

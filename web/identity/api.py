@@ -283,7 +283,9 @@ def reset_password() -> Any:
 @bp.post("/api/v1/identity/invitations/accept")
 @limit_sign_in
 @doc("Accept an invitation (creates the account if needed)", body=AcceptBody,
-     responses={200: TokensOut, 404: "unknown, used or expired invitation"})
+     responses={200: TokensOut, 403: "whoever invited may no longer grant the role",
+                404: "unknown, used or expired invitation",
+                409: "the account is deactivated in the tenant (an invitation does not undo it)"})
 def accept_invitation() -> Any:
     """Join the inviting tenant and get tokens for it."""
     body = parse_json(AcceptBody)

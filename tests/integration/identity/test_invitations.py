@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from domain.db.base import utcnow
@@ -181,6 +182,69 @@ def test_a_bad_accept_creates_nothing(client: FlaskClient, provider: DataProvide
         assert identity.user_by_email(session, email) is None
         assert iam.invitation(session, token).id == view.id  # still usable
     tokens_of(client.post(ACCEPT, json={"token": token, "name": "Named", "password": NEW_PASSWORD}))
+
+
+def _demote_admin_to(role: str) -> Callable[[Session, Org], None]:
+    def demote(session: Session, org: Org) -> None:
+        iam.set_roles(session, org.tenant_id, org.admin.user_id, [role], granted_by=None)
+    return demote
+
+
+def _deactivate_admin(session: Session, org: Org) -> None:
+    iam.set_active(session, org.tenant_id, org.admin.user_id, False, changed_by=None)
+
+
+def _owner_steps_down(session: Session, org: Org) -> None:
+    iam.grant_role(session, org.employee.user_id, org.tenant_id, "owner")
+    iam.set_roles(session, org.tenant_id, org.owner.user_id, ["admin"], granted_by=None)
+
+
+# (role offered, inviter, what happens to the inviter before the invitation is used)
+INVITER_CHANGES: dict[str, tuple[str, str, Callable[[Session, Org], None]]] = {
+    "the inviter lost the role's permissions": ("admin", "admin", _demote_admin_to("hr_manager")),
+    "the inviter no longer manages users": ("employee", "admin", _demote_admin_to("hr_manager")),
+    "the inviter was deactivated": ("employee", "admin", _deactivate_admin),
+    "the inviting owner is no longer one": ("owner", "owner", _owner_steps_down),
+}
+
+
+@pytest.mark.parametrize("change", list(INVITER_CHANGES))
+def test_an_invitation_dies_with_its_inviters_authority(client: FlaskClient, provider: DataProvider,
+                                                        org: Org, change: str) -> None:
+    # An invitation was a grant made at acceptance by whoever sent it, checked only when sent.
+    role, inviter, undo_authority = INVITER_CHANGES[change]
+    email = refs.email("orphaned")
+    with provider.management() as session:
+        _, token = iam.invite(session, org.tenant_id, email=email, role_name=role,
+                              invited_by=getattr(org, inviter).user_id, lifetime=timedelta(days=1))
+        undo_authority(session, org)
+        session.commit()
+    refused = client.post(ACCEPT, json={"token": token, "name": "Orphan", "password": NEW_PASSWORD})
+    assert "whoever invited you" in assert_refused(refused, 403, "token")["reason"]
+    with provider.management() as session:
+        assert identity.user_by_email(session, email) is None
+        assert iam.invitation(session, token).email == email  # not spent
+
+
+def test_an_invitation_does_not_reactivate_a_member_deactivated_since(
+        client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    with provider.management() as session:
+        _, token = iam.invite(session, org.tenant_id, email=org.employee.email, role_name="hr_manager",
+                              invited_by=org.admin.user_id, lifetime=timedelta(days=1))
+        iam.set_active(session, org.tenant_id, org.employee.user_id, False, changed_by=org.admin.user_id)
+        session.commit()
+    refused = client.post(ACCEPT, json={"token": token, "password": org.employee.password})
+    assert "deactivated" in assert_refused(refused, 409, "token")["reason"]
+    with provider.management() as session:
+        assert iam.member(session, org.tenant_id, org.employee.user_id) == iam.MemberRow(
+            org.employee.user_id, False, ["employee"])
+    # Reactivated by an admin, they may use it.
+    with provider.management() as session:
+        iam.set_active(session, org.tenant_id, org.employee.user_id, True, changed_by=org.admin.user_id)
+        session.commit()
+    joined = tokens_of(client.post(ACCEPT, json={"token": token, "password": org.employee.password}))
+    assert set(client.get(ME, headers=joined.bearer).json["permissions"]) == (
+        iam.BUILTIN_ROLES["employee"] | iam.BUILTIN_ROLES["hr_manager"])
 
 
 def test_concurrent_accepts_of_one_invitation_let_exactly_one_through(
