@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import any_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -454,24 +455,44 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     An existing account whose address it never proved is refused (UnverifiedEmail), and
     nothing is written: otherwise whoever made an account under someone else's address
     would get that person attached to it at their first sign-in through the provider.
+
+    Two first sign-ins at once (two tabs) both find no link: the second waits for the
+    first's account or link to commit, at the address's or the link's unique key, and then
+    uses them.
     """
-    linked = session.scalar(select(ExternalIdentity.user_id).where(
-        ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject))
+    linked = _linked_user(session, issuer, subject)
     if linked is not None:
         return _active_user(session, linked, writes=False)
     if not email or not email_verified:
         raise BadExternalIdentity("the provider did not vouch for an email address", field="email")
-    user = _user_with_email(session, email)
-    if user is None:
-        user = create_user(session, email=email, name=(name or email)[:200], password_hash=None,
-                           email_verified=True)
-    elif not user.active:
+    user = _user_with_email(session, email) or _new_external_user(session, email, name)
+    if not user.active:
         raise BadCredentials()
-    elif user.email_verified_at is None:
+    if user.email_verified_at is None:
         raise UnverifiedEmail()
-    session.add(ExternalIdentity(issuer=issuer, subject=subject, user_id=user.id))
-    session.flush()
-    return user
+    session.execute(pg_insert(ExternalIdentity).values(issuer=issuer, subject=subject, user_id=user.id)
+                    .on_conflict_do_nothing(index_elements=["issuer", "subject"]))
+    linked = _linked_user(session, issuer, subject)  # ours, or the one that committed first
+    return user if linked == user.id or linked is None else _active_user(session, linked, writes=False)
+
+
+def _linked_user(session: Session, issuer: str, subject: str) -> uuid.UUID | None:
+    return session.scalar(select(ExternalIdentity.user_id).where(
+        ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject))
+
+
+def _new_external_user(session: Session, email: str, name: str | None) -> User:
+    """A new account (no password) for an address the provider proved; or, when another
+    request made one with that address meanwhile (this one waited for it), that account."""
+    try:
+        with session.begin_nested():
+            return create_user(session, email=email, name=(name or email)[:200], password_hash=None,
+                               email_verified=True)
+    except EmailTaken:
+        made = _user_with_email(session, email)
+        if made is None:
+            raise
+        return made
 
 
 def sign_in_external(session: Session, claims: ExternalClaims, tenant_slug: str | None) -> SignIn:

@@ -10,6 +10,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -18,7 +19,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from config.settings import load_settings
 from domain.db.provider import DataProvider
@@ -28,11 +29,12 @@ from domain.identity.models import AuthSession, ExternalIdentity, User
 from domain.identity.oidc import IdTokenVerifier
 from tests.integration.identity.conftest import ME, PUBLIC_URL, me
 from tests.integration.web.helpers import assert_refused
-from tests.support import refs
+from tests.support import refs, tenants
 from tests.support.apps import web_app
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, ProviderUser, new_rsa_key
 from tests.support.services import Stack
 from tests.support.tenants import create_tenant
+from tests.support.waiting import wait_for
 from web.identity.oidc import VERIFIER, safe_next
 from workers.embedded import free_port
 
@@ -167,6 +169,37 @@ def test_a_member_of_several_tenants_chooses_one(
     assert all(slug in body["reason"] for slug in member.slugs)
     chosen = sign_in_api(web, idp.mint(NONCE), tenant=member.slugs[1])
     assert me(web, chosen.json["access_token"])["tenant_id"] == str(member.tenant_ids[1])
+
+
+def _waits_for_a_lock(provider: DataProvider) -> bool:
+    """True once a transaction waits for a lock writing an account or an external identity."""
+    with provider.unscoped("management") as session:
+        return (session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ~* 'insert into (users|external_identities)'")) or 0) >= 1
+
+
+@pytest.mark.parametrize("account", ["an existing account", "a new account"])
+def test_two_first_sign_ins_at_once_link_one_account(web: FlaskClient, idp: OidcProvider,
+                                                     person: ProviderUser, provider: DataProvider,
+                                                     account: str) -> None:
+    # Two tabs signing in for the first time: the first links (or makes) the account and has
+    # not committed yet; the second waits for it, then must use that link, not fail on it (a
+    # 500 on the links' primary key, or a 409 on the account's address).
+    if account == "an existing account":
+        make_member(provider, person.email or "")
+    with ThreadPoolExecutor(1) as pool:
+        with provider.management() as first:
+            linked = identity.link_external_identity(first, issuer=idp.issuer, subject=person.subject,
+                                                     email=person.email, email_verified=True, name="Olive")
+            second = pool.submit(sign_in_api, web, idp.mint(NONCE))
+            wait_for(lambda: second.done() or _waits_for_a_lock(provider), timeout=30,
+                     message="the second sign-in to wait for the first")
+            first.commit()
+        answer = second.result(timeout=60)
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+    assert tenants.unverified(answer.json["access_token"])["sub"] == str(linked.id)
+    assert (footprint(provider, person).accounts, footprint(provider, person).links) == (1, 1)
 
 
 def _expired(idp: OidcProvider) -> str:
