@@ -1,7 +1,7 @@
 """Errors of the identity context."""
 from __future__ import annotations
 
-from domain.errors import Conflict, DomainError, NotFound
+from domain.errors import Conflict, DomainError, Forbidden, NotFound
 
 
 class EmailTaken(Conflict):
@@ -63,6 +63,16 @@ class UnverifiedEmail(Conflict):
     def __init__(self) -> None:
         super().__init__("an account with this address exists but its address is not verified: "
                          "sign in with its password and verify it", field="email")
+
+
+class OperatorNotLinked(Forbidden):
+    """A platform operator's account is never linked to an external provider by its address:
+    whoever holds that address at the provider would hold every tenant (operators get no
+    password reset link for the same reason). They sign in with their password."""
+
+    def __init__(self) -> None:
+        super().__init__("this account signs in with its password, not through an external provider",
+                         field="email")
 
 
 class UnknownVerification(NotFound):

@@ -29,6 +29,7 @@ from domain.identity.errors import (
     ChooseTenant,
     EmailTaken,
     MissingName,
+    OperatorNotLinked,
     UnknownVerification,
     UnverifiedEmail,
     WrongPassword,
@@ -455,6 +456,7 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     An existing account whose address it never proved is refused (UnverifiedEmail), and
     nothing is written: otherwise whoever made an account under someone else's address
     would get that person attached to it at their first sign-in through the provider.
+    A platform operator's account is never linked by its address (OperatorNotLinked).
 
     Two first sign-ins at once (two tabs) both find no link: the second waits for the
     first's account or link to commit, at the address's or the link's unique key, and then
@@ -468,6 +470,8 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     user = _user_with_email(session, email) or _new_external_user(session, email, name)
     if not user.active:
         raise BadCredentials()
+    if user.is_operator:
+        raise OperatorNotLinked()
     if user.email_verified_at is None:
         raise UnverifiedEmail()
     session.execute(pg_insert(ExternalIdentity).values(issuer=issuer, subject=subject, user_id=user.id)

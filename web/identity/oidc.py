@@ -120,9 +120,11 @@ def _sign_in(claims: ExternalClaims, tenant_slug: str | None) -> SignIn:
 @limit_sign_in
 @doc("Sign in with an ID token of the configured OpenID Connect provider", body=OidcTokenBody,
      responses={200: TokensOut, 401: "ID token refused (signature, issuer, audience, expiry, nonce) "
-                "or no verified email for a new account", 404: "OIDC not configured, or not a "
-                "member of that tenant", 409: "an account with this email exists but its address "
-                "is not verified (it is linked once verified)", 422: "several tenants: choose one",
+                "or no verified email for a new account",
+                403: "the address is a platform operator's, whose account signs in with its password",
+                404: "OIDC not configured, or not a member of that tenant",
+                409: "an account with this email exists but its address is not verified (it is linked "
+                "once verified)", 422: "several tenants: choose one",
                 429: "too many attempts", 503: "the provider's keys cannot be fetched"})
 def create_oidc_token() -> Any:
     """Verify the provider's ID token, link the account, open a session with our tokens."""

@@ -171,6 +171,19 @@ def test_a_member_of_several_tenants_chooses_one(
     assert me(web, chosen.json["access_token"])["tenant_id"] == str(member.tenant_ids[1])
 
 
+def test_an_operators_account_is_not_linked_by_its_address(
+        web: FlaskClient, idp: OidcProvider, person: ProviderUser, provider: DataProvider) -> None:
+    # Whoever held the operator's address at the provider would have held every tenant, as a
+    # password reset link would (operators get none for that reason).
+    operator = tenants.create_account(provider, operator=True)
+    person.email = operator.email.upper()
+    before = footprint(provider, person)
+    refused = sign_in_api(web, idp.mint(NONCE))
+    assert "password" in assert_refused(refused, 403, "email")["reason"]
+    assert footprint(provider, person) == before and before.links == 0
+    tenants.sign_in(web, operator)  # their password still signs them in
+
+
 def _waits_for_a_lock(provider: DataProvider) -> bool:
     """True once a transaction waits for a lock writing an account or an external identity."""
     with provider.unscoped("management") as session:
