@@ -456,7 +456,8 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     An existing account whose address it never proved is refused (UnverifiedEmail), and
     nothing is written: otherwise whoever made an account under someone else's address
     would get that person attached to it at their first sign-in through the provider.
-    A platform operator's account is never linked by its address (OperatorNotLinked).
+    A platform operator's account is never linked by its address, nor signed in through a
+    link (OperatorNotLinked): operators sign in with their password.
 
     Two first sign-ins at once (two tabs) both find no link: the second waits for the
     first's account or link to commit, at the address's or the link's unique key, and then
@@ -464,7 +465,10 @@ def link_external_identity(session: Session, *, issuer: str, subject: str, email
     """
     linked = _linked_user(session, issuer, subject)
     if linked is not None:
-        return _active_user(session, linked, writes=False)
+        user = _active_user(session, linked, writes=False)
+        if user.is_operator:  # linked by address before that was refused
+            raise OperatorNotLinked()
+        return user
     if not email or not email_verified:
         raise BadExternalIdentity("the provider did not vouch for an email address", field="email")
     user = _user_with_email(session, email) or _new_external_user(session, email, name)

@@ -184,6 +184,18 @@ def test_an_operators_account_is_not_linked_by_its_address(
     tenants.sign_in(web, operator)  # their password still signs them in
 
 
+def test_an_operators_account_linked_before_is_not_signed_in_through_the_link(
+        web: FlaskClient, idp: OidcProvider, person: ProviderUser, provider: DataProvider) -> None:
+    # Links to operators could only be made by address, before that was refused: they are
+    # refused too, and the operator signs in with their password.
+    operator = tenants.create_account(provider, operator=True)
+    with provider.management() as session:
+        session.add(ExternalIdentity(issuer=idp.issuer, subject=person.subject, user_id=operator.user_id))
+        session.commit()
+    assert_refused(sign_in_api(web, idp.mint(NONCE)), 403, "email")
+    tenants.sign_in(web, operator)
+
+
 def _waits_for_a_lock(provider: DataProvider) -> bool:
     """True once a transaction waits for a lock writing an account or an external identity."""
     with provider.unscoped("management") as session:
