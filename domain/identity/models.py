@@ -70,7 +70,9 @@ class AuthSession(ManagementBase):
     __table_args__ = (Index("ix_auth_sessions_live_user", "user_id",
                             postgresql_where=text("revoked_at IS NULL")),
                       Index("ix_auth_sessions_revoked_at", "revoked_at",
-                            postgresql_where=text("revoked_at IS NOT NULL")))
+                            postgresql_where=text("revoked_at IS NOT NULL")),
+                      Index("ix_auth_sessions_parent_id", "parent_id",
+                            postgresql_where=text("parent_id IS NOT NULL")))
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
@@ -84,6 +86,9 @@ class AuthSession(ManagementBase):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(String(100))
+    # The session this one was opened from by a tenant switch (which proved nothing new):
+    # it ends when that one does, and is revoked with it.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("auth_sessions.id"))
 
 
 class ExternalIdentity(ManagementBase):

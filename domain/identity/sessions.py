@@ -37,12 +37,13 @@ class SessionRefused(DomainError):
 
 
 class RefreshReused(SessionRefused):
-    """A refresh token presented a second time: its session has been revoked, and the
-    caller must commit that revocation even though it answers 401."""
+    """A refresh token presented a second time: its session (and those switched from it,
+    ``session_ids``) has been revoked, and the caller must commit that revocation even
+    though it answers 401."""
 
-    def __init__(self, session_id: uuid.UUID) -> None:
+    def __init__(self, session_ids: list[uuid.UUID]) -> None:
         super().__init__("refresh token was already used; the session is revoked")
-        self.session_id = session_id
+        self.session_ids = session_ids
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,10 @@ def new_jti() -> str:
 def start_session(session: Session, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None,
                   operator: bool, method: str, lifetime: timedelta,
                   user_agent: str | None = None, ip: str | None = None,
-                  ends_by: datetime | None = None) -> SessionGrant:
+                  ends_by: datetime | None = None, parent_id: uuid.UUID | None = None) -> SessionGrant:
     """Open a session for a user who has just proved who they are, for ``lifetime`` and not
-    past ``ends_by`` (the end of the session it was opened from, when it proved nothing new).
+    past ``ends_by`` (the end of the session it was opened from, ``parent_id``, when it proved
+    nothing new: it is revoked with that one too).
 
     The account's row is locked (FOR SHARE) until the session commits, and a deactivated
     account gets none (``SessionRefused``): ``revoke_user`` locks the same row before it
@@ -94,7 +96,7 @@ def start_session(session: Session, *, user_id: uuid.UUID, tenant_id: uuid.UUID 
     ends = now + lifetime if ends_by is None else min(now + lifetime, ends_by)
     row = AuthSession(id=uuid.uuid4(), user_id=user_id, tenant_id=tenant_id, method=method,
                       refresh_jti=new_jti(), user_agent=(user_agent or "")[:300] or None,
-                      ip=(ip or "")[:64] or None, last_used_at=now, expires_at=ends)
+                      ip=(ip or "")[:64] or None, last_used_at=now, expires_at=ends, parent_id=parent_id)
     session.add(row)
     session.flush()
     return SessionGrant(row.id, row.refresh_jti, user_id, tenant_id, operator, row.expires_at)
@@ -120,8 +122,7 @@ def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> Sessi
         if row.expires_at <= now:
             raise SessionRefused("refresh token has expired")
         # The token is ours (its signature says so) but not the current one: a replay.
-        _revoke_rows(session, [row.id], "refresh token reused", now)
-        raise RefreshReused(row.id)
+        raise RefreshReused(_revoke_rows(session, [row.id], "refresh token reused", now))
     user = session.get(User, swapped.user_id)
     if user is None or not user.active:
         raise SessionRefused("account is deactivated")
@@ -129,31 +130,42 @@ def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> Sessi
                         swapped.expires_at)
 
 
-def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datetime) -> None:
-    if ids:
-        session.execute(update(AuthSession).where(AuthSession.id.in_(ids),
+def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datetime) -> list[uuid.UUID]:
+    """Revoke the sessions ``ids`` and every live session switched from them, generation by
+    generation; ``ids`` and the ids of those sessions, for the revocation store.
+
+    Each generation is updated before its children are looked for: a switch holds its
+    session's row (``session_end(lock=True)``) until its new session commits, so the update
+    waits for it and the lookup then finds that session.
+    """
+    revoked, generation = list(dict.fromkeys(ids)), list(dict.fromkeys(ids))
+    while generation:
+        session.execute(update(AuthSession).where(AuthSession.id.in_(generation),
                                                   AuthSession.revoked_at.is_(None))
                         .values(revoked_at=now, revoked_reason=reason[:100]))
+        generation = [sid for sid in session.scalars(select(AuthSession.id).where(
+            AuthSession.parent_id.in_(generation), AuthSession.revoked_at.is_(None))) if sid not in revoked]
+        revoked += generation
+    return revoked
 
 
-def revoke(session: Session, session_id: uuid.UUID, reason: str) -> None:
-    """Sign one session out."""
-    _revoke_rows(session, [session_id], reason, utcnow())
+def revoke(session: Session, session_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
+    """Sign one session out, with the sessions switched from it; their ids."""
+    return _revoke_rows(session, [session_id], reason, utcnow())
 
 
 def revoke_user(session: Session, user_id: uuid.UUID, reason: str, *,
                 tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
-    """Sign out every live session of a user (only those for ``tenant_id`` if given);
-    return their ids for the revocation store. The account's row is locked first (FOR NO
-    KEY UPDATE): sessions being started wait, or are waited for (``start_session``)."""
+    """Sign out every live session of a user (only those for ``tenant_id`` if given, and
+    those switched from them); return their ids for the revocation store. The account's row
+    is locked first (FOR NO KEY UPDATE): sessions being started wait, or are waited for
+    (``start_session``)."""
     session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     query = select(AuthSession.id).where(AuthSession.user_id == user_id,
                                          AuthSession.revoked_at.is_(None))
     if tenant_id is not None:
         query = query.where(AuthSession.tenant_id == tenant_id)
-    ids = list(session.scalars(query.with_for_update()))
-    _revoke_rows(session, ids, reason, utcnow())
-    return ids
+    return _revoke_rows(session, list(session.scalars(query.with_for_update())), reason, utcnow())
 
 
 def is_revoked(session: Session, session_id: uuid.UUID) -> bool:
@@ -163,11 +175,14 @@ def is_revoked(session: Session, session_id: uuid.UUID) -> bool:
     return revoked_at is None or revoked_at[0] is not None
 
 
-def session_end(session: Session, session_id: uuid.UUID) -> datetime | None:
+def session_end(session: Session, session_id: uuid.UUID, *, lock: bool = False) -> datetime | None:
     """When the session ends (its ``expires_at``, set once when it starts); None if it was
-    signed out or cut off, or never existed."""
-    row = session.execute(select(AuthSession.expires_at).where(
-        AuthSession.id == session_id, AuthSession.revoked_at.is_(None))).one_or_none()
+    signed out or cut off, or never existed. ``lock`` holds its row (FOR SHARE) until the
+    transaction ends, for a switch opening a session from it: a revocation under way is
+    waited for (and then seen), one that comes after finds the new session (``_revoke_rows``)."""
+    query = select(AuthSession.expires_at).where(AuthSession.id == session_id,
+                                                 AuthSession.revoked_at.is_(None))
+    row = session.execute(query.with_for_update(read=True) if lock else query).one_or_none()
     return row[0] if row else None
 
 

@@ -192,11 +192,10 @@ def list_sessions() -> Any:
 
 @bp.delete("/api/v1/identity/sessions/current")
 @requires(None, tenant=False)
-@doc("Sign out (this session)", responses={200: SignedOut}, auth=True)
+@doc("Sign out (this session, and the sessions switched from it)", responses={200: SignedOut}, auth=True)
 def sign_out() -> Any:
     """End the caller's session: its tokens are refused from the next request on."""
-    flows.sign_out(g.caller)
-    return jsonify(SignedOut(revoked=1).model_dump())
+    return jsonify(SignedOut(revoked=flows.sign_out(g.caller)).model_dump())
 
 
 @bp.delete("/api/v1/identity/sessions")
@@ -210,12 +209,14 @@ def sign_out_everywhere() -> Any:
 
 @bp.delete("/api/v1/identity/sessions/<uuid:session_id>")
 @requires(None, tenant=False)
-@doc("Sign out one of my sessions", responses={200: SignedOut, 404: "not my session"}, auth=True)
+@doc("Sign out one of my sessions (and the sessions switched from it)",
+     responses={200: SignedOut, 404: "not my session"}, auth=True)
 def sign_out_session(session_id: uuid.UUID) -> Any:
     """End one of the caller's sessions (another device, say)."""
-    if not flows.sign_out_one(g.caller, session_id):
+    revoked = flows.sign_out_one(g.caller, session_id)
+    if not revoked:
         raise ApiError(404, "not_found", "no such session", "session_id")
-    return jsonify(SignedOut(revoked=1).model_dump())
+    return jsonify(SignedOut(revoked=revoked).model_dump())
 
 
 @bp.post("/api/v1/identity/password")

@@ -42,13 +42,15 @@ def _lifetime() -> timedelta:
     return current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]  # type: ignore[no-any-return]
 
 
-def start(signed_in: SignIn, method: str, *, ends_by: datetime | None = None) -> TokenPair:
-    """Open a session for a user who has proved who they are; its first tokens. ``ends_by``:
-    the session may last no longer than that (one opened from another, which proved nothing
-    new, ends with it)."""
+def start(signed_in: SignIn, method: str, *, ends_by: datetime | None = None,
+          parent_id: uuid.UUID | None = None) -> TokenPair:
+    """Open a session for a user who has proved who they are; its first tokens. ``ends_by``
+    and ``parent_id``: the session may last no longer than that, and is revoked with the
+    session ``parent_id`` (one opened from another, which proved nothing new, ends with it)."""
     grant = sessions.start_session(
         management_db(), user_id=signed_in.user_id, tenant_id=signed_in.tenant_id,
         operator=signed_in.operator, method=method, lifetime=_lifetime(), ends_by=ends_by,
+        parent_id=parent_id,
         # Header text kept with the session: PostgreSQL refuses NUL, and the rest has no use there.
         user_agent=CONTROL.sub("", request.user_agent.string),
         ip=CONTROL.sub("", request.remote_addr or ""))
@@ -56,15 +58,16 @@ def start(signed_in: SignIn, method: str, *, ends_by: datetime | None = None) ->
 
 
 def switch_tenant(caller: Caller, tenant_slug: str) -> TokenPair:
-    """A session in another of the caller's tenants, ending when the caller's session does:
-    switching proves nothing new (an access token would otherwise buy a fresh session, again
-    and again). From a session that has ended: Unauthorized."""
+    """A session in another of the caller's tenants, ending when the caller's session does,
+    and revoked with it: switching proves nothing new (an access token would otherwise buy a
+    fresh session, again and again, that outlives a sign-out). From a session that has ended:
+    Unauthorized."""
     db = management_db()
     signed_in = identity.switch_tenant(db, caller.user_id, tenant_slug)
-    ends = sessions.session_end(db, caller.session_id)
+    ends = sessions.session_end(db, caller.session_id, lock=True)
     if ends is None or ends <= utcnow():
         raise Unauthorized("session has ended")
-    return start(signed_in, "switch", ends_by=ends)
+    return start(signed_in, "switch", ends_by=ends, parent_id=caller.session_id)
 
 
 def refresh(claims: dict[str, Any]) -> TokenPair:
@@ -81,18 +84,19 @@ def refresh(claims: dict[str, Any]) -> TokenPair:
         # unreachable cannot undo it (the refresh tokens are refused from the database).
         db.commit()
         try:
-            revoke_sessions([reused.session_id])
+            revoke_sessions(reused.session_ids)
         except AccessUnavailable:
-            log.warning("session %s revoked for refresh-token reuse, but Redis is unreachable: "
-                        "its access tokens live on until they expire", reused.session_id)
+            log.warning("sessions %s revoked for refresh-token reuse, but Redis is unreachable: "
+                        "their access tokens live on until they expire", reused.session_ids)
         raise
     return issue_tokens(grant)
 
 
-def sign_out(caller: Caller) -> None:
-    """End the caller's session."""
-    revoke_sessions([caller.session_id])
-    sessions.revoke(management_db(), caller.session_id, "signed out")
+def sign_out(caller: Caller) -> int:
+    """End the caller's session and those switched from it; how many."""
+    ids = sessions.revoke(management_db(), caller.session_id, "signed out")
+    revoke_sessions(ids)
+    return len(ids)
 
 
 def sign_out_everywhere(user_id: uuid.UUID, reason: str, *,
@@ -103,13 +107,14 @@ def sign_out_everywhere(user_id: uuid.UUID, reason: str, *,
     return len(ids)
 
 
-def sign_out_one(caller: Caller, session_id: uuid.UUID) -> bool:
-    """End one of the caller's own sessions; False if it is not theirs."""
+def sign_out_one(caller: Caller, session_id: uuid.UUID) -> int:
+    """End one of the caller's own sessions and those switched from it; how many (0 if it
+    is not theirs)."""
     if sessions.owner_of(management_db(), session_id) != caller.user_id:
-        return False
-    revoke_sessions([session_id])
-    sessions.revoke(management_db(), session_id, "signed out")
-    return True
+        return 0
+    ids = sessions.revoke(management_db(), session_id, "signed out")
+    revoke_sessions(ids)
+    return len(ids)
 
 
 def change_password(caller: Caller, current: str, new: str) -> TokenPair:

@@ -1,13 +1,17 @@
 """Sessions: single-use refresh tokens (also under concurrency), signing out this session,
-one session or everywhere, and a password change that cuts off every token."""
+one session or everywhere (with the sessions switched from it), and a password change that
+cuts off every token."""
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
@@ -26,6 +30,7 @@ from tests.integration.identity.conftest import (
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs, tenants
 from tests.support.tenants import Tokens, sign_in, tokens_of
+from tests.support.waiting import wait_for
 
 PASSWORD_URL = "/api/v1/identity/password"
 NEW_PASSWORD = "a brand new password 4567"
@@ -131,6 +136,68 @@ def test_someone_elses_session_cannot_be_ended(client: FlaskClient, provider: Da
     assert_refused(client.delete(f"{SESSIONS}/{theirs.session_id}", headers=mine.bearer), 404, "session_id")
     assert sessions_of(provider, org.employee.user_id) == before
     assert client.get(ME, headers=theirs.bearer).status_code == 200
+
+
+# --- sessions opened by a tenant switch -------------------------------------------------------
+
+SWITCH = "/api/v1/identity/tenant"
+
+
+def _second_tenant(provider: DataProvider, org: Org) -> str:
+    """Make the employee a member of a second tenant too; its slug."""
+    other = tenants.create_tenant(provider, (), prefix="other")
+    tenants.add_member(provider, other.id, "employee", account=org.employee)
+    return other.slug
+
+
+@pytest.mark.parametrize("end", ["signed out", "ended from another session", "refresh token replayed"])
+def test_sessions_switched_from_a_session_end_with_it(client: FlaskClient, provider: DataProvider, org: Org,
+                                                      end: str) -> None:
+    # A stolen access token bought, by a switch, a session and a refresh token of its own that
+    # outlived the victim's sign-out (until the victim's session would have expired).
+    victim, other = sign_in(client, org.employee), _second_tenant(provider, org)
+    stolen = tokens_of(client.post(SWITCH, headers=victim.bearer, json={"tenant": other}))
+    again = tokens_of(client.post(SWITCH, headers=stolen.bearer, json={"tenant": org.slug}))
+    if end == "signed out":
+        ended = client.delete(f"{SESSIONS}/current", headers=victim.bearer)
+        assert ended.status_code == 200 and ended.json == {"revoked": 3}
+    elif end == "ended from another session":
+        elsewhere = sign_in(client, org.employee, org.slug)
+        ended = client.delete(f"{SESSIONS}/{victim.session_id}", headers=elsewhere.bearer)
+        assert ended.status_code == 200 and ended.json == {"revoked": 3}
+    else:
+        tokens_of(refresh(client, victim))
+        assert_refused(refresh(client, victim), 401, "refresh_token")
+    for tokens in (victim, stolen, again):
+        assert_refused(client.get(ME, headers=tokens.bearer), 401, "Authorization")
+        assert_refused(refresh(client, tokens), 401, "refresh_token")
+        assert session_state(provider, tokens.session_id).revoked_at is not None
+
+
+def _waits_for_a_session(provider: DataProvider) -> bool:
+    """True once a transaction waits for a lock on a session's row."""
+    with provider.unscoped("management") as session:
+        return (session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ~* 'auth_sessions'")) or 0) >= 1
+
+
+def test_a_switch_racing_the_sign_out_of_its_session_starts_nothing(
+        app: Flask, client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    # The sign-out has revoked the session, not yet committed: the switch waits for it, then
+    # finds the session ended (else it would start a session the sign-out never saw).
+    victim, other = sign_in(client, org.employee), _second_tenant(provider, org)
+    with ThreadPoolExecutor(1) as pool:
+        with provider.management() as signing_out:
+            sessions.revoke(signing_out, victim.session_id, "signed out")
+            switching = pool.submit(lambda: app.test_client().post(SWITCH, headers=victim.bearer,
+                                                                   json={"tenant": other}))
+            wait_for(lambda: switching.done() or _waits_for_a_session(provider), timeout=30,
+                     message="the switch to wait for the sign-out")
+            signing_out.commit()
+        answer = switching.result(timeout=60)
+    assert_refused(answer, 401, "Authorization")
+    assert live_session_ids(provider, org.employee.user_id) == set()
 
 
 def test_a_password_change_cuts_off_every_token_and_returns_working_ones(
