@@ -11,6 +11,7 @@ from flask import current_app, g
 from domain.iam import invitations
 from domain.iam import services as iam
 from domain.iam.services import InvitationView, MemberRow, RoleRow
+from domain.identity import services as identity
 from web.auth import Caller, invalidate_permissions
 from web.db import management_db, sealer
 from web.identity.flows import sign_out_everywhere
@@ -26,8 +27,13 @@ def set_roles(caller: Caller, user_id: uuid.UUID, roles: list[str]) -> MemberRow
 
 def set_active(caller: Caller, user_id: uuid.UUID, active: bool) -> MemberRow:
     """Deactivate (cutting off their sessions in this tenant) or reactivate a member."""
-    tenant_id = _tenant(caller)
-    row = iam.set_active(management_db(), tenant_id, user_id, active, changed_by=caller.user_id)
+    tenant_id, db = _tenant(caller), management_db()
+    if not active:
+        # The account's row before the member's standing, as a sign-in or an invitation's
+        # acceptance takes them: the cut-off below needs it, and taken after the standing it
+        # deadlocked with an acceptance under way.
+        identity.locked_user(db, user_id, writes=True)
+    row = iam.set_active(db, tenant_id, user_id, active, changed_by=caller.user_id)
     if not active:
         sign_out_everywhere(user_id, "deactivated by a tenant admin", tenant_id=tenant_id)
     invalidate_permissions(tenant_id)

@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
@@ -359,3 +360,35 @@ def test_an_invitation_is_not_emailed_once_its_inviter_is_cut_off(
     assert done["completed_at"] is not None, "a refused delivery left for the relay to re-send"
     assert done["dead_at"] is None and done["last_error"] is None
     assert status_of(client, owner, cut_invitation["id"])["status"] == "pending"
+
+
+def _waits_for_a_lock(provider: DataProvider) -> bool:
+    """True once a transaction waits for a lock on an account's row."""
+    with provider.unscoped("management") as session:
+        return (session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ~* 'from users'")) or 0) >= 1
+
+
+def test_a_member_deactivated_while_accepting_an_invitation_is_deactivated_after_it(
+        client: FlaskClient, provider: DataProvider, org: Org) -> None:
+    # The acceptance holds the account's row (its password was checked) and is about to read
+    # the member's standing; the deactivation holds the standing and wanted the account's row
+    # to cut off its sessions: a deadlock, one of them a 500. Both now queue at the account.
+    with provider.management() as session:
+        _, token = iam.invite(session, org.tenant_id, email=org.employee.email, role_name="hr_manager",
+                              invited_by=org.admin.user_id, lifetime=timedelta(days=1))
+        session.commit()
+    owner = sign_in(client, org.owner)
+    with ThreadPoolExecutor(1) as pool:
+        with provider.management() as accepting:
+            identity.authenticate(accepting, org.employee.email, org.employee.password, writes_user=True)
+            deactivating = pool.submit(lambda: client.post(
+                f"/api/v1/iam/members/{org.employee.user_id}/deactivate", headers=owner.bearer))
+            wait_for(lambda: deactivating.done() or _waits_for_a_lock(provider), timeout=30,
+                     message="the deactivation to wait for the account")
+            iam.accept(accepting, token, org.employee.user_id)
+            accepting.commit()
+        answer = deactivating.result(timeout=60)
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert (answer.json["active"], answer.json["roles"]) == (False, ["employee", "hr_manager"])
