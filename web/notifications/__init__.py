@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("notifications", __name__)
 
-from web.notifications import api, feedback, pages  # noqa: E402,F401 - views register on bp
+from web.notifications import api, feedback, operations, pages  # noqa: E402,F401 - views register on bp

@@ -135,6 +135,7 @@ B_VALUES: Values = {
     "export_id": lambda w: [str(uuid.uuid4())],
     "purchase_id": lambda w: [str(w.b_purchase)],
     "product_code": lambda w: [w.product_code],
+    "address": lambda w: ["bounced@example.com"],
 }
 
 
@@ -591,6 +592,10 @@ ROUTES: dict[tuple[str, str], Entry] = {
     ("/api/v1/operations/purchases/<uuid:purchase_id>/refund", "POST"): OperatorOnly(
         json=lambda w: {"reason": "sweep"}),
     ("/api/v1/operations/tenants/<uuid:tenant_id>/ledger", "GET"): OperatorOnly(),
+    # Notifications (operators)
+    ("/api/v1/operations/suppressed-addresses", "GET"): OperatorOnly(),
+    ("/api/v1/operations/suppressed-addresses/<address>", "GET"): OperatorOnly(),
+    ("/api/v1/operations/suppressed-addresses/<address>", "DELETE"): OperatorOnly(),
     # IAM pages
     ("/iam/users", "GET"): CallerScoped(_check_users_page),
     ("/iam/users/<uuid:user_id>/roles", "POST"): TenantResource(form=lambda w: {"roles": ["employee"]}),

@@ -215,3 +215,44 @@ def test_ses_feedback_marks_permanent_bounces_and_complaints_only(plane: Plane, 
     odd = _bounce("Permanent", ("\ud800@example.com", "failed"), ("fine@example.com", "failed"))
     assert "\\ud800" in odd
     assert posting.post(FEEDBACK, data=odd, auth=("sns", TOKEN)).json == {"kind": "bounce", "addresses": 1}
+
+
+SUPPRESSED = "/api/v1/operations/suppressed-addresses"
+
+
+def test_an_operator_sees_why_an_address_gets_no_email_and_lets_it_go(plane: Plane, client: FlaskClient,
+                                                                       feedback_app: Flask) -> None:
+    posting = feedback_app.test_client()
+    gone, angry = f"gone-{uuid.uuid4().hex[:8]}@example.com", f"angry-{uuid.uuid4().hex[:8]}@example.com"
+    bounce = _bounce("Permanent", (gone, "failed"))
+    assert posting.post(FEEDBACK, data=bounce, auth=("sns", TOKEN)).status_code == 200
+    complaint = _sns({"notificationType": "Complaint", "complaint": {
+        "complainedRecipients": [{"emailAddress": angry}], "complaintFeedbackType": "abuse"}})
+    assert posting.post(FEEDBACK, data=complaint, auth=("sns", TOKEN)).status_code == 200
+    operator_account = tenants.create_account(plane.provider, operator=True)
+    operator = tenants.bearer(tenants.access_token(client, operator_account))
+
+    complaints = client.get(f"{SUPPRESSED}?reason=complaint&limit=200", headers=operator)
+    assert complaints.status_code == 200
+    assert angry in {s["address"] for s in complaints.json["items"]}
+    assert {s["reason"] for s in complaints.json["items"]} == {"complaint"}
+    shown = client.get(f"{SUPPRESSED}/{gone.upper()}", headers=operator)  # any case
+    assert shown.status_code == 200
+    assert (shown.json["address"], shown.json["reason"], shown.json["detail"]) == (
+        gone, "bounce", "Permanent/General")
+
+    lifted = client.delete(f"{SUPPRESSED}/{gone}", headers=operator)
+    assert lifted.status_code == 200 and lifted.json["address"] == gone
+    with plane.provider.management() as session:
+        assert not is_undeliverable(session, gone) and is_undeliverable(session, angry)
+    assert_refused(client.get(f"{SUPPRESSED}/{gone}", headers=operator), 404, "address")
+    assert_refused(client.delete(f"{SUPPRESSED}/{gone}", headers=operator), 404, "address")
+    assert_refused(client.get(f"{SUPPRESSED}?reason=spite", headers=operator), 422, "reason")
+    assert_refused(client.get(f"{SUPPRESSED}?limit=-1", headers=operator), 422, "limit")
+
+    # A tenant's owner is no operator.
+    org = plane.tenant(("owner",))
+    owner = tenants.bearer(tenants.access_token(client, org.members["owner"], org.slug))
+    assert client.delete(f"{SUPPRESSED}/{angry}", headers=owner).status_code == 403
+    with plane.provider.management() as session:
+        assert is_undeliverable(session, angry)
