@@ -51,6 +51,11 @@ class ImageResult:
     cleaned_original: bytes | None  # the original without metadata, if it had any
 
 
+# What Pillow raises for a file it cannot decode (a truncated or corrupt stream, a header
+# that lies, a frame past the pixel limit).
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
 def open_checked(path: Path, max_pixels: int) -> Image.Image:
     """Open an image lazily and refuse a decompression bomb from its header alone."""
     try:
@@ -74,11 +79,8 @@ def _has_metadata(image: Image.Image) -> bool:
 
 def _decoded(image: Image.Image) -> Image.Image:
     """The first frame, decoded, upright (EXIF orientation applied)."""
-    try:
-        image.load()
-        upright = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise Rejected(f"the image is truncated or corrupt: {exc}") from None
+    image.load()
+    upright = ImageOps.exif_transpose(image)
     return upright if upright is not None else image
 
 
@@ -122,20 +124,32 @@ def renditions(upright: Image.Image, sizes: tuple[int, ...],
 
 def process_image(path: Path, mime: str, *, sizes: tuple[int, ...], max_pixels: int,
                   progress: Callable[[int], None] | None = None) -> ImageResult:
-    """Check, clean and render an image file; Rejected with the reason if it cannot be."""
+    """Check, clean and render an image file; Rejected with the reason if it cannot be.
+
+    Pillow decodes lazily, so a truncated or corrupt file can fail wherever its pixels are
+    first needed (reading a PNG's EXIF loads it): every step is behind the same refusal."""
     with open_checked(path, max_pixels) as image:
-        header_size = image.size
-        frames = getattr(image, "n_frames", 1)
-        dirty = _has_metadata(image)
-        icc = image.info.get("icc_profile")
-        drafted = mime == "image/jpeg" and not dirty
-        if drafted:
-            # Decode at the smallest DCT scale still as large as the biggest rendition; with
-            # no EXIF there is no orientation to apply and no original to rewrite.
-            image.draft("RGB", (max(sizes), max(sizes)))
-        upright = _decoded(image)
-        width, height = header_size if drafted else upright.size
-        meta = {"width": width, "height": height, "format": mime, "frames": frames,
-                "metadata_removed": dirty}
-        cleaned = _cleaned(upright, mime, icc) if dirty else None
-        return ImageResult(meta, renditions(upright, sizes, progress), cleaned)
+        try:
+            return _processed(image, mime, sizes, progress)
+        except _UNREADABLE as exc:
+            raise Rejected(f"the image is truncated or corrupt: {exc}") from None
+
+
+def _processed(image: Image.Image, mime: str, sizes: tuple[int, ...],
+               progress: Callable[[int], None] | None) -> ImageResult:
+    """``process_image``'s steps on the opened image."""
+    header_size = image.size
+    frames = getattr(image, "n_frames", 1)
+    dirty = _has_metadata(image)
+    icc = image.info.get("icc_profile")
+    drafted = mime == "image/jpeg" and not dirty
+    if drafted:
+        # Decode at the smallest DCT scale still as large as the biggest rendition; with
+        # no EXIF there is no orientation to apply and no original to rewrite.
+        image.draft("RGB", (max(sizes), max(sizes)))
+    upright = _decoded(image)
+    width, height = header_size if drafted else upright.size
+    meta = {"width": width, "height": height, "format": mime, "frames": frames,
+            "metadata_removed": dirty}
+    cleaned = _cleaned(upright, mime, icc) if dirty else None
+    return ImageResult(meta, renditions(upright, sizes, progress), cleaned)

@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.assets import images, keys, kinds, video
 from domain.assets.errors import Rejected
 from domain.assets.storage import CHUNK_BYTES, ObjectMissing, Storage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Progress = Callable[[int], None]
 MISSING = "the uploaded file is missing"
@@ -148,9 +152,9 @@ def _render(storage: Storage, job: Job, limits: Limits, outcome: Outcome, path: 
             progress: Progress) -> None:
     made: list[dict[str, Any]] = []
     if outcome.sniffed_type in kinds.IMAGES:
-        result = images.process_image(path, outcome.sniffed_type or "", sizes=limits.rendition_sizes,
-                                      max_pixels=limits.max_pixels,
-                                      progress=lambda pct: progress(30 + pct * 6 // 10))
+        result = _decoding(job, lambda: images.process_image(
+            path, outcome.sniffed_type or "", sizes=limits.rendition_sizes, max_pixels=limits.max_pixels,
+            progress=lambda pct: progress(30 + pct * 6 // 10)))
         outcome.meta = result.meta
         if result.cleaned_original is not None:
             _replace_original(storage, job, outcome, result.cleaned_original)
@@ -158,14 +162,29 @@ def _render(storage: Storage, job: Job, limits: Limits, outcome: Outcome, path: 
             made.append(_store(storage, job, picture, extension=images.RENDITION_EXTENSION,
                                content_type=images.RENDITION_TYPE))
     elif outcome.sniffed_type in kinds.VIDEOS:
-        clip = video.process_video(path, poster_edge=max(limits.rendition_sizes),
-                                   max_pixels=limits.max_pixels)
+        clip = _decoding(job, lambda: video.process_video(path, poster_edge=max(limits.rendition_sizes),
+                                                          max_pixels=limits.max_pixels))
         outcome.meta = clip.meta
         made.append(_store(storage, job, clip.poster, extension=video.POSTER_EXTENSION,
                            content_type=video.POSTER_TYPE))
     _remove_stale_renditions(storage, job, {entry["key"] for entry in made})
     outcome.renditions = made
     progress(95)
+
+
+def _decoding(job: Job, decode: Callable[[], T]) -> T:
+    """``decode()``, which reads only the local copy of the file (Pillow, PyAV): whatever it
+    raises is about the file, so the asset is rejected with the reason instead of its
+    delivery being re-sent for hours (holding one of the tenant's slots on the queue) while
+    it stays "processing". A decoder's own refusal keeps its reason; anything else (a C
+    library's error nobody names, the task's soft time limit) is logged for operators."""
+    try:
+        return decode()
+    except Rejected:
+        raise
+    except Exception as exc:
+        log.exception("the file of asset %s could not be decoded", job.asset_id)
+        raise Rejected(f"the file could not be processed ({type(exc).__name__})") from None
 
 
 def _replace_original(storage: Storage, job: Job, outcome: Outcome, data: bytes) -> None:

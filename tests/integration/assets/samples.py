@@ -84,6 +84,13 @@ def truncated_jpeg() -> bytes:
     return whole[: len(whole) // 2]
 
 
+def truncated_png() -> bytes:
+    """The first half of a PNG (Pillow fails on it as soon as anything decodes it, its EXIF
+    included)."""
+    whole = png(640, 480)
+    return whole[: len(whole) // 2]
+
+
 def windows_executable() -> bytes:
     """The start of a Windows PE executable (MZ header, PE signature)."""
     dos = bytearray(b"MZ" + b"\x90\x00" + b"\x00" * 56)

@@ -143,6 +143,8 @@ REJECTED: dict[str, Case] = {
     "decompression-bomb": (samples.bomb_png, "huge.png", "image/png", "decompression bomb"),
     "flat-bomb": (lambda: samples.flat_png(2500, 2500), "flat.png", "image/png", "decompression bomb"),
     "truncated-image": (samples.truncated_jpeg, "half.jpg", "image/jpeg", "truncated or corrupt"),
+    # Pillow reads a PNG's EXIF by decoding it: the first step to fail, before the decode.
+    "truncated-png": (samples.truncated_png, "half.png", "image/png", "truncated or corrupt"),
     "truncated-video": (lambda: samples.video("mp4")[:2000], "half.mp4", "video/mp4", "cannot be read"),
     "text-claiming-png": (lambda: b"just some words", "words.png", "image/png",
                           "the content is not image/png"),

@@ -1,0 +1,37 @@
+"""A file whose decoder fails, however it fails, is rejected with a reason: never a delivery
+re-sent for hours while its asset stays "processing"."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from domain.assets import images, processing
+from domain.assets.errors import Rejected
+from tests.integration.assets import samples
+
+JOB = processing.Job(uuid.uuid4(), uuid.uuid4(), "x.png", "image/png", "direct", None, ())
+
+
+def test_a_truncated_png_is_rejected_wherever_pillow_first_decodes_it(tmp_path: Path) -> None:
+    path = tmp_path / "half.png"
+    path.write_bytes(samples.truncated_png())
+    with pytest.raises(Rejected, match="truncated or corrupt"):
+        images.process_image(path, "image/png", sizes=(320,), max_pixels=10**8)
+
+
+def test_a_decoder_failing_in_a_way_it_does_not_name_rejects_the_file() -> None:
+    def decode() -> None:
+        raise RuntimeError("a C library gave up")
+
+    with pytest.raises(Rejected, match=r"could not be processed \(RuntimeError\)"):
+        processing._decoding(JOB, decode)
+
+
+def test_a_decoders_own_refusal_keeps_its_reason() -> None:
+    def decode() -> None:
+        raise Rejected("the video has no video stream")
+
+    with pytest.raises(Rejected, match="no video stream"):
+        processing._decoding(JOB, decode)
