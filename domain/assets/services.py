@@ -11,6 +11,7 @@ refusal is raised.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -83,6 +84,11 @@ def quota_lock_key(tenant_id: uuid.UUID) -> int:
                           "big", signed=True)
 
 
+# A media type's type and subtype as HTTP writes them (RFC 9110's token, lower-cased): what
+# is declared is sent on as a Content-Type header, which S3 signs and must take as written.
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+/[a-z0-9!#$%&'*+.^_`|~-]+")
+
+
 def _declared(upload: Upload) -> tuple[str, str]:
     """The checked file name and the declared content type."""
     filename = names.checked_filename(upload.filename)
@@ -96,6 +102,9 @@ def _declared(upload: Upload) -> tuple[str, str]:
         declared = kinds.type_of_name(filename) or kinds.GENERIC
     if "/" not in declared:
         raise InvalidUpload("not a content type (type/subtype)", field="content_type")
+    if not _MEDIA_TYPE.fullmatch(declared):  # it travels as a header: to S3, in a signed upload link
+        raise InvalidUpload("not a content type (type/subtype, letters, digits and !#$&^_.+-)",
+                            field="content_type")
     return filename, declared
 
 

@@ -110,6 +110,9 @@ def test_a_missing_name_or_a_broken_content_type_is_refused(local_world: World,
     # 136 characters that lower-case to 266 ("İ" becomes two), past the column's 255: was a 500
     _refused(local_world.upload(token, b"abc", "a.txt", "image/" + "\u0130" * 130), 422, "content_type",
              "not a content type")
+    # Sent on as a header, to S3 and in a signed upload link: S3 refuses it, or it cannot be sent
+    for odd in ("image/png\u00e9", "image/p ng", "image/png/x", "image/(png)"):
+        _refused(local_world.upload(token, b"abc", "a.png", odd), 422, "content_type", "not a content type")
 
 
 def test_a_confirm_for_someone_elses_upload_is_not_found(local_world: World,
