@@ -17,12 +17,14 @@ import os
 import re
 import shutil
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
+from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -342,7 +344,7 @@ class S3Storage:
         """A presigned GET URL (S3 checks the signature and the expiry)."""
         params = {"Bucket": self.bucket, "Key": check_key(key)}
         if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{_quoted(filename)}"'
+            params["ResponseContentDisposition"] = attachment(filename)
         return self.client.generate_presigned_url(  # type: ignore[no-any-return]
             "get_object", Params=params, ExpiresIn=_check_lifetime(expires_in))
 
@@ -399,6 +401,19 @@ class _Counting:
 def _quoted(filename: str) -> str:
     """A file name safe inside a quoted Content-Disposition parameter."""
     return re.sub(r'[\x00-\x1f\x7f"\\]', "_", filename)
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition header value downloading ``filename``, in ASCII: a header is
+    ISO-8859-1 at most, and S3 refuses a presigned link whose ``response-content-disposition``
+    is not (any name in Cyrillic, CJK, or with a curly apostrophe). A name beyond ASCII goes
+    as RFC 6266's ``filename*`` (UTF-8, percent-encoded), with an ASCII ``filename`` for
+    clients that do not read it, as Werkzeug's ``send_file`` writes it."""
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    value = f'attachment; filename="{_quoted(fallback) or "download"}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
 
 
 def build_storage(settings: Settings) -> Storage:

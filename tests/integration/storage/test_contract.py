@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from flask import Flask
@@ -220,6 +220,20 @@ def test_a_signed_link_downloads_with_a_plain_http_client(backend: Backend) -> N
     assert fetched.status == 200 and fetched.body == b"archive bytes"
     disposition = {k.lower(): v for k, v in fetched.headers.items()}["content-disposition"]
     assert disposition.startswith("attachment") and "acme-export.tar.gz" in disposition
+
+
+def test_a_name_beyond_latin_1_downloads_under_its_own_name(backend: Backend) -> None:
+    # A header is ISO-8859-1 at most: AWS S3 refuses a link whose content disposition is not.
+    store, key = backend.store, _key("capture.png")
+    store.put(key, io.BytesIO(b"png bytes"), content_type="image/png")
+    name = "Capture d\u2019\u00e9cran \u2014 \u622a\u56fe.png"
+    fetched = backend.fetch(store.download_url(key, expires_in=300, filename=name))
+    assert fetched.status == 200 and fetched.body == b"png bytes"
+    disposition = {k.lower(): v for k, v in fetched.headers.items()}["content-disposition"]
+    assert disposition.isascii() and disposition.startswith("attachment")
+    fallback, _, encoded = disposition.partition("filename*=UTF-8''")
+    assert 'filename="Capture decran  .png"' in fallback
+    assert unquote(encoded.strip()) == name
 
 
 def test_link_lifetimes_are_bounded(backend: Backend) -> None:
