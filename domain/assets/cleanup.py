@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -133,6 +133,9 @@ def _remove_orphans(provider: DataProvider, storage: Storage, older_than: dateti
 
 def _statuses(provider: DataProvider, tenant_id: uuid.UUID,
               asset_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    # One array parameter: an IN list binds each id, and PostgreSQL takes at most 65,535
+    # parameters a statement (a tenant with more assets was skipped by every run).
+    ids = bindparam("ids", list(asset_ids), type_=ARRAY(Uuid()))
     with provider.tenant(tenant_id) as session:
-        rows = session.execute(select(Asset.id, Asset.status).where(Asset.id.in_(asset_ids))).all()
+        rows = session.execute(select(Asset.id, Asset.status).where(Asset.id == any_(ids))).all()
     return {row[0]: row[1] for row in rows}
