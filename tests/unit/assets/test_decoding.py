@@ -2,10 +2,12 @@
 re-sent for hours while its asset stays "processing"."""
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from domain.assets import images, processing
 from domain.assets.errors import Rejected
@@ -35,3 +37,20 @@ def test_a_decoders_own_refusal_keeps_its_reason() -> None:
 
     with pytest.raises(Rejected, match="no video stream"):
         processing._decoding(JOB, decode)
+
+
+def test_a_jpeg_cleaned_of_its_metadata_keeps_its_compression(tmp_path: Path) -> None:
+    # Re-encoded at a fixed quality, a JPEG saved at quality 5 came out up to 18 times its
+    # size: stored past the quota its upload was checked against.
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turned
+    out = io.BytesIO()
+    Image.merge("RGB", [Image.effect_noise((1000, 1000), 64)] * 3).save(out, "JPEG", quality=5, exif=exif)
+    data = out.getvalue()  # detail throughout: what compression, high or low, shows most in
+    path = tmp_path / "low.jpg"
+    path.write_bytes(data)
+    result = images.process_image(path, "image/jpeg", sizes=(320,), max_pixels=10**8)
+    assert result.meta["metadata_removed"] is True and result.cleaned_original is not None
+    assert len(result.cleaned_original) <= 1.1 * len(data)
+    with Image.open(io.BytesIO(result.cleaned_original)) as cleaned:
+        assert not cleaned.getexif() and cleaned.size == (1000, 1000)  # upright, with no EXIF
