@@ -11,6 +11,7 @@ refusal is raised.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from domain.assets import keys, kinds, names
+from domain.assets import keys, kinds, names, processing
 from domain.assets.errors import (
     FileTooLarge,
     InvalidUpload,
@@ -36,6 +37,8 @@ from domain.assets.streams import Metered, Readable
 from domain.db.base import utcnow
 from domain.messaging import outbox
 from domain.messaging.contracts.assets import ProcessAssetV1
+
+log = logging.getLogger(__name__)
 
 MAX_TYPE_CHARS = 255
 
@@ -206,9 +209,20 @@ def confirm_upload(session: Session, storage: Storage, asset_id: uuid.UUID, uplo
 
 
 def delete_asset(session: Session, asset_id: uuid.UUID, viewer: Viewer) -> None:
-    """Mark an asset deleted (its files go with beat's clean-up; its bytes stop counting)."""
+    """Mark an asset deleted (its bytes stop counting); once that is committed, the caller
+    removes its files (``remove_deleted_files``), beat's clean-up being the backstop."""
     asset = visible(session, asset_id, viewer, lock=True)
     asset.status, asset.deleted_at = "deleted", utcnow()
+
+
+def remove_deleted_files(storage: Storage, tenant_id: uuid.UUID, asset_id: uuid.UUID) -> None:
+    """Remove a deleted asset's files, after its deletion committed: download links already
+    handed out (a link is valid for minutes, up to a week if so configured) stop working now,
+    not at the next clean-up. A storage that fails is left to the clean-up."""
+    try:
+        processing.remove_files(storage, tenant_id, asset_id)
+    except Exception:  # any storage failure: the clean-up job removes them later
+        log.warning("the files of deleted asset %s are left to the clean-up", asset_id, exc_info=True)
 
 
 def download_link(session: Session, storage: Storage, asset_id: uuid.UUID, viewer: Viewer, *,

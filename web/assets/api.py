@@ -227,11 +227,11 @@ def download_link(asset_id: uuid.UUID) -> Any:
 
 @bp.delete("/api/v1/assets/<uuid:asset_id>")
 @requires(UPLOAD)
-@doc("Delete an asset (its files are removed by the clean-up job)",
+@doc("Delete an asset (its files and download links go once the deletion is committed)",
      responses={204: "deleted", 404: "no such asset"}, auth=True)
 def delete_asset(asset_id: uuid.UUID) -> Any:
     """Mark an asset deleted; its bytes stop counting against the quota at once."""
-    services.delete_asset(tenant_db(flows.tenant_id()), asset_id, flows.viewer())
+    flows.delete_asset(asset_id)
     return "", 204
 
 

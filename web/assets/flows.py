@@ -1,5 +1,5 @@
-"""What the assets API and pages share: who the caller is to the assets context, and the
-uploader they act as (tenant, policy, limit)."""
+"""What the assets API and pages share: who the caller is to the assets context, the
+uploader they act as (tenant, policy, limit), and deleting an asset."""
 from __future__ import annotations
 
 import uuid
@@ -7,11 +7,12 @@ import uuid
 from flask import current_app, g
 
 from config.settings import Settings
-from domain.assets import policies
+from domain.assets import policies, services
 from domain.assets.queries import Viewer
 from domain.assets.services import Uploader
 from web.auth import Caller
-from web.db import management_db
+from web.db import management_db, tenant_db
+from web.storage import storage
 
 UPLOAD = "assets:upload"
 ADMIN = "tenant:admin"
@@ -48,3 +49,12 @@ def uploader() -> Uploader:
     """The caller as an uploader: their tenant, its policy and the upload limit."""
     return Uploader(tenant_id(), caller().user_id, policy(), settings().asset_max_upload_bytes,
                     g.get("request_id"))
+
+
+def delete_asset(asset_id: uuid.UUID) -> None:
+    """Delete an asset the caller may see; its files (and the download links handed out)
+    go once the deletion is committed."""
+    tenant = tenant_id()
+    services.delete_asset(tenant_db(tenant), asset_id, viewer())
+    g.setdefault("after_commit", []).append(
+        lambda: services.remove_deleted_files(storage(), tenant, asset_id))

@@ -90,6 +90,6 @@ def asset_page(asset_id: uuid.UUID) -> Any:
 @page_requires(UPLOAD)
 def delete_page(asset_id: uuid.UUID) -> Response:
     """Delete an asset and go back to the list."""
-    services.delete_asset(tenant_db(flows.tenant_id()), asset_id, flows.viewer())
+    flows.delete_asset(asset_id)
     return redirect(url_for("assets.assets_page"), code=303)
 
