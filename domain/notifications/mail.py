@@ -80,6 +80,13 @@ def _header(value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8")
 
 
+def _address(address: str) -> str:
+    # An address beyond ASCII is written as it is (RFC 6532, sent with SMTPUTF8): as an encoded
+    # word it would read as a local part without a domain. Under compat32, a str carrying the
+    # UTF-8 bytes as surrogate escapes is flattened to exactly those bytes.
+    return address if address.isascii() else address.encode().decode("ascii", "surrogateescape")
+
+
 # The classic MIME classes and their policy: several times cheaper to build and flatten
 # than EmailMessage with the new policies (what a busy worker pays per email).
 WIRE = policy.compat32.clone(linesep="\r\n")
@@ -91,7 +98,7 @@ def build_message(email: Email, sender: str) -> Message:
     name, address = parseaddr(sender)
     shown = _one_line(email.sender_name or name)
     message["From"] = formataddr((shown, address), charset="utf-8") if address else sender
-    message["To"] = email.to
+    message["To"] = _address(email.to)
     if email.reply_to:
         message["Reply-To"] = email.reply_to
     message["Subject"] = _header(email.subject)

@@ -20,7 +20,8 @@ batch goes on; when the transport itself failed (the server is down, a 4xx to MA
 sender holds the rest of its batch for the same pause, without spending their attempts, and
 stops. A misconfigured transport (login, TLS) spends no attempt at all: the emails wait
 ``MISCONFIGURED_PAUSE`` at a time until the configuration is fixed. A refused recipient is
-marked undeliverable.
+marked undeliverable. An error no transport names is settled as a dead attempt is (it may
+have gone: ``unconfirmed``, or ``retry`` on an idempotent transport) and the batch goes on.
 """
 from __future__ import annotations
 
@@ -182,7 +183,18 @@ def _send_one(provider: DataProvider, mailer: Mailer, sealer: Sealer, row: Claim
         result = mailer.send(email)
     except (MailRejected, MailUncertain, MailerMisconfigured, MailTransient) as exc:
         return _failed(provider, row, exc)
+    except Exception as exc:  # one email's unknown failure must not strand its batch (or crash the task)
+        log.exception("the mail transport failed in a way it does not name")
+        return _died(mailer, row, f"{type(exc).__name__}: {exc}"), False
     return Settle(row.id, "sent", None, result.provider_id), False
+
+
+def _died(mailer: Mailer, row: Claimed, what: str) -> Settle:
+    """An attempt that ended in an error no transport names, settled as ``sweep`` settles one
+    that died: it may have gone, so it is not sent again, unless sending twice delivers once."""
+    if mailer.idempotent:
+        return Settle(row.id, "retry", f"the transport failed: {what}", pause=backoff(row.attempts + 1))
+    return Settle(row.id, "unconfirmed", f"the transport failed mid-send, it may have gone: {what}")
 
 
 def _failed(provider: DataProvider, row: Claimed, exc: Exception) -> tuple[Settle, bool]:

@@ -6,10 +6,16 @@ on the new one (nothing was sent); a 4xx reply or a connection failure before DA
 transient; a 5xx reply is permanent (a refused recipient is an undeliverable address); a
 connection lost during DATA leaves it uncertain whether the server kept the message, so it
 is never sent again (at most once). Login and TLS problems are configuration errors.
+
+An address beyond ASCII travels with SMTPUTF8 when the server offers it, and is refused
+before MAIL when it does not (smtplib would fail to encode it mid-transaction). Any other
+error mid-conversation drops the kept connection (it may be inside a mail transaction) and
+settles the email: refused if it came before DATA (nothing went), uncertain from DATA on.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import smtplib
 import ssl
@@ -17,6 +23,8 @@ import threading
 
 from domain.notifications.errors import MailerMisconfigured, MailRejected, MailTransient, MailUncertain
 from domain.notifications.mail import Email, SendResult, build_message, sender_address, wire_bytes
+
+log = logging.getLogger(__name__)
 
 
 class SmtpMailer:
@@ -88,29 +96,53 @@ class SmtpMailer:
         data = wire_bytes(message)
         with self._lock:
             connection, reused = self._connected()
+            in_data = False
             try:
-                code, reply = connection.mail(sender_address(self.sender))
-            except (smtplib.SMTPServerDisconnected, OSError):
+                connection = self._mail(connection, reused, email.to)
+                code, reply = self._step(connection.rcpt, email.to)
+                self._check(connection, code, reply, "the recipient", recipient=True)
+                in_data = True
+                self._data(connection, data)
+            except (MailTransient, MailRejected, MailUncertain, MailerMisconfigured):
+                raise
+            except BaseException as exc:
+                # Somewhere in a mail transaction we cannot name: the connection is never reused.
                 self._drop()
-                if not reused:
-                    raise MailTransient("the SMTP server closed the connection") from None
-                connection, _ = self._connected()  # it went stale while idle: nothing was sent
-                code, reply = self._step(connection.mail, sender_address(self.sender))
-            self._check(connection, code, reply, "the sender")
-            code, reply = self._step(connection.rcpt, email.to)
-            self._check(connection, code, reply, "the recipient", recipient=True)
-            try:
-                connection.data(data)
-            except smtplib.SMTPDataError as exc:
-                self._check(connection, exc.smtp_code, exc.smtp_error, "the message")
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                self._drop()
-                raise MailUncertain(f"the connection was lost during DATA: {type(exc).__name__}") from None
+                if not isinstance(exc, Exception):
+                    raise
+                log.exception("the SMTP conversation failed unexpectedly")
+                what = f"{type(exc).__name__}: {exc}"[:300]
+                if in_data:
+                    raise MailUncertain(f"the SMTP conversation failed during DATA: {what}") from None
+                raise MailRejected(f"the SMTP conversation failed before the message went: {what}") from None
         return SendResult(str(message["Message-ID"]))
 
-    def _step(self, command: object, argument: str) -> tuple[int, bytes]:
+    def _mail(self, connection: smtplib.SMTP, reused: bool, recipient: str) -> smtplib.SMTP:
+        """MAIL FROM, on a fresh connection if the kept one went stale; the connection used."""
+        sender = sender_address(self.sender)
         try:
-            return command(argument)  # type: ignore[operator, no-any-return]
+            code, reply = connection.mail(sender, _options(connection, recipient))
+        except (smtplib.SMTPServerDisconnected, OSError):
+            self._drop()
+            if not reused:
+                raise MailTransient("the SMTP server closed the connection") from None
+            connection, _ = self._connected()  # it went stale while idle: nothing was sent
+            code, reply = self._step(connection.mail, sender, _options(connection, recipient))
+        self._check(connection, code, reply, "the sender")
+        return connection
+
+    def _data(self, connection: smtplib.SMTP, data: bytes) -> None:
+        try:
+            connection.data(data)
+        except smtplib.SMTPDataError as exc:
+            self._check(connection, exc.smtp_code, exc.smtp_error, "the message")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise MailUncertain(f"the connection was lost during DATA: {type(exc).__name__}") from None
+
+    def _step(self, command: object, *arguments: object) -> tuple[int, bytes]:
+        try:
+            return command(*arguments)  # type: ignore[operator, no-any-return]
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise MailTransient(f"the SMTP connection failed: {type(exc).__name__}") from None
@@ -135,3 +167,14 @@ class SmtpMailer:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
                     self._connection.quit()
             self._connection = None
+
+
+def _options(connection: smtplib.SMTP, recipient: str) -> list[str]:
+    """MAIL's parameters: SMTPUTF8 (RFC 6531) when the recipient is beyond ASCII, which only a
+    server that offers it takes; otherwise the address is refused here, before MAIL."""
+    if recipient.isascii():
+        return []
+    if connection.has_extn("smtputf8"):
+        return ["SMTPUTF8"]
+    raise MailRejected("the recipient's address is beyond ASCII and the SMTP server does not offer SMTPUTF8",
+                       bad_address=True)

@@ -44,6 +44,7 @@ class Received:
     tls: bool
     login: str | None
     peer: tuple[str, int]  # the client's end of the connection it came over
+    mail_options: tuple[str, ...] = ()  # MAIL FROM's parameters (SMTPUTF8, BODY=...)
 
     @property
     def message(self) -> EmailMessage:
@@ -91,7 +92,8 @@ class Handler:
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content,
-                                          session.ssl is not None, login, tuple(session.peer)))
+                                          session.ssl is not None, login, tuple(session.peer),
+                                          tuple(envelope.mail_options)))
         if self.holding:
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 60)
         return "250 Message accepted for delivery"
@@ -159,15 +161,16 @@ class SmtpServer:
 
 
 @contextlib.contextmanager
-def smtp_server(certificate: Certificate | None = None) -> Iterator[SmtpServer]:
+def smtp_server(certificate: Certificate | None = None, *, smtputf8: bool = False) -> Iterator[SmtpServer]:
     """An SMTP server on 127.0.0.1 and a free port; with ``certificate``, STARTTLS and login
-    are required before any mail."""
+    are required before any mail; with ``smtputf8`` it offers SMTPUTF8 (RFC 6531: addresses
+    beyond ASCII), which aiosmtpd does not by default."""
     handler = Handler()
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
     if certificate is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certificate.cert, certificate.key)
-        options = {"tls_context": context, "require_starttls": True, "auth_required": True,
+        options |= {"tls_context": context, "require_starttls": True, "auth_required": True,
                    "authenticator": _authenticate}
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10, **options)

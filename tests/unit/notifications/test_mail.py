@@ -63,6 +63,11 @@ def test_words_beyond_ascii_are_encoded_in_headers_and_parts() -> None:
     assert message.get_body(("plain",)).get_content() == "Grüße"  # type: ignore[union-attr]
 
 
+def test_a_recipient_beyond_ascii_is_written_as_it_is_not_as_an_encoded_word() -> None:
+    raw = wire_bytes(build_message(_email(to="jörg@example.de"), SENDER))
+    assert "\r\nTo: jörg@example.de\r\n".encode() in raw  # RFC 6532, sent with SMTPUTF8
+
+
 def test_the_maildir_names_a_message_after_its_key(tmp_path: Path) -> None:
     mailer = MaildirMailer(tmp_path / "mail", SENDER)
     for _ in range(2):

@@ -1,0 +1,150 @@
+"""Addresses beyond ASCII (``jörg@example.de`` passes EmailStr) and errors the SMTP
+conversation did not expect, driven in-process with ``sending.drain`` against real SMTP
+servers: aiosmtpd as configured by default (no SMTPUTF8) and one that offers SMTPUTF8.
+
+Each test queues the odd email first and ordinary ones after it, all claimed in one batch
+and sent over one kept connection: the odd one is settled, and the ones after it still go
+out over a connection that is not left in the middle of a mail transaction."""
+from __future__ import annotations
+
+import secrets
+import smtplib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from domain.notifications import sending
+from domain.notifications.mail import Email, SendResult
+from domain.notifications.models import EmailDelivery, UndeliverableAddress
+from domain.notifications.smtp import SmtpMailer
+from tests.integration.notifications.conftest import Plane
+from tests.integration.notifications.smtp_server import SmtpServer, smtp_server
+from tests.support import refs
+
+
+@pytest.fixture
+def utf8_smtp() -> Iterator[SmtpServer]:
+    """A plain SMTP server that offers SMTPUTF8."""
+    with smtp_server(smtputf8=True) as server:
+        yield server
+
+
+def _mailer(plane: Plane, server: SmtpServer) -> SmtpMailer:
+    return SmtpMailer("127.0.0.1", server.port, sender=plane.settings.mail_from, starttls=False)
+
+
+def _odd_then_ordinary(plane: Plane, odd: str) -> tuple[uuid.UUID, dict[uuid.UUID, str]]:
+    """Queue ``odd``, then two ordinary addresses (due after it: the batch's order)."""
+    (first,) = plane.queue_emails([odd])
+    ordinary = [refs.email("after-odd") for _ in range(2)]
+    return first, dict(zip(plane.queue_emails(ordinary), ordinary, strict=True))
+
+
+def _row(plane: Plane, event: uuid.UUID) -> EmailDelivery:
+    return plane.delivery(event)
+
+
+def _undeliverable(plane: Plane, address: str) -> UndeliverableAddress | None:
+    with plane.provider.management() as session:
+        return session.scalar(select(UndeliverableAddress).where(UndeliverableAddress.address == address))
+
+
+def _unicode_address() -> str:
+    return f"jörg-{secrets.token_hex(4)}@example.de"
+
+
+def test_a_recipient_beyond_ascii_is_refused_before_mail_when_the_server_lacks_smtputf8(
+        plane: Plane, smtp: SmtpServer) -> None:
+    address = _unicode_address()
+    odd, ordinary = _odd_then_ordinary(plane, address)
+    mailer = _mailer(plane, smtp)
+    try:
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"failed": 1, "sent": 2}
+    finally:
+        mailer.close()
+    row = _row(plane, odd)
+    assert (row.state, row.attempts, row.payload) == ("failed", 1, None)
+    assert "SMTPUTF8" in (row.error or "")
+    found = _undeliverable(plane, address)  # this transport can never deliver it
+    assert found is not None and found.reason == "refused"
+    for event, to in ordinary.items():
+        assert _row(plane, event).state == "sent"
+        assert [r.rcpt_tos for r in smtp.handler.to(to)] == [[to]]
+    assert len(smtp.handler.received) == 2 and len(smtp.handler.connections()) == 1
+
+
+def test_a_recipient_beyond_ascii_goes_out_with_smtputf8_when_the_server_offers_it(
+        plane: Plane, utf8_smtp: SmtpServer) -> None:
+    address = _unicode_address()
+    odd, ordinary = _odd_then_ordinary(plane, address)
+    mailer = _mailer(plane, utf8_smtp)
+    try:
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 3}
+    finally:
+        mailer.close()
+    assert (_row(plane, odd).state, _row(plane, odd).attempts) == ("sent", 1)
+    (received,) = utf8_smtp.handler.to(address)
+    assert received.rcpt_tos == [address] and "SMTPUTF8" in received.mail_options
+    # The header names the address as it is (RFC 6532), not as an encoded word.
+    assert f"\r\nTo: {address}\r\n".encode() in received.data
+    for to in ordinary.values():
+        (plain,) = utf8_smtp.handler.to(to)
+        assert plain.mail_options == ()  # an ASCII envelope does not ask for it
+    assert len(utf8_smtp.handler.connections()) == 1 and _undeliverable(plane, address) is None
+
+
+def test_an_unexpected_error_mid_conversation_drops_the_connection_and_settles_the_email_failed(
+        plane: Plane, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    poisoned = refs.email("poisoned")
+    rcpt = smtplib.SMTP.rcpt
+
+    def failing_rcpt(self: smtplib.SMTP, recip: str, options: Any = ()) -> tuple[int, bytes]:
+        if recip == poisoned:  # a bug between MAIL and RCPT: nothing of the email went out
+            raise RuntimeError("not what the conversation expected")
+        return rcpt(self, recip, options)
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", failing_rcpt)
+    odd, ordinary = _odd_then_ordinary(plane, poisoned)
+    mailer = _mailer(plane, smtp)
+    try:
+        # Kept after MAIL with no RSET, the connection would answer the next MAIL with 503.
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"failed": 1, "sent": 2}
+    finally:
+        mailer.close()
+    row = _row(plane, odd)
+    assert (row.state, row.attempts, row.payload) == ("failed", 1, None)
+    assert "RuntimeError" in (row.error or "") and _undeliverable(plane, poisoned) is None
+    assert sorted(t for r in smtp.handler.received for t in r.rcpt_tos) == sorted(ordinary.values())
+
+
+class FlakyMailer:
+    """A transport that fails in a way the sending stage does not know for one address."""
+
+    def __init__(self, failing: str, *, idempotent: bool) -> None:
+        self.failing, self.idempotent = failing, idempotent
+        self.sent: list[str] = []
+
+    def send(self, email: Email) -> SendResult:
+        """Raise for the failing address, keep the others."""
+        if email.to == self.failing:
+            raise RuntimeError("a bug in the transport")
+        self.sent.append(email.to)
+        return SendResult(f"<{email.key}>")
+
+
+@pytest.mark.parametrize(("idempotent", "state"), [(False, "unconfirmed"), (True, "retry")])
+def test_an_error_no_transport_names_settles_the_email_as_a_dead_attempt_and_the_batch_goes_on(
+        plane: Plane, idempotent: bool, state: str) -> None:
+    # As sending.sweep settles an attempt that died: it may have gone, so it is not sent
+    # again, unless sending twice delivers once (the Maildir).
+    failing = refs.email("flaky")
+    odd, ordinary = _odd_then_ordinary(plane, failing)
+    mailer = FlakyMailer(failing, idempotent=idempotent)
+    assert sending.drain(plane.provider, mailer, plane.sealer()) == {state: 1, "sent": 2}
+    row = _row(plane, odd)
+    assert (row.state, row.attempts) == (state, 1) and "RuntimeError" in (row.error or "")
+    assert (row.payload is not None) is idempotent and (row.due_at is not None) is idempotent
+    assert sorted(mailer.sent) == sorted(ordinary.values())
