@@ -3,7 +3,8 @@
 botocore's own retries are off: a request SES accepted whose answer was lost would be sent
 again by them. Our task retries instead, after recording the attempt. Throttling, 5xx and
 connection failures are transient; a read timeout is uncertain (SES may have the email);
-``MessageRejected`` and other refusals are permanent.
+``MessageRejected`` and other refusals are permanent. Credentials boto3 cannot find or fetch,
+like those SES refuses, are a misconfiguration (the emails wait, spending no attempt).
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
+    CredentialRetrievalError,
     EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
 
@@ -64,6 +68,8 @@ class SesMailer:
             answer = self._ses().send_raw_email(**request)
         except ClientError as exc:
             raise _classified(exc) from None
+        except (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError) as exc:
+            raise MailerMisconfigured(f"no usable AWS credentials for SES: {type(exc).__name__}") from None
         except (ReadTimeoutError, ConnectionClosedError) as exc:
             raise MailUncertain(f"SES did not answer: {type(exc).__name__}") from None
         except (EndpointConnectionError, BotoCoreError) as exc:

@@ -5,9 +5,12 @@ our feedback endpoint (a real gunicorn) marks the address undeliverable."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from email import message_from_bytes, policy
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,14 +18,16 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from domain.identity.models import User
+from domain.notifications import sending
 from domain.notifications.deliveries import is_undeliverable
 from domain.notifications.mail import sender_address
+from domain.notifications.ses import SesMailer
 from tests.integration.notifications.conftest import Plane
 from tests.integration.notifications.events import asset_ready, parts
-from tests.support import processes, tenants
+from tests.support import processes, refs, tenants
 from tests.support.waiting import wait_for
 from workers.embedded import free_port
 
@@ -109,6 +114,33 @@ def test_a_sender_ses_refuses_is_a_permanent_failure_not_retried(
     assert _sent_to(owner.email) == []
     with plane.provider.management() as session:
         assert not is_undeliverable(session, owner.email)  # the sender was refused, not the address
+
+
+@pytest.mark.parametrize("credentials", ["missing", "unobtainable"])
+def test_credentials_boto_cannot_find_or_fetch_spend_no_attempt_and_the_emails_wait(
+        plane: Plane, ses: Ses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, credentials: str) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "aws-config"  # "unobtainable": a credential process that fails
+    config.write_text(f"[default]\ncredential_process = {shutil.which('false')}\n"
+                      if credentials == "unobtainable" else "")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    events = plane.queue_emails([refs.email("no-aws") for _ in range(3)])
+    mailer = SesMailer(REGION, sender=plane.settings.mail_from, endpoint_url=ses.endpoint_url)
+    assert sending.drain(plane.provider, mailer, plane.sealer()) == {"retry": 1}
+    rows = [plane.delivery(event) for event in events]
+    assert {(r.state, r.attempts) for r in rows} <= {("retry", 0), ("queued", 0)}  # no attempt spent
+    (tried,) = [r for r in rows if r.state == "retry"]
+    assert "credentials" in (tried.error or "")
+    with plane.provider.management() as session:
+        now = session.scalar(select(func.now()))
+    assert tried.due_at is not None
+    assert tried.due_at >= now + sending.MISCONFIGURED_PAUSE - timedelta(seconds=5)
+    assert not sending.anything_due(plane.provider)  # the rest of the batch waits as long
 
 
 @contextlib.contextmanager
