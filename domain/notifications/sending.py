@@ -14,14 +14,16 @@ at most one row ``sending``; its unstarted rows return to the pool when the leas
 ``sweep`` settles a row left ``sending`` longer than ``STALE_AFTER`` as ``unconfirmed`` (it
 may have gone), or queues it again on an idempotent transport (the Maildir).
 
-A transient failure puts the email back as ``retry`` with exponential backoff and jitter and
-gives up after ``MAX_ATTEMPTS``. When only the recipient was deferred (a 4xx to RCPT) the
-batch goes on; when the transport itself failed (the server is down, a 4xx to MAIL) the
-sender holds the rest of its batch for the same pause, without spending their attempts, and
-stops. A misconfigured transport (login, TLS) spends no attempt at all: the emails wait
-``MISCONFIGURED_PAUSE`` at a time until the configuration is fixed. A refused recipient is
-marked undeliverable. An error no transport names is settled as a dead attempt is (it may
-have gone: ``unconfirmed``, or ``retry`` on an idempotent transport) and the batch goes on.
+A transient failure puts the email back as ``retry`` with exponential backoff (at most an
+hour) and jitter, and gives up on the first one that comes ``GIVE_UP_AFTER`` after the email
+was recorded: a mail outage of minutes or hours costs a delay, not the email. When only the
+recipient was deferred (a 4xx to RCPT) the batch goes on; when the transport itself failed
+(the server is down, a 4xx to MAIL) the sender holds the rest of its batch for the same
+pause, without spending their attempts, and stops. A misconfigured transport (login, TLS,
+AWS credentials) spends no attempt at all: the emails wait ``MISCONFIGURED_PAUSE`` at a time
+until the configuration is fixed. A refused recipient is marked undeliverable. An error no
+transport names is settled as a dead attempt is (it may have gone: ``unconfirmed``, or
+``retry`` on an idempotent transport) and the batch goes on.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 BATCH = 50  # emails claimed at once
 LEASE = timedelta(minutes=5)  # a claimed batch returns to the pool after this (its sender died)
 STALE_AFTER = timedelta(minutes=10)  # longer than any one send (three SMTP steps, each timed out)
-MAX_ATTEMPTS = 5
+GIVE_UP_AFTER = timedelta(hours=24)  # a transient failure of an email older than this is its last
 MISCONFIGURED_PAUSE = timedelta(minutes=1)
 DIED = "an earlier attempt died while sending: not sent again (at most once)"
 
@@ -58,7 +60,7 @@ WHERE id IN (SELECT id FROM email_deliveries
              WHERE state IN ('queued', 'retry') AND due_at <= now()
                AND (claimed_until IS NULL OR claimed_until < now())
              ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-RETURNING id, recipient, payload, attempts
+RETURNING id, recipient, payload, attempts, now() - created_at AS age
 """)
 
 # Settle the previous email and start the next in one round trip (either may be NULL).
@@ -106,6 +108,7 @@ class Claimed:
     recipient: str
     payload: str | None
     attempts: int
+    age: timedelta  # since the email was recorded, when it was claimed
 
 
 @dataclass
@@ -138,7 +141,7 @@ def _connection(provider: DataProvider) -> Connection:
 def claim(connection: Connection, limit: int = BATCH) -> list[Claimed]:
     """Lease up to ``limit`` due emails, oldest first (committed)."""
     rows = connection.execute(_CLAIM, {"lease": _interval(LEASE), "limit": limit})
-    return [Claimed(row.id, row.recipient, row.payload, row.attempts) for row in rows]
+    return [Claimed(row.id, row.recipient, row.payload, row.attempts, row.age) for row in rows]
 
 
 def _step(connection: Connection, settle: Settle | None, start: uuid.UUID | None) -> bool:
@@ -211,8 +214,9 @@ def _failed(provider: DataProvider, row: Claimed, exc: Exception) -> tuple[Settl
     if isinstance(exc, MailerMisconfigured):
         log.error("the mail transport is misconfigured; emails wait until it is fixed: %s", exc)
         return Settle(row.id, "retry", str(exc), pause=MISCONFIGURED_PAUSE, refund=True), True
-    if attempt >= MAX_ATTEMPTS:
-        return Settle(row.id, "failed", f"gave up after {attempt} attempts: {exc}"), False
+    if row.age >= GIVE_UP_AFTER:
+        hours = GIVE_UP_AFTER.total_seconds() / 3600
+        return Settle(row.id, "failed", f"gave up after {attempt} attempts in {hours:g} h: {exc}"), False
     recipient_only = isinstance(exc, MailTransient) and exc.recipient_only
     return Settle(row.id, "retry", str(exc), pause=backoff(attempt)), not recipient_only
 

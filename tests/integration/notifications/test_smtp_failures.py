@@ -1,17 +1,19 @@
 """Failures of the SMTP server: a refused recipient is recorded on the delivery and shown on
 the notice, not retried, and the address gets no more email; a deferral (4xx) is retried
-with backoff until it goes through, once; a deferral that outlasts every attempt is settled
-as failed on the last one (``MAX_ATTEMPTS``).
+with backoff until it goes through, once, however many attempts a mail outage of minutes
+takes; a deferral that lasts past ``GIVE_UP_AFTER`` since the email was recorded is settled
+as failed on the attempt that finds it so.
 
 The backoff is 10 s, 20 s, ... with jitter: rather than wait for nothing, the tests check
 the row's ``due_at`` and then move it to now (``Plane.make_retries_due``) and run beat's
 ``email-sender`` job, which wakes a sender for due emails as it does every 15 s."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from domain.notifications import sending
 from domain.notifications.models import EmailDelivery, UndeliverableAddress
@@ -100,20 +102,49 @@ def test_a_deferral_is_retried_with_backoff_and_sent_once(
     assert plane.shown(org.id, owner.user_id) == {notice.id: "sent"}
 
 
-def test_a_deferral_that_outlasts_every_attempt_is_settled_failed_on_the_last_one(
+def test_a_deferral_that_outlasts_the_old_five_attempts_is_still_retried_and_sent_once(
+        plane: Plane, smtp: SmtpServer, workers: Callable[..., processes.Process]) -> None:
+    # 451 six times: 10 + 20 + 40 + 80 + 160 + 320 s of backoff, a ten-minute outage.
+    org = plane.tenant(("owner",))
+    owner = org.member("owner")
+    smtp.handler.defer = 6
+    workers("outage", **smtp.env())
+    envelope = plane.announce(payment_failed(org.id, owner.user_id))
+    for attempts in range(1, 7):
+        row = _deferred(plane, envelope.event_id, attempts)
+        assert _due_in(plane, row) <= _pause(attempts) * 1.5
+        assert plane.make_retries_due(envelope.event_id) == 1
+        plane.run_email_sender_job()
+    (delivery,) = plane.wait_settled(envelope.event_id)
+    assert (delivery.state, delivery.attempts, delivery.error) == ("sent", 7, None)
+    assert len(smtp.handler.to(owner.email)) == 1
+
+
+def _recorded_earlier(plane: Plane, event_id: str, by: timedelta) -> None:
+    """Move the delivery's creation back by ``by`` (rather than wait so long)."""
+    with plane.provider.management() as session:
+        session.execute(update(EmailDelivery).where(EmailDelivery.event_id == uuid.UUID(event_id))
+                        .values(created_at=EmailDelivery.created_at - by))
+        session.commit()
+
+
+def test_a_deferral_that_outlasts_the_give_up_time_is_settled_failed(
         plane: Plane, smtp: SmtpServer, workers: Callable[..., processes.Process]) -> None:
     org = plane.tenant(("owner",))
     owner = org.member("owner")
     smtp.handler.defer = 1000
     workers("always-deferred", **smtp.env())
     envelope = plane.announce(payment_failed(org.id, owner.user_id))
-    for attempts in range(1, sending.MAX_ATTEMPTS):
+    for attempts in (1, 2):
         _deferred(plane, envelope.event_id, attempts)
+        if attempts == 2:
+            _recorded_earlier(plane, envelope.event_id, sending.GIVE_UP_AFTER)  # a day went by
         assert plane.make_retries_due(envelope.event_id) == 1
         plane.run_email_sender_job()
     (delivery,) = plane.wait_settled(envelope.event_id)
-    assert (delivery.state, delivery.attempts) == ("failed", sending.MAX_ATTEMPTS)
-    assert (delivery.error or "").startswith(f"gave up after {sending.MAX_ATTEMPTS} attempts: ")
+    assert (delivery.state, delivery.attempts) == ("failed", 3)
+    assert (delivery.error or "").startswith("gave up after 3 attempts in 24 h: ")
+    assert "451" in (delivery.error or "")
     assert delivery.payload is None and delivery.due_at is None
     plane.wait_handled(envelope)
     (notice,) = plane.notices(org.id, owner.user_id)
