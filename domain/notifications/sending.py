@@ -23,7 +23,8 @@ pause, without spending their attempts, and stops. A misconfigured transport (lo
 AWS credentials) spends no attempt at all: the emails wait ``MISCONFIGURED_PAUSE`` at a time
 until the configuration is fixed. A refused recipient is marked undeliverable. An error no
 transport names is settled as a dead attempt is (it may have gone: ``unconfirmed``, or
-``retry`` on an idempotent transport) and the batch goes on.
+``retry`` on an idempotent transport) and the batch goes on. A row is started only once due,
+so a sender whose lease ran out cannot send early what another sender put back to ``retry``.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ WITH settled AS (
     RETURNING id
 ), started AS (
     UPDATE email_deliveries SET state = 'sending', attempts = attempts + 1, attempted_at = now()
-    WHERE id = :start AND state IN ('queued', 'retry')
+    WHERE id = :start AND state IN ('queued', 'retry') AND due_at <= now()
     RETURNING id
 )
 SELECT count(*) FROM started

@@ -136,6 +136,29 @@ def test_a_sender_whose_lease_ran_out_does_not_start_what_another_sender_took(
     assert Counter((r.state, r.attempts) for r in _rows(plane, events)) == {("sent", 1): 8}
 
 
+def test_a_sender_whose_lease_ran_out_does_not_start_an_email_another_sender_put_back_to_retry(
+        plane: Plane, smtp: SmtpServer, mailers: Callable[[], SmtpMailer]) -> None:
+    addresses = _addresses(3, "not-due")
+    events = plane.queue_emails(addresses)
+    slow, fast = (_autocommit(plane) for _ in range(2))
+    with slow, fast:
+        held = sending.claim(slow)
+        with plane.provider.management() as session:  # the slow sender's lease runs out
+            session.execute(update(EmailDelivery).where(EmailDelivery.event_id.in_(events))
+                            .values(claimed_until=func.now() - timedelta(seconds=1)))
+            session.commit()
+        taken = sending.claim(fast)
+        smtp.handler.defer = 1  # the fast sender's first email is deferred: retry, due in 10-15 s
+        assert sending.send_batch(plane.provider, fast, mailers(), plane.sealer(), taken) == (
+            {"retry": 1, "sent": 2}, False)
+        # The slow sender's stale batch holds a row in "retry" that is not due: it is not started.
+        assert sending.send_batch(plane.provider, slow, mailers(), plane.sealer(), held) == ({}, False)
+    rows = _rows(plane, events)
+    assert Counter((r.state, r.attempts) for r in rows) == {("retry", 1): 1, ("sent", 1): 2}
+    (deferred,) = [r for r in rows if r.state == "retry"]
+    assert smtp.handler.to(deferred.recipient) == []
+
+
 def test_a_transient_failure_of_the_server_holds_the_rest_of_the_batch_without_spending_their_attempts(
         plane: Plane, smtp: SmtpServer, mailers: Callable[[], SmtpMailer]) -> None:
     addresses = _addresses(5, "hold")
