@@ -87,8 +87,9 @@ def record_publication_notice(ctx: HandlerContext, msg: PublicationPublishedV1) 
 @shared_task(name="tasks.notifications.send_digests", bind=True)
 def send_digests(self: Any) -> dict[str, Any]:
     """Beat: from DIGEST_HOUR on, send each due user today's digest (once per user and day)."""
-    run = digest.send_digests(self.app.provider, self.app.ports, now=utcnow(),
-                              hour=self.app.settings.digest_hour)
+    settings = self.app.settings
+    run = digest.send_digests(self.app.provider, self.app.ports, now=utcnow(), hour=settings.digest_hour,
+                              grace=digest.grace_for(settings.task_time_limit))
     return {"day": run.day.isoformat() if run.day else None, **run.outcomes}
 
 

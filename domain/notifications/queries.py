@@ -86,11 +86,12 @@ def _email_outcomes(management: Session, user_id: uuid.UUID, items: list[NoticeV
     return [replace(n, email_status=states[n.event_id].state) if n.event_id in states else n for n in items]
 
 
-def unread_since(session: Session, user_id: uuid.UUID, since: datetime,
-                 limit: int) -> tuple[list[NoticeView], int]:
-    """The user's unread notices created after ``since`` (newest first, at most ``limit``) and
-    how many there are in all."""
-    where = (Notice.user_id == user_id, Notice.read_at.is_(None), Notice.created_at > since)
+def unread_between(session: Session, user_id: uuid.UUID, since: datetime, until: datetime,
+                   limit: int) -> tuple[list[NoticeView], int]:
+    """The user's unread notices created after ``since`` and at the latest ``until`` (newest
+    first, at most ``limit``) and how many there are in all."""
+    where = (Notice.user_id == user_id, Notice.read_at.is_(None), Notice.created_at > since,
+             Notice.created_at <= until)
     count = session.scalar(select(func.count()).select_from(Notice).where(*where)) or 0
     rows = session.scalars(select(Notice).where(*where).order_by(Notice.created_at.desc()).limit(limit))
     return [_view(n) for n in rows], count

@@ -7,14 +7,16 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from config.celery import queue_for_task
 from domain.bootstrap import build_ports
-from domain.notifications import digest, preferences
+from domain.notifications import deliveries, digest, preferences
 from domain.notifications.categories import DIGEST
+from domain.notifications.mail import Email
 from domain.notifications.models import EmailDelivery, Notice
 from tests.integration.notifications.conftest import FINAL, Plane
 from tests.integration.notifications.events import asset_ready, parts, payment_failed
@@ -66,6 +68,10 @@ def test_a_burst_is_throttled_and_the_digest_goes_once_per_person_and_day(
         session.commit()
     _unread(plane, org.id, subscriber.user_id, ["Q3 plan", "Holiday rota"])
     _unread(plane, org.id, quiet.user_id, ["not asked for a digest"])
+    # A digest lists notices written at the latest its grace before it began (their handlers'
+    # transactions are over): the notices are moved back by as much rather than waited for.
+    for account in (bursted, subscriber, quiet):
+        _notices_earlier(plane, org.id, account.user_id, digest.grace_for(plane.settings.task_time_limit))
 
     publisher = plane.app.extensions["allotment.celery"]
     # Beat, twice at once: the worker (two children) runs both together.
@@ -113,3 +119,61 @@ def _digests_settled(plane: Plane, addresses: list[str]) -> list[EmailDelivery]:
         rows = list(session.scalars(select(EmailDelivery).where(
             EmailDelivery.category == DIGEST, EmailDelivery.recipient.in_([a.lower() for a in addresses]))))
     return rows if rows and all(row.state in FINAL for row in rows) else []
+
+
+def _ports(plane: Plane) -> dict[str, Any]:
+    return {**build_ports(plane.settings), "renderer": JinjaEmailRenderer()}
+
+
+def _notices_earlier(plane: Plane, tenant_id: uuid.UUID, user_id: uuid.UUID, by: timedelta) -> None:
+    """Move the user's notices back by ``by`` (rather than wait so long)."""
+    with plane.provider.tenant(tenant_id) as session:
+        session.execute(update(Notice).where(Notice.user_id == user_id)
+                        .values(created_at=Notice.created_at - by))
+        session.commit()
+
+
+def _recorded_digest(plane: Plane, user_id: uuid.UUID, day: date) -> tuple[EmailDelivery, Email]:
+    """The user's digest of ``day`` as recorded for the sending stage, and its email."""
+    row = plane.delivery(digest.digest_event_id(user_id, day))
+    assert row.payload is not None, row.state
+    email = deliveries.unseal_email(plane.sealer(), row.payload)
+    assert email is not None
+    return row, email
+
+
+def test_a_notice_committed_after_a_digest_read_though_stamped_before_it_is_in_the_next_digest_once(
+        plane: Plane) -> None:
+    org = plane.tenant(("owner",))
+    reader = org.member("owner")
+    with plane.provider.management() as session:
+        preferences.set_preferences(session, reader.user_id, {}, digest=True)
+        session.commit()
+    _unread(plane, org.id, reader.user_id, ["Seen by the first digest"])
+    _notices_earlier(plane, org.id, reader.user_id, digest.NOTICE_GRACE)  # well before the digest
+    today = datetime.now(UTC).date()
+    with plane.provider.tenant(org.id) as handler:  # a handler's transaction, open meanwhile
+        handler.add(Notice(user_id=reader.user_id, event_id=uuid.uuid4(), category="publications",
+                           title="Committed after the first digest read", body=""))
+        handler.flush()  # stamped with its transaction's start: before the digest's own time
+        assert digest.send_digest(plane.provider, _ports(plane), reader.user_id, today) == "queued"
+        handler.commit()
+    first, email = _recorded_digest(plane, reader.user_id, today)
+    (late,) = [n for n in plane.notices(org.id, reader.user_id) if n.title.startswith("Committed after")]
+    assert late.created_at < first.created_at
+    assert "Seen by the first digest" in email.text and "Committed after" not in email.text
+
+    # A day goes by (moved back here rather than waited for): the first digest becomes
+    # yesterday's, and every notice is a day older.
+    yesterday = today - timedelta(days=1)
+    with plane.provider.management() as session:
+        session.execute(update(EmailDelivery).where(EmailDelivery.id == first.id).values(
+            event_id=digest.digest_event_id(reader.user_id, yesterday),
+            created_at=EmailDelivery.created_at - timedelta(days=1)))
+        session.commit()
+    _notices_earlier(plane, org.id, reader.user_id, timedelta(days=1))
+    assert digest.send_digest(plane.provider, _ports(plane), reader.user_id, today) == "queued"
+    _, email = _recorded_digest(plane, reader.user_id, today)
+    assert "Committed after the first digest read" in email.text
+    assert "Seen by the first digest" not in email.text  # in one digest only
+    assert email.subject == f"{DIGEST_SUBJECT}: 1 unread notices"
