@@ -100,7 +100,8 @@ class Delivery(TenantScoped, TenantBase):
     """A publication reached one employee: the read receipt (``read_at``, set once).
 
     ``user_id`` is the employee's account in the tenant when it went out (None: no
-    account, counted as a recipient without a notice).
+    account, counted as a recipient without a notice), or the account whose email was the
+    employee's work email when it first opened it: the one account that reads it.
     """
 
     __tablename__ = "publication_deliveries"

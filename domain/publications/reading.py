@@ -1,8 +1,11 @@
 """The readers' side: the publications addressed to a user, newest first, and opening one,
 which records its read receipt once.
 
-A user reads as the employee whose work email is their account email (employment's public
-query), or as the account a delivery was made to when it went out.
+A delivery made to an account (the employee's when it went out) is that account's alone. One
+made to an employee with no account is read by the account whose email is the employee's
+work email (employment's public query), and the first opening makes it that account's: a
+work email changed later to someone else's address reads nothing already delivered to an
+account or opened.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from domain.assets import services as asset_services
@@ -51,7 +54,8 @@ class ReaderView:
 
 def _mine(db: Session, management: Session, user_id: uuid.UUID) -> ColumnElement[bool]:
     employees = audience.reader_employee_ids(db, management, user_id)
-    return or_(Delivery.user_id == user_id, Delivery.employee_id.in_(employees))
+    unclaimed = and_(Delivery.user_id.is_(None), Delivery.employee_id.in_(employees))
+    return or_(Delivery.user_id == user_id, unclaimed)
 
 
 def received(db: Session, management: Session, user_id: uuid.UUID, *, page: int = 1,
@@ -81,8 +85,10 @@ def open_received(db: Session, management: Session, user_id: uuid.UUID,
         Publication.id.in_(select(Delivery.publication_id).where(mine))))
     if row is None:
         raise PublicationNotFound()
+    # The first opening records the receipt and claims a delivery that named no account.
     db.execute(update(Delivery).where(Delivery.publication_id == publication_id, mine,
-                                      Delivery.read_at.is_(None)).values(read_at=utcnow()))
+                                      or_(Delivery.read_at.is_(None), Delivery.user_id.is_(None)))
+               .values(read_at=func.coalesce(Delivery.read_at, utcnow()), user_id=user_id))
     read_at = db.scalar(select(func.min(Delivery.read_at))
                         .where(Delivery.publication_id == publication_id, mine))
     assert row.published_at is not None and read_at is not None

@@ -36,6 +36,7 @@ from tests.integration.publications.conftest import (
     wait_published,
 )
 from tests.integration.web.helpers import assert_refused
+from tests.support import refs, tenants
 from tests.support.tenants import bearer
 from tests.support.waiting import wait_for
 
@@ -100,6 +101,49 @@ def test_a_publication_reaches_its_audience_and_counts_who_read_it(api: FlaskCli
     assert_refused(api.get(f"{API}/received/{view['id']}/attachments/{uuid.uuid4()}",
                            headers=bearer(reader_token)), 404, "asset_id")
     assert outsider.user_id not in notices_of(plane, org.id, "Team news")
+
+
+def test_a_delivery_is_read_by_the_account_it_names_whatever_becomes_of_the_work_email(
+        api: FlaskClient, plane: Plane, make_org: Callable[..., Org]) -> None:
+    org = make_org()
+    team = unit(plane.provider, org.id, "Payroll readers")
+    reader, reader_employee, reader_token = add_reader(plane, org, unit_id=team)
+    newcomer = tenants.create_account(plane.provider, prefix="newcomer")  # not a member yet
+    (newcomer_employee,) = employ(plane.provider, org.id, [newcomer.email], unit_id=team, prefix="Newcomer")
+    intruder = tenants.add_member(plane.provider, org.id, "employee")  # a member, not an employee
+    as_intruder = bearer(tenants.access_token(api, intruder))
+    view = draft(api, org, title="Salaries", audience={"kind": "org_unit", "org_unit_id": str(team)})
+    publish(api, org, view["id"])
+    wait_published(plane, org.id, view["id"])
+    assert deliveries(plane, org.id, view["id"]) == {reader_employee: (reader.user_id, None),
+                                                     newcomer_employee: (None, None)}
+
+    # The newcomer's account joins: their delivery named no account, so they read it as the
+    # employee with their address, and the first opening makes it theirs.
+    tenants.add_member(plane.provider, org.id, "employee", account=newcomer)
+    as_newcomer = bearer(tenants.access_token(api, newcomer))
+    assert [p["id"] for p in api.get(f"{API}/received", headers=as_newcomer).json["items"]] == [view["id"]]
+    assert api.get(f"{API}/received/{view['id']}", headers=as_newcomer).status_code == 200
+    (claimed, read_at) = deliveries(plane, org.id, view["id"])[newcomer_employee]
+    assert claimed == newcomer.user_id and read_at is not None
+
+    for employee, name, owner in ((reader_employee, "Reader", bearer(reader_token)),
+                                  (newcomer_employee, "Newcomer", as_newcomer)):
+        # Someone gives the employee's work email to the intruder's address, then takes it back.
+        _work_email(api, org, employee, intruder.email, name=name, unit_id=team)
+        assert api.get(f"{API}/received", headers=as_intruder).json["items"] == []
+        assert_refused(api.get(f"{API}/received/{view['id']}", headers=as_intruder), 404, "publication_id")
+        assert api.get(f"{API}/received/{view['id']}", headers=owner).status_code == 200
+        _work_email(api, org, employee, refs.email("restored"), name=name, unit_id=team)
+    assert api.get(f"{API}/{view['id']}", headers=org.auth()).json["read"] == 2
+
+
+def _work_email(api: FlaskClient, org: Org, employee_id: uuid.UUID, email: str, *, name: str,
+                unit_id: uuid.UUID) -> None:
+    """Change an employee's work email through employment's API."""
+    response = api.put(f"/api/v1/employment/employees/{employee_id}", headers=org.auth(),
+                       json={"name": name, "work_email": email, "org_unit_id": str(unit_id)})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
 
 
 def test_readers_see_newest_first_and_only_what_is_out(api: FlaskClient, plane: Plane,
