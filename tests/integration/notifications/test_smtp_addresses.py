@@ -2,14 +2,15 @@
 conversation did not expect, driven in-process with ``sending.drain`` against real SMTP
 servers: aiosmtpd as configured by default (no SMTPUTF8) and one that offers SMTPUTF8.
 
-Each test queues the odd email first and ordinary ones after it, all claimed in one batch
-and sent over one kept connection: the odd one is settled, and the ones after it still go
-out over a connection that is not left in the middle of a mail transaction."""
+Each test sends the odd email, then ordinary ones through the same mailer (the process's
+kept connection): the odd one is settled, and the ones after it still go out, over a
+connection that was not left in the middle of a mail transaction."""
 from __future__ import annotations
 
 import secrets
 import smtplib
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from domain.notifications import sending
-from domain.notifications.mail import Email, SendResult
+from domain.notifications.mail import Email, Mailer, SendResult
 from domain.notifications.models import EmailDelivery, UndeliverableAddress
 from domain.notifications.smtp import SmtpMailer
 from tests.integration.notifications.conftest import Plane
@@ -36,11 +37,16 @@ def _mailer(plane: Plane, server: SmtpServer) -> SmtpMailer:
     return SmtpMailer("127.0.0.1", server.port, sender=plane.settings.mail_from, starttls=False)
 
 
-def _odd_then_ordinary(plane: Plane, odd: str) -> tuple[uuid.UUID, dict[uuid.UUID, str]]:
-    """Queue ``odd``, then two ordinary addresses (due after it: the batch's order)."""
+def _odd_then_ordinary(plane: Plane, mailer: Mailer, odd: str) -> tuple[uuid.UUID, dict[uuid.UUID, str],
+                                                                         list[Counter[str]]]:
+    """Send an email to ``odd``, then two to ordinary addresses, through the same mailer (the
+    process's kept connection): the events and what each drain did."""
     (first,) = plane.queue_emails([odd])
+    drained = [sending.drain(plane.provider, mailer, plane.sealer())]
     ordinary = [refs.email("after-odd") for _ in range(2)]
-    return first, dict(zip(plane.queue_emails(ordinary), ordinary, strict=True))
+    events = dict(zip(plane.queue_emails(ordinary), ordinary, strict=True))
+    drained.append(sending.drain(plane.provider, mailer, plane.sealer()))
+    return first, events, drained
 
 
 def _row(plane: Plane, event: uuid.UUID) -> EmailDelivery:
@@ -59,12 +65,12 @@ def _unicode_address() -> str:
 def test_a_recipient_beyond_ascii_is_refused_before_mail_when_the_server_lacks_smtputf8(
         plane: Plane, smtp: SmtpServer) -> None:
     address = _unicode_address()
-    odd, ordinary = _odd_then_ordinary(plane, address)
     mailer = _mailer(plane, smtp)
     try:
-        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"failed": 1, "sent": 2}
+        odd, ordinary, drained = _odd_then_ordinary(plane, mailer, address)
     finally:
         mailer.close()
+    assert drained == [{"failed": 1}, {"sent": 2}]
     row = _row(plane, odd)
     assert (row.state, row.attempts, row.payload) == ("failed", 1, None)
     assert "SMTPUTF8" in (row.error or "")
@@ -79,12 +85,12 @@ def test_a_recipient_beyond_ascii_is_refused_before_mail_when_the_server_lacks_s
 def test_a_recipient_beyond_ascii_goes_out_with_smtputf8_when_the_server_offers_it(
         plane: Plane, utf8_smtp: SmtpServer) -> None:
     address = _unicode_address()
-    odd, ordinary = _odd_then_ordinary(plane, address)
     mailer = _mailer(plane, utf8_smtp)
     try:
-        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 3}
+        odd, ordinary, drained = _odd_then_ordinary(plane, mailer, address)
     finally:
         mailer.close()
+    assert drained == [{"sent": 1}, {"sent": 2}]
     assert (_row(plane, odd).state, _row(plane, odd).attempts) == ("sent", 1)
     (received,) = utf8_smtp.handler.to(address)
     assert received.rcpt_tos == [address] and "SMTPUTF8" in received.mail_options
@@ -107,13 +113,13 @@ def test_an_unexpected_error_mid_conversation_drops_the_connection_and_settles_t
         return rcpt(self, recip, options)
 
     monkeypatch.setattr(smtplib.SMTP, "rcpt", failing_rcpt)
-    odd, ordinary = _odd_then_ordinary(plane, poisoned)
     mailer = _mailer(plane, smtp)
     try:
-        # Kept after MAIL with no RSET, the connection would answer the next MAIL with 503.
-        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"failed": 1, "sent": 2}
+        odd, ordinary, drained = _odd_then_ordinary(plane, mailer, poisoned)
     finally:
         mailer.close()
+    # Kept after MAIL with no RSET, the connection would answer the next MAIL with 503.
+    assert drained == [{"failed": 1}, {"sent": 2}]
     row = _row(plane, odd)
     assert (row.state, row.attempts, row.payload) == ("failed", 1, None)
     assert "RuntimeError" in (row.error or "") and _undeliverable(plane, poisoned) is None
@@ -141,9 +147,9 @@ def test_an_error_no_transport_names_settles_the_email_as_a_dead_attempt_and_the
     # As sending.sweep settles an attempt that died: it may have gone, so it is not sent
     # again, unless sending twice delivers once (the Maildir).
     failing = refs.email("flaky")
-    odd, ordinary = _odd_then_ordinary(plane, failing)
     mailer = FlakyMailer(failing, idempotent=idempotent)
-    assert sending.drain(plane.provider, mailer, plane.sealer()) == {state: 1, "sent": 2}
+    odd, ordinary, drained = _odd_then_ordinary(plane, mailer, failing)
+    assert drained == [{state: 1}, {"sent": 2}]
     row = _row(plane, odd)
     assert (row.state, row.attempts) == (state, 1) and "RuntimeError" in (row.error or "")
     assert (row.payload is not None) is idempotent and (row.due_at is not None) is idempotent
