@@ -133,7 +133,8 @@ class SmtpMailer:
 
     def _data(self, connection: smtplib.SMTP, data: bytes) -> None:
         try:
-            connection.data(data)
+            code, reply = connection.data(data)  # smtplib raises for DATA's 354 only, not for this
+            self._check(connection, code, reply, "the message")
         except smtplib.SMTPDataError as exc:
             self._check(connection, exc.smtp_code, exc.smtp_error, "the message")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:

@@ -1,7 +1,8 @@
 """A real SMTP server on 127.0.0.1 for the tests (aiosmtpd), plain or with STARTTLS and login.
 
 It keeps every message it accepted, with how it arrived (TLS, login), and can be told to
-refuse recipients (550), defer the next ones (451), or hold its answer to DATA until
+refuse recipients (550), defer the next ones (451), refuse the next messages once it has
+their data (554), or hold its answer to DATA until
 released: the message is then received in full but not yet acknowledged, which is where a
 test kills the sending worker ("mid-send"). It notes the client connection each message
 came over (a sender keeps one connection for its batches).
@@ -60,6 +61,7 @@ class Handler:
     refuse: set[str] = field(default_factory=set)   # recipients answered 550
     defer: int = 0                                  # the next N recipients answered 451
     defer_mail: int = 0                             # the next N MAIL commands answered 451 (server busy)
+    refuse_data: int = 0                            # the next N messages answered 554 after their data
     holding: bool = False                           # hold the answer to DATA until released
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,9 +90,12 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        """Keep the message (then hold the answer, if told to)."""
+        """Keep the message (then hold the answer, if told to), unless told to refuse it."""
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
         with self.lock:
+            if self.refuse_data > 0:
+                self.refuse_data -= 1
+                return "554 5.7.1 Message refused by content filter"
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content,
                                           session.ssl is not None, login, tuple(session.peer),
                                           tuple(envelope.mail_options)))

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from domain.db.provider import MANAGEMENT
 from domain.identity.services import PasswordSealer
 from domain.notifications import sending
-from domain.notifications.models import EmailDelivery
+from domain.notifications.models import EmailDelivery, UndeliverableAddress
 from domain.notifications.smtp import SmtpMailer
 from tests.integration.notifications.conftest import Plane, group_gone
 from tests.integration.notifications.events import payment_failed
@@ -203,6 +203,26 @@ def test_a_deferred_recipient_is_retried_alone_and_the_batch_goes_on(
     assert {(r.state, r.attempts) for r in rows.values() if r is not deferred} == {("sent", 1)}
     assert sorted(t for m in smtp.handler.received for t in m.rcpt_tos) == sorted(
         a for a in addresses if a != deferred.recipient)
+
+
+def test_a_message_refused_after_its_data_is_settled_failed_and_the_batch_goes_on(
+        plane: Plane, smtp: SmtpServer, mailers: Callable[[], SmtpMailer]) -> None:
+    events = plane.queue_emails(_addresses(3, "filtered"))
+    smtp.handler.refuse_data = 1  # 554 to the end of the first message's data (a content filter)
+    assert sending.drain(plane.provider, mailers(), plane.sealer()) == {"failed": 1, "sent": 2}
+    rows = _rows(plane, events)
+    (refused,) = [r for r in rows if r.state == "failed"]
+    assert (refused.attempts, refused.payload) == (1, None) and "554" in (refused.error or "")
+    assert _undeliverable_count(plane, refused.recipient) == 0  # the message was refused, not the address
+    assert sorted(t for r in smtp.handler.received for t in r.rcpt_tos) == sorted(
+        r.recipient for r in rows if r is not refused)
+    assert len(smtp.handler.connections()) == 1
+
+
+def _undeliverable_count(plane: Plane, address: str) -> int:
+    with plane.provider.management() as session:
+        return int(session.scalar(select(func.count()).select_from(UndeliverableAddress)
+                                  .where(UndeliverableAddress.address == address)) or 0)
 
 
 def test_a_misconfigured_transport_spends_no_attempt_and_the_emails_wait(
