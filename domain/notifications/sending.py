@@ -196,8 +196,10 @@ def _send_one(provider: DataProvider, mailer: Mailer, sealer: Sealer, row: Claim
 def _died(mailer: Mailer, row: Claimed, what: str) -> Settle:
     """An attempt that ended in an error no transport names, settled as ``sweep`` settles one
     that died: it may have gone, so it is not sent again, unless sending twice delivers once."""
-    if mailer.idempotent:
+    if mailer.idempotent and row.age < GIVE_UP_AFTER:
         return Settle(row.id, "retry", f"the transport failed: {what}", pause=backoff(row.attempts + 1))
+    if mailer.idempotent:
+        return Settle(row.id, "failed", f"gave up after {row.attempts + 1} attempts: {what}")
     return Settle(row.id, "unconfirmed", f"the transport failed mid-send, it may have gone: {what}")
 
 

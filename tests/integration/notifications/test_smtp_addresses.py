@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from domain.notifications import sending
 from domain.notifications.mail import Email, Mailer, SendResult
@@ -154,3 +154,17 @@ def test_an_error_no_transport_names_settles_the_email_as_a_dead_attempt_and_the
     assert (row.state, row.attempts) == (state, 1) and "RuntimeError" in (row.error or "")
     assert (row.payload is not None) is idempotent and (row.due_at is not None) is idempotent
     assert sorted(mailer.sent) == sorted(ordinary.values())
+
+
+def test_an_error_no_transport_names_on_an_idempotent_transport_is_not_retried_past_the_give_up_time(
+        plane: Plane) -> None:
+    failing = refs.email("flaky-old")
+    (event,) = plane.queue_emails([failing])
+    with plane.provider.management() as session:  # recorded a day ago (moved back, not waited for)
+        session.execute(update(EmailDelivery).where(EmailDelivery.event_id == event)
+                        .values(created_at=EmailDelivery.created_at - sending.GIVE_UP_AFTER))
+        session.commit()
+    mailer = FlakyMailer(failing, idempotent=True)
+    assert sending.drain(plane.provider, mailer, plane.sealer()) == {"failed": 1}
+    row = _row(plane, event)
+    assert (row.state, row.payload) == ("failed", None) and "gave up" in (row.error or "")
