@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import Uuid, any_, bindparam, func, or_, select, text
+from sqlalchemy import TextClause, Uuid, any_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -35,16 +35,31 @@ T = TypeVar("T")
 MAX_UNIT_DEPTH = 1_000
 MAX_PER_PAGE = 100
 
-# A unit and every unit below it (any depth), within the session's tenant.
+# A unit and every unit below it (any depth), within the session's tenant. The walk goes one
+# level past MAX_UNIT_DEPTH: a row there says the tree is deeper than the cap allows (or
+# loops), so a check cannot conclude anything from a unit the walk did not reach.
 _UNIT_TREE = text("""
 WITH RECURSIVE tree(id, depth) AS (
-    SELECT id, 0 FROM org_units WHERE tenant_id = :tenant AND id = :root
+    SELECT id, 0 FROM org_units WHERE tenant_id = :tenant AND id = :start
     UNION ALL
     SELECT o.id, t.depth + 1 FROM tree t
       JOIN org_units o ON o.tenant_id = :tenant AND o.parent_id = t.id
-     WHERE t.depth < :max_depth
+     WHERE t.depth <= :max_depth
 )
-SELECT id FROM tree
+SELECT id, depth FROM tree
+""")
+
+# A unit and the units above it up to the top (depth 0 = the unit), one level past the cap
+# likewise.
+_UNIT_CHAIN = text("""
+WITH RECURSIVE up(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM org_units WHERE tenant_id = :tenant AND id = :start
+    UNION ALL
+    SELECT o.id, o.parent_id, u.depth + 1 FROM up u
+      JOIN org_units o ON o.tenant_id = :tenant AND o.id = u.parent_id
+     WHERE u.depth <= :max_depth
+)
+SELECT id, depth FROM up
 """)
 
 
@@ -226,13 +241,41 @@ def _unit(session: Session, org_unit_id: uuid.UUID) -> OrgUnit:
     return unit
 
 
+@dataclass(frozen=True)
+class UnitWalk:
+    """Where a walk of the unit tree from one unit went (down to its sub-units, or up to the
+    top): the units reached within ``MAX_UNIT_DEPTH`` levels, the start first, and how many
+    levels that is. ``complete`` is False when there are more levels beyond the cap (a tree
+    deeper than the cap allows, or a loop): what the walk did not reach is then unknown."""
+
+    ids: list[uuid.UUID]
+    levels: int
+    complete: bool
+
+
+def _walk(session: Session, statement: TextClause, start: uuid.UUID) -> UnitWalk:
+    rows = session.execute(statement, {"tenant": tenant_of(session), "start": start,
+                                       "max_depth": MAX_UNIT_DEPTH}).all()
+    if not rows:
+        raise NotFound("no such org unit", field="org_unit_id")
+    ids = [unit_id for unit_id, depth in sorted(rows, key=lambda row: row[1]) if depth <= MAX_UNIT_DEPTH]
+    deepest = max(depth for _, depth in rows)
+    return UnitWalk(ids, min(deepest, MAX_UNIT_DEPTH), deepest <= MAX_UNIT_DEPTH)
+
+
 def unit_tree(session: Session, org_unit_id: uuid.UUID) -> list[uuid.UUID]:
     """An org unit and every unit below it (NotFound for a unit that is not the tenant's)."""
-    found = list(session.scalars(_UNIT_TREE, {"tenant": tenant_of(session), "root": org_unit_id,
-                                               "max_depth": MAX_UNIT_DEPTH}))
-    if not found:
-        raise NotFound("no such org unit", field="org_unit_id")
-    return found
+    return _walk(session, _UNIT_TREE, org_unit_id).ids
+
+
+def unit_subtree(session: Session, org_unit_id: uuid.UUID) -> UnitWalk:
+    """An org unit and the units below it, nearest first, and how deep they go."""
+    return _walk(session, _UNIT_TREE, org_unit_id)
+
+
+def unit_ancestry(session: Session, org_unit_id: uuid.UUID) -> UnitWalk:
+    """An org unit and the units above it, up to the top (``levels``: the unit's depth)."""
+    return _walk(session, _UNIT_CHAIN, org_unit_id)
 
 
 def job_types(session: Session) -> list[JobTypeView]:

@@ -1,8 +1,11 @@
 """Use cases for the organisation's structure: job types and org units (a tree).
 
-Moving a unit is checked against cycles (a unit cannot go under itself or one of its own
-sub-units) with a recursive query while the tenant's structure lock is held, so two
-moves at once cannot make a loop between them.
+Placing a unit under a parent (a new unit, or a move) is checked with recursive queries
+while the tenant's structure lock is held, so two writes at once cannot make a loop or a
+too deep tree between them: a unit cannot go under itself or one of its own sub-units,
+and no unit may be more than ``MAX_UNIT_DEPTH`` levels below the top (the depth every walk
+of the tree reads to). A walk that finds more levels than that (a tree made deeper before
+the cap was held) cannot tell, so the write is refused rather than trusted.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from sqlalchemy.orm import Session
 from domain.employment import queries
 from domain.employment.errors import InUse, InvalidInput
 from domain.employment.models import Employee, JobType, OrgUnit
-from domain.employment.queries import JobTypeView, OrgUnitView
+from domain.employment.queries import MAX_UNIT_DEPTH, JobTypeView, OrgUnitView
 from domain.employment.values import clean_name
 from domain.errors import Conflict, NotFound
 
@@ -93,6 +96,22 @@ def _parent(db: Session, parent_id: uuid.UUID | None) -> None:
         raise NotFound("no such org unit", field="parent_id")
 
 
+def _place(db: Session, unit_id: uuid.UUID | None, parent_id: uuid.UUID) -> None:
+    """Refuse putting a unit (``None``: a new one) under ``parent_id`` if it would close a
+    loop or put a unit deeper than the cap, or if that cannot be known (409, parent_id)."""
+    above = queries.unit_ancestry(db, parent_id)
+    if not above.complete:
+        raise Conflict(f"the units above this parent are more than {MAX_UNIT_DEPTH:,} levels deep, "
+                       "so the place cannot be checked; move the parent higher first", field="parent_id")
+    if unit_id is not None and unit_id in above.ids:
+        raise Conflict("a unit cannot move under itself or one of its own sub-units", field="parent_id")
+    below = queries.unit_subtree(db, unit_id).levels + 1 if unit_id is not None else 1
+    if above.levels + below > MAX_UNIT_DEPTH:
+        raise Conflict(f"units may be at most {MAX_UNIT_DEPTH:,} levels below the top; here "
+                       f"{'the unit or its sub-units' if unit_id else 'the unit'} would be "
+                       f"{above.levels + below:,} levels down", field="parent_id")
+
+
 def _sibling_taken(db: Session, name: str, parent_id: uuid.UUID | None, other_than: uuid.UUID | None) -> None:
     parent = OrgUnit.parent_id.is_(None) if parent_id is None else OrgUnit.parent_id == parent_id
     taken = db.scalar(select(OrgUnit.id).where(parent, func.lower(OrgUnit.name) == name.lower()))
@@ -107,6 +126,8 @@ def create_org_unit(db: Session, tenant_id: uuid.UUID, name: str,
     cleaned = clean_name(name)
     _lock_structure(db)
     _parent(db, parent_id)
+    if parent_id is not None:
+        _place(db, None, parent_id)
     _sibling_taken(db, cleaned, parent_id, None)
     unit = OrgUnit(id=uuid.uuid4(), tenant_id=tenant_id, name=cleaned, parent_id=parent_id)
     db.add(unit)
@@ -123,8 +144,8 @@ def update_org_unit(db: Session, org_unit_id: uuid.UUID, name: str,
     if unit is None:
         raise NotFound("no such org unit", field="org_unit_id")
     _parent(db, parent_id)
-    if parent_id is not None and parent_id in queries.unit_tree(db, org_unit_id):
-        raise Conflict("a unit cannot move under itself or one of its own sub-units", field="parent_id")
+    if parent_id is not None and parent_id != unit.parent_id:  # a rename in place moves nothing
+        _place(db, org_unit_id, parent_id)
     _sibling_taken(db, cleaned, parent_id, org_unit_id)
     unit.name, unit.parent_id = cleaned, parent_id
     db.flush()
