@@ -21,7 +21,7 @@ from domain.employment.values import clean_email
 from domain.errors import NotFound
 from domain.graph import queries as graph_queries
 from domain.graph import services as graph
-from domain.graph.services import CycleRefused, OwnedIds
+from domain.graph.services import CycleRefused, DepthRefused, OwnedIds
 
 REPORTS_TO = "reports_to"
 RELATIONS = (REPORTS_TO, "deputy_of", "mentor_of")
@@ -86,6 +86,8 @@ def set_manager(db: Session, graph_db: Session, tenant_id: uuid.UUID, employee_i
     except CycleRefused as exc:
         raise CycleRefused(f"{exc.reason}: they would report to someone who reports to them",
                            field="manager_email") from None
+    except DepthRefused as exc:
+        raise DepthRefused(exc.reason, field="manager_email") from None
 
 
 def clear_manager(graph_db: Session, tenant_id: uuid.UUID, employee_id: uuid.UUID) -> None:

@@ -7,9 +7,10 @@ its tenant's (``services.OwnedIds``) before the edge is written, so one tenant c
 read, make or remove an edge touching another tenant's GUIDs.
 
 Relations in ``services.TREES`` (``reports_to``) form a forest: one target per source and
-no cycles; a new edge is checked with a recursive query while the tenant's graph lock is
-held, so two concurrent inserts can never close a cycle together. Reads walking the
-graph (chain of command, everyone under a person, a unit's chart) are ``WITH RECURSIVE``
-queries in ``queries``. Messages in: none (callers are other contexts' services and
-handlers); out: none.
+no cycles, and no chain longer than ``queries.MAX_DEPTH`` edges (what every walk reads); a
+new edge is checked with recursive queries while the tenant's graph lock is held, so two
+concurrent inserts can never close a cycle together, and an edge whose check cannot see
+the end of its chain is refused. Reads walking the graph (chain of command, everyone under
+a person, a unit's chart) are ``WITH RECURSIVE`` queries in ``queries``. Messages in: none
+(callers are other contexts' services and handlers); out: none.
 """

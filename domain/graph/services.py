@@ -5,7 +5,10 @@ of some GUIDs belong to its tenant (the owning context's query, e.g. employment'
 ``existing_ids``), and an edge naming any other GUID is refused as not found. Tree
 relations (``TREES``) are checked for cycles with a recursive walk while the tenant's graph
 lock (a transaction-level advisory lock) is held: two requests adding edges to one tenant
-at once take turns, so they cannot close a cycle between them.
+at once take turns, so they cannot close a cycle between them. No chain of a tree relation
+may be longer than ``MAX_DEPTH`` edges, the depth every walk reads to: an edge that would
+make one longer is refused, and so is an edge whose check meets a longer chain (made before
+the cap was held), since the walk cannot see past the cap to rule out a cycle.
 """
 from __future__ import annotations
 
@@ -31,9 +34,14 @@ RELATION = re.compile(r"[a-z][a-z_]{1,39}")
 TREES = frozenset({"reports_to"})
 LOCK_CLASS = 0x67726170  # "grap": the first key of every tenant's graph lock
 
-# True if ``child`` is ``parent`` or above it: an edge child -> parent would close a cycle.
-# (Each step probes by GUID; domain/graph/queries.py says why.)
-_WOULD_CYCLE = text("""
+# Every walk of a tree relation reads MAX_DEPTH edges at most, so no chain may be longer:
+# a check that finds a longer one (or a loop it cannot get out of) cannot tell what lies
+# beyond, and refuses the write. (Each step probes by GUID; domain/graph/queries.py says why.)
+
+# Whether ``child`` is ``parent`` or above it (an edge child -> parent would close a cycle),
+# and how many edges lie above ``parent``: more than :max_depth means the walk stopped at
+# the cap and could not see the rest.
+_ABOVE = text("""
 WITH RECURSIVE up(id, depth) AS (
     SELECT CAST(:parent AS uuid), 0
     UNION ALL
@@ -41,16 +49,27 @@ WITH RECURSIVE up(id, depth) AS (
      CROSS JOIN LATERAL (
         SELECT to_id FROM relation_edges
          WHERE from_id = u.id AND (tenant_id = :tenant AND relation = :relation) IS TRUE OFFSET 0) e
-     WHERE u.id <> :child AND u.depth < :max_depth
+     WHERE u.id <> :child AND u.depth <= :max_depth
 )
-SELECT EXISTS (SELECT 1 FROM up WHERE id = :child)
+SELECT coalesce(bool_or(id = :child), false), max(depth) FROM up
 """)
 
-# True if a walk up from one of ``starts`` comes back to it: a cycle. Any new cycle holds a
-# new edge, whose source is a start, so it is found from there. PostgreSQL evaluates the
-# walk only as far as EXISTS pulls it: a cycle is found after as many steps as it is long,
-# and a walk that ran into a cycle through someone else stops with it.
-_ANY_CYCLE = text("""
+# True if a chain goes more than :room edges down from ``child``.
+_DEEPER_BELOW = text("""
+WITH RECURSIVE down(id, depth) AS (
+    SELECT CAST(:child AS uuid), 0
+    UNION ALL
+    SELECT e.from_id, d.depth + 1 FROM down d
+     CROSS JOIN LATERAL (
+        SELECT from_id FROM relation_edges
+         WHERE to_id = d.id AND (tenant_id = :tenant AND relation = :relation) IS TRUE OFFSET 0) e
+     WHERE d.depth <= :room
+)
+SELECT EXISTS (SELECT 1 FROM down WHERE depth > :room)
+""")
+
+# The walk up from each of ``starts`` (the sources of a batch just written), to the top.
+_WALK_UP = """
 WITH RECURSIVE walk(start, id, depth) AS (
     SELECT e.from_id, e.to_id, 1 FROM relation_edges e
      WHERE e.from_id = ANY(CAST(:starts AS uuid[]))
@@ -60,9 +79,35 @@ WITH RECURSIVE walk(start, id, depth) AS (
      CROSS JOIN LATERAL (
         SELECT to_id FROM relation_edges
          WHERE from_id = w.id AND (tenant_id = :tenant AND relation = :relation) IS TRUE OFFSET 0) e
-     WHERE w.id <> w.start AND w.depth < :max_depth
+     WHERE w.id <> w.start AND w.depth <= :max_depth
+)"""
+
+# True if a walk up from one of ``starts`` comes back to it (a cycle) or goes past the cap.
+# Any new cycle holds a new edge, whose source is a start, so it is found from there.
+# PostgreSQL evaluates the walk only as far as EXISTS pulls it: a cycle is found after as
+# many steps as it is long, and a walk that ran into a cycle through someone else stops with it.
+_ANY_CYCLE = text(_WALK_UP + """
+SELECT EXISTS (SELECT 1 FROM walk WHERE id = start OR depth > :max_depth)
+""")
+
+# True if, with the batch written (and no cycle), some chain through a start is longer than
+# the cap: walked down from the topmost starts (no other start above them; the others are in
+# their subtrees), each from its own depth, so every GUID below them is visited once.
+_ANY_TOO_DEEP = text(_WALK_UP + """,
+tops(id, depth) AS (
+    SELECT start, max(depth) FROM walk GROUP BY start
+    HAVING NOT bool_or(id = ANY(CAST(:starts AS uuid[])))
+),
+down(id, depth) AS (
+    SELECT id, depth FROM tops
+    UNION ALL
+    SELECT e.from_id, d.depth + 1 FROM down d
+     CROSS JOIN LATERAL (
+        SELECT from_id FROM relation_edges
+         WHERE to_id = d.id AND (tenant_id = :tenant AND relation = :relation) IS TRUE OFFSET 0) e
+     WHERE d.depth <= :max_depth
 )
-SELECT EXISTS (SELECT 1 FROM walk WHERE id = start)
+SELECT EXISTS (SELECT 1 FROM down WHERE depth > :max_depth)
 """)
 
 _INSERT_MANY = text("""
@@ -81,6 +126,11 @@ class InvalidRelation(DomainError):
 
 class CycleRefused(Conflict):
     """The edge would close a cycle in a tree relation (409)."""
+
+
+class DepthRefused(Conflict):
+    """The edge would make a chain of a tree relation longer than ``MAX_DEPTH``, or the chain
+    above its target already is, so a cycle check cannot finish (409)."""
 
 
 @dataclass(frozen=True)
@@ -118,12 +168,22 @@ def _owned_or_refuse(owned: OwnedIds, from_id: uuid.UUID, to_id: uuid.UUID) -> N
         raise NotFound("no such employee", field="to_id")
 
 
-def would_cycle(session: Session, tenant_id: uuid.UUID, relation: str, *, child: uuid.UUID,
-                parent: uuid.UUID) -> bool:
-    """True if an edge ``child -> parent`` would close a cycle of ``relation``."""
-    return bool(session.scalar(_WOULD_CYCLE, {"tenant": tenant_id, "relation": relation,
-                                              "child": child, "parent": parent,
-                                              "max_depth": MAX_DEPTH}))
+def tree_refusal(session: Session, tenant_id: uuid.UUID, relation: str, *, child: uuid.UUID,
+                 parent: uuid.UUID) -> CycleRefused | DepthRefused | None:
+    """Why an edge ``child -> parent`` may not join the tree relation ``relation`` (it would
+    close a cycle or make a chain longer than ``MAX_DEPTH``, or that cannot be known), or None."""
+    params = {"tenant": tenant_id, "relation": relation, "child": child, "parent": parent,
+              "max_depth": MAX_DEPTH}
+    cycle, above = session.execute(_ABOVE, params).one()
+    if cycle:
+        return CycleRefused(f"{relation} would close a cycle", field="to_id")
+    if above > MAX_DEPTH:
+        return DepthRefused(f"the {relation} chain above the target is longer than {MAX_DEPTH:,} edges, "
+                            "so this edge cannot be checked", field="to_id")
+    if session.scalar(_DEEPER_BELOW, {**params, "room": MAX_DEPTH - above - 1}):
+        return DepthRefused(f"{relation} chains are at most {MAX_DEPTH:,} edges long; this edge "
+                            "would make one longer", field="to_id")
+    return None
 
 
 def add_edge(session: Session, tenant_id: uuid.UUID, relation: str, *, from_id: uuid.UUID,
@@ -148,9 +208,12 @@ def add_edge(session: Session, tenant_id: uuid.UUID, relation: str, *, from_id: 
         if current is not None and not replace:
             raise Conflict(f"already has a {relation} edge (to {current}); remove it first",
                            field="from_id")
-        if would_cycle(session, tenant_id, relation, child=from_id, parent=to_id):
+        refusal = tree_refusal(session, tenant_id, relation, child=from_id, parent=to_id)
+        if isinstance(refusal, CycleRefused):
             raise CycleRefused(f"{relation} would close a cycle: {to_id} is already under {from_id}",
                                field="to_id")
+        if refusal is not None:
+            raise refusal
         if current is not None:
             _remove_sources(session, tenant_id, relation, [from_id])
     session.execute(insert(Edge).values(tenant_id=tenant_id, relation=relation, from_id=from_id,
@@ -164,8 +227,9 @@ def set_targets(session: Session, tenant_id: uuid.UUID, relation: str,
     if it had another); return the pairs refused (an unknown GUID, a cycle).
 
     Idempotent: a pair already in the graph changes nothing. The batch is written at once
-    and checked with one recursive walk; only if that walk finds a cycle are the pairs
-    written one by one, in order, each checked on its own.
+    and checked with one walk up (cycles, chains past ``MAX_DEPTH``) and one down (chains
+    made too long); only if either finds a problem are the pairs written one by one, in
+    order, each checked on its own.
     """
     check_relation(relation)
     if relation not in TREES:
@@ -186,13 +250,14 @@ def set_targets(session: Session, tenant_id: uuid.UUID, relation: str,
         return refused
     with session.begin_nested() as batch:
         _write(session, tenant_id, relation, changes, moved=[s for s in changes if s in current])
-        if not session.scalar(_ANY_CYCLE, {"tenant": tenant_id, "relation": relation,
-                                           "starts": list(changes), "max_depth": MAX_DEPTH}):
+        params = {"tenant": tenant_id, "relation": relation, "starts": list(changes), "max_depth": MAX_DEPTH}
+        if not session.scalar(_ANY_CYCLE, params) and not session.scalar(_ANY_TOO_DEEP, params):
             return sorted(refused, key=lambda r: r.index)
         batch.rollback()
     for source, (index, target) in sorted(changes.items(), key=lambda item: item[1][0]):
-        if would_cycle(session, tenant_id, relation, child=source, parent=target):
-            refused.append(Refusal(index, "to_id", f"{relation} would close a cycle"))
+        refusal = tree_refusal(session, tenant_id, relation, child=source, parent=target)
+        if refusal is not None:
+            refused.append(Refusal(index, "to_id", refusal.reason))
         else:
             _write(session, tenant_id, relation, {source: (index, target)},
                    moved=[source] if source in current else [])

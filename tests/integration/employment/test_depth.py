@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
+from domain.employment import relations
 from domain.employment.models import OrgUnit
 from domain.employment.queries import MAX_UNIT_DEPTH
-from tests.integration.employment.conftest import API, Org, Plane
+from domain.employment.relations import REPORTS_TO
+from domain.graph import queries as graph_queries
+from domain.graph import services as graph
+from domain.graph.queries import MAX_DEPTH
+from tests.integration.employment.conftest import API, Org, Plane, add_people, edge_count
 from tests.integration.web.helpers import assert_refused
 
 
@@ -76,3 +82,48 @@ def test_a_unit_tree_deeper_than_the_cap_takes_no_loop_and_grows_no_deeper(
     renamed = api.put(f"{API}/org-units/{bottom}", json={"name": "Renamed", "parent_id": str(chain[-2])},
                       headers=org.auth())
     assert renamed.status_code == 200, renamed.json
+
+
+def reporting_chain(plane: Plane, org: Org, guids: list[uuid.UUID]) -> None:
+    """Each of ``guids`` reports to the next, written into the graph in one statement."""
+    with plane.provider.management() as graph_db:
+        graph_db.execute(text("""
+            INSERT INTO relation_edges (tenant_id, relation, from_id, to_id)
+            SELECT :tenant, 'reports_to', pair.from_id, pair.to_id
+              FROM unnest(CAST(:sources AS uuid[]), CAST(:targets AS uuid[])) AS pair(from_id, to_id)"""),
+                         {"tenant": org.id, "sources": guids[:-1], "targets": guids[1:]})
+        graph_db.commit()
+
+
+def _link(api: FlaskClient, org: Org, source: uuid.UUID, target: uuid.UUID) -> Any:
+    body = {"relation": "reports_to", "from_id": str(source), "to_id": str(target)}
+    return api.post(f"{API}/relations", json=body, headers=org.auth())
+
+
+def test_a_reporting_chain_past_the_cap_takes_no_cycle_and_grows_no_longer(
+        plane: Plane, make_org: Callable[[], Org]) -> None:
+    org, api = make_org(), plane.client()
+    people = add_people(plane.provider, org.id, 9, unit_id=None, prefix="deep")
+    (x0, x1, x2, x3, top, z, w, v, u), emails = [p for p, _ in people], dict(people)
+    # x0 -> x1 -> x2 -> x3 -> ... -> top: MAX_DEPTH + 2 edges (the middle GUIDs are nobody's).
+    reporting_chain(plane, org, [x0, x1, x2, x3, *(uuid.uuid4() for _ in range(MAX_DEPTH - 2)), top])
+    edges = edge_count(plane.provider, org.id)
+    # The top reporting to the bottom closes a cycle the walk up from x0 cannot reach.
+    assert "cannot be checked" in assert_refused(_link(api, org, top, x0), 409, "to_id")["reason"]
+    change = {"name": "Top", "work_email": emails[top], "status": "active", "manager_email": emails[x0]}
+    assert_refused(api.put(f"{API}/employees/{top}", json=change, headers=org.auth()), 409, "manager_email")
+    # x2 has MAX_DEPTH edges above: nobody may report to them; x3 has one fewer.
+    assert "at most 10,000 edges" in assert_refused(_link(api, org, z, x2), 409, "to_id")["reason"]
+    assert _link(api, org, z, x3).status_code == 201
+    assert edge_count(plane.provider, org.id) == edges + 1
+    # The import's batch path: v reports to w, so w may not go under x3; u may.
+    assert _link(api, org, v, w).status_code == 201
+    with plane.provider.tenant(org.id) as db, plane.provider.management() as graph_db:
+        refused = graph.set_targets(graph_db, org.id, REPORTS_TO, [(top, x0), (w, x3), (u, x3)],
+                                    owned=relations.owned_by(db))
+        graph_db.commit()
+        db.commit()
+    assert [(r.index, r.field) for r in refused] == [(0, "to_id"), (1, "to_id")]
+    assert "cannot be checked" in refused[0].reason and "at most 10,000" in refused[1].reason
+    with plane.provider.management() as graph_db:
+        assert graph_queries.targets(graph_db, org.id, REPORTS_TO, [top, w, u]) == {u: x3}
