@@ -5,7 +5,9 @@
 checks every row (``rows``) and applies it in two passes of ``BATCH`` rows:
 
 - employees: valid rows are upserted by work email (a row that changes nothing writes
-  nothing), bad rows become problems with their line and reason;
+  nothing), bad rows become problems with their line and reason. Only the columns the
+  header names are set on an employee that exists: a column left out keeps its value
+  (``rows`` says what an empty cell means);
 - managers: each valid row with a ``manager_email`` becomes a ``reports_to`` edge in the
   relation graph once every employee exists (a cycle or an unknown manager is a problem).
 
@@ -23,13 +25,15 @@ Operators (and the crash drill) can hold every import before a batch by taking
 """
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, literal_column, select, text, tuple_
+from sqlalchemy import any_, bindparam, func, literal_column, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 BATCH = 1_000
 CHECKPOINT_CLASS = 0x696D706F  # "impo": the first key of every import checkpoint lock
 _COLUMNS = ("name", "work_email", "job_type_id", "org_unit_id", "start_date", "end_date", "status")
+# The employee column each column of a file sets on an employee that exists.
+_SETS = {"name": "name", "job_type": "job_type_id", "org_unit": "org_unit_id", "start_date": "start_date",
+         "end_date": "end_date", "status": "status"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ def record_import(db: Session, tenant_id: uuid.UUID, filename: str, data: bytes,
     The file is checked by content first: UTF-8 CSV, a header of known columns with the
     required ones, 1 to ``rows.MAX_ROWS`` rows (InvalidInput naming ``file``)."""
     content = rows.decode(data)
-    records = rows.read(content)
+    records = rows.read(content).records
     if not records:
         raise InvalidInput("the file has no employees below its header line", field=rows.FILE)
     base = (filename or "upload.csv").replace("\\", "/").rsplit("/", 1)[-1]
@@ -128,6 +135,7 @@ class _Run:
                  batch: int) -> None:
         self.provider, self.tenant_id, self.id, self.batch = provider, tenant_id, import_id, batch
         self.checked: list[Checked] = []
+        self.updates: tuple[str, ...] = ()
 
     def run(self) -> RunOutcome:
         """Check the file, then apply what is left of it, batch by batch."""
@@ -138,7 +146,9 @@ class _Run:
             reference = _reference(db)
             db.commit()
         try:
-            self.checked = rows.check(rows.read(content), reference)
+            sheet = rows.read(content)
+            self.checked = rows.check(sheet.records, reference)
+            self.updates = _updated_columns(sheet.columns)
         except DomainError as exc:  # the file passed at upload; a bug or a hand-edited row
             return self._fail(exc.reason)
         while phase == "employees":
@@ -169,10 +179,11 @@ class _Run:
                 return job.phase  # another run moved on meanwhile
             end = min(start + self.batch, job.rows_total)
             part = self.checked[start:end]
-            valid = [r for r in part if isinstance(r, ValidRow)]
-            created, updated = _upsert(db, self.tenant_id, valid)
+            valid, misfits = _dates_fit(db, [r for r in part if isinstance(r, ValidRow)], self.updates)
+            created, updated = _upsert(db, self.tenant_id, valid, self.updates)
             _record_problems(db, self.tenant_id, self.id,
-                             [p for r in part if not isinstance(r, ValidRow) for p in r])
+                             [p for r in part if not isinstance(r, ValidRow) for p in r] + misfits)
+            self._refuse(start, end, misfits)
             job.created += created
             job.updated += updated
             job.unchanged += len(valid) - created - updated
@@ -183,6 +194,14 @@ class _Run:
             job.updated_at = utcnow()
             db.commit()
             return job.phase
+
+    def _refuse(self, start: int, end: int, problems: list[Problem]) -> None:
+        """Rows of ``start:end`` refused while applied: no reporting line is set for them."""
+        by_line = {p.line: p for p in problems}
+        for index in range(start, end):
+            row = self.checked[index]
+            if isinstance(row, ValidRow) and row.line in by_line:
+                self.checked[index] = (by_line[row.line],)
 
     def _managers(self) -> str:
         with self.provider.tenant(self.tenant_id) as db, self.provider.management() as graph_db:
@@ -235,27 +254,64 @@ def _reference(db: Session) -> Reference:
     return Reference(job_types, units)
 
 
+def _updated_columns(columns: Collection[str]) -> tuple[str, ...]:
+    """The employee columns a file with these columns sets on an employee that exists."""
+    return tuple(_SETS[c] for c in rows.COLUMNS if c in columns and c in _SETS)
+
+
 # Insert or update by work email; a row that changes nothing is neither written nor
-# returned (the ON CONFLICT ... WHERE skips it). Built once, bound per batch (executemany:
-# SQLAlchemy sends a batch as one multi-row INSERT compiled once).
-_NEW = pg_insert(Employee).excluded
-_UPSERT = pg_insert(Employee).on_conflict_do_update(
-    constraint="uq_employees_tenant_id",
-    set_={**{c: getattr(_NEW, c) for c in _COLUMNS if c != "work_email"}, "updated_at": func.now()},
-    where=tuple_(*(getattr(Employee, c) for c in _COLUMNS if c != "work_email")).is_distinct_from(
-        tuple_(*(getattr(_NEW, c) for c in _COLUMNS if c != "work_email"))),
-).returning(literal_column("xmax = 0"))
+# returned (the ON CONFLICT ... WHERE skips it). Built once per set of columns a file has,
+# bound per batch (executemany: SQLAlchemy sends a batch as one multi-row INSERT compiled once).
+@functools.cache
+def _upsert_statement(updates: tuple[str, ...]) -> Insert:
+    new = pg_insert(Employee).excluded
+    return pg_insert(Employee).on_conflict_do_update(
+        constraint="uq_employees_tenant_id",
+        set_={**{c: getattr(new, c) for c in updates}, "updated_at": func.now()},
+        where=tuple_(*(getattr(Employee, c) for c in updates)).is_distinct_from(
+            tuple_(*(getattr(new, c) for c in updates))),
+    ).returning(literal_column("xmax = 0"))
 
 
-def _upsert(db: Session, tenant_id: uuid.UUID, valid: list[ValidRow]) -> tuple[int, int]:
-    """Insert or update ``valid`` by work email; (created, updated)."""
+def _upsert(db: Session, tenant_id: uuid.UUID, valid: list[ValidRow],
+            updates: tuple[str, ...]) -> tuple[int, int]:
+    """Insert or update ``valid`` by work email, setting ``updates`` on those that exist;
+    (created, updated)."""
     if not valid:
         return 0, 0
     values = [{"id": uuid.uuid4(), "tenant_id": tenant_id, **{c: getattr(r, c) for c in _COLUMNS}}
               for r in valid]
-    inserted = list(db.scalars(_UPSERT, values))
+    inserted = list(db.scalars(_upsert_statement(updates), values))
     created = sum(1 for flag in inserted if flag)
     return created, len(inserted) - created
+
+
+def _dates_fit(db: Session, valid: list[ValidRow], updates: tuple[str, ...]) -> tuple[list[ValidRow],
+                                                                                         list[Problem]]:
+    """The rows whose date fits the other date their employee keeps, when a file has one of
+    start_date and end_date; the others as problems (an end before the start would break
+    the table's check, and with it the whole batch). The employees are locked until the
+    batch commits, so the dates kept cannot change before the upsert."""
+    given = {"start_date", "end_date"} & set(updates)
+    if len(given) != 1 or not valid:
+        return valid, []
+    emails = bindparam("emails", [r.work_email for r in valid], type_=ARRAY(Employee.work_email.type))
+    kept = {email: (start, end) for email, start, end in db.execute(
+        select(Employee.work_email, Employee.start_date, Employee.end_date)
+        .where(Employee.work_email == any_(emails)).order_by(Employee.id).with_for_update())}
+    fit: list[ValidRow] = []
+    problems: list[Problem] = []
+    for row in valid:
+        start, end = kept.get(row.work_email, (None, None))
+        if "start_date" in given and row.start_date and end and end < row.start_date:
+            problems.append(Problem(row.line, "start_date",
+                                    f"must not be after the end date the employee has ({end})"))
+        elif "end_date" in given and row.end_date and start and row.end_date < start:
+            problems.append(Problem(row.line, "end_date",
+                                    f"must not be before the start date the employee has ({start})"))
+        else:
+            fit.append(row)
+    return fit, problems
 
 
 def _set_managers(db: Session, graph_db: Session, tenant_id: uuid.UUID,

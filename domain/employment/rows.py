@@ -5,6 +5,12 @@ columns, the required ones present, not too many rows); each row is checked by t
 with the same rules as the API and the forms (``services``), so every way in refuses the
 same values for the same reasons. A problem names the file's line (the header is line 1)
 and the column.
+
+Only the columns the header names are applied to an employee the file finds by work email:
+a column left out keeps what the employee has. An empty cell in a column the header names
+(or a row shorter than the header) clears that field: no job type, no org unit, no start
+or end date; an empty ``status`` is ``active``, and an empty ``manager_email`` leaves the
+reporting line as it is. A new employee gets the same from the columns left out.
 """
 from __future__ import annotations
 
@@ -38,6 +44,14 @@ class Record:
     line: int
     values: Mapping[str, str]
     extra_cells: int = 0  # cells beyond the header's columns
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A file as read: the columns its header names, and its rows."""
+
+    columns: tuple[str, ...]
+    records: list[Record]
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,9 @@ def _lines(text: str) -> Iterator[str]:
         yield line
 
 
-def read(text: str) -> list[Record]:
-    """The file's rows (blank lines skipped); InvalidInput naming ``file`` for a bad header."""
+def read(text: str) -> Sheet:
+    """The file's columns and rows (blank lines skipped); InvalidInput naming ``file`` for a
+    bad header."""
     reader = csv.reader(_lines(text), strict=True)
     try:
         first = next(reader, None)
@@ -133,7 +148,7 @@ def read(text: str) -> list[Record]:
             line = reader.line_num + 1
     except csv.Error as exc:
         raise InvalidInput(f"line {reader.line_num}: the CSV cannot be read ({exc})", field=FILE) from None
-    return records
+    return Sheet(tuple(columns), records)
 
 
 def check(records: list[Record], reference: Reference) -> list[Checked]:

@@ -115,7 +115,7 @@ def _record(filename: str, data: bytes) -> ImportView:
 @bp.post("/api/v1/employment/imports")
 @requires(WRITE)
 @doc("Import employees from a CSV file (multipart field 'file'); columns: "
-     + ", ".join(rows.COLUMNS), auth=True,
+     + ", ".join(rows.COLUMNS) + " (a column left out keeps what existing employees have)", auth=True,
      responses={202: ImportAccepted, 413: "larger than 10 MB", 415: "not multipart/form-data",
                 422: "not a CSV file of known columns"})
 def upload_import() -> Any:

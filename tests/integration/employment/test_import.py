@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -223,3 +224,43 @@ def test_an_upload_nobody_may_send_is_refused_before_its_body_is_read(plane: Pla
                            content_type=f"multipart/form-data; boundary={boundary}")
     assert response.status_code == status, response.get_data(as_text=True)[:300]
     assert body.taken == 0
+
+
+def _person(plane: Plane, org: Org, email: str) -> tuple[Any, ...]:
+    with plane.provider.tenant(org.id) as db, plane.provider.management() as graph_db:
+        view = queries.employee(db, queries.ids_by_email(db, [email])[email])
+        manager = graph_queries.targets(graph_db, org.id, "reports_to", [view.id]).get(view.id)
+    return (view.name, view.job_type, view.org_unit, str(view.start_date), str(view.end_date), view.status,
+            manager)
+
+
+def test_a_file_without_some_columns_keeps_what_employees_have_there(
+        api: FlaskClient, plane: Plane, org: Org, worker: processes.Process) -> None:
+    ann, ben = "ann@columns.example.com", "ben@columns.example.com"
+    full = ("name,work_email,job_type,org_unit,start_date,end_date,status,manager_email\n"
+            f"Ben,{ben},Engineer,Platform,2019-01-01,,active,\n"
+            f"Ann,{ann},Engineer,Platform,2020-01-01,2030-12-31,on_leave,{ben}\n").encode()
+    assert finished(api, org, upload(api, org, full, name="full.csv")["id"])["created"] == 2
+    with plane.provider.tenant(org.id) as db:
+        ben_id = queries.ids_by_email(db, [ben])[ben]
+    assert _person(plane, org, ben)[-1] is None
+    assert _person(plane, org, ann) == ("Ann", "Engineer", "Platform", "2020-01-01", "2030-12-31", "on_leave",
+                                        ben_id)
+    # Names only: Ann's new name is all that changes; Ben is unchanged.
+    names = f"name,work_email\nAnn Smith,{ann}\nBen,{ben}\n".encode()
+    done = finished(api, org, upload(api, org, names, name="names.csv")["id"])
+    assert (done["status"], done["created"], done["updated"], done["unchanged"]) == ("completed", 0, 1, 1)
+    assert _person(plane, org, ann) == ("Ann Smith", "Engineer", "Platform", "2020-01-01", "2030-12-31",
+                                        "on_leave", ben_id)
+    # An empty cell of a column the file has still clears the field (as before); the rest is kept.
+    cleared = f"name,work_email,job_type,end_date\nAnn Smith,{ann},,\n".encode()
+    assert finished(api, org, upload(api, org, cleared, name="cleared.csv")["id"])["updated"] == 1
+    assert _person(plane, org, ann) == ("Ann Smith", None, "Platform", "2020-01-01", "None", "on_leave",
+                                        ben_id)
+    # One date alone is checked against the other date the employee keeps.
+    early = f"name,work_email,end_date\nBen,{ben},2018-06-30\n".encode()
+    done = finished(api, org, upload(api, org, early, name="early.csv")["id"])
+    assert (done["updated"], done["failed"]) == (0, 1)
+    assert [(p["line"], p["field"]) for p in done["problems"]] == [(2, "end_date")]
+    assert "2019-01-01" in done["problems"][0]["reason"]
+    assert _person(plane, org, ben)[3:5] == ("2019-01-01", "None")
