@@ -16,7 +16,9 @@ its effects, after taking the import's row lock and checking the checkpoint is s
 where the batch started, so a batch is applied once whatever dies when. A run holds a
 session-level advisory lock for its import: a second delivery of the command (the relay
 re-sends it once the lease passed) finds it busy and leaves it, and a run that died frees
-it with its connection, so the next delivery resumes after the last committed batch.
+it with its connection, so the next delivery resumes after the last committed batch. A
+copy that takes the lock after the import ended (it read the import before) finds it
+finished under the lock and leaves it as it is.
 Re-importing a file that was applied changes nothing.
 
 Operators (and the crash drill) can hold every import before a batch by taking
@@ -140,7 +142,9 @@ class _Run:
     def run(self) -> RunOutcome:
         """Check the file, then apply what is left of it, batch by batch."""
         with self.provider.tenant(self.tenant_id) as db:
-            job = self._job(db)
+            job = self._job(db, lock=True)
+            if job.status in ("completed", "failed"):  # a copy of the command that took the lock late
+                return RunOutcome(job.status)
             job.status, job.updated_at = "running", utcnow()
             content, phase = job.content, job.phase
             reference = _reference(db)
