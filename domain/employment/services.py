@@ -4,6 +4,10 @@ Each takes the tenant's session (``db``) and, where reporting lines change, the 
 graph's session (``graph_db``, the management database); the caller commits both, the
 graph first (see ``relations``). Deleting an employee records ``EmployeeDeleted`` in the
 same transaction: its subscriber removes the person's edges from the graph.
+
+The job type and org unit an employee is given are read FOR KEY SHARE: one being deleted
+meanwhile is waited for and then not found (404), and a delete that comes second waits and
+then finds the employee (409, in use).
 """
 from __future__ import annotations
 
@@ -50,15 +54,21 @@ def _checked(db: Session, fields: EmployeeFields) -> dict[str, object]:
         "start_date": fields.start_date, "end_date": fields.end_date,
         "status": check_status(fields.status)}
     check_dates(fields.start_date, fields.end_date)
-    if fields.job_type_id is not None and db.get(JobType, fields.job_type_id) is None:
+    if fields.job_type_id is not None and not _held(db, JobType, fields.job_type_id):
         raise NotFound("no such job type", field="job_type_id")
-    if fields.org_unit_id is not None and db.get(OrgUnit, fields.org_unit_id) is None:
+    if fields.org_unit_id is not None and not _held(db, OrgUnit, fields.org_unit_id):
         raise NotFound("no such org unit", field="org_unit_id")
     if fields.manager_email:
         manager = clean_email(fields.manager_email, field="manager_email")
         if manager == values["work_email"]:
             raise InvalidInput("an employee cannot report to themselves", field="manager_email")
     return values
+
+
+def _held(db: Session, model: type[JobType] | type[OrgUnit], row_id: uuid.UUID) -> bool:
+    """True if the tenant has the row; it cannot be deleted until the transaction ends."""
+    query = select(model.id).where(model.id == row_id).with_for_update(read=True, key_share=True)
+    return db.scalar(query) is not None
 
 
 def _email_taken(db: Session, email: str, other_than: uuid.UUID | None) -> None:

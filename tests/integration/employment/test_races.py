@@ -1,0 +1,81 @@
+"""Employment writes that race, through the API on real PostgreSQL: each side is held in an
+open transaction until the other is seen waiting on a lock (pg_stat_activity), then let go.
+
+- An employee given a job type or an org unit whose deletion is under way: once the delete
+  commits the answer is 404 naming the field, not a foreign key violation (500).
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from domain.employment import queries, structure
+from domain.tenancy.copying import connect
+from tests.integration.employment.conftest import API, Org, Plane, add_people
+from tests.integration.web.helpers import assert_refused
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture(scope="module")
+def org(make_org: Callable[[], Org]) -> Org:
+    """The module's organisation."""
+    return make_org()
+
+
+def lock_waiters(plane: Plane) -> int:
+    """How many sessions of the trial database wait for a lock (row, advisory, ...)."""
+    with connect(plane.provider.url_of("trial"), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def in_thread(plane: Plane, calls: dict[str, Callable[[Any], Any]]) -> tuple[list[threading.Thread],
+                                                                            dict[str, Any]]:
+    """Start one thread per call, each with a test client of its own; their answers by name."""
+    answers: dict[str, Any] = {}
+
+    def run(name: str, call: Callable[[Any], Any]) -> None:
+        try:
+            answers[name] = call(plane.client())
+        except Exception as exc:  # noqa: BLE001 - a 500 raised in the app is the test's to show
+            answers[name] = exc
+
+    threads = [threading.Thread(target=run, args=item) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+@pytest.mark.parametrize("field", ["job_type_id", "org_unit_id"])
+def test_an_employee_given_what_is_being_deleted_is_not_found(plane: Plane, org: Org, field: str) -> None:
+    tag = uuid.uuid4().hex[:6]
+    with plane.provider.tenant(org.id) as db:
+        job = structure.create_job_type(db, org.id, f"Doomed {tag}")
+        unit = structure.create_org_unit(db, org.id, f"Doomed {tag}", None)
+        db.commit()
+    (person, email), = add_people(plane.provider, org.id, 1, unit_id=None, prefix=f"race-{tag}")
+    body = {"name": "Someone", "work_email": email, "status": "active"}
+    if field == "job_type_id":  # a new employee with the job type
+        body.update(work_email=f"new-{tag}@example.com", job_type_id=str(job.id))
+        call = lambda api: api.post(f"{API}/employees", json=body, headers=org.auth())  # noqa: E731
+    else:  # someone moved to the unit
+        body.update(org_unit_id=str(unit.id))
+        call = lambda api: api.put(f"{API}/employees/{person}", json=body, headers=org.auth())  # noqa: E731
+    with plane.provider.tenant(org.id) as deleting:
+        if field == "job_type_id":
+            structure.delete_job_type(deleting, job.id)
+        else:
+            structure.delete_org_unit(deleting, unit.id)
+        threads, answers = in_thread(plane, {"write": call})
+        wait_for(lambda: lock_waiters(plane) == 1, message="the write to wait for the delete")
+        deleting.commit()
+    threads[0].join(30)
+    assert_refused(answers["write"], 404, field)
+    with plane.provider.tenant(org.id) as db:
+        assert queries.employee(db, person).org_unit_id is None
+        assert f"new-{tag}@example.com" not in queries.ids_by_email(db, [f"new-{tag}@example.com"])
