@@ -7,7 +7,9 @@ same transaction: its subscriber removes the person's edges from the graph.
 
 The job type and org unit an employee is given are read FOR KEY SHARE: one being deleted
 meanwhile is waited for and then not found (404), and a delete that comes second waits and
-then finds the employee (409, in use).
+then finds the employee (409, in use). A change of manager locks the two people in the
+order of their ids before anything else, so two requests making two people each other's
+manager queue instead of deadlocking, and the second is refused as a cycle (409).
 """
 from __future__ import annotations
 
@@ -103,7 +105,7 @@ def create_employee(db: Session, graph_db: Session, tenant_id: uuid.UUID,
 def update_employee(db: Session, graph_db: Session, tenant_id: uuid.UUID, employee_id: uuid.UUID,
                     fields: EmployeeFields) -> EmployeeView:
     """Replace an employee's details (their reporting line too, if a manager is given)."""
-    employee = db.get(Employee, employee_id, with_for_update=True)
+    employee = _lock_people(db, employee_id, _manager_id(db, fields.manager_email))
     if employee is None:
         raise NotFound("no such employee", field="employee_id")
     values = _checked(db, fields)
@@ -116,6 +118,30 @@ def update_employee(db: Session, graph_db: Session, tenant_id: uuid.UUID, employ
         _flush(db, employee)
     _reporting_line(db, graph_db, tenant_id, employee_id, fields.manager_email)
     return queries.employee(db, employee_id)
+
+
+def _manager_id(db: Session, manager_email: str | None) -> uuid.UUID | None:
+    """Who ``manager_email`` names, if it is a well-formed email of one of the tenant's
+    employees (anything else is refused later, in the order the checks go)."""
+    if not manager_email:
+        return None
+    try:
+        email = clean_email(manager_email, field="manager_email")
+    except InvalidInput:
+        return None
+    return queries.ids_by_email(db, [email]).get(email)
+
+
+def _lock_people(db: Session, employee_id: uuid.UUID, manager_id: uuid.UUID | None) -> Employee | None:
+    """The employee, locked FOR UPDATE, and their new manager locked FOR SHARE (as the
+    graph's ownership check locks them), in the order of their ids."""
+    employee = None
+    for person in sorted({employee_id} | ({manager_id} if manager_id else set())):
+        if person == employee_id:
+            employee = db.get(Employee, employee_id, with_for_update=True)
+        else:
+            db.execute(select(Employee.id).where(Employee.id == person).with_for_update(read=True))
+    return employee
 
 
 def _reporting_line(db: Session, graph_db: Session, tenant_id: uuid.UUID, employee_id: uuid.UUID,

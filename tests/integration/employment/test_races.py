@@ -3,6 +3,8 @@ open transaction until the other is seen waiting on a lock (pg_stat_activity), t
 
 - An employee given a job type or an org unit whose deletion is under way: once the delete
   commits the answer is 404 naming the field, not a foreign key violation (500).
+- Two requests making two people each other's manager at once: one is written, the other
+  is refused as a cycle (409 naming manager_email), not a deadlock (500).
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from domain.db.provider import write_lock_key
 from domain.employment import queries, structure
+from domain.graph import queries as graph_queries
 from domain.tenancy.copying import connect
 from tests.integration.employment.conftest import API, Org, Plane, add_people
 from tests.integration.web.helpers import assert_refused
@@ -79,3 +83,28 @@ def test_an_employee_given_what_is_being_deleted_is_not_found(plane: Plane, org:
     with plane.provider.tenant(org.id) as db:
         assert queries.employee(db, person).org_unit_id is None
         assert f"new-{tag}@example.com" not in queries.ids_by_email(db, [f"new-{tag}@example.com"])
+
+
+def test_two_people_made_each_others_manager_at_once_make_no_deadlock(plane: Plane, org: Org) -> None:
+    (x, x_email), (m, m_email) = add_people(plane.provider, org.id, 2, unit_id=None, prefix="mutual")
+
+    def manage(person: uuid.UUID, email: str, manager_email: str) -> Callable[[Any], Any]:
+        body = {"name": "Renamed", "work_email": email, "status": "active", "manager_email": manager_email}
+        return lambda api: api.put(f"{API}/employees/{person}", json=body, headers=org.auth())
+
+    # Both are held at the tenant's write gate (its lock taken here), each with what it
+    # locked before its first write; then let go together.
+    with connect(plane.provider.url_of("trial"), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (write_lock_key(org.id),))
+        threads, answers = in_thread(plane, {"x": manage(x, x_email, m_email),
+                                             "m": manage(m, m_email, x_email)})
+        wait_for(lambda: lock_waiters(plane) == 2, message="both requests to wait")
+        holder.execute("SELECT pg_advisory_unlock(%s)", (write_lock_key(org.id),))
+    for thread in threads:
+        thread.join(30)
+    statuses = sorted(getattr(a, "status_code", repr(a)) for a in answers.values())
+    assert statuses == [200, 409], answers
+    refused = next(a for a in answers.values() if a.status_code == 409)
+    assert "cycle" in assert_refused(refused, 409, "manager_email")["reason"]
+    with plane.provider.management() as graph_db:
+        assert len(graph_queries.targets(graph_db, org.id, "reports_to", [x, m])) == 1
