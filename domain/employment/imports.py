@@ -8,8 +8,11 @@ checks every row (``rows``) and applies it in two passes of ``BATCH`` rows:
   nothing), bad rows become problems with their line and reason. Only the columns the
   header names are set on an employee that exists: a column left out keeps its value
   (``rows`` says what an empty cell means);
-- managers: each valid row with a ``manager_email`` becomes a ``reports_to`` edge in the
-  relation graph once every employee exists (a cycle or an unknown manager is a problem).
+- managers: each row with a ``manager_email`` whose employee was applied (its line has no
+  problem) becomes a ``reports_to`` edge in the relation graph once every employee exists
+  (a cycle or an unknown manager is a problem). This pass reads only the two emails and
+  the recorded problems, so a run resuming it decides as the first run did, whatever
+  job types or units were renamed or deleted in between.
 
 Each batch moves its checkpoint (``rows_done`` / ``managers_done``) in the transaction of
 its effects, after taking the import's row lock and checking the checkpoint is still
@@ -46,7 +49,7 @@ from domain.employment.errors import InvalidInput
 from domain.employment.models import Employee, ImportJob, ImportProblem, JobType, OrgUnit
 from domain.employment.queries import ImportView
 from domain.employment.relations import REPORTS_TO, owned_by
-from domain.employment.rows import Checked, Problem, Reference, ValidRow
+from domain.employment.rows import Checked, ManagerRow, Problem, Reference, Sheet, ValidRow
 from domain.errors import DomainError, NotFound
 from domain.graph import services as graph
 from domain.messaging import outbox
@@ -136,8 +139,10 @@ class _Run:
     def __init__(self, provider: DataProvider, tenant_id: uuid.UUID, import_id: uuid.UUID,
                  batch: int) -> None:
         self.provider, self.tenant_id, self.id, self.batch = provider, tenant_id, import_id, batch
-        self.checked: list[Checked] = []
+        self.sheet = Sheet((), [])
+        self.checked: list[Checked] = []  # the employees phase's rows
         self.updates: tuple[str, ...] = ()
+        self.reporting: list[ManagerRow | None] | None = None  # the managers phase's, once known
 
     def run(self) -> RunOutcome:
         """Check the file, then apply what is left of it, batch by batch."""
@@ -147,12 +152,13 @@ class _Run:
                 return RunOutcome(job.status)
             job.status, job.updated_at = "running", utcnow()
             content, phase = job.content, job.phase
-            reference = _reference(db)
+            reference = _reference(db) if phase == "employees" else None
             db.commit()
         try:
-            sheet = rows.read(content)
-            self.checked = rows.check(sheet.records, reference)
-            self.updates = _updated_columns(sheet.columns)
+            self.sheet = rows.read(content)
+            if reference is not None:
+                self.checked = rows.check(self.sheet.records, reference)
+            self.updates = _updated_columns(self.sheet.columns)
         except DomainError as exc:  # the file passed at upload; a bug or a hand-edited row
             return self._fail(exc.reason)
         while phase == "employees":
@@ -187,7 +193,6 @@ class _Run:
             created, updated = _upsert(db, self.tenant_id, valid, self.updates)
             _record_problems(db, self.tenant_id, self.id,
                              [p for r in part if not isinstance(r, ValidRow) for p in r] + misfits)
-            self._refuse(start, end, misfits)
             job.created += created
             job.updated += updated
             job.unchanged += len(valid) - created - updated
@@ -199,14 +204,6 @@ class _Run:
             db.commit()
             return job.phase
 
-    def _refuse(self, start: int, end: int, problems: list[Problem]) -> None:
-        """Rows of ``start:end`` refused while applied: no reporting line is set for them."""
-        by_line = {p.line: p for p in problems}
-        for index in range(start, end):
-            row = self.checked[index]
-            if isinstance(row, ValidRow) and row.line in by_line:
-                self.checked[index] = (by_line[row.line],)
-
     def _managers(self) -> str:
         with self.provider.tenant(self.tenant_id) as db, self.provider.management() as graph_db:
             job = db.get(ImportJob, self.id)
@@ -216,8 +213,10 @@ class _Run:
             if job.phase != "managers" or job.managers_done != start:
                 return job.phase
             _custom_plans(graph_db)
+            if self.reporting is None:
+                self.reporting = rows.reporting_lines(self.sheet.records, _refused_lines(db, self.id))
             end = min(start + self.batch, job.rows_total)
-            wanted = [r for r in self.checked[start:end] if isinstance(r, ValidRow) and r.manager_email]
+            wanted = [r for r in self.reporting[start:end] if r is not None]
             placed, problems = _set_managers(db, graph_db, self.tenant_id, wanted)
             graph_db.commit()  # before the checkpoint: a re-run finds the edges and writes nothing
             _record_problems(db, self.tenant_id, self.id, problems)
@@ -318,18 +317,23 @@ def _dates_fit(db: Session, valid: list[ValidRow], updates: tuple[str, ...]) -> 
     return fit, problems
 
 
+def _refused_lines(db: Session, import_id: uuid.UUID) -> set[int]:
+    """The lines of the import with a problem: their employees were not applied."""
+    return set(db.scalars(select(ImportProblem.line).where(ImportProblem.job_id == import_id).distinct()))
+
+
 def _set_managers(db: Session, graph_db: Session, tenant_id: uuid.UUID,
-                  wanted: list[ValidRow]) -> tuple[int, list[Problem]]:
+                  wanted: list[ManagerRow]) -> tuple[int, list[Problem]]:
     """Reporting lines for ``wanted``; (how many are in place, the problems)."""
     if not wanted:
         return 0, []
-    ids = queries.ids_by_email(db, {r.work_email for r in wanted} | {r.manager_email or "" for r in wanted},
+    ids = queries.ids_by_email(db, {r.work_email for r in wanted} | {r.manager_email for r in wanted},
                                lock=True)
     problems: list[Problem] = []
     pairs: list[tuple[uuid.UUID, uuid.UUID]] = []
-    rows_of_pairs: list[ValidRow] = []
+    rows_of_pairs: list[ManagerRow] = []
     for row in wanted:
-        employee, manager = ids.get(row.work_email), ids.get(row.manager_email or "")
+        employee, manager = ids.get(row.work_email), ids.get(row.manager_email)
         if employee is None:
             problems.append(Problem(row.line, "work_email", "this employee no longer exists"))
         elif manager is None:

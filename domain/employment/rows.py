@@ -18,7 +18,7 @@ import csv
 import io
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -67,6 +67,15 @@ class ValidRow:
     end_date: date | None
     status: str
     manager_email: str | None
+
+
+@dataclass(frozen=True)
+class ManagerRow:
+    """A line's reporting line: the employee's work email and their manager's."""
+
+    line: int
+    work_email: str
+    manager_email: str
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,26 @@ def check(records: list[Record], reference: Reference) -> list[Checked]:
                 row = (Problem(row.line, "work_email", f"the same work email is on line {first}"),)
         checked.append(row)
     return checked
+
+
+def reporting_lines(records: list[Record], refused: Collection[int]) -> list[ManagerRow | None]:
+    """Each record's reporting line, or None: a line without a manager, or one of ``refused``
+    (the lines whose employee was not applied). Only the two emails are read, so a run that
+    resumes after the employees decides as the run that applied them did, whatever was
+    renamed or deleted since."""
+    emails: dict[tuple[str, str], str | DomainError] = {}
+    lines: list[ManagerRow | None] = []
+    for record in records:
+        manager = record.values.get("manager_email", "")
+        if record.line in refused or not manager:
+            lines.append(None)
+            continue
+        try:
+            employee = _email(record.values.get("work_email", ""), "work_email", emails)
+            lines.append(ManagerRow(record.line, employee, _email(manager, "manager_email", emails)))
+        except DomainError:  # never: such a line was refused with its problem
+            lines.append(None)
+    return lines
 
 
 def _email(value: str, field: str, cache: dict[tuple[str, str], str | DomainError]) -> str:

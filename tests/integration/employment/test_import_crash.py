@@ -1,18 +1,29 @@
 """The worker is SIGKILLed in the middle of an import: a new worker resumes it after the
 last committed batch (the relay sends the command again once its lease passed) and the
-import completes exactly once: every row counted once, every employee and edge once."""
+import completes exactly once: every row counted once, every employee and edge once. A
+run resumed after the employees phase sets the reporting lines the first run applied the
+employees for, even though the job type and unit the file names were renamed meanwhile."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+from domain.employment import queries, structure
 from domain.employment.imports import BATCH, CHECKPOINT_CLASS
 from domain.employment.models import Employee, ImportJob, ImportProblem
 from domain.messaging.tables import outbox
 from domain.tenancy.copying import connect
 from tests.integration.employment.conftest import Org, Plane, edge_count
-from tests.integration.employment.importing import finished, import_job, people_file, prepare, upload
+from tests.integration.employment.importing import (
+    JOB_TYPE,
+    UNIT,
+    finished,
+    import_job,
+    people_file,
+    prepare,
+    upload,
+)
 from tests.support import processes
 from tests.support.waiting import wait_for
 
@@ -71,3 +82,34 @@ def test_an_import_whose_worker_is_killed_completes_exactly_once(
     wait_for(delivered, timeout=30, message="the RunImport command to be confirmed")
     with plane.provider.tenant(org.id) as db:
         assert db.scalar(select(func.count()).select_from(ImportJob)) == 1
+
+
+def test_a_run_resumed_after_the_employees_sets_their_managers_whatever_was_renamed(
+        plane: Plane, make_org: Callable[[], Org], start_worker: Callable[..., processes.Process],
+        relay: processes.Process) -> None:
+    org = make_org()
+    prepare(plane.provider, org)
+    people = people_file(rows=300, bad=4, seed=29)  # every row names the job type and the unit
+    api = plane.client()
+    first = start_worker("employment-doomed-managers")
+    with connect(plane.provider.url_of("trial"), autocommit=True) as held:
+        held.execute("SELECT pg_advisory_lock(%s, %s)", (CHECKPOINT_CLASS, people.rows))  # the first managers
+        import_id = upload(api, org, people.data)["id"]
+        wait_for(lambda: _waiting_at(held, people.rows), timeout=60, message="the employees to be applied")
+        first.kill()
+        job = import_job(plane.provider, org, import_id)
+        assert (job.status, job.phase, job.created, job.failed, job.edges) == ("running", "managers", 296, 4,
+                                                                              0)
+        with plane.provider.tenant(org.id) as db:  # the names the file used are no longer anyone's
+            job_type = next(j for j in queries.job_types(db) if j.name == JOB_TYPE)
+            unit = next(u for u in queries.org_units(db) if u.name == UNIT)
+            structure.rename_job_type(db, job_type.id, "Renamed job")
+            structure.update_org_unit(db, unit.id, "Renamed unit", None)
+            db.commit()
+        held.execute("SELECT pg_advisory_unlock(%s, %s)", (CHECKPOINT_CLASS, people.rows))
+    start_worker("employment-survivor-managers")
+    done = finished(api, org, import_id)
+    counts = {k: done[k] for k in ("status", "created", "failed", "edges", "problems_total")}
+    assert counts == {"status": "completed", "created": 296, "failed": 4, "edges": people.managed,
+                      "problems_total": 4}
+    assert edge_count(plane.provider, org.id) == people.managed
