@@ -6,6 +6,10 @@ too deep tree between them: a unit cannot go under itself or one of its own sub-
 and no unit may be more than ``MAX_UNIT_DEPTH`` levels below the top (the depth every walk
 of the tree reads to). A walk that finds more levels than that (a tree made deeper before
 the cap was held) cannot tell, so the write is refused rather than trusted.
+
+Job type names are unique without regard to case by a check, not by the table (its unique
+constraint is on the name as written), so creating or renaming a job type takes the same
+lock: two writers of "Nurse" and "nurse" take turns, and the second finds the first.
 """
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ def _flush_job_type(db: Session, job_type: JobType) -> None:
 def create_job_type(db: Session, tenant_id: uuid.UUID, name: str) -> JobTypeView:
     """A new job type, named once per tenant (without regard to case)."""
     cleaned = _job_type_name(name)
+    _lock_structure(db)  # the table's unique name is case-sensitive: two writers take turns here
     _name_taken(db, cleaned, None)
     job_type = JobType(id=uuid.uuid4(), tenant_id=tenant_id, name=cleaned)
     _flush_job_type(db, job_type)
@@ -67,6 +72,7 @@ def create_job_type(db: Session, tenant_id: uuid.UUID, name: str) -> JobTypeView
 
 def rename_job_type(db: Session, job_type_id: uuid.UUID, name: str) -> JobTypeView:
     """Rename a job type."""
+    _lock_structure(db)
     job_type = db.get(JobType, job_type_id, with_for_update=True)
     if job_type is None:
         raise NotFound("no such job type", field="job_type_id")

@@ -108,3 +108,28 @@ def test_two_people_made_each_others_manager_at_once_make_no_deadlock(plane: Pla
     assert "cycle" in assert_refused(refused, 409, "manager_email")["reason"]
     with plane.provider.management() as graph_db:
         assert len(graph_queries.targets(graph_db, org.id, "reports_to", [x, m])) == 1
+
+
+@pytest.mark.parametrize("how", ["create", "rename"])
+def test_two_job_types_named_alike_at_once_make_one(plane: Plane, org: Org, how: str) -> None:
+    tag = uuid.uuid4().hex[:6]
+    with plane.provider.tenant(org.id) as db:
+        other = structure.create_job_type(db, org.id, f"Other {tag}")
+        db.commit()
+    if how == "create":
+        call = lambda api: api.post(f"{API}/job-types", json={"name": f"nurse {tag}"},  # noqa: E731
+                                    headers=org.auth())
+    else:
+        call = lambda api: api.put(f"{API}/job-types/{other.id}", json={"name": f"NURSE {tag}"},  # noqa: E731
+                                   headers=org.auth())
+    with plane.provider.tenant(org.id) as first:
+        structure.create_job_type(first, org.id, f"Nurse {tag}")  # not committed yet
+        threads, answers = in_thread(plane, {"second": call})
+        wait_for(lambda: lock_waiters(plane) == 1 or not threads[0].is_alive(),
+                 message="the second writer to wait for the first (or to be done)")
+        first.commit()
+    threads[0].join(30)
+    assert_refused(answers["second"], 409, "name")
+    with plane.provider.tenant(org.id) as db:
+        named = sorted(j.name for j in queries.job_types(db) if j.name.lower() == f"nurse {tag}")
+    assert named == [f"Nurse {tag}"]
