@@ -30,12 +30,19 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from domain.assets import images, keys, kinds, video
 from domain.assets.errors import Rejected
 from domain.assets.storage import CHUNK_BYTES, ObjectMissing, Storage
+from domain.errors import Transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Raised while a file is decoded but not by it: the progress written to the database on the
+# way (a lost connection, a lock timeout) or a hiccup the caller retries. Never the file's
+# fault, so never a reason to reject it (and delete it): the delivery is retried.
+NOT_THE_FILES = (SQLAlchemyError, Transient)
 
 Progress = Callable[[int], None]
 MISSING = "the uploaded file is missing"
@@ -180,7 +187,7 @@ def _decoding(job: Job, decode: Callable[[], T]) -> T:
     library's error nobody names, the task's soft time limit) is logged for operators."""
     try:
         return decode()
-    except Rejected:
+    except (Rejected, *NOT_THE_FILES):
         raise
     except Exception as exc:
         log.exception("the file of asset %s could not be decoded", job.asset_id)

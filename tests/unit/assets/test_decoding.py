@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy.exc import OperationalError
 
 from domain.assets import images, processing
 from domain.assets.errors import Rejected
+from domain.errors import Transient
 from tests.integration.assets import samples
 
 JOB = processing.Job(uuid.uuid4(), uuid.uuid4(), "x.png", "image/png", "direct", None, ())
@@ -54,3 +56,20 @@ def test_a_jpeg_cleaned_of_its_metadata_keeps_its_compression(tmp_path: Path) ->
     assert len(result.cleaned_original) <= 1.1 * len(data)
     with Image.open(io.BytesIO(result.cleaned_original)) as cleaned:
         assert not cleaned.getexif() and cleaned.size == (1000, 1000)  # upright, with no EXIF
+
+
+@pytest.mark.parametrize("error", [OperationalError("UPDATE assets", {}, Exception("server closed")),
+                                   Transient("the storage did not answer")], ids=["database", "transient"])
+def test_an_error_on_the_way_not_of_the_files_making_is_raised_not_rejected(tmp_path: Path,
+                                                                            error: Exception) -> None:
+    # The progress is written to the database while the renditions are made: its failure is
+    # retried with the delivery, never a reason to reject (and delete) the upload.
+    path = tmp_path / "fine.png"
+    path.write_bytes(samples.png(640, 480))
+
+    def progress(percent: int) -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        processing._decoding(JOB, lambda: images.process_image(path, "image/png", sizes=(320,),
+                                                              max_pixels=10**8, progress=progress))
