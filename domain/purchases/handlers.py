@@ -36,7 +36,13 @@ def charge_key(purchase: Purchase) -> str:
 
 
 def refund_key(purchase: Purchase) -> str:
-    """The gateway idempotency key of a purchase's refund."""
+    """The gateway idempotency key of a purchase's refund request: the same for every
+    delivery of one request. A request made after the gateway refused an earlier one (an
+    operator asking again once it is settled there) gets a key of its own, the time it was
+    asked: under the first key the gateway would answer with its first answer, the refusal."""
+    if purchase.failure_reason and purchase.failure_reason.startswith(REFUND_REFUSED):
+        asked = purchase.refund_requested_at.isoformat() if purchase.refund_requested_at else "again"
+        return f"{purchase.id}:refund:{asked}"
     return f"{purchase.id}:refund"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -172,3 +173,22 @@ def test_a_message_naming_another_tenant_does_nothing() -> None:
     message = ChargePurchaseV1(purchase_id=purchase.id, tenant_id=uuid.uuid4())
     session = _run(handlers.charge_purchase, purchase, gateway, message=message)
     assert gateway.calls == [] and session.written == [] and purchase.status == "pending"
+
+
+def test_a_refund_asked_again_after_a_refusal_goes_under_a_key_of_its_own() -> None:
+    # A gateway answers a key it has seen with its first answer: asked again under the first
+    # key, the refund would be refused again whatever was settled at the gateway since.
+    purchase = _purchase("refund_requested")
+    message = RefundPurchaseV1(purchase_id=purchase.id, tenant_id=purchase.tenant_id, reason="asked")
+    refused = FakeGateway(PaymentRefused("disputed", "charge_disputed"))
+    _run(handlers.refund_purchase, purchase, refused, message=message)
+    assert refused.calls == [("refund", f"{purchase.id}:refund", 1500)]
+    assert purchase.status == "completed"
+    purchase.status, purchase.refund_requested_at = "refund_requested", datetime(2026, 12, 8, tzinfo=UTC)
+    again, redelivered = FakeGateway(GatewayUnavailable("down")), FakeGateway()
+    with pytest.raises(Transient):
+        _run(handlers.refund_purchase, purchase, again, message=message)
+    _run(handlers.refund_purchase, purchase, redelivered, message=message)  # the same request, redelivered
+    key = f"{purchase.id}:refund:2026-12-08T00:00:00+00:00"
+    assert again.calls == redelivered.calls == [("refund", key, 1500)]
+    assert (purchase.status, purchase.failure_reason) == ("refunded", None)
