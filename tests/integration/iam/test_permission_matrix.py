@@ -35,6 +35,8 @@ UPLOAD, ADMIN = "assets:upload", "tenant:admin"
 READ_NOTICES = "notifications:read"
 EMP_READ, EMP_WRITE = "employment:read", "employment:write"
 
+SUPPRESSED = "/api/v1/operations/suppressed-addresses"
+
 
 def _u() -> uuid.UUID:
     """An id nothing has."""
@@ -214,6 +216,12 @@ PROTECTED: dict[tuple[str, str], Protected] = {
         BUY, 404, lambda m: Call("GET", f"/purchases/{uuid.uuid4()}")),
     ("/api/v1/operations/products", "GET"): Protected(
         OPERATOR, 200, lambda m: Call("GET", "/api/v1/operations/products")),
+    ("/api/v1/operations/suppressed-addresses", "GET"): Protected(
+        OPERATOR, 200, lambda m: Call("GET", "/api/v1/operations/suppressed-addresses")),
+    ("/api/v1/operations/suppressed-addresses/<address>", "GET"): Protected(
+        OPERATOR, 404, lambda m: Call("GET", f"{SUPPRESSED}/nobody@example.com")),
+    ("/api/v1/operations/suppressed-addresses/<address>", "DELETE"): Protected(
+        OPERATOR, 404, lambda m: Call("DELETE", f"{SUPPRESSED}/nobody@example.com")),
     ("/api/v1/operations/products", "POST"): Protected(OPERATOR, 201, lambda m: Call(
         "POST", "/api/v1/operations/products",
         {"code": f"matrix-{secrets.token_hex(4)}", "name": "Matrix add-on", "kind": "addon", "plan": None,
