@@ -5,6 +5,8 @@ Used by the CLI, the run command, the tenancy worker's migrate-all group, and te
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -111,6 +113,20 @@ def upgrade(environment: Environment, url: str, tenant_role: str = "",
     command.upgrade(alembic_config(environment, url, tenant_role), revision)
     after = current_revision(url)
     return MigrationResult(before, after, int((time.monotonic() - started) * 1000), False)
+
+
+@contextmanager
+def migrations_wait(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Hold ``LOCK_KEY`` shared on ``conn``'s database (an autocommit connection) for the
+    block: a migration of that database waits at its advisory lock, holding no table lock,
+    instead of queueing an ALTER TABLE behind the block's long snapshot with every other
+    tenant's queries queued behind the ALTER. Take it before any lock the tenant's writes
+    wait for, so that a migration waiting here holds nothing they need."""
+    conn.execute("SELECT pg_advisory_lock_shared(%s)", (LOCK_KEY,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock_shared(%s)", (LOCK_KEY,))
 
 
 def _dsn(url: str | URL) -> str:

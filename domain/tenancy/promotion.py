@@ -30,6 +30,7 @@ real worker at each step and kill it there.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -69,6 +70,11 @@ MAX_ATTEMPTS = 5
 MAX_RESUME_SECONDS = 3600
 CHECKPOINT_CLASS = 0x70726F6D  # "prom": the first key of every checkpoint lock
 ACTIVE = queries.UNDER_WAY
+
+
+class WaitingForMigrations(Exception):
+    """The trial database is at an older revision than the new one (a deploy not yet
+    migrated everywhere): the run stops, and is not counted as one of its attempts."""
 
 
 class PromotionAborted(Exception):
@@ -277,6 +283,10 @@ class _Runner:
             log.warning("promotion %s aborted: %s", self.id, exc)
             self.clean_up(promotion.tenant_id, str(exc))
             return RunResult(self.progress(), [])
+        except WaitingForMigrations as exc:  # not a failed run: it is not counted against the promotion
+            log.warning("promotion %s waits: %s", self.id, exc)
+            self.record(attempts=promotion.attempts, error=str(exc)[:2000])
+            raise
         except Exception as exc:
             promotion = self.load()
             reason = f"{type(exc).__name__}: {exc}"
@@ -329,15 +339,11 @@ class _Runner:
     def move_under_lock(self, tenant_id: uuid.UUID, url: str) -> None:
         """Copy, verify, fence and switch while the tenant's writes wait, and migrations of the
         trial database wait too (they would change what is copied)."""
-        with copying.connect(self.provider.url_of(TRIAL), autocommit=True) as lock:
-            # First, so that a migration waiting for it holds no lock the tenant's writes need.
-            lock.execute("SELECT pg_advisory_lock_shared(%s)", (migrate.LOCK_KEY,))
-            try:
-                self.checkpoint("copied")
-                self.match_schema(url)  # before the writes wait
-                self.move_while_writes_wait(lock, tenant_id, url)
-            finally:
-                lock.execute("SELECT pg_advisory_unlock_shared(%s)", (migrate.LOCK_KEY,))
+        with copying.connect(self.provider.url_of(TRIAL), autocommit=True) as lock, \
+                migrate.migrations_wait(lock):
+            self.checkpoint("copied")
+            self.match_schema(url)  # before the writes wait
+            self.move_while_writes_wait(lock, tenant_id, url)
 
     def match_schema(self, url: str) -> None:
         """Bring the new database to the trial database's revision, which a deploy may have
@@ -347,11 +353,12 @@ class _Runner:
         trial = migrate.current_revision(self.provider.url_of(TRIAL))
         ours, role = migrate.current_revision(url), self.provider.settings.tenant_db_role
         if ours != trial:
-            try:
+            with contextlib.suppress(CommandError):  # an upgrade cannot go back: checked below
                 migrate.upgrade("tenant", url, role, revision=trial or "base")
-            except CommandError:  # the trial database is behind: an upgrade cannot go back
-                raise RuntimeError(f"the new database is at revision {ours}, the trial database at {trial}: "
-                                   "migrate every tenant database, then the promotion resumes") from None
+            if migrate.current_revision(url) != trial:  # the trial database is behind
+                raise WaitingForMigrations(f"the new database is at revision {ours}, the trial database at "
+                                           f"{trial}: migrate every tenant database, then the promotion "
+                                           "resumes")
         self._tables = None
 
     def move_while_writes_wait(self, lock: psycopg.Connection, tenant_id: uuid.UUID, url: str) -> None:

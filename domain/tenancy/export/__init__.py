@@ -295,7 +295,11 @@ class _Runner:
     # the steps
     def archived(self, tenant_id: uuid.UUID) -> None:
         key = f"tenants/{tenant_id}/exports/{self.id}.tar.gz"
-        with self.writes_stopped(tenant_id) as fence, \
+        # Migrations of the tenant's database wait while its archive's snapshot is read
+        # (migrate.migrations_wait), the lock taken before the tenant's write lock.
+        url = self.provider.url_of(db_key_of(self.provider, tenant_id))
+        with copying.connect(url, autocommit=True) as held, migrate.migrations_wait(held), \
+                self.writes_stopped(tenant_id) as fence, \
                 tempfile.TemporaryDirectory(prefix="allotment-export-") as folder:
             archive = build_archive(self.provider, tenant_id, self.id, Path(folder),
                                     progress=self.progress, checkpoint=self.checkpoint)

@@ -10,6 +10,7 @@ import threading
 import uuid
 
 import psycopg
+import pytest
 from alembic import command
 from sqlalchemy import func, select, update
 
@@ -188,3 +189,25 @@ def test_a_migration_of_trial_waits_until_the_tenant_has_moved(plane: Plane) -> 
     assert outcome and outcome[0].progress.status == "completed", outcome[0].progress.error
     # It ran once the tenant was switched: never while the copy's snapshot was read.
     assert step_when_migrating and step_when_migrating[0] in ("switched", "purged")
+
+
+def test_a_trial_database_behind_the_new_one_holds_the_promotion_without_spending_a_run(
+        plane: Plane) -> None:
+    # A deploy shipped a revision and created the new database at it before migrate-all
+    # reached trial: the copy waits for trial, and the wait is not one of the runs it may fail.
+    tenant = plane.tenant(rows=5)
+    promotion_id = _request(plane, tenant.id)
+    trial = migrate.alembic_config("tenant", plane.provider.url_of(TRIAL), plane.settings.tenant_db_role)
+    command.downgrade(trial, migrate.revision_before_head("tenant"))
+    try:
+        for _ in range(promotion.MAX_ATTEMPTS + 1):
+            with pytest.raises(promotion.WaitingForMigrations):
+                promotion.run(plane.provider, promotion_id)
+        waiting = plane.promotion(promotion_id)
+        assert (waiting.status, waiting.attempts) == ("running", 0)
+        assert "migrate every tenant database" in (waiting.error or "")
+        assert plane.tenant_row(tenant.id).status == "promoting"
+    finally:
+        command.upgrade(trial, "head")
+    assert promotion.run(plane.provider, promotion_id).progress.status == "completed"
+    assert rows_in(_dedicated_url(plane, promotion_id), "notices", tenant.id) == 5

@@ -430,6 +430,37 @@ def test_an_offboarding_holds_the_tenants_writes_and_refuses_them_once_archived(
         write_notice(plane, seeded.id, reraise=True)
 
 
+def test_a_migration_of_the_tenants_database_waits_until_its_archive_is_read(plane: Plane) -> None:
+    seeded = trial_tenant(plane)
+    management = plane.provider.url_of("management")
+    migrated: list[bool] = []
+    waiting_for_the_lock = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                            "AND mode = 'ExclusiveLock' AND classid = %s AND objid = %s AND objsubid = 1 "
+                            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    halves = (migrate.LOCK_KEY >> 32, migrate.LOCK_KEY & 0xFFFFFFFF)
+    dsn = seeded.url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def migrate_it() -> None:  # what the migration environment does first, in its transaction
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (migrate.LOCK_KEY,))
+            migrated.append(True)
+
+    with connect(management, autocommit=True) as pause, psycopg.connect(dsn, autocommit=True) as watcher:
+        checkpoint(pause, "lock", "upload")  # the archive read, not yet uploaded
+        export_id = start(plane, seeded)
+        wait_for(lambda: waiting_at_checkpoint(management) and plane.job(export_id).step == "requested",
+                 timeout=60, message="the export to reach the upload")
+        migration = threading.Thread(target=migrate_it, daemon=True)
+        migration.start()
+        wait_for(lambda: watcher.execute(waiting_for_the_lock, halves).fetchone() == (1,), timeout=30,
+                 message="the migration to wait for the export")
+        assert migrated == []  # the archive's snapshot is held: the migration waits, holding no table
+        checkpoint(pause, "unlock", "upload")
+    finished(plane, export_id)
+    migration.join(timeout=60)
+    assert migrated == [True]  # and runs once the archive was read
+
+
 def checkpoint(conn: psycopg.Connection, action: str, stage: str) -> None:
     """Hold (``lock``) or let go (``unlock``) the checkpoint of ``stage``: every run pauses there."""
     query = ("SELECT pg_advisory_lock(hashtextextended(%s, 0))" if action == "lock"
