@@ -427,10 +427,8 @@ def accept(session: Session, token: str, user_id: uuid.UUID) -> InvitationView:
         .returning(Invitation.invited_by, Invitation.role_id)).first()
     if used is None:  # someone else used it between the read and the update
         raise NotFound("this invitation is unknown, already used or expired", field="token")
+    standing = _lock_standings(session, view.tenant_id, inviter=used.invited_by, acceptor=user_id)
     _check_inviter(session, view.tenant_id, used.invited_by, used.role_id)
-    standing = session.scalar(select(TenantUser.active).where(
-        TenantUser.tenant_id == view.tenant_id, TenantUser.user_id == user_id)
-        .with_for_update(key_share=True))
     if standing is False:
         raise Conflict("you are deactivated in this tenant, which an invitation does not undo: "
                        "ask one of its admins to reactivate you", field="token")
@@ -438,13 +436,31 @@ def accept(session: Session, token: str, user_id: uuid.UUID) -> InvitationView:
     return view
 
 
+def _lock_standings(session: Session, tenant_id: uuid.UUID, *, inviter: uuid.UUID,
+                    acceptor: uuid.UUID) -> bool | None:
+    """Lock the standing rows an acceptance depends on until the transaction ends, in
+    ``user_id`` order; the acceptor's standing (None: not a member yet).
+
+    The inviter's row is read FOR SHARE, so a change of their roles or standing under way
+    (``_locked_member`` holds the row) is waited for and seen, while acceptances of their
+    other invitations are not held up; the acceptor's FOR NO KEY UPDATE, so a deactivation
+    under way is waited for and two acceptances of theirs queue. This is the only place that
+    locks two members' rows: taken in one order, two members accepting each other's
+    invitations at once queue instead of each holding the row the other wants (a deadlock)."""
+    standing = None
+    for user_id in sorted({inviter, acceptor}):
+        writes = user_id == acceptor
+        active = session.scalar(select(TenantUser.active).where(
+            TenantUser.tenant_id == tenant_id, TenantUser.user_id == user_id)
+            .with_for_update(read=not writes, key_share=writes))
+        if writes:
+            standing = active
+    return standing
+
+
 def _check_inviter(session: Session, tenant_id: uuid.UUID, invited_by: uuid.UUID, role_id: uuid.UUID) -> None:
-    """The inviter's authority, checked again when the invitation is used: still an active
-    user manager who may grant the role. Their standing row is read FOR SHARE, so a change
-    of their roles or standing under way (it holds the row) is waited for and seen."""
-    session.execute(select(TenantUser.user_id).where(TenantUser.tenant_id == tenant_id,
-                                                     TenantUser.user_id == invited_by)
-                    .with_for_update(read=True))
+    """The inviter's authority, checked again when the invitation is used (their standing row
+    locked by ``_lock_standings``): still an active user manager who may grant the role."""
     role = session.get(Role, role_id)
     if (role is None or not resolve(session, invited_by, tenant_id).may("users:manage")
             or _grant_refusal(session, tenant_id, invited_by, frozenset(role.permissions),

@@ -25,7 +25,7 @@ from config.settings import Settings
 from domain.db.base import utcnow
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
-from domain.iam.models import Invitation
+from domain.iam.models import Invitation, TenantUser
 from domain.identity import services as identity
 from domain.identity.models import User
 from domain.messaging.tables import inbox, outbox
@@ -392,3 +392,51 @@ def test_a_member_deactivated_while_accepting_an_invitation_is_deactivated_after
         answer = deactivating.result(timeout=60)
     assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
     assert (answer.json["active"], answer.json["roles"]) == (False, ["employee", "hr_manager"])
+
+
+def _blocked_by(provider: DataProvider, pid: int) -> int | None:
+    """The backend waiting for a lock that backend ``pid`` holds, if one is."""
+    with provider.unscoped("management") as session:
+        return session.scalar(text("SELECT pid FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid)) "
+                                   "LIMIT 1"), {"pid": pid})
+
+
+@pytest.mark.parametrize("first", ["owner", "admin"])
+def test_two_members_accepting_each_others_invitations_at_once_both_join(
+        app: Flask, provider: DataProvider, org: Org, first: str) -> None:
+    # Each acceptance locked its inviter's standing (FOR SHARE) and then its own (FOR NO KEY
+    # UPDATE): the first held the second's inviter and waited for its own row, which the
+    # second held as its inviter's, a deadlock and a 500. Someone else reading the first
+    # acceptor's row (held below) keeps the first waiting until the second has taken its locks;
+    # whichever member's id comes first, both must now queue and join.
+    x, y = (org.owner, org.admin) if first == "owner" else (org.admin, org.owner)
+    with provider.management() as session:
+        _, to_x = iam.invite(session, org.tenant_id, email=x.email, role_name="hr_manager",
+                             invited_by=y.user_id, lifetime=timedelta(days=1))
+        _, to_y = iam.invite(session, org.tenant_id, email=y.email, role_name="hr_manager",
+                             invited_by=x.user_id, lifetime=timedelta(days=1))
+        session.commit()
+
+    def accepting(token: str, account: Account) -> Any:
+        return app.test_client().post(ACCEPT, json={"token": token, "password": account.password})
+
+    with ThreadPoolExecutor(2) as pool:
+        with provider.management() as reading:
+            reading.execute(select(TenantUser.user_id).where(TenantUser.tenant_id == org.tenant_id,
+                                                             TenantUser.user_id == x.user_id)
+                            .with_for_update(read=True))
+            reader = reading.scalar(text("SELECT pg_backend_pid()"))
+            by_x = pool.submit(accepting, to_x, x)
+            x_pid = wait_for(lambda: _blocked_by(provider, reader), timeout=30,
+                             message="the first acceptance to wait for the reader")
+            by_y = pool.submit(accepting, to_y, y)
+            wait_for(lambda: by_y.done() or _blocked_by(provider, x_pid), timeout=30,
+                     message="the second acceptance to take its locks or wait for the first")
+            reading.commit()
+        answers = [by_x.result(timeout=60), by_y.result(timeout=60)]
+    for answer in answers:
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    with provider.management() as session:
+        assert iam.member(session, org.tenant_id, x.user_id).roles == sorted([first, "hr_manager"])
+        assert iam.member(session, org.tenant_id, y.user_id).roles == sorted(
+            ["admin" if first == "owner" else "owner", "hr_manager"])
