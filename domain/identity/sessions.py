@@ -130,9 +130,11 @@ def rotate(session: Session, session_id: uuid.UUID, presented_jti: str) -> Sessi
                         swapped.expires_at)
 
 
-def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datetime) -> list[uuid.UUID]:
-    """Revoke the sessions ``ids`` and every live session switched from them, generation by
-    generation; ``ids`` and the ids of those sessions, for the revocation store.
+def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datetime, *,
+                 tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Revoke the sessions ``ids`` and every live session switched from them (only those for
+    ``tenant_id`` if given), generation by generation; ``ids`` and the ids of those sessions,
+    for the revocation store.
 
     Each generation is updated before its children are looked for: a switch holds its
     session's row (``session_end(lock=True)``) until its new session commits, so the update
@@ -143,8 +145,11 @@ def _revoke_rows(session: Session, ids: list[uuid.UUID], reason: str, now: datet
         session.execute(update(AuthSession).where(AuthSession.id.in_(generation),
                                                   AuthSession.revoked_at.is_(None))
                         .values(revoked_at=now, revoked_reason=reason[:100]))
-        generation = [sid for sid in session.scalars(select(AuthSession.id).where(
-            AuthSession.parent_id.in_(generation), AuthSession.revoked_at.is_(None))) if sid not in revoked]
+        children = select(AuthSession.id).where(AuthSession.parent_id.in_(generation),
+                                                AuthSession.revoked_at.is_(None))
+        if tenant_id is not None:
+            children = children.where(AuthSession.tenant_id == tenant_id)
+        generation = [sid for sid in session.scalars(children) if sid not in revoked]
         revoked += generation
     return revoked
 
@@ -157,15 +162,18 @@ def revoke(session: Session, session_id: uuid.UUID, reason: str) -> list[uuid.UU
 def revoke_user(session: Session, user_id: uuid.UUID, reason: str, *,
                 tenant_id: uuid.UUID | None = None) -> list[uuid.UUID]:
     """Sign out every live session of a user (only those for ``tenant_id`` if given, and
-    those switched from them); return their ids for the revocation store. The account's row
-    is locked first (FOR NO KEY UPDATE): sessions being started wait, or are waited for
-    (``start_session``)."""
+    those switched from them); return their ids for the revocation store. A cut-off in one
+    tenant ends nothing in another: a session switched from one of its sessions to another
+    tenant is left alone, as that tenant's admins, not this one's, decide who works there.
+    The account's row is locked first (FOR NO KEY UPDATE): sessions being started wait, or
+    are waited for (``start_session``)."""
     session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     query = select(AuthSession.id).where(AuthSession.user_id == user_id,
                                          AuthSession.revoked_at.is_(None))
     if tenant_id is not None:
         query = query.where(AuthSession.tenant_id == tenant_id)
-    return _revoke_rows(session, list(session.scalars(query.with_for_update())), reason, utcnow())
+    return _revoke_rows(session, list(session.scalars(query.with_for_update())), reason, utcnow(),
+                        tenant_id=tenant_id)
 
 
 def is_revoked(session: Session, session_id: uuid.UUID) -> bool:

@@ -19,6 +19,7 @@ from domain.identity import services as identity
 from domain.identity import sessions
 from tests.integration.identity.conftest import (
     ME,
+    MEMBERS,
     SESSIONS,
     TOKENS,
     Org,
@@ -172,6 +173,29 @@ def test_sessions_switched_from_a_session_end_with_it(client: FlaskClient, provi
         assert_refused(client.get(ME, headers=tokens.bearer), 401, "Authorization")
         assert_refused(refresh(client, tokens), 401, "refresh_token")
         assert session_state(provider, tokens.session_id).revoked_at is not None
+
+
+@pytest.mark.parametrize("how", ["cut off", "deactivated"])
+def test_a_cut_off_in_one_tenant_leaves_the_sessions_switched_to_another(
+        client: FlaskClient, provider: DataProvider, org: Org, how: str) -> None:
+    # A tenant admin's cut-off (or deactivation) ended, and counted, the member's sessions in
+    # the other tenants they had switched to from one of its sessions.
+    here, other = sign_in(client, org.employee), _second_tenant(provider, org)
+    there = tokens_of(client.post(SWITCH, headers=here.bearer, json={"tenant": other}))
+    back = tokens_of(client.post(SWITCH, headers=there.bearer, json={"tenant": org.slug}))
+    admin = sign_in(client, org.admin)
+    if how == "cut off":
+        ended = client.post(f"{MEMBERS}/{org.employee.user_id}/cut-off", headers=admin.bearer)
+        assert ended.status_code == 200 and ended.json == {"revoked": 2}, ended.get_data(as_text=True)[:300]
+    else:
+        ended = client.post(f"{MEMBERS}/{org.employee.user_id}/deactivate", headers=admin.bearer)
+        assert ended.status_code == 200, ended.get_data(as_text=True)[:300]
+    for tokens in (here, back):
+        assert_refused(client.get(ME, headers=tokens.bearer), 401, "Authorization")
+        assert session_state(provider, tokens.session_id).revoked_at is not None
+    assert session_state(provider, there.session_id).revoked_at is None
+    assert client.get(ME, headers=there.bearer).json["tenant_id"] != str(org.tenant_id)
+    assert tokens_of(refresh(client, there)).session_id == there.session_id
 
 
 def _waits_for_a_session(provider: DataProvider) -> bool:
