@@ -3,6 +3,11 @@
 A switch proves nothing new, so the session it opens is revoked with the one it was opened
 from (auth_sessions.parent_id). Sessions switched before this revision have no parent.
 
+auth_sessions is never pruned and can be large, and adding the column holds it ACCESS
+EXCLUSIVE until the migration commits (no sign-in, refresh or request can read it meanwhile):
+the foreign key is added NOT VALID, so PostgreSQL checks the rows written from now on without
+scanning the existing ones, whose parent_id is NULL anyway (a NULL never violates it).
+
 Revision ID: 0013
 Revises: 0012
 """
@@ -19,7 +24,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column('auth_sessions', sa.Column('parent_id', sa.Uuid(), nullable=True))
     op.create_foreign_key(op.f('fk_auth_sessions_parent_id_auth_sessions'), 'auth_sessions', 'auth_sessions',
-                          ['parent_id'], ['id'])
+                          ['parent_id'], ['id'], postgresql_not_valid=True)
     op.create_index('ix_auth_sessions_parent_id', 'auth_sessions', ['parent_id'], unique=False,
                     postgresql_where=sa.text('parent_id IS NOT NULL'))
 
