@@ -7,10 +7,12 @@ transient; a 5xx reply is permanent (a refused recipient is an undeliverable add
 connection lost during DATA leaves it uncertain whether the server kept the message, so it
 is never sent again (at most once). Login and TLS problems are configuration errors.
 
-An address beyond ASCII travels with SMTPUTF8 when the server offers it, and is refused
-before MAIL when it does not (smtplib would fail to encode it mid-transaction). Any other
-error mid-conversation drops the kept connection (it may be inside a mail transaction) and
-settles the email: refused if it came before DATA (nothing went), uncertain from DATA on.
+An address beyond ASCII travels with SMTPUTF8 when the server offers it; when it does not,
+the email fails before MAIL (smtplib would fail to encode it mid-transaction), but the
+address is not marked undeliverable: the fault is our relay's, and the address gets email
+again once the relay offers SMTPUTF8. Any other error mid-conversation drops the kept
+connection (it may be inside a mail transaction) and settles the email: refused if it came
+before DATA (nothing went), uncertain from DATA on.
 """
 from __future__ import annotations
 
@@ -172,10 +174,14 @@ class SmtpMailer:
 
 def _options(connection: smtplib.SMTP, recipient: str) -> list[str]:
     """MAIL's parameters: SMTPUTF8 (RFC 6531) when the recipient is beyond ASCII, which only a
-    server that offers it takes; otherwise the address is refused here, before MAIL."""
+    server that offers it takes; otherwise this email fails here, before MAIL."""
     if recipient.isascii():
         return []
     if connection.has_extn("smtputf8"):
         return ["SMTPUTF8"]
-    raise MailRejected("the recipient's address is beyond ASCII and the SMTP server does not offer SMTPUTF8",
-                       bad_address=True)
+    # Our relay's shortcoming, not the address's: failing the email (not marking the address
+    # undeliverable) lets it get email once the relay is upgraded. Not a misconfiguration pause:
+    # that would hold every other email behind this one until the relay changes.
+    log.error("the SMTP server does not offer SMTPUTF8: emails to addresses beyond ASCII fail")
+    raise MailRejected("the SMTP server does not offer SMTPUTF8, which the recipient's address "
+                       "(beyond ASCII) needs: not sent")

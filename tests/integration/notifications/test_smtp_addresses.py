@@ -62,8 +62,8 @@ def _unicode_address() -> str:
     return f"jörg-{secrets.token_hex(4)}@example.de"
 
 
-def test_a_recipient_beyond_ascii_is_refused_before_mail_when_the_server_lacks_smtputf8(
-        plane: Plane, smtp: SmtpServer) -> None:
+def test_a_recipient_beyond_ascii_fails_before_mail_when_the_server_lacks_smtputf8_and_is_not_blocked(
+        plane: Plane, smtp: SmtpServer, utf8_smtp: SmtpServer) -> None:
     address = _unicode_address()
     mailer = _mailer(plane, smtp)
     try:
@@ -74,12 +74,19 @@ def test_a_recipient_beyond_ascii_is_refused_before_mail_when_the_server_lacks_s
     row = _row(plane, odd)
     assert (row.state, row.attempts, row.payload) == ("failed", 1, None)
     assert "SMTPUTF8" in (row.error or "")
-    found = _undeliverable(plane, address)  # this transport can never deliver it
-    assert found is not None and found.reason == "refused"
     for event, to in ordinary.items():
         assert _row(plane, event).state == "sent"
         assert [r.rcpt_tos for r in smtp.handler.to(to)] == [[to]]
     assert len(smtp.handler.received) == 2 and len(smtp.handler.connections()) == 1
+    # The relay's shortcoming, not the address's: once the relay offers SMTPUTF8, it gets email.
+    assert _undeliverable(plane, address) is None
+    (later,) = plane.queue_emails([address])  # queued, not suppressed
+    upgraded = _mailer(plane, utf8_smtp)
+    try:
+        assert sending.drain(plane.provider, upgraded, plane.sealer()) == {"sent": 1}
+    finally:
+        upgraded.close()
+    assert _row(plane, later).state == "sent" and len(utf8_smtp.handler.to(address)) == 1
 
 
 def test_a_recipient_beyond_ascii_goes_out_with_smtputf8_when_the_server_offers_it(
