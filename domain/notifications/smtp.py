@@ -11,8 +11,8 @@ An address beyond ASCII travels with SMTPUTF8 when the server offers it; when it
 the email fails before MAIL (smtplib would fail to encode it mid-transaction), but the
 address is not marked undeliverable: the fault is our relay's, and the address gets email
 again once the relay offers SMTPUTF8. Any other error mid-conversation drops the kept
-connection (it may be inside a mail transaction) and settles the email: refused if it came
-before DATA (nothing went), uncertain from DATA on.
+connection (it may be inside a mail transaction): before DATA nothing went, so it is
+transient (retried until the give-up time); from DATA on it is uncertain.
 """
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ class SmtpMailer:
                 what = f"{type(exc).__name__}: {exc}"[:300]
                 if in_data:
                     raise MailUncertain(f"the SMTP conversation failed during DATA: {what}") from None
-                raise MailRejected(f"the SMTP conversation failed before the message went: {what}") from None
+                # Nothing went (a bug, or Celery's SoftTimeLimitExceeded): not a refusal. Like any
+                # transport failure it holds the batch, so a timed-out sender stops promptly.
+                raise MailTransient(f"the SMTP conversation failed before the message went: {what}") from None
         return SendResult(str(message["Message-ID"]))
 
     def _mail(self, connection: smtplib.SMTP, reused: bool, recipient: str) -> smtplib.SMTP:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 
 from domain.notifications import sending
@@ -109,28 +110,59 @@ def test_a_recipient_beyond_ascii_goes_out_with_smtputf8_when_the_server_offers_
     assert len(utf8_smtp.handler.connections()) == 1 and _undeliverable(plane, address) is None
 
 
-def test_an_unexpected_error_mid_conversation_drops_the_connection_and_settles_the_email_failed(
-        plane: Plane, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [RuntimeError, SoftTimeLimitExceeded])
+def test_an_unexpected_error_before_data_drops_the_connection_and_retries_the_email(
+        plane: Plane, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, error: type[Exception]) -> None:
     poisoned = refs.email("poisoned")
     rcpt = smtplib.SMTP.rcpt
 
     def failing_rcpt(self: smtplib.SMTP, recip: str, options: Any = ()) -> tuple[int, bytes]:
-        if recip == poisoned:  # a bug between MAIL and RCPT: nothing of the email went out
-            raise RuntimeError("not what the conversation expected")
+        if recip == poisoned:  # a bug (or the task's soft time limit) between MAIL and RCPT
+            raise error("not what the conversation expected")
         return rcpt(self, recip, options)
 
     monkeypatch.setattr(smtplib.SMTP, "rcpt", failing_rcpt)
     mailer = _mailer(plane, smtp)
     try:
         odd, ordinary, drained = _odd_then_ordinary(plane, mailer, poisoned)
+        # Nothing of the email went out: it is retried, not refused, and the address is not blocked.
+        # Kept after MAIL with no RSET, the connection would answer the next MAIL with 503.
+        assert drained == [{"retry": 1}, {"sent": 2}]
+        row = _row(plane, odd)
+        assert (row.state, row.attempts) == ("retry", 1) and row.payload is not None
+        assert error.__name__ in (row.error or "") and _undeliverable(plane, poisoned) is None
+        assert sorted(t for r in smtp.handler.received for t in r.rcpt_tos) == sorted(ordinary.values())
+        monkeypatch.undo()  # the cause passed: the retry goes out, once
+        assert plane.make_retries_due(odd) == 1
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 1}
     finally:
         mailer.close()
-    # Kept after MAIL with no RSET, the connection would answer the next MAIL with 503.
-    assert drained == [{"failed": 1}, {"sent": 2}]
-    row = _row(plane, odd)
-    assert (row.state, row.attempts, row.payload) == ("failed", 1, None)
-    assert "RuntimeError" in (row.error or "") and _undeliverable(plane, poisoned) is None
-    assert sorted(t for r in smtp.handler.received for t in r.rcpt_tos) == sorted(ordinary.values())
+    assert (_row(plane, odd).state, _row(plane, odd).attempts) == ("sent", 2)
+    assert len(smtp.handler.to(poisoned)) == 1
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_mid_conversation_propagates_and_drops_the_connection(
+        plane: Plane, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]) -> None:
+    rcpt = smtplib.SMTP.rcpt
+    interrupted = refs.email("interrupted")
+
+    def failing_rcpt(self: smtplib.SMTP, recip: str, options: Any = ()) -> tuple[int, bytes]:
+        if recip == interrupted:
+            raise error
+        return rcpt(self, recip, options)
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", failing_rcpt)
+    mailer = _mailer(plane, smtp)
+    ordinary = refs.email("after-interrupt")
+    try:
+        with pytest.raises(error):
+            mailer.send(Email(key="interrupted", to=interrupted, subject="s", text="t", html="<p>t</p>"))
+        # Left after MAIL, the kept connection would answer the next MAIL with 503.
+        mailer.send(Email(key="after", to=ordinary, subject="s", text="t", html="<p>t</p>"))
+    finally:
+        mailer.close()
+    assert [r.rcpt_tos for r in smtp.handler.received] == [[ordinary]]
 
 
 class FlakyMailer:
