@@ -16,8 +16,10 @@ may have gone), or queues it again on an idempotent transport (the Maildir).
 
 A transient failure puts the email back as ``retry`` with exponential backoff (at most an
 hour) and jitter, and gives up on the first one that comes ``GIVE_UP_AFTER`` after the email
-was recorded: a mail outage of minutes or hours costs a delay, not the email. When only the
-recipient was deferred (a 4xx to RCPT) the batch goes on; when the transport itself failed
+was recorded and is at least its ``GIVE_UP_MIN_ATTEMPTS``-th attempt: a mail outage of
+minutes or hours costs a delay, not the email, and an email that waited without trying (a
+misconfiguration pause, a backlog) still gets its retries (through greylisting, say). When
+only the recipient was deferred (a 4xx to RCPT) the batch goes on; when the transport itself failed
 (the server is down, a 4xx to MAIL) the sender holds the rest of its batch for the same
 pause, without spending their attempts, and stops. A misconfigured transport (login, TLS,
 AWS credentials) spends no attempt at all: the emails wait ``MISCONFIGURED_PAUSE`` at a time
@@ -51,7 +53,11 @@ log = logging.getLogger(__name__)
 BATCH = 50  # emails claimed at once
 LEASE = timedelta(minutes=5)  # a claimed batch returns to the pool after this (its sender died)
 STALE_AFTER = timedelta(minutes=10)  # longer than any one send (three SMTP steps, each timed out)
-GIVE_UP_AFTER = timedelta(hours=24)  # a transient failure of an email older than this is its last
+GIVE_UP_AFTER = timedelta(hours=24)  # a transient failure of an email older than this is its last...
+# ...once it has spent this many attempts: the time an email waited without trying (paused,
+# held, queued behind a backlog) is not failed attempts. 8 attempts span 10 + 20 + ... + 640 s
+# of backoff, about 20 minutes: past the usual greylisting delays (5 to 15 minutes).
+GIVE_UP_MIN_ATTEMPTS = 8
 MISCONFIGURED_PAUSE = timedelta(minutes=1)
 DIED = "an earlier attempt died while sending: not sent again (at most once)"
 
@@ -196,11 +202,17 @@ def _send_one(provider: DataProvider, mailer: Mailer, sealer: Sealer, row: Claim
 def _died(mailer: Mailer, row: Claimed, what: str) -> Settle:
     """An attempt that ended in an error no transport names, settled as ``sweep`` settles one
     that died: it may have gone, so it is not sent again, unless sending twice delivers once."""
-    if mailer.idempotent and row.age < GIVE_UP_AFTER:
+    if mailer.idempotent and not _gives_up(row):
         return Settle(row.id, "retry", f"the transport failed: {what}", pause=backoff(row.attempts + 1))
     if mailer.idempotent:
         return Settle(row.id, "failed", f"gave up after {row.attempts + 1} attempts: {what}")
     return Settle(row.id, "unconfirmed", f"the transport failed mid-send, it may have gone: {what}")
+
+
+def _gives_up(row: Claimed) -> bool:
+    """True when a failure of this attempt of ``row`` is its last: it is ``GIVE_UP_AFTER`` old and
+    this is at least its ``GIVE_UP_MIN_ATTEMPTS``-th attempt."""
+    return row.age >= GIVE_UP_AFTER and row.attempts + 1 >= GIVE_UP_MIN_ATTEMPTS
 
 
 def _failed(provider: DataProvider, row: Claimed, exc: Exception) -> tuple[Settle, bool]:
@@ -217,7 +229,7 @@ def _failed(provider: DataProvider, row: Claimed, exc: Exception) -> tuple[Settl
     if isinstance(exc, MailerMisconfigured):
         log.error("the mail transport is misconfigured; emails wait until it is fixed: %s", exc)
         return Settle(row.id, "retry", str(exc), pause=MISCONFIGURED_PAUSE, refund=True), True
-    if row.age >= GIVE_UP_AFTER:
+    if _gives_up(row):
         hours = GIVE_UP_AFTER.total_seconds() / 3600
         return Settle(row.id, "failed", f"gave up after {attempt} attempts in {hours:g} h: {exc}"), False
     recipient_only = isinstance(exc, MailTransient) and exc.recipient_only

@@ -195,15 +195,21 @@ def test_an_error_no_transport_names_settles_the_email_as_a_dead_attempt_and_the
     assert sorted(mailer.sent) == sorted(ordinary.values())
 
 
+@pytest.mark.parametrize(("spent", "state"), [(sending.GIVE_UP_MIN_ATTEMPTS - 1, "failed"), (0, "retry")])
 def test_an_error_no_transport_names_on_an_idempotent_transport_is_not_retried_past_the_give_up_time(
-        plane: Plane) -> None:
+        plane: Plane, spent: int, state: str) -> None:
+    # Past the give-up time only once it spent its attempts: a day of waiting is not a day of failures.
     failing = refs.email("flaky-old")
     (event,) = plane.queue_emails([failing])
     with plane.provider.management() as session:  # recorded a day ago (moved back, not waited for)
         session.execute(update(EmailDelivery).where(EmailDelivery.event_id == event)
-                        .values(created_at=EmailDelivery.created_at - sending.GIVE_UP_AFTER))
+                        .values(created_at=EmailDelivery.created_at - sending.GIVE_UP_AFTER, attempts=spent))
         session.commit()
     mailer = FlakyMailer(failing, idempotent=True)
-    assert sending.drain(plane.provider, mailer, plane.sealer()) == {"failed": 1}
+    assert sending.drain(plane.provider, mailer, plane.sealer()) == {state: 1}
     row = _row(plane, event)
-    assert (row.state, row.payload) == ("failed", None) and "gave up" in (row.error or "")
+    assert (row.state, row.attempts) == (state, spent + 1)
+    if state == "failed":
+        assert row.payload is None and "gave up" in (row.error or "")
+    else:
+        assert row.payload is not None and row.due_at is not None

@@ -2,7 +2,7 @@
 the notice, not retried, and the address gets no more email; a deferral (4xx) is retried
 with backoff until it goes through, once, however many attempts a mail outage of minutes
 takes; a deferral that lasts past ``GIVE_UP_AFTER`` since the email was recorded is settled
-as failed on the attempt that finds it so.
+as failed on the attempt that finds it so, once the email spent ``GIVE_UP_MIN_ATTEMPTS``.
 
 The backoff is 10 s, 20 s, ... with jitter: rather than wait for nothing, the tests check
 the row's ``due_at`` and then move it to now (``Plane.make_retries_due``) and run beat's
@@ -12,15 +12,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 from domain.notifications import sending
 from domain.notifications.models import EmailDelivery, UndeliverableAddress
+from domain.notifications.smtp import SmtpMailer
 from tests.integration.notifications.conftest import Plane
 from tests.integration.notifications.events import asset_ready, payment_failed
 from tests.integration.notifications.smtp_server import SmtpServer
-from tests.support import processes
+from tests.support import processes, refs
 from tests.support.waiting import wait_for
 
 
@@ -120,11 +122,15 @@ def test_a_deferral_that_outlasts_the_old_five_attempts_is_still_retried_and_sen
     assert len(smtp.handler.to(owner.email)) == 1
 
 
-def _recorded_earlier(plane: Plane, event_id: str, by: timedelta) -> None:
-    """Move the delivery's creation back by ``by`` (rather than wait so long)."""
+def _recorded_earlier(plane: Plane, event_id: str, by: timedelta, *, attempts: int | None = None) -> None:
+    """Move the delivery's creation back by ``by`` (rather than wait so long), and set the
+    attempts it spent meanwhile if given."""
+    values: dict[str, Any] = {"created_at": EmailDelivery.created_at - by}
+    if attempts is not None:
+        values["attempts"] = attempts
     with plane.provider.management() as session:
         session.execute(update(EmailDelivery).where(EmailDelivery.event_id == uuid.UUID(event_id))
-                        .values(created_at=EmailDelivery.created_at - by))
+                        .values(**values))
         session.commit()
 
 
@@ -135,18 +141,41 @@ def test_a_deferral_that_outlasts_the_give_up_time_is_settled_failed(
     smtp.handler.defer = 1000
     workers("always-deferred", **smtp.env())
     envelope = plane.announce(payment_failed(org.id, owner.user_id))
+    last = sending.GIVE_UP_MIN_ATTEMPTS
     for attempts in (1, 2):
         _deferred(plane, envelope.event_id, attempts)
-        if attempts == 2:
-            _recorded_earlier(plane, envelope.event_id, sending.GIVE_UP_AFTER)  # a day went by
+        if attempts == 2:  # a day of deferrals went by, the next attempt is the last it needs
+            _recorded_earlier(plane, envelope.event_id, sending.GIVE_UP_AFTER, attempts=last - 1)
         assert plane.make_retries_due(envelope.event_id) == 1
         plane.run_email_sender_job()
     (delivery,) = plane.wait_settled(envelope.event_id)
-    assert (delivery.state, delivery.attempts) == ("failed", 3)
-    assert (delivery.error or "").startswith("gave up after 3 attempts in 24 h: ")
+    assert (delivery.state, delivery.attempts) == ("failed", last)
+    assert (delivery.error or "").startswith(f"gave up after {last} attempts in 24 h: ")
     assert "451" in (delivery.error or "")
     assert delivery.payload is None and delivery.due_at is None
     plane.wait_handled(envelope)
     (notice,) = plane.notices(org.id, owner.user_id)
     assert plane.shown(org.id, owner.user_id) == {notice.id: "failed"}
     assert smtp.handler.received == [] and _undeliverable(plane, owner.email) is None
+
+
+def test_an_email_that_waited_past_the_give_up_time_without_attempts_is_still_retried(
+        plane: Plane, smtp: SmtpServer) -> None:
+    # A day in a misconfiguration pause or a backlog is not a day of failed attempts: its
+    # first deferral (greylisting) is retried, and the retry goes out.
+    address = refs.email("waited")
+    (event,) = plane.queue_emails([address])
+    _recorded_earlier(plane, str(event), sending.GIVE_UP_AFTER + timedelta(hours=1), attempts=0)
+    smtp.handler.defer = 1
+    mailer = SmtpMailer("127.0.0.1", smtp.port, sender=plane.settings.mail_from, starttls=False)
+    try:
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"retry": 1}
+        row = plane.delivery(event)
+        assert (row.state, row.attempts) == ("retry", 1) and "451" in (row.error or "")
+        assert row.payload is not None and row.due_at is not None
+        assert plane.make_retries_due(event) == 1
+        assert sending.drain(plane.provider, mailer, plane.sealer()) == {"sent": 1}
+    finally:
+        mailer.close()
+    assert (plane.delivery(event).state, plane.delivery(event).attempts) == ("sent", 2)
+    assert len(smtp.handler.to(address)) == 1
