@@ -131,6 +131,11 @@ class Stack:
             # CPU: the suite signs in and provisions thousands of times. The run command's
             # end-to-end test keeps the default (tests/unit/identity checks both profiles).
             "PASSWORD_HASH_PROFILE": "cheapest",
+            # Every process of every stack keeps its pools' idle connections to one server
+            # whose max_connections is 100 here (2 x-dist workers, each with its web apps,
+            # workers and second stacks): at 5 a pool the suite peaked at 98. Two idle a
+            # pool, up to 7 in use as before (max_overflow is 5).
+            "DB_POOL_SIZE": "2",
             **extra,
         }
 
