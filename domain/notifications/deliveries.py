@@ -187,7 +187,7 @@ def states_for(session: Session, user_id: uuid.UUID, event_ids: list[uuid.UUID])
 def mark_undeliverable(session: Session, address: str, reason: str, detail: str | None = None) -> bool:
     """Send no more email to ``address``; False if it was already so marked."""
     inserted = session.execute(insert(UndeliverableAddress)
-                               .values(address=address.strip().lower(), reason=reason, detail=detail)
+                               .values(address=normal_address(address), reason=reason, detail=detail)
                                .on_conflict_do_nothing(index_elements=["address"])
                                .returning(UndeliverableAddress.address)).first()
     return inserted is not None
@@ -195,4 +195,9 @@ def mark_undeliverable(session: Session, address: str, reason: str, detail: str 
 
 def is_undeliverable(session: Session, address: str) -> bool:
     """True once ``address`` bounced for good, complained or was refused."""
-    return session.get(UndeliverableAddress, address.strip().lower()) is not None
+    return session.get(UndeliverableAddress, normal_address(address)) is not None
+
+
+def normal_address(address: str) -> str:
+    """An address as the undeliverable list keys it: trimmed, lower-case."""
+    return address.strip().lower()

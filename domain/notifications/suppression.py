@@ -17,9 +17,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from domain.errors import NotFound
+from domain.notifications.deliveries import normal_address
 from domain.notifications.models import UndeliverableAddress
+from domain.text import CONTROL
 
 log = logging.getLogger(__name__)
+MAX_ADDRESS = 320  # the column's length
 
 
 @dataclass(frozen=True)
@@ -48,17 +51,26 @@ def listed(session: Session, *, reason: str | None = None, limit: int = 50,
 
 def suppressed(session: Session, address: str) -> Suppressed:
     """The suppression of ``address`` (any case); NotFound naming ``address`` if it gets email."""
-    row = session.get(UndeliverableAddress, address.strip().lower())
+    row = session.get(UndeliverableAddress, _key(address))
     if row is None:
         raise NotFound("this address is not suppressed", field="address")
     return _view(row)
+
+
+def _key(address: str) -> str:
+    """The list's key for ``address``; NotFound for what no address on it can be (a control
+    character, NUL included, which PostgreSQL refuses in text; longer than the column)."""
+    key = normal_address(address)
+    if CONTROL.search(key) or len(key) > MAX_ADDRESS:
+        raise NotFound("this address is not suppressed", field="address")
+    return key
 
 
 def let_go(session: Session, address: str, *, by: uuid.UUID | None) -> Suppressed:
     """Send email to ``address`` again; what its suppression was (NotFound if there was none).
     Emails recorded ``suppressed`` meanwhile stay so: they are not sent late."""
     row = session.scalars(delete(UndeliverableAddress)
-                          .where(UndeliverableAddress.address == address.strip().lower())
+                          .where(UndeliverableAddress.address == _key(address))
                           .returning(UndeliverableAddress)).first()
     if row is None:
         raise NotFound("this address is not suppressed", field="address")

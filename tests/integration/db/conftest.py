@@ -19,10 +19,9 @@ from domain.db import migrate
 from domain.db.provider import DataProvider, dedicated_key, server_label
 from domain.notifications.models import Notice
 from domain.tenancy.models import Tenant
-from tests.support import refs
+from tests.support import locks, refs
 from tests.support.apps import web_app
 from tests.support.services import REDIS_DB_DB_ISOLATION, Services, Stack, create_stack, drop_stack
-from tests.support.waiting import wait_for
 
 MakeDatabase = Callable[..., str]
 
@@ -46,16 +45,9 @@ def make_database(services: Services) -> Iterator[MakeDatabase]:
 
 
 def wait_until_someone_waits_for(engine: Engine, lock_key: int, what: str) -> None:
-    """Until a session of ``engine``'s database waits for the advisory lock ``lock_key`` (a bigint).
-
-    This database and this key only: other suites share the server. A bigint key is kept as
-    classid 0, objid = the key, objsubid 1."""
-    with engine.connect() as observer:
-        wait_for(lambda: observer.scalar(text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND classid = 0 AND objid = :key AND objsubid = 1"), {"key": lock_key}) == 1,
-            timeout=10, message=f"{what} to wait for the lock")
+    """Until a session of ``engine``'s database waits for the advisory lock ``lock_key``."""
+    locks.wait_until_someone_waits_for(engine.url.render_as_string(hide_password=False), lock_key, what,
+                                       timeout=10)
 
 
 MakeProbeEngine = Callable[..., Engine]

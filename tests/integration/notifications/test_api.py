@@ -247,6 +247,9 @@ def test_an_operator_sees_why_an_address_gets_no_email_and_lets_it_go(plane: Pla
         assert not is_undeliverable(session, gone) and is_undeliverable(session, angry)
     assert_refused(client.get(f"{SUPPRESSED}/{gone}", headers=operator), 404, "address")
     assert_refused(client.delete(f"{SUPPRESSED}/{gone}", headers=operator), 404, "address")
+    for odd in ("nul%00@example.com", "x" * 400 + "@example.com"):  # NUL: PostgreSQL refuses it in text
+        assert_refused(client.get(f"{SUPPRESSED}/{odd}", headers=operator), 404, "address")
+        assert_refused(client.delete(f"{SUPPRESSED}/{odd}", headers=operator), 404, "address")
     assert_refused(client.get(f"{SUPPRESSED}?reason=spite", headers=operator), 422, "reason")
     assert_refused(client.get(f"{SUPPRESSED}?limit=-1", headers=operator), 422, "limit")
 

@@ -23,7 +23,7 @@ from domain.tenancy.copying import connect
 from domain.tenancy.models import Tenant
 from tests.integration.promotion.conftest import Plane, rows_in
 from tests.integration.promotion.helpers import held_before, wait_until_waiting_at
-from tests.support.waiting import wait_for
+from tests.support.locks import wait_until_someone_waits_for
 
 TABLES = ("notices", "outbox", "inbox")
 
@@ -33,6 +33,13 @@ def _request(plane: Plane, tenant_id: uuid.UUID) -> uuid.UUID:
         promotion_id = promotion.request_promotion(session, tenant_id, reason="operator")
         session.commit()
     return promotion_id
+
+
+def _running(plane: Plane, promotion_id: uuid.UUID, outcome: list[promotion.RunResult]) -> threading.Thread:
+    """A run of the promotion in a thread of its own (started); its result goes to ``outcome``."""
+    runner = threading.Thread(target=lambda: outcome.append(promotion.run(plane.provider, promotion_id)))
+    runner.start()
+    return runner
 
 
 def _fence(plane: Plane, tenant_id: uuid.UUID) -> str | None:
@@ -104,8 +111,7 @@ def test_a_copy_that_does_not_verify_leaves_the_tenant_on_trial(plane: Plane) ->
     promotion_id = _request(plane, tenant.id)
     outcome: list[promotion.RunResult] = []
     with held_before(plane.provider, "verified") as held:
-        runner = threading.Thread(target=lambda: outcome.append(promotion.run(plane.provider, promotion_id)))
-        runner.start()
+        runner = _running(plane, promotion_id, outcome)
         wait_until_waiting_at(held, "verified")
         # The copy is in the new database: damage it before it is verified.
         copied = plane.promotion(promotion_id)
@@ -139,8 +145,7 @@ def test_a_run_after_a_deploy_migrated_trial_brings_the_new_database_to_trials_r
     promotion_id = _request(plane, tenant.id)
     outcome: list[promotion.RunResult] = []
     with held_before(plane.provider, "copied") as held:
-        runner = threading.Thread(target=lambda: outcome.append(promotion.run(plane.provider, promotion_id)))
-        runner.start()
+        runner = _running(plane, promotion_id, outcome)
         wait_until_waiting_at(held, "copied")
         # As if this run had migrated the new database before a deploy, since when trial is
         # one revision ahead (a resumed run finds it so).
@@ -156,12 +161,6 @@ def test_a_run_after_a_deploy_migrated_trial_brings_the_new_database_to_trials_r
     assert rows_in(plane.provider.url_of(TRIAL), "notices", tenant.id) == 0
 
 
-# A migration of this database waiting for its lock (a bigint key is shown in two halves).
-MIGRATION_WAITING = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                     "AND mode = 'ExclusiveLock' AND classid = %s AND objid = %s AND objsubid = 1 "
-                     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
-
-
 def test_a_migration_of_trial_waits_until_the_tenant_has_moved(plane: Plane) -> None:
     tenant = plane.tenant(rows=20)
     promotion_id = _request(plane, tenant.id)
@@ -174,15 +173,12 @@ def test_a_migration_of_trial_waits_until_the_tenant_has_moved(plane: Plane) -> 
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (migrate.LOCK_KEY,))
             step_when_migrating.append(plane.promotion(promotion_id).step)
 
-    with held_before(plane.provider, "copied") as held, psycopg.connect(trial, autocommit=True) as watcher:
-        runner = threading.Thread(target=lambda: outcome.append(promotion.run(plane.provider, promotion_id)))
-        runner.start()
+    with held_before(plane.provider, "copied") as held:
+        runner = _running(plane, promotion_id, outcome)
         wait_until_waiting_at(held, "copied")
         migration = threading.Thread(target=migrate_trial)
         migration.start()
-        halves = (migrate.LOCK_KEY >> 32, migrate.LOCK_KEY & 0xFFFFFFFF)
-        wait_for(lambda: watcher.execute(MIGRATION_WAITING, halves).fetchone() == (1,), timeout=30,
-                 message="the migration to wait for the promotion")
+        wait_until_someone_waits_for(trial, migrate.LOCK_KEY, "the migration")
     runner.join(60)
     migration.join(60)
 

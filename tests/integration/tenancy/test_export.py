@@ -47,6 +47,7 @@ from domain.tenancy.models import Promotion, Tenant, TenantExport
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, tenants, things
 from tests.support.apps import web_app
+from tests.support.locks import wait_until_someone_waits_for
 from tests.support.s3 import MotoS3, start_moto_s3
 from tests.support.services import Services, Stack, create_stack, drop_stack
 from tests.support.tenants import TenantWithMembers
@@ -434,10 +435,6 @@ def test_a_migration_of_the_tenants_database_waits_until_its_archive_is_read(pla
     seeded = trial_tenant(plane)
     management = plane.provider.url_of("management")
     migrated: list[bool] = []
-    waiting_for_the_lock = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                            "AND mode = 'ExclusiveLock' AND classid = %s AND objid = %s AND objsubid = 1 "
-                            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
-    halves = (migrate.LOCK_KEY >> 32, migrate.LOCK_KEY & 0xFFFFFFFF)
     dsn = seeded.url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     def migrate_it() -> None:  # what the migration environment does first, in its transaction
@@ -445,15 +442,14 @@ def test_a_migration_of_the_tenants_database_waits_until_its_archive_is_read(pla
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (migrate.LOCK_KEY,))
             migrated.append(True)
 
-    with connect(management, autocommit=True) as pause, psycopg.connect(dsn, autocommit=True) as watcher:
+    with connect(management, autocommit=True) as pause:
         checkpoint(pause, "lock", "upload")  # the archive read, not yet uploaded
         export_id = start(plane, seeded)
         wait_for(lambda: waiting_at_checkpoint(management) and plane.job(export_id).step == "requested",
                  timeout=60, message="the export to reach the upload")
         migration = threading.Thread(target=migrate_it, daemon=True)
         migration.start()
-        wait_for(lambda: watcher.execute(waiting_for_the_lock, halves).fetchone() == (1,), timeout=30,
-                 message="the migration to wait for the export")
+        wait_until_someone_waits_for(seeded.url, migrate.LOCK_KEY, "the migration")
         assert migrated == []  # the archive's snapshot is held: the migration waits, holding no table
         checkpoint(pause, "unlock", "upload")
     finished(plane, export_id)
