@@ -21,6 +21,7 @@ from domain.graph import queries as graph_queries
 from domain.tenancy.copying import connect
 from tests.integration.employment.conftest import API, Org, Plane, add_people
 from tests.integration.web.helpers import assert_refused
+from tests.support.locks import backend_pid, blocked_by
 from tests.support.waiting import wait_for
 
 
@@ -28,14 +29,6 @@ from tests.support.waiting import wait_for
 def org(make_org: Callable[[], Org]) -> Org:
     """The module's organisation."""
     return make_org()
-
-
-def lock_waiters(plane: Plane) -> int:
-    """How many sessions of the trial database wait for a lock (row, advisory, ...)."""
-    with connect(plane.provider.url_of("trial"), autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND wait_event_type = 'Lock'").fetchone()
-    return int(row[0]) if row else 0
 
 
 def in_thread(plane: Plane, calls: dict[str, Callable[[Any], Any]]) -> tuple[list[threading.Thread],
@@ -75,8 +68,9 @@ def test_an_employee_given_what_is_being_deleted_is_not_found(plane: Plane, org:
             structure.delete_job_type(deleting, job.id)
         else:
             structure.delete_org_unit(deleting, unit.id)
+        pid, trial = backend_pid(deleting), plane.provider.url_of("trial")
         threads, answers = in_thread(plane, {"write": call})
-        wait_for(lambda: lock_waiters(plane) == 1, message="the write to wait for the delete")
+        wait_for(lambda: blocked_by(trial, pid) == 1, message="the write to wait for the delete")
         deleting.commit()
     threads[0].join(30)
     assert_refused(answers["write"], 404, field)
@@ -98,7 +92,8 @@ def test_two_people_made_each_others_manager_at_once_make_no_deadlock(plane: Pla
         holder.execute("SELECT pg_advisory_lock(%s)", (write_lock_key(org.id),))
         threads, answers = in_thread(plane, {"x": manage(x, x_email, m_email),
                                              "m": manage(m, m_email, x_email)})
-        wait_for(lambda: lock_waiters(plane) == 2, message="both requests to wait")
+        trial = plane.provider.url_of("trial")
+        wait_for(lambda: blocked_by(trial, holder.info.backend_pid) == 2, message="both requests to wait")
         holder.execute("SELECT pg_advisory_unlock(%s)", (write_lock_key(org.id),))
     for thread in threads:
         thread.join(30)
@@ -124,9 +119,9 @@ def test_two_job_types_named_alike_at_once_make_one(plane: Plane, org: Org, how:
                                    headers=org.auth())
     with plane.provider.tenant(org.id) as first:
         structure.create_job_type(first, org.id, f"Nurse {tag}")  # not committed yet
+        pid, trial = backend_pid(first), plane.provider.url_of("trial")
         threads, answers = in_thread(plane, {"second": call})
-        wait_for(lambda: lock_waiters(plane) == 1 or not threads[0].is_alive(),
-                 message="the second writer to wait for the first (or to be done)")
+        wait_for(lambda: blocked_by(trial, pid) == 1, message="the second writer to wait for the first")
         first.commit()
     threads[0].join(30)
     assert_refused(answers["second"], 409, "name")

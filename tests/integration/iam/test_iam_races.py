@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs, tenants
+from tests.support.locks import backend_pid, blocked_by
 from tests.support.tenants import TenantWithMembers, bearer
 from tests.support.waiting import wait_for
 
@@ -31,15 +31,6 @@ def org(provider: DataProvider) -> TenantWithMembers:
     return tenants.create_tenant(provider, prefix="race")
 
 
-def _waits_for_a_lock(provider: DataProvider) -> bool:
-    """True once a transaction waits for a row lock on an IAM table."""
-    with provider.unscoped("management") as session:
-        return (session.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query ~* '(roles|memberships|tenant_users|invitations)'"))
-            or 0) >= 1
-
-
 @contextmanager
 def while_held(provider: DataProvider, first: Callable[[Session], Any],
                second: Callable[[], Any]) -> Iterator[Future[Any]]:
@@ -50,8 +41,9 @@ def while_held(provider: DataProvider, first: Callable[[Session], Any],
     with ThreadPoolExecutor(1) as pool:
         with provider.management() as held:
             first(held)
+            pid, management = backend_pid(held), provider.url_of("management")
             answer = pool.submit(second)
-            wait_for(lambda: answer.done() or _waits_for_a_lock(provider), timeout=30,
+            wait_for(lambda: answer.done() or blocked_by(management, pid) >= 1, timeout=30,
                      message="the second request to wait for the first transaction")
             held.commit()
         yield answer

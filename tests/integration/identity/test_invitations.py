@@ -34,6 +34,7 @@ from tests.integration.identity.conftest import ME, Org
 from tests.integration.web.helpers import assert_refused
 from tests.support import processes, refs, tenants
 from tests.support.apps import web_app
+from tests.support.locks import backend_pid, blocked_by
 from tests.support.mailbox import link_secret, mail_to, maildir_of
 from tests.support.services import REDIS_DB_OFFLINE, Services
 from tests.support.tenants import Account, Tokens, sign_in, tokens_of
@@ -362,14 +363,6 @@ def test_an_invitation_is_not_emailed_once_its_inviter_is_cut_off(
     assert status_of(client, owner, cut_invitation["id"])["status"] == "pending"
 
 
-def _waits_for_a_lock(provider: DataProvider) -> bool:
-    """True once a transaction waits for a lock on an account's row."""
-    with provider.unscoped("management") as session:
-        return (session.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query ~* 'from users'")) or 0) >= 1
-
-
 def test_a_member_deactivated_while_accepting_an_invitation_is_deactivated_after_it(
         client: FlaskClient, provider: DataProvider, org: Org) -> None:
     # The acceptance holds the account's row (its password was checked) and is about to read
@@ -383,9 +376,10 @@ def test_a_member_deactivated_while_accepting_an_invitation_is_deactivated_after
     with ThreadPoolExecutor(1) as pool:
         with provider.management() as accepting:
             identity.authenticate(accepting, org.employee.email, org.employee.password, writes_user=True)
+            pid, management = backend_pid(accepting), provider.url_of("management")
             deactivating = pool.submit(lambda: client.post(
                 f"/api/v1/iam/members/{org.employee.user_id}/deactivate", headers=owner.bearer))
-            wait_for(lambda: deactivating.done() or _waits_for_a_lock(provider), timeout=30,
+            wait_for(lambda: deactivating.done() or blocked_by(management, pid) >= 1, timeout=30,
                      message="the deactivation to wait for the account")
             iam.accept(accepting, token, org.employee.user_id)
             accepting.commit()

@@ -19,7 +19,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from config.settings import load_settings
 from domain.db.provider import DataProvider
@@ -31,6 +31,7 @@ from tests.integration.identity.conftest import ME, PUBLIC_URL, me
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs, tenants
 from tests.support.apps import web_app
+from tests.support.locks import backend_pid, blocked_by
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, ProviderUser, new_rsa_key
 from tests.support.services import Stack
 from tests.support.tenants import create_tenant
@@ -196,14 +197,6 @@ def test_an_operators_account_linked_before_is_not_signed_in_through_the_link(
     tenants.sign_in(web, operator)
 
 
-def _waits_for_a_lock(provider: DataProvider) -> bool:
-    """True once a transaction waits for a lock writing an account or an external identity."""
-    with provider.unscoped("management") as session:
-        return (session.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query ~* 'insert into (users|external_identities)'")) or 0) >= 1
-
-
 @pytest.mark.parametrize("account", ["an existing account", "a new account"])
 def test_two_first_sign_ins_at_once_link_one_account(web: FlaskClient, idp: OidcProvider,
                                                      person: ProviderUser, provider: DataProvider,
@@ -217,8 +210,9 @@ def test_two_first_sign_ins_at_once_link_one_account(web: FlaskClient, idp: Oidc
         with provider.management() as first:
             linked = identity.link_external_identity(first, issuer=idp.issuer, subject=person.subject,
                                                      email=person.email, email_verified=True, name="Olive")
+            pid, management = backend_pid(first), provider.url_of("management")
             second = pool.submit(sign_in_api, web, idp.mint(NONCE))
-            wait_for(lambda: second.done() or _waits_for_a_lock(provider), timeout=30,
+            wait_for(lambda: second.done() or blocked_by(management, pid) >= 1, timeout=30,
                      message="the second sign-in to wait for the first")
             first.commit()
         answer = second.result(timeout=60)

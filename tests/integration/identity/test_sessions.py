@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
 
 from domain.db.provider import DataProvider
 from domain.iam import services as iam
@@ -30,6 +29,7 @@ from tests.integration.identity.conftest import (
 )
 from tests.integration.web.helpers import assert_refused
 from tests.support import refs, tenants
+from tests.support.locks import backend_pid, blocked_by
 from tests.support.tenants import Tokens, sign_in, tokens_of
 from tests.support.waiting import wait_for
 
@@ -198,14 +198,6 @@ def test_a_cut_off_in_one_tenant_leaves_the_sessions_switched_to_another(
     assert tokens_of(refresh(client, there)).session_id == there.session_id
 
 
-def _waits_for_a_session(provider: DataProvider) -> bool:
-    """True once a transaction waits for a lock on a session's row."""
-    with provider.unscoped("management") as session:
-        return (session.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query ~* 'auth_sessions'")) or 0) >= 1
-
-
 def test_a_switch_racing_the_sign_out_of_its_session_starts_nothing(
         app: Flask, client: FlaskClient, provider: DataProvider, org: Org) -> None:
     # The sign-out has revoked the session, not yet committed: the switch waits for it, then
@@ -214,9 +206,10 @@ def test_a_switch_racing_the_sign_out_of_its_session_starts_nothing(
     with ThreadPoolExecutor(1) as pool:
         with provider.management() as signing_out:
             sessions.revoke(signing_out, victim.session_id, "signed out")
+            pid, management = backend_pid(signing_out), provider.url_of("management")
             switching = pool.submit(lambda: app.test_client().post(SWITCH, headers=victim.bearer,
                                                                    json={"tenant": other}))
-            wait_for(lambda: switching.done() or _waits_for_a_session(provider), timeout=30,
+            wait_for(lambda: switching.done() or blocked_by(management, pid) >= 1, timeout=30,
                      message="the switch to wait for the sign-out")
             signing_out.commit()
         answer = switching.result(timeout=60)
