@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Self, TypeVar
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from domain.text import CONTROL, LONE_SURROGATE, whole_number
@@ -30,19 +30,33 @@ LinkToken = Annotated[str, Field(min_length=20, max_length=100, pattern=r"^[A-Za
 PlainText = Annotated[str, AfterValidator(_no_control_characters)]
 
 
+_MALFORMED = object()  # g's record of a body that is not JSON
+
+
+def json_body() -> Any:
+    """The request's JSON body, parsed once per request (the rate limiter reads it before the
+    view); ``_MALFORMED`` when it is not JSON.
+
+    UTF-8 only, decoded strictly (RFC 8259): the json module would also take UTF-16 and
+    UTF-32, and UTF-8 bytes of a lone surrogate, which no Unicode text holds (a byte-order
+    mark is dropped). RecursionError: deeply nested input is malformed for us too."""
+    if "json_body" not in g:
+        try:
+            g.json_body = current_app.json.loads(request.get_data(cache=True).decode("utf-8-sig"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            g.json_body = _MALFORMED
+    return g.json_body
+
+
 def parse_json(model: type[M]) -> M:
     """The request body as ``model``; 415/400/422 naming the field and the reason."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "expected application/json", "Content-Type")
-    # UTF-8 only, decoded strictly (RFC 8259): the json module would also take UTF-16 and
-    # UTF-32, and UTF-8 bytes of a lone surrogate, which no Unicode text holds (a byte-order
-    # mark is dropped). A literal ``null`` is valid JSON, just not an object. RecursionError:
-    # deeply nested input is malformed for us too.
+    data = json_body()
+    if data is _MALFORMED:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON", "body")
     raw = request.get_data(cache=True)
-    try:
-        data = current_app.json.loads(raw.decode("utf-8-sig"))
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ApiError(400, "malformed_json", "the body is not valid JSON", "body") from None
+    # A literal ``null`` is valid JSON, just not an object.
     if not isinstance(data, dict):
         raise ApiError(422, "validation_failed", "expected a JSON object", "body")
     if _SURROGATE_ESCAPE.search(raw) and (at := _lone_surrogate_at(data)) is not None:

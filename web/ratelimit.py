@@ -47,6 +47,7 @@ from werkzeug.wrappers import Response
 
 from config.settings import Settings
 from domain.held_redis import HeldRedis, Script
+from web.api import json_body
 from web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -299,10 +300,8 @@ def _remote_address() -> str:
 def _account_key() -> str:
     """The email the request is about (JSON body or form), keyed with the secret so the
     counters in Redis do not reveal which addresses are being tried; else the IP."""
-    try:
-        body = request.get_json(silent=True) if request.is_json else request.form
-    except RecursionError:  # absurdly nested JSON: the view refuses it with a 400
-        body = None
+    # JSON as the view reads it (parsed once for both; malformed: the view refuses it).
+    body = json_body() if request.is_json else request.form
     email = body.get("email") if isinstance(body, dict) or hasattr(body, "get") else None
     return _key_of(email if isinstance(email, str) else None)
 
